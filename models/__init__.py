@@ -1,0 +1,1 @@
+"""Model engines: the Embedder and Generator BentoML services, and where their weights live."""

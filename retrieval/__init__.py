@@ -1,0 +1,1 @@
+"""Retrieval logic: parsing, chunking, indexing, ranking, prompting and grounding."""

@@ -1,0 +1,176 @@
+"""Questions -> retrieved passages -> supporting sentences -> a checked, cited answer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from retrieval.errors import InvalidRequest
+from retrieval.grounding import (
+    NOT_FOUND,
+    SupportingSentence,
+    Verdict,
+    candidate_sentences,
+    check_answer,
+    final_answer,
+    pick_support,
+)
+from retrieval.index import ChunkIndex, Passage, check_collection_name
+from retrieval.prompting import build_prompt
+
+
+class Generation(Protocol):
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+EmbedFn = Callable[[list[str]], Awaitable[np.ndarray]]
+GenerateFn = Callable[[str, str], Awaitable[Generation]]  # (system, user) -> completion
+StreamFn = Callable[[str, str], AsyncIterator[str]]
+
+
+@dataclass(frozen=True)
+class AnswerOptions:
+    max_question_chars: int
+    max_top_k: int
+    min_relevance: float
+    support_sentences: int = 3
+
+
+@dataclass(frozen=True)
+class Answer:
+    answer: str
+    mode: str  # generated | extractive | not_found
+    citations: list[Passage]
+    supporting: list[SupportingSentence]
+    grounding: str
+    usage: dict[str, int]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Answerer:
+    """Search and question answering over a ChunkIndex."""
+
+    def __init__(
+        self,
+        index: ChunkIndex,
+        embed: EmbedFn,
+        generate: GenerateFn,
+        stream: StreamFn,
+        options: AnswerOptions,
+    ) -> None:
+        self._index = index
+        self._embed = embed
+        self._generate = generate
+        self._stream = stream
+        self._options = options
+
+    async def search(self, query: str, collection: str, top_k: int) -> list[Passage]:
+        """The ``top_k`` passages nearest to ``query``, best first, whatever their score."""
+        passages, _, _ = await self._retrieve(query, collection, top_k, {})
+        return passages
+
+    async def answer(self, question: str, collection: str, top_k: int) -> Answer:
+        """A grounded answer with its citations. Raises InvalidRequest for bad parameters."""
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        citations, support = await self._evidence(question, collection, top_k, timings)
+        usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        verdict = Verdict(False, (), "nothing relevant was retrieved")
+        generated = ""
+        if support:
+            clock = time.perf_counter()
+            completion = await self._generate(*build_prompt(question, support))
+            timings["generate"] = _ms_since(clock)
+            usage = {
+                "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens,
+            }
+            generated = completion.text
+            verdict = check_answer(generated, support, citations)
+        text, mode = final_answer(generated, verdict, support)
+        timings["total"] = _ms_since(started)
+        return Answer(text, mode, citations, support, verdict.reason, usage, timings)
+
+    async def answer_stream(self, question: str, collection: str, top_k: int) -> AsyncIterator[str]:
+        """The answer as it is generated, then a line naming the sources it rests on.
+
+        Text already sent cannot be taken back, so an answer that fails the grounding check
+        is followed by a note and the supporting sentence that does answer.
+        """
+        citations, support = await self._evidence(question, collection, top_k, {})
+        if not support:
+            yield NOT_FOUND
+            return
+        pieces: list[str] = []
+        async for piece in self._stream(*build_prompt(question, support)):
+            pieces.append(piece)
+            yield piece
+        verdict = check_answer("".join(pieces), support, citations)
+        if verdict.grounded:
+            yield " " + "".join(f"[{s}]" for s in verdict.sources)
+        else:
+            best = support[0]
+            yield (
+                f"\n\n(Not supported by the sources: {verdict.reason}. "
+                f"The best supporting passage says: {best.text} [{best.source}])"
+            )
+        yield "\n\nSources: " + "; ".join(
+            f"[{n}] {p.filename} p.{_pages(p)}" for n, p in enumerate(citations, start=1)
+        )
+
+    async def _evidence(
+        self, question: str, collection: str, top_k: int, timings: dict[str, float]
+    ) -> tuple[list[Passage], list[SupportingSentence]]:
+        passages, qvec, timings = await self._retrieve(question, collection, top_k, timings)
+        relevant = [p for p in passages if p.score >= self._options.min_relevance]
+        candidates = candidate_sentences(relevant)
+        if not candidates:
+            return relevant, []
+        clock = time.perf_counter()
+        vectors = await self._embed([text for _, text, _ in candidates])
+        support = pick_support(qvec, candidates, vectors, self._options.support_sentences)
+        timings["support"] = _ms_since(clock)
+        return relevant, support
+
+    async def _retrieve(
+        self, query: str, collection: str, top_k: int, timings: dict[str, float]
+    ) -> tuple[list[Passage], np.ndarray, dict[str, float]]:
+        self._check(query, top_k)
+        collection = check_collection_name(collection)
+        clock = time.perf_counter()
+        qvec = (await self._embed([query.strip()]))[0]
+        timings["embed"] = _ms_since(clock)
+        clock = time.perf_counter()
+        passages = await asyncio.to_thread(self._index.search, collection, qvec, top_k)
+        timings["retrieve"] = _ms_since(clock)
+        return passages, qvec, timings
+
+    def _check(self, query: Any, top_k: Any) -> None:
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidRequest("the question is empty")
+        if len(query) > self._options.max_question_chars:
+            raise InvalidRequest(
+                f"the question is {len(query)} characters; the limit is "
+                f"{self._options.max_question_chars}"
+            )
+        if isinstance(top_k, bool) or not isinstance(top_k, int):
+            raise InvalidRequest("top_k must be an integer")
+        if not 1 <= top_k <= self._options.max_top_k:
+            raise InvalidRequest(f"top_k must be between 1 and {self._options.max_top_k}")
+
+
+def _pages(passage: Passage) -> str:
+    if passage.page_start == passage.page_end:
+        return str(passage.page_start)
+    return f"{passage.page_start}-{passage.page_end}"
+
+
+def _ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 1)

@@ -1,0 +1,281 @@
+"""The Chroma-backed index of documents and their chunks, with all-or-nothing visibility.
+
+Every chunk carries the id of the ingest that wrote it. A registry collection holds one
+record per document naming its *active* ingest; searches keep only chunks of active
+ingests. Publishing a document is a single upsert of its registry record, so a reader sees
+either all of a document's chunks or none of them, whatever the writer was doing when it
+failed or was killed. Chunks of ingests that never committed are swept away later.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrieval.chunking import Chunk
+from retrieval.errors import DocumentNotFound, InvalidRequest
+
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_REGISTRY = "rag-documents"
+_CHUNKS_PREFIX = "rag-chunks-"
+_PENDING = "pending"
+_DOCUMENT = "document"
+# Registry records need a vector in Chroma; they are never searched by it.
+_NO_VECTOR = [1.0]
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    document_id: str
+    collection: str
+    filename: str
+    sha256: str
+    pages: int
+    chunks: int
+    ingest_id: str
+    indexed_at: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_public(self) -> dict[str, Any]:
+        public = asdict(self)
+        del public["ingest_id"]
+        return public
+
+
+@dataclass(frozen=True)
+class Passage:
+    document_id: str
+    filename: str
+    page_start: int
+    page_end: int
+    text: str
+    score: float
+    chunk_index: int
+
+
+def check_collection_name(name: str) -> str:
+    """Return ``name`` if it is a valid collection name, else raise InvalidRequest."""
+    if not isinstance(name, str) or not _COLLECTION_NAME.match(name):
+        raise InvalidRequest(
+            f"invalid collection name {name!r}: use 1-63 letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+class ChunkIndex:
+    """Documents and chunks in Chroma. Methods are blocking; call them from a thread."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._collections: dict[str, Any] = {}
+        self._registry = client.get_or_create_collection(_REGISTRY, embedding_function=None)
+
+    @classmethod
+    def embedded(cls, data_dir: Path) -> ChunkIndex:
+        """An index in a local Chroma PersistentClient under ``data_dir``."""
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        client = chromadb.PersistentClient(
+            path=str(data_dir / "chroma"),
+            settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False),
+        )
+        return cls(client)
+
+    # -- documents -----------------------------------------------------------------------
+
+    def get_document(self, document_id: str) -> DocumentRecord:
+        """The committed document with this id. Raises DocumentNotFound."""
+        found = self._documents_by_id([document_id])
+        if document_id not in found:
+            raise DocumentNotFound(f"no document with id {document_id!r}")
+        return found[document_id]
+
+    def find_document(self, document_id: str) -> DocumentRecord | None:
+        return self._documents_by_id([document_id]).get(document_id)
+
+    def find_by_sha256(self, collection: str, sha256: str) -> DocumentRecord | None:
+        got = self._registry.get(
+            where={"$and": [{"kind": _DOCUMENT}, {"collection": collection}, {"sha256": sha256}]},
+            include=["metadatas"],
+        )
+        records = [_record(m) for m in got["metadatas"]]
+        return min(records, key=lambda r: r.indexed_at) if records else None
+
+    def list_documents(self, collection: str) -> list[DocumentRecord]:
+        got = self._registry.get(
+            where={"$and": [{"kind": _DOCUMENT}, {"collection": collection}]},
+            include=["metadatas"],
+        )
+        return sorted((_record(m) for m in got["metadatas"]), key=lambda r: r.filename)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def stage(self, record: DocumentRecord, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Write a document's chunks, invisible to searches until ``commit``."""
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        self._registry.upsert(
+            ids=[_pending_id(record.ingest_id)],
+            embeddings=[_NO_VECTOR],
+            metadatas=[
+                {
+                    "kind": _PENDING,
+                    "collection": record.collection,
+                    "document_id": record.document_id,
+                    "ingest_id": record.ingest_id,
+                    "started_at": time.time(),
+                }
+            ],
+        )
+        if not chunks:
+            return
+        self._chunks(record.collection).add(
+            ids=[f"{record.ingest_id}:{c.index}" for c in chunks],
+            embeddings=np.asarray(vectors, dtype=np.float32),
+            documents=[c.text for c in chunks],
+            metadatas=[
+                {
+                    "document_id": record.document_id,
+                    "ingest_id": record.ingest_id,
+                    "filename": record.filename,
+                    "page_start": c.page_start,
+                    "page_end": c.page_end,
+                    "chunk_index": c.index,
+                }
+                for c in chunks
+            ],
+        )
+
+    def commit(self, record: DocumentRecord, replaced: DocumentRecord | None) -> None:
+        """Make ``record`` the visible version of its document, then drop what it replaced."""
+        self._registry.upsert(
+            ids=[record.document_id], embeddings=[_NO_VECTOR], metadatas=[_metadata(record)]
+        )
+        self._registry.delete(ids=[_pending_id(record.ingest_id)])
+        if replaced is not None and replaced.ingest_id != record.ingest_id:
+            self._drop_ingest(replaced.collection, replaced.ingest_id)
+
+    def abort(self, record: DocumentRecord) -> None:
+        """Remove the staged chunks of an ingest that will not commit."""
+        self._drop_ingest(record.collection, record.ingest_id)
+        self._registry.delete(ids=[_pending_id(record.ingest_id)])
+
+    def delete_document(self, document_id: str) -> DocumentRecord:
+        """Hide, then remove, a document and its chunks. Raises DocumentNotFound."""
+        record = self.get_document(document_id)
+        self._registry.delete(ids=[document_id])
+        self._chunks(record.collection).delete(where={"document_id": document_id})
+        return record
+
+    def sweep_abandoned(self, older_than_s: float) -> int:
+        """Remove chunks of ingests staged more than ``older_than_s`` ago and never committed.
+
+        Returns the number of abandoned ingests removed.
+        """
+        got = self._registry.get(where={"kind": _PENDING}, include=["metadatas"])
+        cutoff = time.time() - older_than_s
+        stale = [m for m in got["metadatas"] if float(m["started_at"]) <= cutoff]
+        for meta in stale:
+            self._drop_ingest(str(meta["collection"]), str(meta["ingest_id"]))
+            self._registry.delete(ids=[_pending_id(str(meta["ingest_id"]))])
+        return len(stale)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def search(self, collection: str, vector: np.ndarray, top_k: int) -> list[Passage]:
+        """The ``top_k`` visible chunks nearest to ``vector``, best first."""
+        chunks = self._chunks(collection)
+        total = chunks.count()
+        want = min(total, top_k * 2 + 4)
+        while want > 0:
+            got = chunks.query(
+                query_embeddings=np.asarray([vector], dtype=np.float32),
+                n_results=want,
+                include=["documents", "metadatas", "distances"],
+            )
+            passages = self._visible(got)
+            # Hidden chunks (a replaced or unfinished ingest) may have crowded the visible
+            # ones out; ask for more until top_k are found or everything was seen.
+            if len(passages) >= top_k or want >= total:
+                return passages[:top_k]
+            want = min(total, want * 4)
+        return []
+
+    def count_chunks(self, collection: str) -> int:
+        return self._chunks(collection).count()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _chunks(self, collection: str) -> Any:
+        if collection not in self._collections:
+            self._collections[collection] = self._client.get_or_create_collection(
+                _CHUNKS_PREFIX + collection,
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+        return self._collections[collection]
+
+    def _documents_by_id(self, ids: list[str]) -> dict[str, DocumentRecord]:
+        got = self._registry.get(ids=ids, include=["metadatas"])
+        return {
+            m["document_id"]: _record(m) for m in got["metadatas"] if m.get("kind") == _DOCUMENT
+        }
+
+    def _visible(self, got: dict[str, Any]) -> list[Passage]:
+        metas, docs, dists = got["metadatas"][0], got["documents"][0], got["distances"][0]
+        active = self._documents_by_id(sorted({str(m["document_id"]) for m in metas}))
+        passages = []
+        for meta, text, distance in zip(metas, docs, dists, strict=True):
+            record = active.get(str(meta["document_id"]))
+            if record is None or record.ingest_id != meta["ingest_id"]:
+                continue
+            passages.append(
+                Passage(
+                    document_id=record.document_id,
+                    filename=record.filename,
+                    page_start=int(meta["page_start"]),
+                    page_end=int(meta["page_end"]),
+                    text=text,
+                    score=round(1.0 - float(distance), 4),
+                    chunk_index=int(meta["chunk_index"]),
+                )
+            )
+        return passages
+
+    def _drop_ingest(self, collection: str, ingest_id: str) -> None:
+        self._chunks(collection).delete(where={"ingest_id": ingest_id})
+
+
+def _pending_id(ingest_id: str) -> str:
+    return f"{_PENDING}:{ingest_id}"
+
+
+def _metadata(record: DocumentRecord) -> dict[str, Any]:
+    meta = asdict(record)
+    meta["metadata"] = json.dumps(record.metadata, sort_keys=True)
+    meta["kind"] = _DOCUMENT
+    return meta
+
+
+def _record(meta: dict[str, Any]) -> DocumentRecord:
+    return DocumentRecord(
+        document_id=str(meta["document_id"]),
+        collection=str(meta["collection"]),
+        filename=str(meta["filename"]),
+        sha256=str(meta["sha256"]),
+        pages=int(meta["pages"]),
+        chunks=int(meta["chunks"]),
+        ingest_id=str(meta["ingest_id"]),
+        indexed_at=float(meta["indexed_at"]),
+        metadata=json.loads(str(meta.get("metadata") or "{}")),
+    )

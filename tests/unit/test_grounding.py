@@ -1,0 +1,99 @@
+"""Answers are accepted only when the sources they cite back them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from retrieval.grounding import (
+    NOT_FOUND,
+    SupportingSentence,
+    Verdict,
+    candidate_sentences,
+    check_answer,
+    final_answer,
+    pick_support,
+)
+from retrieval.index import Passage
+from retrieval.prompting import build_prompt
+
+
+def passage(text: str, page: int) -> Passage:
+    return Passage("doc", "manual.pdf", page, page, text, 0.5, 0)
+
+
+PASSAGES = [
+    passage("Charging. The battery takes 3 hours to charge fully.", 2),
+    passage("Size. The device weighs 450 grams. It runs for 40 hours.", 5),
+]
+SUPPORT = [
+    SupportingSentence(1, "The battery takes 3 hours to charge fully.", 2, 0.7),
+    SupportingSentence(2, "The device weighs 450 grams.", 5, 0.3),
+]
+
+
+def test_a_number_from_the_other_source_is_rejected():
+    # The failure measured with SmolLM2-135M: the right sentence, the wrong source's number.
+    verdict = check_answer("The battery takes 40 hours to charge [1]", SUPPORT, PASSAGES)
+    assert not verdict.grounded
+    assert "40" in verdict.reason
+
+
+def test_a_supported_answer_is_accepted_and_cited_by_its_source():
+    verdict = check_answer("The battery takes 3 hours to charge.", SUPPORT, PASSAGES)
+    assert verdict == Verdict(True, (1,), "supported by the cited sources")
+    assert final_answer("The battery takes 3 hours to charge.", verdict, SUPPORT) == (
+        "The battery takes 3 hours to charge. [1]",
+        "generated",
+    )
+
+
+def test_prompt_numbers_map_to_citation_numbers():
+    support = [SUPPORT[1], SUPPORT[0]]  # prompt [1] is citation 2
+    verdict = check_answer("It weighs 450 grams [1]", support, PASSAGES)
+    assert verdict.grounded and verdict.sources == (2,)
+
+
+def test_a_marker_for_a_missing_source_is_rejected():
+    assert not check_answer("Red [3]", SUPPORT, PASSAGES).grounded
+
+
+def test_unsupported_words_are_rejected():
+    verdict = check_answer("Mars has a pink sky and dusty winds.", SUPPORT, PASSAGES)
+    assert not verdict.grounded
+    assert final_answer("Mars has a pink sky", verdict, SUPPORT) == (
+        "The battery takes 3 hours to charge fully. [1]",
+        "extractive",
+    )
+
+
+def test_a_declined_answer_falls_back_to_the_best_sentence():
+    verdict = check_answer("not found in the documents", SUPPORT, PASSAGES)
+    assert not verdict.grounded
+    assert final_answer("", verdict, SUPPORT)[1] == "extractive"
+
+
+def test_nothing_retrieved_is_not_found():
+    assert final_answer("", Verdict(False, (), "x"), []) == (NOT_FOUND, "not_found")
+
+
+def test_support_is_ranked_by_similarity_and_keeps_source_and_page():
+    candidates = candidate_sentences(PASSAGES)
+    assert [c[0] for c in candidates] == [1, 1, 2, 2, 2]
+    vectors = np.eye(len(candidates), dtype=np.float32)
+    question = np.zeros(len(candidates), dtype=np.float32)
+    question[3] = 1.0
+    question[1] = 0.5
+    picked = pick_support(question, candidates, vectors, limit=2)
+    assert [(s.source, s.page, s.text) for s in picked] == [
+        (2, 5, "The device weighs 450 grams."),
+        (1, 2, "The battery takes 3 hours to charge fully."),
+    ]
+
+
+def test_prompt_lists_numbered_sources_and_the_question():
+    system, user = build_prompt("  How long to charge? ", SUPPORT)
+    assert "numbered sources" in system
+    assert user == (
+        "Sources:\n[1] The battery takes 3 hours to charge fully.\n"
+        "[2] The device weighs 450 grams.\n\nQuestion: How long to charge?"
+    )

@@ -1,0 +1,116 @@
+"""ChunkIndex on a real embedded Chroma: a document is visible whole or not at all."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from retrieval.chunking import Chunk
+from retrieval.errors import DocumentNotFound, InvalidRequest
+from retrieval.index import ChunkIndex, DocumentRecord, check_collection_name
+
+DIM = 8
+
+
+def vec(i: int) -> np.ndarray:
+    v = np.zeros(DIM, dtype=np.float32)
+    v[i % DIM] = 1.0
+    return v
+
+
+def record(ingest: str, name: str = "a.pdf", chunks: int = 3) -> DocumentRecord:
+    return DocumentRecord(f"id-{name}", "default", name, f"sha-{ingest}", 1, chunks, ingest, 0.0)
+
+
+def chunks(n: int, label: str) -> list[Chunk]:
+    return [Chunk(i, f"{label} chunk {i}", 1, 1, 3) for i in range(n)]
+
+
+@pytest.fixture()
+def index(tmp_path):
+    return ChunkIndex.embedded(tmp_path)
+
+
+def stage(index, rec, label, offset=0):
+    index.stage(
+        rec, chunks(rec.chunks, label), np.stack([vec(i + offset) for i in range(rec.chunks)])
+    )
+
+
+def test_staged_chunks_are_invisible_until_commit(index):
+    rec = record("one")
+    stage(index, rec, "first")
+    assert index.search("default", vec(0), 5) == []
+    assert index.list_documents("default") == []
+    index.commit(rec, None)
+    found = index.search("default", vec(0), 5)
+    assert found[0].text == "first chunk 0"
+    assert found[0].score == pytest.approx(1.0)
+    assert [r.filename for r in index.list_documents("default")] == ["a.pdf"]
+
+
+def test_replace_shows_only_the_new_version_and_removes_the_old(index):
+    old = record("old")
+    stage(index, old, "old")
+    index.commit(old, None)
+    new = record("new")
+    stage(index, new, "new")
+    assert {p.text.split()[0] for p in index.search("default", vec(0), 10)} == {"old"}
+    index.commit(new, old)
+    assert {p.text.split()[0] for p in index.search("default", vec(0), 10)} == {"new"}
+    assert index.count_chunks("default") == 3
+
+
+def test_hidden_chunks_do_not_crowd_out_visible_ones(index):
+    visible = record("v", name="v.pdf", chunks=2)
+    stage(index, visible, "visible", offset=5)
+    index.commit(visible, None)
+    # 30 uncommitted chunks nearer to the query than the visible ones.
+    stage(index, record("hidden", name="h.pdf", chunks=30), "hidden")
+    found = index.search("default", vec(0), 2)
+    assert [p.text for p in found] == ["visible chunk 0", "visible chunk 1"]
+
+
+def test_abort_and_sweep_remove_uncommitted_chunks(index):
+    stage(index, record("aborted", name="x.pdf"), "x")
+    index.abort(record("aborted", name="x.pdf"))
+    assert index.count_chunks("default") == 0
+    stage(index, record("crashed", name="y.pdf"), "y")
+    assert index.sweep_abandoned(older_than_s=3600) == 0
+    assert index.sweep_abandoned(older_than_s=0) == 1
+    assert index.count_chunks("default") == 0
+
+
+def test_delete_removes_document_and_chunks(index):
+    rec = record("one")
+    stage(index, rec, "doc")
+    index.commit(rec, None)
+    assert index.delete_document(rec.document_id).filename == "a.pdf"
+    assert index.count_chunks("default") == 0
+    with pytest.raises(DocumentNotFound):
+        index.delete_document(rec.document_id)
+
+
+def test_collections_are_separate(index):
+    rec = DocumentRecord("id-b", "other", "b.pdf", "sha", 1, 1, "ing", 0.0)
+    index.stage(rec, chunks(1, "other"), np.stack([vec(0)]))
+    index.commit(rec, None)
+    assert index.search("default", vec(0), 5) == []
+    assert index.search("other", vec(0), 5)[0].filename == "b.pdf"
+
+
+def test_persisted_across_reopen(tmp_path):
+    rec = record("one")
+    first = ChunkIndex.embedded(tmp_path)
+    stage(first, rec, "kept")
+    first.commit(rec, None)
+    del first
+    again = ChunkIndex.embedded(tmp_path)
+    assert again.get_document(rec.document_id).sha256 == "sha-one"
+    assert again.search("default", vec(1), 1)[0].text == "kept chunk 1"
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a b", "x" * 64, "../etc", 5])
+def test_bad_collection_names(name):
+    with pytest.raises(InvalidRequest):
+        check_collection_name(name)

@@ -15,6 +15,7 @@ from retrieval.grounding import (
     NOT_FOUND,
     SupportingSentence,
     Verdict,
+    asks_for_quantity,
     candidate_sentences,
     check_answer,
     final_answer,
@@ -93,7 +94,9 @@ class Answerer:
                 "completion_tokens": completion.completion_tokens,
             }
             generated = completion.text
-            verdict = check_answer(generated, support, citations)
+            verdict = check_answer(
+                generated, support, citations, needs_number=asks_for_quantity(question)
+            )
         text, mode = final_answer(generated, verdict, support)
         timings["total"] = _ms_since(started)
         return Answer(text, mode, citations, support, verdict.reason, usage, timings)
@@ -112,7 +115,9 @@ class Answerer:
         async for piece in self._stream(*build_prompt(question, support)):
             pieces.append(piece)
             yield piece
-        verdict = check_answer("".join(pieces), support, citations)
+        verdict = check_answer(
+            "".join(pieces), support, citations, needs_number=asks_for_quantity(question)
+        )
         if verdict.grounded:
             yield " " + "".join(f"[{s}]" for s in verdict.sources)
         else:
@@ -135,7 +140,13 @@ class Answerer:
             return relevant, []
         clock = time.perf_counter()
         vectors = await self._embed([text for _, text, _ in candidates])
-        support = pick_support(qvec, candidates, vectors, self._options.support_sentences)
+        support = pick_support(
+            qvec,
+            candidates,
+            vectors,
+            self._options.support_sentences,
+            prefer_numbers=asks_for_quantity(question),
+        )
         timings["support"] = _ms_since(clock)
         return relevant, support
 

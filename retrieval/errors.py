@@ -15,57 +15,49 @@ class RagError(BentoMLException):
     """Base class of every error this service raises on purpose."""
 
     error_code = HTTPStatus.INTERNAL_SERVER_ERROR
-    code = "internal_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
 
 
 class InvalidRequest(RagError):
     """A parameter is out of range or malformed."""
 
     error_code = HTTPStatus.BAD_REQUEST
-    code = "invalid_request"
 
 
 class UnsupportedDocument(RagError):
     """The upload is not a PDF this service can index."""
 
     error_code = HTTPStatus.UNPROCESSABLE_ENTITY
-    code = "unsupported_document"
 
 
 class NotAPdf(UnsupportedDocument):
+    """The bytes carry no PDF header."""
+
     error_code = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
-    code = "not_a_pdf"
 
 
 class EmptyDocument(UnsupportedDocument):
-    code = "empty_document"
+    """No bytes, or no pages."""
 
 
 class CorruptPdf(UnsupportedDocument):
-    code = "corrupt_pdf"
+    """Damaged beyond what pypdf can recover."""
 
 
 class EncryptedPdf(UnsupportedDocument):
-    code = "encrypted_pdf"
+    """Needs a password other than the empty one."""
 
 
 class NoTextLayer(UnsupportedDocument):
-    code = "no_text_layer"
+    """Pages of images only (a scan without OCR)."""
 
 
 class DocumentTooLarge(RagError):
     error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-    code = "document_too_large"
 
 
 class DocumentNotFound(RagError):
     error_code = HTTPStatus.NOT_FOUND
-    code = "document_not_found"
 
 
 class DependencyUnavailable(RagError):
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
-    code = "dependency_unavailable"

@@ -19,8 +19,19 @@ from retrieval.text import content_words, numbers, split_sentences
 NOT_FOUND = "Not found in the documents."
 _MARKER = re.compile(r"\[(\d+)\]")
 _DECLINED = re.compile(r"not (?:found|mentioned|provided|stated)|no (?:information|answer)", re.I)
+_PREAMBLE = re.compile(r"^\s*(the answer is|answer)\s*:?[\s.:]*", re.I)
+_QUANTITY = re.compile(
+    r"\b(how (long|many|much|far|old|big|large|heavy|often|deep|high|fast)|what (year|date|time)"
+    r"|when)\b",
+    re.I,
+)
 # Share of the answer's content words that must appear in the sources it cites.
 MIN_WORD_SUPPORT = 0.6
+# A supporting sentence needs this many content words: a heading ("Warranty.") matches
+# a question well and answers nothing.
+MIN_SENTENCE_WORDS = 3
+# Similarity bonus for sentences that state a number, when the question asks for one.
+NUMBER_BONUS = 0.1
 
 
 @dataclass(frozen=True)
@@ -43,9 +54,14 @@ def candidate_sentences(passages: list[Passage], limit: int = 48) -> list[tuple[
     found: list[tuple[int, str, int]] = []
     for number, passage in enumerate(passages, start=1):
         for sentence in split_sentences(passage.text):
-            if content_words(sentence):
+            if len(content_words(sentence)) >= MIN_SENTENCE_WORDS:
                 found.append((number, sentence, passage.page_start))
     return found[:limit]
+
+
+def asks_for_quantity(question: str) -> bool:
+    """Does the question ask for a number (how long, how many, when...)?"""
+    return bool(_QUANTITY.search(question))
 
 
 def pick_support(
@@ -53,14 +69,19 @@ def pick_support(
     candidates: list[tuple[int, str, int]],
     vectors: np.ndarray,
     limit: int,
+    *,
+    prefer_numbers: bool = False,
 ) -> list[SupportingSentence]:
     """The ``limit`` candidate sentences most similar to the question, best first.
 
-    ``vectors`` are unit-length embeddings of the candidates, row for row.
+    ``vectors`` are unit-length embeddings of the candidates, row for row. With
+    ``prefer_numbers``, sentences that state a number get a small bonus.
     """
     if not candidates:
         return []
     scores = np.asarray(vectors, dtype=np.float32) @ np.asarray(question_vector, dtype=np.float32)
+    if prefer_numbers:
+        scores = scores + NUMBER_BONUS * np.array([bool(numbers(c[1])) for c in candidates])
     order = np.argsort(-scores, kind="stable")[:limit]
     return [
         SupportingSentence(
@@ -74,16 +95,21 @@ def pick_support(
 
 
 def check_answer(
-    answer: str, support: list[SupportingSentence], passages: list[Passage]
+    answer: str,
+    support: list[SupportingSentence],
+    passages: list[Passage],
+    *,
+    needs_number: bool = False,
 ) -> Verdict:
     """Is ``answer`` backed by the passages it cites?
 
     ``answer`` uses the numbering of ``support`` (``[1]`` is ``support[0]``). An answer
     without markers is taken to cite the supporting sentence it shares most words with.
     It is grounded when every number it states, and most of its content words, appear in
-    the passages of the sentences it cites.
+    the passages of the sentences it cites. With ``needs_number`` (the question asks for a
+    quantity) an answer that states no number is not an answer.
     """
-    body = _MARKER.sub("", answer).strip()
+    body = _clean(answer)
     if not body:
         return Verdict(False, (), "empty answer")
     if _DECLINED.search(body):
@@ -94,6 +120,8 @@ def check_answer(
     cited = sorted({m - 1 for m in markers}) or [_closest(body, support)]
     sources = tuple(sorted({support[i].source for i in cited}))
     evidence = " ".join(passages[s - 1].text for s in sources)
+    if needs_number and not numbers(body):
+        return Verdict(False, sources, "the question asks for a quantity; the answer has none")
     missing_numbers = numbers(body) - numbers(evidence)
     if missing_numbers:
         return Verdict(
@@ -116,10 +144,13 @@ def final_answer(
     if not support:
         return NOT_FOUND, "not_found"
     if verdict.grounded:
-        body = _MARKER.sub("", answer).strip()
-        return f"{body} {_markers(verdict.sources)}", "generated"
+        return f"{_clean(answer)} {_markers(verdict.sources)}", "generated"
     best = support[0]
     return f"{best.text} {_markers((best.source,))}", "extractive"
+
+
+def _clean(answer: str) -> str:
+    return _PREAMBLE.sub("", _MARKER.sub("", answer)).strip()
 
 
 def _closest(body: str, support: list[SupportingSentence]) -> int:

@@ -120,10 +120,8 @@ class ChunkIndex:
 
     # -- writing -------------------------------------------------------------------------
 
-    def stage(self, record: DocumentRecord, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        """Write a document's chunks, invisible to searches until ``commit``."""
-        if len(chunks) != len(vectors):
-            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+    def begin(self, record: DocumentRecord) -> None:
+        """Note that ``record``'s ingest has started, so its chunks can be swept if it dies."""
         self._registry.upsert(
             ids=[_pending_id(record.ingest_id)],
             embeddings=[_NO_VECTOR],
@@ -137,6 +135,11 @@ class ChunkIndex:
                 }
             ],
         )
+
+    def stage(self, record: DocumentRecord, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Write chunks of a begun ingest, invisible to searches until ``commit``."""
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         if not chunks:
             return
         self._chunks(record.collection).add(

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-import numpy as np
-
 from retrieval.chunking import TokenCounter, chunk_pages
 from retrieval.errors import InvalidRequest
 from retrieval.index import ChunkIndex, DocumentRecord, check_collection_name
@@ -23,7 +21,7 @@ from retrieval.parsing import check_size, parse_pdf
 
 logger = logging.getLogger(__name__)
 
-EmbedFn = Callable[[list[str]], Awaitable[np.ndarray]]
+EmbedFn = Callable[[list[str]], Awaitable[Any]]  # -> unit vectors, one row per text
 MAX_METADATA_BYTES = 8192
 
 
@@ -136,10 +134,6 @@ class Ingestor:
         )
         timings["parse_and_chunk"] = _ms_since(clock)
 
-        clock = time.perf_counter()
-        vectors = await self._embed_all([c.text for c in chunks])
-        timings["embed"] = _ms_since(clock)
-
         record = DocumentRecord(
             document_id=document_id,
             collection=collection,
@@ -152,21 +146,23 @@ class Ingestor:
             metadata=metadata,
         )
         clock = time.perf_counter()
+        await asyncio.to_thread(self._index.begin, record)
         try:
-            await asyncio.to_thread(self._index.stage, record, chunks, vectors)
+            # Each slice is stored as soon as it is embedded: memory stays flat for long
+            # documents, and a crash leaves only invisible chunks for the sweep.
+            size = self._options.embed_batch
+            for start in range(0, len(chunks), size):
+                part = chunks[start : start + size]
+                vectors = await self._embed([c.text for c in part])
+                await asyncio.to_thread(self._index.stage, record, part, vectors)
             await asyncio.to_thread(self._index.commit, record, previous)
         except BaseException:
             # Also on cancellation: the staged chunks were never visible; drop them now
             # rather than wait for the sweep.
             await asyncio.shield(asyncio.to_thread(self._index.abort, record))
             raise
-        timings["index"] = _ms_since(clock)
+        timings["embed_and_index"] = _ms_since(clock)
         return _result(record, "replaced" if previous else "indexed", timings)
-
-    async def _embed_all(self, texts: list[str]) -> np.ndarray:
-        size = self._options.embed_batch
-        parts = [await self._embed(texts[i : i + size]) for i in range(0, len(texts), size)]
-        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
 def _result(record: DocumentRecord, status: str, timings: dict[str, float]) -> IngestResult:

@@ -13,7 +13,8 @@ _SPACES = re.compile(r"[ \t\r\f\v]+")
 # or at a paragraph break. Abbreviations split too; the chunker tolerates that.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])|\n\n+")
 _WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# A number not glued to a preceding letter: "X2" is a name, "12V" states 12.
+_NUMBER = re.compile(r"(?<![A-Za-z])\d+(?:[.,]\d+)*")
 
 STOPWORDS = frozenset(
     [

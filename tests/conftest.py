@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_PDFS = ROOT.parent / "shared" / "pdfs"
+# The served instance's upload limit, small so a test can exceed it cheaply.
+UPLOAD_LIMIT_MB = 4
 
 
 def shared_pdf(relative: str) -> Path:
@@ -63,7 +66,14 @@ class Server:
     def start(self, timeout: float = 180) -> None:
         import httpx
 
-        env = {**os.environ, "RAG_DATA_DIR": str(self.data_dir), "HF_HUB_OFFLINE": "1"}
+        env = {
+            **os.environ,
+            "RAG_DATA_DIR": str(self.data_dir),
+            "RAG_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB),
+            "HF_HUB_OFFLINE": "1",
+            # Unbuffered, so tests can follow the log as it happens.
+            "PYTHONUNBUFFERED": "1",
+        }
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -80,7 +90,6 @@ class Server:
             env=env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -95,19 +104,33 @@ class Server:
         raise RuntimeError(f"bentoml serve not ready after {timeout} s; see {self.log}")
 
     def kill(self) -> None:
-        """SIGKILL the whole process tree: no clean shutdown, as in a crash."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-        self.process = None
+        """SIGKILL the server and all its workers at once, as in a crash."""
+        self._signal_tree(signal.SIGKILL)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        """Shut down cleanly; SIGKILL what is still running after 30 s."""
+        self._signal_tree(signal.SIGTERM)
+
+    def _signal_tree(self, signum: int) -> None:
+        import psutil
+
+        if self.process is None:
+            return
+        # BentoML's workers run in sessions of their own: signal each one, not a group.
+        try:
+            family = [psutil.Process(self.process.pid)]
+            family += family[0].children(recursive=True)
+        except psutil.NoSuchProcess:
+            family = []
+        for proc in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signum)
+        _, alive = psutil.wait_procs(family, timeout=30)
+        for proc in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        psutil.wait_procs(alive, timeout=10)
+        self.process.wait(timeout=10)
         self.process = None
 
 
@@ -118,3 +141,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture()
+def client(server: Server):
+    import bentoml
+
+    with bentoml.SyncHTTPClient(server.url, timeout=300) as http_client:
+        yield http_client

@@ -26,7 +26,8 @@ MANUAL_PAGES: list[str] = [
 def make_pdf(pages: list[str], *, title: str = "Test document") -> bytes:
     """A PDF with one page per string, text drawn as real text (extractable)."""
     buffer = io.BytesIO()
-    pdf = canvas.Canvas(buffer, pagesize=A4)
+    # invariant: same pages, same bytes (no timestamps or random ids).
+    pdf = canvas.Canvas(buffer, pagesize=A4, invariant=1)
     pdf.setTitle(title)
     _, height = A4
     for text in pages:

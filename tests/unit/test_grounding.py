@@ -8,6 +8,7 @@ from retrieval.grounding import (
     NOT_FOUND,
     SupportingSentence,
     Verdict,
+    asks_for_quantity,
     candidate_sentences,
     check_answer,
     final_answer,
@@ -15,6 +16,7 @@ from retrieval.grounding import (
 )
 from retrieval.index import Passage
 from retrieval.prompting import build_prompt
+from retrieval.text import numbers
 
 
 def passage(text: str, page: int) -> Passage:
@@ -53,6 +55,40 @@ def test_prompt_numbers_map_to_citation_numbers():
     assert verdict.grounded and verdict.sources == (2,)
 
 
+def test_a_quantity_question_needs_a_number_in_the_answer():
+    assert asks_for_quantity("How long is the warranty?")
+    assert not asks_for_quantity("Who makes the radio?")
+    verdict = check_answer(
+        "The battery takes long to charge.", SUPPORT, PASSAGES, needs_number=True
+    )
+    assert not verdict.grounded
+    assert "quantity" in verdict.reason
+
+
+def test_headings_are_not_supporting_sentences_and_numbers_get_a_bonus():
+    candidates = [(1, "Warranty gives 24 months cover.", 4), (1, "Warranty covers drops only.", 4)]
+    assert candidate_sentences([passage("Warranty. " + " ".join(c[1] for c in candidates), 4)]) == (
+        candidates
+    )
+    vectors = np.array([[0.0, 1.0], [1.0, 0.0]], dtype=np.float32)
+    question = np.array([0.6, 0.55], dtype=np.float32)
+    assert pick_support(question, candidates, vectors, 1)[0].text == candidates[1][1]
+    best = pick_support(question, candidates, vectors, 1, prefer_numbers=True)[0]
+    assert best.text == candidates[0][1]
+
+
+def test_digits_inside_names_are_not_numbers():
+    assert numbers("The Aurora X2 takes 3 hours at 12V") == {"3", "12"}
+    verdict = check_answer("The X2 needs a battery.", SUPPORT, PASSAGES, needs_number=True)
+    assert not verdict.grounded
+
+
+def test_preamble_is_dropped_from_a_generated_answer():
+    answer = "The answer is: The battery takes 3 hours to charge."
+    verdict = check_answer(answer, SUPPORT, PASSAGES)
+    assert final_answer(answer, verdict, SUPPORT)[0] == "The battery takes 3 hours to charge. [1]"
+
+
 def test_a_marker_for_a_missing_source_is_rejected():
     assert not check_answer("Red [3]", SUPPORT, PASSAGES).grounded
 
@@ -78,11 +114,12 @@ def test_nothing_retrieved_is_not_found():
 
 def test_support_is_ranked_by_similarity_and_keeps_source_and_page():
     candidates = candidate_sentences(PASSAGES)
-    assert [c[0] for c in candidates] == [1, 1, 2, 2, 2]
+    # Headings ("Charging.", "Size.") are dropped.
+    assert [c[0] for c in candidates] == [1, 2, 2]
     vectors = np.eye(len(candidates), dtype=np.float32)
     question = np.zeros(len(candidates), dtype=np.float32)
-    question[3] = 1.0
-    question[1] = 0.5
+    question[1] = 1.0
+    question[0] = 0.5
     picked = pick_support(question, candidates, vectors, limit=2)
     assert [(s.source, s.page, s.text) for s in picked] == [
         (2, 5, "The device weighs 450 grams."),

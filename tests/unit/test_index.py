@@ -32,6 +32,7 @@ def index(tmp_path):
 
 
 def stage(index, rec, label, offset=0):
+    index.begin(rec)
     index.stage(
         rec, chunks(rec.chunks, label), np.stack([vec(i + offset) for i in range(rec.chunks)])
     )
@@ -93,7 +94,7 @@ def test_delete_removes_document_and_chunks(index):
 
 def test_collections_are_separate(index):
     rec = DocumentRecord("id-b", "other", "b.pdf", "sha", 1, 1, "ing", 0.0)
-    index.stage(rec, chunks(1, "other"), np.stack([vec(0)]))
+    stage(index, rec, "other")
     index.commit(rec, None)
     assert index.search("default", vec(0), 5) == []
     assert index.search("other", vec(0), 5)[0].filename == "b.pdf"

@@ -1,0 +1,80 @@
+"""RAGService in-process, with the real models and no HTTP: concurrency and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import shared_pdf
+from tests.pdfs import MANUAL_PAGES, make_pdf
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory):
+    data_dir = tmp_path_factory.mktemp("inprocess")
+    os.environ["RAG_DATA_DIR"] = str(data_dir)
+    from settings import get_settings
+
+    get_settings.cache_clear()
+    import service as service_module
+
+    svc = service_module.RAGService()
+    assert svc.index is not None
+    yield svc
+    os.environ.pop("RAG_DATA_DIR", None)
+    get_settings.cache_clear()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_two_uploads_of_one_file_at_once_make_one_document(service, tmp_path: Path):
+    path = tmp_path / "manual.pdf"
+    path.write_bytes(make_pdf(MANUAL_PAGES))
+
+    async def twice():
+        return await asyncio.gather(
+            service.ingest(file=path, collection="twice"),
+            service.ingest(file=path, collection="twice"),
+        )
+
+    first, second = run(twice())
+    assert sorted([first.status, second.status]) == ["indexed", "unchanged"]
+    assert first.document_id == second.document_id
+    docs = run(service.list_documents(collection="twice")).documents
+    assert len(docs) == 1
+    assert service.index.count_chunks("twice") == first.chunks == docs[0].chunks
+
+
+def test_cancelled_ingest_leaves_no_chunks(service):
+    big = shared_pdf("sample-files/009-pdflatex-geotopo/GeoTopo-komprimiert.pdf")
+
+    async def cancel_midway():
+        task = asyncio.create_task(service.ingest(file=big, collection="cancelled"))
+        while service.index.count_chunks("cancelled") == 0:
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(cancel_midway())
+    assert service.index.count_chunks("cancelled") == 0
+    assert run(service.list_documents(collection="cancelled")).documents == []
+
+
+def test_query_in_process_cites_the_page(service, tmp_path: Path):
+    path = tmp_path / "manual.pdf"
+    path.write_bytes(make_pdf(MANUAL_PAGES))
+    run(service.ingest(file=path, collection="inproc", filename="radio.pdf"))
+    reply = run(
+        service.query(question="When does the battery need replacing?", collection="inproc")
+    )
+    assert reply.citations[0].filename == "radio.pdf"
+    assert reply.citations[0].page_start == 2
+    assert "500" in reply.answer

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from retrieval.engines import EmbedFn, GenerateFn, StreamFn, ms_since
 from retrieval.errors import InvalidRequest
 from retrieval.grounding import (
     NOT_FOUND,
@@ -23,17 +24,6 @@ from retrieval.grounding import (
 )
 from retrieval.index import ChunkIndex, Passage, check_collection_name
 from retrieval.prompting import build_prompt
-
-
-class Generation(Protocol):
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-
-
-EmbedFn = Callable[[list[str]], Awaitable[np.ndarray]]
-GenerateFn = Callable[[str, str], Awaitable[Generation]]  # (system, user) -> completion
-StreamFn = Callable[[str, str], AsyncIterator[str]]
 
 
 @dataclass(frozen=True)
@@ -74,7 +64,7 @@ class Answerer:
 
     async def search(self, query: str, collection: str, top_k: int) -> list[Passage]:
         """The ``top_k`` passages nearest to ``query``, best first, whatever their score."""
-        passages, _, _ = await self._retrieve(query, collection, top_k, {})
+        passages, _ = await self._retrieve(query, collection, top_k, {})
         return passages
 
     async def answer(self, question: str, collection: str, top_k: int) -> Answer:
@@ -88,7 +78,7 @@ class Answerer:
         if support:
             clock = time.perf_counter()
             completion = await self._generate(*build_prompt(question, support))
-            timings["generate"] = _ms_since(clock)
+            timings["generate"] = ms_since(clock)
             usage = {
                 "prompt_tokens": completion.prompt_tokens,
                 "completion_tokens": completion.completion_tokens,
@@ -98,7 +88,7 @@ class Answerer:
                 generated, support, citations, needs_number=asks_for_quantity(question)
             )
         text, mode = final_answer(generated, verdict, support)
-        timings["total"] = _ms_since(started)
+        timings["total"] = ms_since(started)
         return Answer(text, mode, citations, support, verdict.reason, usage, timings)
 
     async def answer_stream(self, question: str, collection: str, top_k: int) -> AsyncIterator[str]:
@@ -133,7 +123,7 @@ class Answerer:
     async def _evidence(
         self, question: str, collection: str, top_k: int, timings: dict[str, float]
     ) -> tuple[list[Passage], list[SupportingSentence]]:
-        passages, qvec, timings = await self._retrieve(question, collection, top_k, timings)
+        passages, qvec = await self._retrieve(question, collection, top_k, timings)
         relevant = [p for p in passages if p.score >= self._options.min_relevance]
         candidates = candidate_sentences(relevant)
         if not candidates:
@@ -147,21 +137,21 @@ class Answerer:
             self._options.support_sentences,
             prefer_numbers=asks_for_quantity(question),
         )
-        timings["support"] = _ms_since(clock)
+        timings["support"] = ms_since(clock)
         return relevant, support
 
     async def _retrieve(
         self, query: str, collection: str, top_k: int, timings: dict[str, float]
-    ) -> tuple[list[Passage], np.ndarray, dict[str, float]]:
+    ) -> tuple[list[Passage], np.ndarray]:
         self._check(query, top_k)
         collection = check_collection_name(collection)
         clock = time.perf_counter()
         qvec = (await self._embed([query.strip()]))[0]
-        timings["embed"] = _ms_since(clock)
+        timings["embed"] = ms_since(clock)
         clock = time.perf_counter()
         passages = await asyncio.to_thread(self._index.search, collection, qvec, top_k)
-        timings["retrieve"] = _ms_since(clock)
-        return passages, qvec, timings
+        timings["retrieve"] = ms_since(clock)
+        return passages, qvec
 
     def _check(self, query: Any, top_k: Any) -> None:
         if not isinstance(query, str) or not query.strip():
@@ -181,7 +171,3 @@ def _pages(passage: Passage) -> str:
     if passage.page_start == passage.page_end:
         return str(passage.page_start)
     return f"{passage.page_start}-{passage.page_end}"
-
-
-def _ms_since(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 1)

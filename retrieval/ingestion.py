@@ -9,19 +9,18 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
 from retrieval.chunking import TokenCounter, chunk_pages
+from retrieval.engines import EmbedFn, ms_since
 from retrieval.errors import InvalidRequest
 from retrieval.index import ChunkIndex, DocumentRecord, check_collection_name
 from retrieval.parsing import check_size, parse_pdf
 
 logger = logging.getLogger(__name__)
 
-EmbedFn = Callable[[list[str]], Awaitable[Any]]  # -> unit vectors, one row per text
 MAX_METADATA_BYTES = 8192
 
 
@@ -132,7 +131,7 @@ class Ingestor:
             max_tokens=self._options.chunk_tokens,
             overlap_tokens=self._options.overlap_tokens,
         )
-        timings["parse_and_chunk"] = _ms_since(clock)
+        timings["parse_and_chunk"] = ms_since(clock)
 
         record = DocumentRecord(
             document_id=document_id,
@@ -161,7 +160,7 @@ class Ingestor:
             # rather than wait for the sweep.
             await asyncio.shield(asyncio.to_thread(self._index.abort, record))
             raise
-        timings["embed_and_index"] = _ms_since(clock)
+        timings["embed_and_index"] = ms_since(clock)
         return _result(record, "replaced" if previous else "indexed", timings)
 
 
@@ -176,7 +175,3 @@ def _result(record: DocumentRecord, status: str, timings: dict[str, float]) -> I
         status=status,
         timings_ms=timings,
     )
-
-
-def _ms_since(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 1)

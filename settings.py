@@ -69,8 +69,10 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(50.0, gt=0, description="Largest PDF accepted (MiB).")
     max_question_chars: int = Field(2000, ge=1, description="Longest question accepted.")
     max_top_k: int = Field(20, ge=1, description="Largest top_k accepted.")
+    # Measured with all-MiniLM-L6-v2: questions about a passage score 0.19-0.6 against it,
+    # unrelated questions below 0.07.
     min_relevance: float = Field(
-        0.2,
+        0.15,
         ge=-1.0,
         le=1.0,
         description=(

@@ -73,7 +73,7 @@ class Answerer:
         timings: dict[str, float] = {}
         citations, support = await self._evidence(question, collection, top_k, timings)
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
-        verdict = Verdict(False, (), "nothing relevant was retrieved")
+        verdict = Verdict(False, (), "no passage or sentence relevant to the question")
         generated = ""
         if support:
             clock = time.perf_counter()

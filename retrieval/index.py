@@ -197,8 +197,8 @@ class ChunkIndex:
 
     def search(self, collection: str, vector: np.ndarray, top_k: int) -> list[Passage]:
         """The ``top_k`` visible chunks nearest to ``vector``, best first."""
-        chunks = self._chunks(collection)
-        total = chunks.count()
+        chunks = self._chunks(collection, create=False)
+        total = chunks.count() if chunks is not None else 0
         want = min(total, top_k * 2 + 4)
         while want > 0:
             got = chunks.query(
@@ -215,17 +215,32 @@ class ChunkIndex:
         return []
 
     def count_chunks(self, collection: str) -> int:
-        return self._chunks(collection).count()
+        chunks = self._chunks(collection, create=False)
+        return chunks.count() if chunks is not None else 0
 
     # -- internals -----------------------------------------------------------------------
 
-    def _chunks(self, collection: str) -> Any:
+    def _chunks(self, collection: str, *, create: bool = True) -> Any:
+        """The Chroma collection of ``collection``'s chunks; None if absent and not ``create``.
+
+        Reads do not create: a mistyped collection name must not leave an empty one behind.
+        """
         if collection not in self._collections:
-            self._collections[collection] = self._client.get_or_create_collection(
-                _CHUNKS_PREFIX + collection,
-                embedding_function=None,
-                configuration={"hnsw": {"space": "cosine"}},
-            )
+            from chromadb.errors import NotFoundError
+
+            name = _CHUNKS_PREFIX + collection
+            try:
+                self._collections[collection] = (
+                    self._client.get_or_create_collection(
+                        name,
+                        embedding_function=None,
+                        configuration={"hnsw": {"space": "cosine"}},
+                    )
+                    if create
+                    else self._client.get_collection(name, embedding_function=None)
+                )
+            except NotFoundError:
+                return None
         return self._collections[collection]
 
     def _documents_by_id(self, ids: list[str]) -> dict[str, DocumentRecord]:

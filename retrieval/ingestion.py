@@ -116,8 +116,11 @@ class Ingestor:
         check_size(data, filename=name, max_bytes=self._options.max_bytes)
         sha256 = hashlib.sha256(data).hexdigest()
         previous = await asyncio.to_thread(self._index.find_document, document_id)
-        same = previous if previous and previous.sha256 == sha256 else None
-        same = same or await asyncio.to_thread(self._index.find_by_sha256, collection, sha256)
+        if previous is not None:
+            same = previous if previous.sha256 == sha256 else None
+        else:
+            # The same bytes under another name (a renamed copy) are not indexed twice.
+            same = await asyncio.to_thread(self._index.find_by_sha256, collection, sha256)
         if same is not None:
             return _result(same, "unchanged", timings)
 

@@ -108,6 +108,21 @@ def test_same_bytes_again_is_unchanged_and_new_bytes_replace(client, tmp_path):
     assert [(d["filename"], d["sha256"]) for d in docs] == [("spec.pdf", changed["sha256"])]
 
 
+def test_renamed_copy_is_not_indexed_twice_but_a_named_file_is_replaced(client, tmp_path):
+    one = write_pdf(tmp_path, "one.pdf", ["Version one of the falcon report."])
+    two = write_pdf(tmp_path, "two.pdf", ["Version two of the falcon report."])
+    first = client.ingest(file=one, collection="renames")
+    client.ingest(file=two, collection="renames")
+    copy = client.ingest(file=one, collection="renames", filename="copy-of-one.pdf")
+    assert (copy["status"], copy["document_id"]) == ("unchanged", first["document_id"])
+    # one.pdf now gets the bytes of two.pdf: it is replaced, not matched to two.pdf.
+    swapped = client.ingest(file=two, collection="renames", filename="one.pdf")
+    assert (swapped["status"], swapped["document_id"]) == ("replaced", first["document_id"])
+    docs = client.list_documents(collection="renames")["documents"]
+    assert [d["filename"] for d in docs] == ["one.pdf", "two.pdf"]
+    assert docs[0]["sha256"] == docs[1]["sha256"]
+
+
 def test_delete_removes_the_document_from_search(client, tmp_path):
     doc = client.ingest(
         file=write_pdf(tmp_path, "gone.pdf", ["Zebras migrate across the Serengeti."]),
@@ -181,11 +196,18 @@ def test_bad_bytes_get_a_4xx_naming_the_problem(client, manual, tmp_path, conten
         ({"question": "battery?", "collection": "../etc"}, "collection"),
     ],
 )
-def test_bad_query_parameters_get_400(server, params, reason):
-    reply = httpx.post(f"{server.url}/query", json=params, timeout=60)
+@pytest.mark.parametrize("route", ["query", "query_stream"])
+def test_bad_query_parameters_get_400(server, route, params, reason):
+    reply = httpx.post(f"{server.url}/{route}", json=params, timeout=60)
     assert reply.status_code == 400
     assert reason in reply.text
     assert "Traceback" not in reply.text
+
+
+def test_bad_search_parameters_get_400(server):
+    reply = httpx.post(f"{server.url}/search", json={"query": "x", "top_k": 21}, timeout=60)
+    assert reply.status_code == 400
+    assert "top_k must be between 1 and 20" in reply.text
 
 
 def test_health_and_metrics_endpoints(server):

@@ -115,3 +115,9 @@ def test_persisted_across_reopen(tmp_path):
 def test_bad_collection_names(name):
     with pytest.raises(InvalidRequest):
         check_collection_name(name)
+
+
+def test_reading_an_unknown_collection_creates_nothing(index, tmp_path):
+    assert index.search("typo", vec(0), 5) == []
+    assert index.count_chunks("typo") == 0
+    assert "rag-chunks-typo" not in {c.name for c in index._client.list_collections()}

@@ -15,7 +15,7 @@ from typing import Any
 
 from retrieval.chunking import TokenCounter, chunk_pages
 from retrieval.engines import EmbedFn, ms_since
-from retrieval.errors import InvalidRequest
+from retrieval.errors import InvalidRequest, NoTextLayer
 from retrieval.index import ChunkIndex, DocumentRecord, check_collection_name
 from retrieval.parsing import check_size, parse_pdf
 
@@ -134,6 +134,8 @@ class Ingestor:
             max_tokens=self._options.chunk_tokens,
             overlap_tokens=self._options.overlap_tokens,
         )
+        if not chunks:
+            raise NoTextLayer(f"{name} has no text that the embedder can read")
         timings["parse_and_chunk"] = ms_since(clock)
 
         record = DocumentRecord(

@@ -20,7 +20,7 @@ from models.generator import ChatPrompt, Completion, Generator
 from models.store import ModelSource
 from retrieval.answering import Answer, Answerer, AnswerOptions
 from retrieval.chunking import WordPieceCounter
-from retrieval.index import ChunkIndex, DocumentRecord, Passage, check_collection_name
+from retrieval.index import DocumentRecord, Passage, check_collection_name, open_index
 from retrieval.ingestion import IngestOptions, Ingestor, IngestResult
 from settings import get_settings
 
@@ -102,8 +102,9 @@ class DeleteResponse(BaseModel):
 
 @bentoml.service(
     name="rag",
-    # One worker: the embedded Chroma index belongs to one process. The APIs are async, so
-    # that worker serves many requests at once while the model services do the heavy work.
+    # One worker: the embedded Chroma index belongs to one process (with a Chroma server,
+    # scale out with replicas). The APIs are async, so that worker serves many requests at
+    # once while the model services do the heavy work.
     workers=1,
     traffic={"timeout": 600},
 )
@@ -114,8 +115,12 @@ class RAGService:
     def __init__(self) -> None:
         embedder_dir, self._embedder_label = ModelSource(settings.embedder_model).resolve()
         _, self._generator_label = ModelSource(settings.generator_model).resolve()
-        self.index = ChunkIndex.embedded(settings.data_dir)
-        swept = self.index.sweep_abandoned(older_than_s=0)
+        self.index = open_index(settings.data_dir, settings.chroma_url)
+        # Embedded, this process is the only writer: whatever is pending was interrupted.
+        # A shared server may have replicas ingesting right now: sweep only old leftovers.
+        swept = self.index.sweep_abandoned(
+            older_than_s=settings.abandoned_ingest_s if settings.chroma_url else 0
+        )
         if swept:
             logger.warning("removed chunks of %d interrupted ingest(s)", swept)
         self.ingestor = Ingestor(

@@ -20,6 +20,21 @@ class Settings(BaseSettings):
         Path("rag-data"),
         description="Directory of the embedded Chroma index (created if missing).",
     )
+    chroma_url: str | None = Field(
+        None,
+        description=(
+            "URL of a Chroma server (http://host:8000); unset = the embedded Chroma in "
+            "data_dir. Set it to run several replicas on one index."
+        ),
+    )
+    abandoned_ingest_s: float = Field(
+        3600.0,
+        gt=0,
+        description=(
+            "With a Chroma server, chunks of an ingest that has not committed after this "
+            "many seconds are swept at start-up (embedded: all, as no one else writes)."
+        ),
+    )
 
     # Models: BentoML model-store tags, imported by scripts/import_models.py.
     embedder_model: str = Field(

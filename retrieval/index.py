@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from retrieval.chunking import Chunk
-from retrieval.errors import DocumentNotFound, InvalidRequest
+from retrieval.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
 
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _REGISTRY = "rag-documents"
@@ -90,6 +91,30 @@ class ChunkIndex:
             settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False),
         )
         return cls(client)
+
+    @classmethod
+    def server(cls, url: str) -> ChunkIndex:
+        """An index in the Chroma server at ``url`` (``http[s]://host:port``).
+
+        Raises:
+            DependencyUnavailable: the server does not answer.
+        """
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        parsed = urlsplit(url)
+        if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+            raise ValueError(f"Chroma URL must look like http://host:8000, got {url!r}")
+        try:
+            client = chromadb.HttpClient(
+                host=parsed.hostname,
+                port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+                ssl=parsed.scheme == "https",
+                settings=ChromaSettings(anonymized_telemetry=False),
+            )
+            return cls(client)
+        except Exception as exc:  # chromadb raises many types for "cannot connect"
+            raise DependencyUnavailable(f"Chroma server at {url} is unavailable: {exc}") from exc
 
     # -- documents -----------------------------------------------------------------------
 
@@ -272,6 +297,11 @@ class ChunkIndex:
 
     def _drop_ingest(self, collection: str, ingest_id: str) -> None:
         self._chunks(collection).delete(where={"ingest_id": ingest_id})
+
+
+def open_index(data_dir: Path, chroma_url: str | None) -> ChunkIndex:
+    """The index configuration asks for: a Chroma server if a URL is set, else embedded."""
+    return ChunkIndex.server(chroma_url) if chroma_url else ChunkIndex.embedded(data_dir)
 
 
 def _pending_id(ingest_id: str) -> str:

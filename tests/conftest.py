@@ -53,11 +53,57 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float, log: Path) -> None:
+    """Poll ``url`` until it answers 200; fail if ``process`` exits or time runs out."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited early; see {log}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} not ready after {timeout} s; see {log}")
+
+
+class ChromaServer:
+    """A real Chroma server (`chroma run`) on a free port."""
+
+    def __init__(self, base: Path) -> None:
+        self.log = base / "chroma.log"
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "chroma"), "run", "--path", str(base / "db"),
+             "--host", "127.0.0.1", "--port", str(port)],
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_for_http(f"{self.url}/api/v2/heartbeat", self.process, 60, self.log)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a Chroma server that lives for the session."""
+    chroma = ChromaServer(tmp_path_factory.mktemp("chroma-server"))
+    yield chroma.url
+    chroma.stop()
+
+
 class Server:
     """A real `bentoml serve` of this project in its own process group."""
 
-    def __init__(self, data_dir: Path, log: Path) -> None:
+    def __init__(self, data_dir: Path, log: Path, chroma_url: str | None = None) -> None:
         self.data_dir = data_dir
+        self.chroma_url = chroma_url
         self.log = log
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -70,6 +116,7 @@ class Server:
             **os.environ,
             "RAG_DATA_DIR": str(self.data_dir),
             "RAG_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB),
+            "RAG_CHROMA_URL": self.chroma_url or "",
             "HF_HUB_OFFLINE": "1",
             # Unbuffered, so tests can follow the log as it happens.
             "PYTHONUNBUFFERED": "1",
@@ -103,6 +150,12 @@ class Server:
             time.sleep(0.5)
         raise RuntimeError(f"bentoml serve not ready after {timeout} s; see {self.log}")
 
+    def open_index(self):
+        """The index this server writes to, opened from the test process."""
+        from retrieval.index import open_index
+
+        return open_index(self.data_dir, self.chroma_url)
+
     def kill(self) -> None:
         """SIGKILL the server and all its workers at once, as in a crash."""
         self._signal_tree(signal.SIGKILL)
@@ -134,13 +187,17 @@ class Server:
         self.process = None
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("serve")
-    srv = Server(base / "data", base / "serve.log")
+@pytest.fixture(scope="session", params=["embedded-chroma", "chroma-server"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A real `bentoml serve`, on the embedded index and on a Chroma server: same tests."""
+    base = tmp_path_factory.mktemp(f"serve-{request.param}")
+    chroma = ChromaServer(base) if request.param == "chroma-server" else None
+    srv = Server(base / "data", base / "serve.log", chroma.url if chroma else None)
     srv.start()
     yield srv
     srv.stop()
+    if chroma is not None:
+        chroma.stop()
 
 
 @pytest.fixture()

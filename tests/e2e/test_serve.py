@@ -12,7 +12,6 @@ import httpx
 import pytest
 from bentoml.exceptions import BentoMLException
 
-from retrieval.index import ChunkIndex
 from tests.conftest import UPLOAD_LIMIT_MB, shared_pdf
 from tests.pdfs import MANUAL_PAGES, make_pdf
 
@@ -241,7 +240,7 @@ def test_killed_ingest_leaves_nothing_and_restart_keeps_everything(server, manua
     uploader.join(timeout=60)
 
     # The crash left staged chunks behind, none of them visible as a document.
-    on_disk = ChunkIndex.embedded(server.data_dir)
+    on_disk = server.open_index()
     assert on_disk.count_chunks("killed") > 0
     assert on_disk.list_documents("killed") == []
     del on_disk

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+import chromadb
 import numpy as np
 import pytest
 
 from retrieval.chunking import Chunk
-from retrieval.errors import DocumentNotFound, InvalidRequest
+from retrieval.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
 from retrieval.index import ChunkIndex, DocumentRecord, check_collection_name
 
 DIM = 8
@@ -26,9 +29,21 @@ def chunks(n: int, label: str) -> list[Chunk]:
     return [Chunk(i, f"{label} chunk {i}", 1, 1, 3) for i in range(n)]
 
 
+@pytest.fixture(params=["embedded", "server"])
+def backend(request, tmp_path):
+    """Opens the index on the embedded Chroma or on a real, emptied Chroma server."""
+    if request.param == "embedded":
+        return lambda: ChunkIndex.embedded(tmp_path)
+    url = request.getfixturevalue("chroma_url")
+    client = chromadb.HttpClient(host=urlsplit(url).hostname, port=urlsplit(url).port)
+    for collection in client.list_collections():
+        client.delete_collection(collection.name)
+    return lambda: ChunkIndex.server(url)
+
+
 @pytest.fixture()
-def index(tmp_path):
-    return ChunkIndex.embedded(tmp_path)
+def index(backend):
+    return backend()
 
 
 def stage(index, rec, label, offset=0):
@@ -100,13 +115,13 @@ def test_collections_are_separate(index):
     assert index.search("other", vec(0), 5)[0].filename == "b.pdf"
 
 
-def test_persisted_across_reopen(tmp_path):
+def test_persisted_across_reopen(backend):
     rec = record("one")
-    first = ChunkIndex.embedded(tmp_path)
+    first = backend()
     stage(first, rec, "kept")
     first.commit(rec, None)
     del first
-    again = ChunkIndex.embedded(tmp_path)
+    again = backend()
     assert again.get_document(rec.document_id).sha256 == "sha-one"
     assert again.search("default", vec(1), 1)[0].text == "kept chunk 1"
 
@@ -117,7 +132,23 @@ def test_bad_collection_names(name):
         check_collection_name(name)
 
 
-def test_reading_an_unknown_collection_creates_nothing(index, tmp_path):
+def test_reading_an_unknown_collection_creates_nothing(index):
     assert index.search("typo", vec(0), 5) == []
     assert index.count_chunks("typo") == 0
     assert "rag-chunks-typo" not in {c.name for c in index._client.list_collections()}
+
+
+def test_an_unreachable_chroma_server_is_a_clear_503():
+    from tests.conftest import free_port
+
+    with pytest.raises(
+        DependencyUnavailable, match=r"Chroma server at http://127\.0\.0\.1:"
+    ) as raised:
+        ChunkIndex.server(f"http://127.0.0.1:{free_port()}")
+    assert raised.value.error_code.value == 503
+
+
+@pytest.mark.parametrize("url", ["localhost:8000", "ftp://x:1", "http://"])
+def test_a_malformed_chroma_url_is_rejected(url):
+    with pytest.raises(ValueError, match="Chroma URL"):
+        ChunkIndex.server(url)

@@ -19,6 +19,7 @@ from models.embedder import Embedder
 from models.generator import ChatPrompt, Completion, Generator
 from models.store import ModelSource
 from retrieval.answering import Answer, Answerer, AnswerOptions
+from retrieval.cache import AnswerCache, cached_embedder, make_cache
 from retrieval.chunking import WordPieceCounter
 from retrieval.index import DocumentRecord, Passage, check_collection_name, open_index
 from retrieval.ingestion import IngestOptions, Ingestor, IngestResult
@@ -50,6 +51,10 @@ class SupportingSentence(BaseModel):
 
 class QueryResponse(BaseModel):
     answer: str
+    cached: bool = Field(
+        description="True when this answer was served from the answer cache: the collection "
+        "has not changed since it was computed."
+    )
     answer_mode: str = Field(
         description="generated (checked against its sources), extractive (the model's answer "
         "failed the check; this is the best supporting sentence) or not_found."
@@ -118,6 +123,11 @@ class RAGService:
         self.index = open_index(settings.data_dir, settings.chroma_url)
         # Embedded, this process is the only writer: whatever is pending was interrupted.
         # A shared server may have replicas ingesting right now: sweep only old leftovers.
+        cache = make_cache(settings.redis_url, settings.cache_memory_entries)
+        self._answers = AnswerCache(cache, settings.answer_cache_ttl_s)
+        embed = cached_embedder(
+            self._embed, cache, self._embedder_label, settings.embedding_cache_ttl_s
+        )
         swept = self.index.sweep_abandoned(
             older_than_s=settings.abandoned_ingest_s if settings.chroma_url else 0
         )
@@ -126,17 +136,18 @@ class RAGService:
         self.ingestor = Ingestor(
             self.index,
             WordPieceCounter(embedder_dir / "tokenizer.json"),
-            self._embed,
+            embed,
             IngestOptions(
                 max_bytes=settings.max_upload_bytes,
                 chunk_tokens=settings.chunk_tokens,
                 overlap_tokens=settings.chunk_overlap_tokens,
                 embed_batch=settings.ingest_embed_batch,
             ),
+            on_change=self._answers.invalidate,
         )
         self.answerer = Answerer(
             self.index,
-            self._embed,
+            embed,
             self._generate,
             self._stream,
             AnswerOptions(
@@ -144,6 +155,12 @@ class RAGService:
                 max_top_k=settings.max_top_k,
                 min_relevance=settings.min_relevance,
             ),
+            cache=self._answers,
+            cache_params={
+                "embedder": self._embedder_label,
+                "generator": self._generator_label,
+                "max_new_tokens": settings.max_new_tokens,
+            },
         )
 
     @bentoml.api
@@ -193,7 +210,7 @@ class RAGService:
     @bentoml.api
     async def delete_document(self, document_id: str) -> DeleteResponse:
         """Remove a document and all its chunks."""
-        record = await asyncio.to_thread(self.index.delete_document, document_id)
+        record = await self.ingestor.delete(document_id)
         return DeleteResponse(
             document_id=record.document_id,
             filename=record.filename,
@@ -218,6 +235,7 @@ class RAGService:
     def _query_response(self, answer: Answer) -> QueryResponse:
         return QueryResponse(
             answer=answer.answer,
+            cached=answer.cached,
             answer_mode=answer.mode,
             grounding=answer.grounding,
             citations=_citations(answer.citations),

@@ -36,6 +36,23 @@ class Settings(BaseSettings):
         ),
     )
 
+    redis_url: str | None = Field(
+        None,
+        description=(
+            "Redis URL (redis://host:6379/0) for the embedding and answer caches; unset = "
+            "an in-process cache. Redis being down never fails a request."
+        ),
+    )
+    cache_memory_entries: int = Field(
+        20000, ge=1, description="Entries kept by the in-process cache (LRU)."
+    )
+    embedding_cache_ttl_s: int = Field(
+        7 * 24 * 3600, ge=1, description="How long a cached embedding is kept (s)."
+    )
+    answer_cache_ttl_s: int = Field(
+        24 * 3600, ge=1, description="How long a cached answer is kept (s)."
+    )
+
     # Models: BentoML model-store tags, imported by scripts/import_models.py.
     embedder_model: str = Field(
         "rag-embedder:latest",

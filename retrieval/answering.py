@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from retrieval.cache import AnswerCache
 from retrieval.engines import EmbedFn, GenerateFn, StreamFn, ms_since
 from retrieval.errors import InvalidRequest
 from retrieval.grounding import (
@@ -43,6 +44,20 @@ class Answer:
     grounding: str
     usage: dict[str, int]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Answer:
+        return cls(
+            **{
+                **data,
+                "citations": [Passage(**p) for p in data["citations"]],
+                "supporting": [SupportingSentence(**s) for s in data["supporting"]],
+            }
+        )
 
 
 class Answerer:
@@ -55,7 +70,12 @@ class Answerer:
         generate: GenerateFn,
         stream: StreamFn,
         options: AnswerOptions,
+        cache: AnswerCache | None = None,
+        cache_params: dict[str, Any] | None = None,
     ) -> None:
+        """``cache_params`` name what else changes an answer (model versions, token caps)."""
+        self._cache = cache
+        self._cache_params = {**(cache_params or {}), **asdict(options)}
         self._index = index
         self._embed = embed
         self._generate = generate
@@ -68,8 +88,25 @@ class Answerer:
         return passages
 
     async def answer(self, question: str, collection: str, top_k: int) -> Answer:
-        """A grounded answer with its citations. Raises InvalidRequest for bad parameters."""
+        """A grounded answer with its citations, from the cache when the collection has not
+        changed since it was computed. Raises InvalidRequest for bad parameters."""
         started = time.perf_counter()
+        self._check(question, top_k)
+        collection = check_collection_name(collection)
+        if self._cache is None:
+            return await self._answer(question, collection, top_k, started)
+        key = await asyncio.to_thread(
+            self._cache.key, question, collection, {**self._cache_params, "top_k": top_k}
+        )
+        hit = await asyncio.to_thread(self._cache.get, key)
+        if hit is not None:
+            answer = Answer.from_dict(hit)
+            return replace(answer, cached=True, timings_ms={"total": ms_since(started)})
+        answer = await self._answer(question, collection, top_k, started)
+        await asyncio.to_thread(self._cache.put, key, answer.to_dict())
+        return answer
+
+    async def _answer(self, question: str, collection: str, top_k: int, started: float) -> Answer:
         timings: dict[str, float] = {}
         citations, support = await self._evidence(question, collection, top_k, timings)
         usage = {"prompt_tokens": 0, "completion_tokens": 0}

@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
@@ -74,8 +75,15 @@ class Ingestor:
     """Indexes PDFs into a ChunkIndex. Safe to call concurrently."""
 
     def __init__(
-        self, index: ChunkIndex, counter: TokenCounter, embed: EmbedFn, options: IngestOptions
+        self,
+        index: ChunkIndex,
+        counter: TokenCounter,
+        embed: EmbedFn,
+        options: IngestOptions,
+        on_change: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_change(collection)`` runs after every commit or delete that changes it."""
+        self._on_change = on_change or (lambda collection: None)
         self._index = index
         self._counter = counter
         self._embed = embed
@@ -166,7 +174,14 @@ class Ingestor:
             await asyncio.shield(asyncio.to_thread(self._index.abort, record))
             raise
         timings["embed_and_index"] = ms_since(clock)
+        await asyncio.to_thread(self._on_change, collection)
         return _result(record, "replaced" if previous else "indexed", timings)
+
+    async def delete(self, document_id: str) -> DocumentRecord:
+        """Remove a document and its chunks. Raises DocumentNotFound."""
+        record = await asyncio.to_thread(self._index.delete_document, document_id)
+        await asyncio.to_thread(self._on_change, record.collection)
+        return record
 
 
 def _result(record: DocumentRecord, status: str, timings: dict[str, float]) -> IngestResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -70,6 +71,38 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float, log: Path
     raise RuntimeError(f"{url} not ready after {timeout} s; see {log}")
 
 
+class RedisServer:
+    """A redis-server of the tests' own on a free port, to stop and start at will."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        from retrieval.cache import RedisCache
+
+        self.process = subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", "--port", str(self.port),
+             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                RedisCache(self.url).get_int("ping")
+                return
+            except Exception:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
 class ChromaServer:
     """A real Chroma server (`chroma run`) on a free port."""
 
@@ -101,9 +134,16 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 class Server:
     """A real `bentoml serve` of this project in its own process group."""
 
-    def __init__(self, data_dir: Path, log: Path, chroma_url: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        log: Path,
+        chroma_url: str | None = None,
+        redis: RedisServer | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.chroma_url = chroma_url
+        self.redis = redis
         self.log = log
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -117,6 +157,7 @@ class Server:
             "RAG_DATA_DIR": str(self.data_dir),
             "RAG_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB),
             "RAG_CHROMA_URL": self.chroma_url or "",
+            "RAG_REDIS_URL": self.redis.url if self.redis else "",
             "HF_HUB_OFFLINE": "1",
             # Unbuffered, so tests can follow the log as it happens.
             "PYTHONUNBUFFERED": "1",
@@ -187,17 +228,23 @@ class Server:
         self.process = None
 
 
-@pytest.fixture(scope="session", params=["embedded-chroma", "chroma-server"])
+@pytest.fixture(scope="session", params=["embedded", "chroma-server+redis"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """A real `bentoml serve`, on the embedded index and on a Chroma server: same tests."""
+    """A real `bentoml serve` on the embedded defaults, and on the production parts (a Chroma
+    server and Redis): the same tests run against both."""
     base = tmp_path_factory.mktemp(f"serve-{request.param}")
-    chroma = ChromaServer(base) if request.param == "chroma-server" else None
-    srv = Server(base / "data", base / "serve.log", chroma.url if chroma else None)
+    chroma = redis = None
+    if request.param != "embedded":
+        chroma = ChromaServer(base)
+        redis = RedisServer()
+        redis.start()
+    srv = Server(base / "data", base / "serve.log", chroma.url if chroma else None, redis)
     srv.start()
     yield srv
     srv.stop()
-    if chroma is not None:
-        chroma.stop()
+    for part in (chroma, redis):
+        if part is not None:
+            part.stop()
 
 
 @pytest.fixture()

@@ -57,6 +57,47 @@ def test_answer_cites_the_page_that_holds_the_fact(client, manual, question, pag
     assert set(reply["timings_ms"]) >= {"embed", "retrieve", "total"}
 
 
+def test_repeat_question_is_cached_until_the_collection_changes(client, tmp_path):
+    question = "How many charge cycles does the battery last?"
+    first_pdf = write_pdf(tmp_path, "manual.pdf", MANUAL_PAGES)
+    client.ingest(file=first_pdf, collection="caching")
+    first = client.query(question=question, collection="caching")
+    again = client.query(
+        question="  how many charge cycles does the BATTERY last ", collection="caching"
+    )
+    assert (first["cached"], again["cached"]) == (False, True)
+    assert again["answer"] == first["answer"]
+    assert again["citations"] == first["citations"]
+    assert client.query(question=question, collection="caching", top_k=2)["cached"] is False
+
+    other = client.ingest(
+        file=write_pdf(tmp_path, "other.pdf", ["The charger needs 230 volts."]),
+        collection="caching",
+    )
+    assert client.query(question=question, collection="caching")["cached"] is False
+    assert client.query(question=question, collection="caching")["cached"] is True
+    client.delete_document(document_id=other["document_id"])
+    assert client.query(question=question, collection="caching")["cached"] is False
+
+
+def test_queries_survive_a_redis_outage_and_the_cache_comes_back(server, client, manual):
+    if server.redis is None:
+        pytest.skip("this server uses the in-process cache")
+    question = "How long can the radio stay under water?"
+    server.redis.stop()
+    try:
+        during = client.query(question=question, collection="manual")
+        assert during["cached"] is False
+        assert "30 minutes" in during["answer"]
+    finally:
+        server.redis.start()
+    assert client.query(question=question, collection="manual")["cached"] is False
+    assert client.query(question=question, collection="manual")["cached"] is True
+    log = server.log.read_text()
+    assert log.count("redis cache unavailable") == 1
+    assert "redis cache is back" in log
+
+
 def test_unrelated_question_is_not_found(client, manual):
     reply = client.query(question="Who painted the Mona Lisa?", collection="manual")
     assert reply["answer"] == "Not found in the documents."

@@ -19,6 +19,7 @@ from models.embedder import Embedder
 from models.generator import ChatPrompt, Completion, Generator
 from models.store import ModelSource
 from retrieval.answering import Answer, Answerer, AnswerOptions
+from retrieval.blobs import make_blob_store
 from retrieval.cache import AnswerCache, cached_embedder, make_cache
 from retrieval.chunking import WordPieceCounter
 from retrieval.index import DocumentRecord, Passage, check_collection_name, open_index
@@ -83,6 +84,7 @@ class IngestResponse(BaseModel):
 
 
 class DocumentInfo(BaseModel):
+    source: str = Field(description="Where the PDF's bytes are kept (file:// or s3:// URI).")
     document_id: str
     collection: str
     filename: str
@@ -118,6 +120,9 @@ class RAGService:
     generator = bentoml.depends(Generator)
 
     def __init__(self) -> None:
+        # Read again, not the import-time copy: tests and tools may change the environment
+        # between importing this module and starting the service.
+        settings = get_settings()
         embedder_dir, self._embedder_label = ModelSource(settings.embedder_model).resolve()
         _, self._generator_label = ModelSource(settings.generator_model).resolve()
         self.index = open_index(settings.data_dir, settings.chroma_url)
@@ -142,6 +147,13 @@ class RAGService:
                 chunk_tokens=settings.chunk_tokens,
                 overlap_tokens=settings.chunk_overlap_tokens,
                 embed_batch=settings.ingest_embed_batch,
+            ),
+            blobs=make_blob_store(
+                settings.data_dir,
+                s3_bucket=settings.blob_s3_bucket,
+                s3_prefix=settings.blob_s3_prefix,
+                s3_endpoint=settings.s3_endpoint_url,
+                region=settings.s3_region,
             ),
             on_change=self._answers.invalidate,
         )

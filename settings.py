@@ -36,6 +36,15 @@ class Settings(BaseSettings):
         ),
     )
 
+    blob_s3_bucket: str | None = Field(
+        None,
+        description="S3 bucket that keeps uploaded PDFs; unset = the folder data_dir/blobs.",
+    )
+    blob_s3_prefix: str = Field("rag-blobs", description="Key prefix of uploads in that bucket.")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint for any S3-compatible store (MinIO, Ceph...); unset = AWS."
+    )
+    s3_region: str | None = Field(None, description="S3 region; unset = boto3's default.")
     redis_url: str | None = Field(
         None,
         description=(

@@ -43,6 +43,7 @@ class DocumentRecord:
     ingest_id: str
     indexed_at: float
     metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # URI of the PDF's bytes in the blob store
 
     def to_public(self) -> dict[str, Any]:
         public = asdict(self)
@@ -326,4 +327,5 @@ def _record(meta: dict[str, Any]) -> DocumentRecord:
         ingest_id=str(meta["ingest_id"]),
         indexed_at=float(meta["indexed_at"]),
         metadata=json.loads(str(meta.get("metadata") or "{}")),
+        source=str(meta.get("source") or ""),
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+from retrieval.blobs import BlobStore
 from retrieval.chunking import TokenCounter, chunk_pages
 from retrieval.engines import EmbedFn, ms_since
 from retrieval.errors import InvalidRequest, NoTextLayer
@@ -80,9 +81,11 @@ class Ingestor:
         counter: TokenCounter,
         embed: EmbedFn,
         options: IngestOptions,
+        blobs: BlobStore,
         on_change: Callable[[str], None] | None = None,
     ) -> None:
         """``on_change(collection)`` runs after every commit or delete that changes it."""
+        self._blobs = blobs
         self._on_change = on_change or (lambda collection: None)
         self._index = index
         self._counter = counter
@@ -146,6 +149,11 @@ class Ingestor:
             raise NoTextLayer(f"{name} has no text that the embedder can read")
         timings["parse_and_chunk"] = ms_since(clock)
 
+        # The bytes are kept before anything is indexed: an unreachable blob store fails
+        # the upload (503) with nothing staged.
+        source = await asyncio.to_thread(
+            self._blobs.put, f"{collection}/{document_id}/{sha256}.pdf", data
+        )
         record = DocumentRecord(
             document_id=document_id,
             collection=collection,
@@ -156,10 +164,11 @@ class Ingestor:
             ingest_id=uuid.uuid4().hex,
             indexed_at=time.time(),
             metadata=metadata,
+            source=source,
         )
         clock = time.perf_counter()
-        await asyncio.to_thread(self._index.begin, record)
         try:
+            await asyncio.to_thread(self._index.begin, record)
             # Each slice is stored as soon as it is embedded: memory stays flat for long
             # documents, and a crash leaves only invisible chunks for the sweep.
             size = self._options.embed_batch
@@ -172,7 +181,11 @@ class Ingestor:
             # Also on cancellation: the staged chunks were never visible; drop them now
             # rather than wait for the sweep.
             await asyncio.shield(asyncio.to_thread(self._index.abort, record))
+            if previous is None or previous.source != source:
+                await asyncio.shield(asyncio.to_thread(self._drop_blob, source))
             raise
+        if previous is not None and previous.source not in ("", source):
+            await asyncio.to_thread(self._drop_blob, previous.source)
         timings["embed_and_index"] = ms_since(clock)
         await asyncio.to_thread(self._on_change, collection)
         return _result(record, "replaced" if previous else "indexed", timings)
@@ -181,7 +194,16 @@ class Ingestor:
         """Remove a document and its chunks. Raises DocumentNotFound."""
         record = await asyncio.to_thread(self._index.delete_document, document_id)
         await asyncio.to_thread(self._on_change, record.collection)
+        if record.source:
+            await asyncio.to_thread(self._drop_blob, record.source)
         return record
+
+    def _drop_blob(self, uri: str) -> None:
+        # The index no longer points at it: a blob left behind wastes space, nothing more.
+        try:
+            self._blobs.delete(uri)
+        except Exception:
+            logger.warning("could not delete blob %s", uri, exc_info=True)
 
 
 def _result(record: DocumentRecord, status: str, timings: dict[str, float]) -> IngestResult:

@@ -18,8 +18,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_PDFS = ROOT.parent / "shared" / "pdfs"
+# moto accepts any credentials; boto3 insists there are some.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
 # The served instance's upload limit, small so a test can exceed it cheaply.
 UPLOAD_LIMIT_MB = 4
+BLOB_BUCKET = "rag-uploads"
 
 
 def shared_pdf(relative: str) -> Path:
@@ -103,6 +107,36 @@ class RedisServer:
             self.process = None
 
 
+class MotoS3:
+    """moto's standalone server: a real S3 HTTP endpoint on a free port."""
+
+    def __init__(self, log: Path) -> None:
+        port = free_port()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_http(f"{self.endpoint}/moto-api/", self.process, 60, log)
+
+    def client(self):
+        from retrieval.blobs import s3_client
+
+        return s3_client(self.endpoint, "us-east-1")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    server = MotoS3(tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()
+
+
 class ChromaServer:
     """A real Chroma server (`chroma run`) on a free port."""
 
@@ -140,7 +174,9 @@ class Server:
         log: Path,
         chroma_url: str | None = None,
         redis: RedisServer | None = None,
+        s3: MotoS3 | None = None,
     ) -> None:
+        self.s3 = s3
         self.data_dir = data_dir
         self.chroma_url = chroma_url
         self.redis = redis
@@ -158,6 +194,9 @@ class Server:
             "RAG_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB),
             "RAG_CHROMA_URL": self.chroma_url or "",
             "RAG_REDIS_URL": self.redis.url if self.redis else "",
+            "RAG_BLOB_S3_BUCKET": BLOB_BUCKET if self.s3 else "",
+            "RAG_S3_ENDPOINT_URL": self.s3.endpoint if self.s3 else "",
+            "RAG_S3_REGION": "us-east-1",
             "HF_HUB_OFFLINE": "1",
             # Unbuffered, so tests can follow the log as it happens.
             "PYTHONUNBUFFERED": "1",
@@ -228,17 +267,19 @@ class Server:
         self.process = None
 
 
-@pytest.fixture(scope="session", params=["embedded", "chroma-server+redis"])
+@pytest.fixture(scope="session", params=["embedded", "chroma-server+redis+s3"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """A real `bentoml serve` on the embedded defaults, and on the production parts (a Chroma
-    server and Redis): the same tests run against both."""
+    server, Redis, S3): the same tests run against both."""
     base = tmp_path_factory.mktemp(f"serve-{request.param}")
-    chroma = redis = None
+    chroma = redis = s3 = None
     if request.param != "embedded":
         chroma = ChromaServer(base)
         redis = RedisServer()
         redis.start()
-    srv = Server(base / "data", base / "serve.log", chroma.url if chroma else None, redis)
+        s3 = request.getfixturevalue("s3")
+        s3.client().create_bucket(Bucket=BLOB_BUCKET)
+    srv = Server(base / "data", base / "serve.log", chroma.url if chroma else None, redis, s3)
     srv.start()
     yield srv
     srv.stop()

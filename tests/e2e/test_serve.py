@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import threading
 import time
@@ -96,6 +97,19 @@ def test_queries_survive_a_redis_outage_and_the_cache_comes_back(server, client,
     log = server.log.read_text()
     assert log.count("redis cache unavailable") == 1
     assert "redis cache is back" in log
+
+
+def test_uploaded_bytes_are_kept_in_the_blob_store(server, client, manual, tmp_path):
+    doc = client.list_documents(collection="manual")["documents"][0]
+    expected = make_pdf(MANUAL_PAGES)
+    if server.s3 is None:
+        assert doc["source"].startswith("file://")
+        assert Path(doc["source"].removeprefix("file://")).read_bytes() == expected
+    else:
+        bucket, key = doc["source"].removeprefix("s3://").split("/", 1)
+        body = server.s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert body == expected
+    assert hashlib.sha256(expected).hexdigest() == doc["sha256"]
 
 
 def test_unrelated_question_is_not_found(client, manual):

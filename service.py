@@ -19,11 +19,13 @@ from models.embedder import Embedder
 from models.generator import ChatPrompt, Completion, Generator
 from models.store import ModelSource
 from retrieval.answering import Answer, Answerer, AnswerOptions
-from retrieval.blobs import make_blob_store
+from retrieval.blobs import make_blob_store, s3_client
 from retrieval.cache import AnswerCache, cached_embedder, make_cache
 from retrieval.chunking import WordPieceCounter
+from retrieval.errors import DocumentNotFound
 from retrieval.index import DocumentRecord, Passage, check_collection_name, open_index
 from retrieval.ingestion import IngestOptions, Ingestor, IngestResult
+from retrieval.s3sync import S3Sync
 from settings import get_settings
 
 settings = get_settings()
@@ -100,6 +102,21 @@ class DocumentList(BaseModel):
     documents: list[DocumentInfo]
 
 
+class S3SyncReport(BaseModel):
+    bucket: str
+    prefix: str
+    collection: str
+    state: str = Field(description="listing, ingesting, removing or done.")
+    objects_total: int
+    objects_done: int
+    pages_done: int
+    indexed: list[str]
+    replaced: list[str]
+    unchanged: list[str]
+    removed: list[str]
+    failed: list[dict[str, str]] = Field(description="[{uri, reason}] of objects not indexed.")
+
+
 class DeleteResponse(BaseModel):
     document_id: str
     filename: str
@@ -156,6 +173,10 @@ class RAGService:
                 region=settings.s3_region,
             ),
             on_change=self._answers.invalidate,
+        )
+        self._progress: dict[str, dict[str, Any]] = {}
+        self.s3_sync = S3Sync(
+            self.ingestor, self.index, s3_client(settings.s3_endpoint_url, settings.s3_region)
         )
         self.answerer = Answerer(
             self.index,
@@ -229,6 +250,25 @@ class RAGService:
             collection=record.collection,
             deleted=True,
         )
+
+    @bentoml.task
+    async def ingest_s3(
+        self, ctx: bentoml.Context, bucket: str, prefix: str = "", collection: str = "default"
+    ) -> S3SyncReport:
+        """Sync the PDFs under s3://bucket/prefix into the collection (a background task:
+        submit, then poll ingest_s3_progress with its task id)."""
+        task_id = str(getattr(ctx.request.state, "task_id", ""))
+        report = await self.s3_sync.sync(
+            bucket, prefix, collection, lambda r: self._progress.__setitem__(task_id, r.to_dict())
+        )
+        return S3SyncReport(**report.to_dict())
+
+    @bentoml.api
+    async def ingest_s3_progress(self, task_id: str) -> S3SyncReport:
+        """Objects and pages done so far by a running (or finished) ingest_s3 task."""
+        if task_id not in self._progress:
+            raise DocumentNotFound(f"no ingest_s3 task {task_id!r} has reported progress here")
+        return S3SyncReport(**self._progress[task_id])
 
     # -- engine adapters -------------------------------------------------------------------
 

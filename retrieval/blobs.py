@@ -20,6 +20,10 @@ class BlobStore(Protocol):
 
     def delete(self, uri: str) -> None: ...
 
+    def owns(self, uri: str) -> bool:
+        """Was ``uri`` written by this store (and so may be deleted by it)?"""
+        ...
+
 
 class LocalBlobStore:
     """Blobs as files under ``root``; writes are atomic (temp file + rename)."""
@@ -45,6 +49,9 @@ class LocalBlobStore:
 
     def delete(self, uri: str) -> None:
         self._from_uri(uri).unlink(missing_ok=True)
+
+    def owns(self, uri: str) -> bool:
+        return uri.startswith(self._root.as_uri() + "/")
 
     def _path(self, key: str) -> Path:
         path = (self._root / key).resolve()
@@ -80,6 +87,10 @@ class S3BlobStore:
     def delete(self, uri: str) -> None:
         bucket, key = split_s3_uri(uri)
         self._call(lambda: self._s3.delete_object(Bucket=bucket, Key=key))
+
+    def owns(self, uri: str) -> bool:
+        prefix = f"{self._prefix}/" if self._prefix else ""
+        return uri.startswith(f"s3://{self._bucket}/{prefix}")
 
     def _call(self, action: Any) -> Any:
         return call_s3(action, f"s3://{self._bucket}")

@@ -100,8 +100,14 @@ class Ingestor:
         filename: str | None,
         collection: str = "default",
         metadata: dict[str, Any] | None = None,
+        *,
+        source: str | None = None,
     ) -> IngestResult:
         """Index one PDF, replacing an older version of the same file name.
+
+        ``source`` names where the bytes already live (an ``s3://`` object being synced):
+        the document is identified by it rather than by its file name, and the bytes are
+        not copied into the blob store.
 
         Raises the domain errors of ``parse_pdf`` for bad files, InvalidRequest for bad
         parameters; in every failure case nothing of this upload stays in the index.
@@ -109,10 +115,10 @@ class Ingestor:
         collection = check_collection_name(collection)
         metadata = check_metadata(metadata)
         name = clean_filename(filename)
-        document_id = document_id_for(collection, name)
+        document_id = document_id_for(collection, source or name)
         lock = self._locks.setdefault(document_id, asyncio.Lock())
         async with lock:
-            return await self._ingest(data, name, collection, document_id, metadata)
+            return await self._ingest(data, name, collection, document_id, metadata, source)
 
     async def _ingest(
         self,
@@ -121,6 +127,7 @@ class Ingestor:
         collection: str,
         document_id: str,
         metadata: dict[str, Any],
+        external: str | None,
     ) -> IngestResult:
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -129,6 +136,8 @@ class Ingestor:
         previous = await asyncio.to_thread(self._index.find_document, document_id)
         if previous is not None:
             same = previous if previous.sha256 == sha256 else None
+        elif external is not None:
+            same = None
         else:
             # The same bytes under another name (a renamed copy) are not indexed twice.
             same = await asyncio.to_thread(self._index.find_by_sha256, collection, sha256)
@@ -151,7 +160,7 @@ class Ingestor:
 
         # The bytes are kept before anything is indexed: an unreachable blob store fails
         # the upload (503) with nothing staged.
-        source = await asyncio.to_thread(
+        source = external or await asyncio.to_thread(
             self._blobs.put, f"{collection}/{document_id}/{sha256}.pdf", data
         )
         record = DocumentRecord(
@@ -199,6 +208,9 @@ class Ingestor:
         return record
 
     def _drop_blob(self, uri: str) -> None:
+        # Only our own copies: a synced document's source is the user's object.
+        if not self._blobs.owns(uri):
+            return
         # The index no longer points at it: a blob left behind wastes space, nothing more.
         try:
             self._blobs.delete(uri)

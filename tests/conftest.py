@@ -175,8 +175,10 @@ class Server:
         chroma_url: str | None = None,
         redis: RedisServer | None = None,
         s3: MotoS3 | None = None,
+        blobs_in_s3: bool = False,
     ) -> None:
         self.s3 = s3
+        self.blobs_in_s3 = blobs_in_s3
         self.data_dir = data_dir
         self.chroma_url = chroma_url
         self.redis = redis
@@ -194,7 +196,7 @@ class Server:
             "RAG_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB),
             "RAG_CHROMA_URL": self.chroma_url or "",
             "RAG_REDIS_URL": self.redis.url if self.redis else "",
-            "RAG_BLOB_S3_BUCKET": BLOB_BUCKET if self.s3 else "",
+            "RAG_BLOB_S3_BUCKET": BLOB_BUCKET if self.blobs_in_s3 else "",
             "RAG_S3_ENDPOINT_URL": self.s3.endpoint if self.s3 else "",
             "RAG_S3_REGION": "us-east-1",
             "HF_HUB_OFFLINE": "1",
@@ -272,14 +274,23 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """A real `bentoml serve` on the embedded defaults, and on the production parts (a Chroma
     server, Redis, S3): the same tests run against both."""
     base = tmp_path_factory.mktemp(f"serve-{request.param}")
-    chroma = redis = s3 = None
-    if request.param != "embedded":
+    # Both read PDFs from S3 with ingest_s3; only the production one keeps blobs there.
+    s3 = request.getfixturevalue("s3")
+    chroma = redis = None
+    production = request.param != "embedded"
+    if production:
         chroma = ChromaServer(base)
         redis = RedisServer()
         redis.start()
-        s3 = request.getfixturevalue("s3")
         s3.client().create_bucket(Bucket=BLOB_BUCKET)
-    srv = Server(base / "data", base / "serve.log", chroma.url if chroma else None, redis, s3)
+    srv = Server(
+        base / "data",
+        base / "serve.log",
+        chroma.url if chroma else None,
+        redis,
+        s3,
+        blobs_in_s3=production,
+    )
     srv.start()
     yield srv
     srv.stop()

@@ -102,7 +102,7 @@ def test_queries_survive_a_redis_outage_and_the_cache_comes_back(server, client,
 def test_uploaded_bytes_are_kept_in_the_blob_store(server, client, manual, tmp_path):
     doc = client.list_documents(collection="manual")["documents"][0]
     expected = make_pdf(MANUAL_PAGES)
-    if server.s3 is None:
+    if not server.blobs_in_s3:
         assert doc["source"].startswith("file://")
         assert Path(doc["source"].removeprefix("file://")).read_bytes() == expected
     else:
@@ -306,3 +306,83 @@ def test_killed_ingest_leaves_nothing_and_restart_keeps_everything(server, manua
         assert c.search(query="Topologie Geometrie", collection="killed")["results"] == []
         # Everything committed before the crash is still there and answers the same.
         assert_manual_intact(c)
+
+
+def submit_sync(server, bucket: str, collection: str, prefix: str = "docs/") -> tuple[str, str]:
+    """Submit ingest_s3 over HTTP and wait for it: (task id, final status).
+
+    Over plain HTTP because SyncHTTPClient.submit of BentoML 1.4.39 fails on the client
+    side (AttributeError: '_opened_files').
+    """
+    params = {"bucket": bucket, "prefix": prefix, "collection": collection}
+    task_id = httpx.post(f"{server.url}/ingest_s3/submit", json=params, timeout=30).json()[
+        "task_id"
+    ]
+    deadline = time.monotonic() + 300
+    while True:
+        status = httpx.get(
+            f"{server.url}/ingest_s3/status", params={"task_id": task_id}, timeout=30
+        ).json()["status"]
+        if status in {"completed", "failed", "canceled"}:
+            return task_id, status
+        assert time.monotonic() < deadline, "ingest_s3 did not finish"
+        time.sleep(0.3)
+
+
+def run_sync(server, client, bucket: str, collection: str) -> tuple[dict, dict]:
+    task_id, status = submit_sync(server, bucket, collection)
+    assert status == "completed"
+    result = httpx.get(f"{server.url}/ingest_s3/get", params={"task_id": task_id}, timeout=30)
+    return result.json(), client.ingest_s3_progress(task_id=task_id)
+
+
+def test_s3_sync_indexes_replaces_removes_and_skips(server, client):
+    s3 = server.s3.client()
+    bucket = f"sync-{'prod' if server.blobs_in_s3 else 'embedded'}"
+    s3.create_bucket(Bucket=bucket)
+    put = lambda key, body: s3.put_object(Bucket=bucket, Key=f"docs/{key}", Body=body)  # noqa: E731
+    put("a.pdf", make_pdf(["The heron nests in reed beds by the lake."]))
+    put("sub/b.pdf", make_pdf(["The otter eats 1 kilogram of fish a day.", "Page two."]))
+    put("broken.pdf", b"not a pdf at all")
+    put("notes.txt", b"ignored: not a PDF name")
+    s3.put_object(Bucket=bucket, Key="elsewhere/c.pdf", Body=make_pdf(["Out of prefix."]))
+
+    first, progress = run_sync(server, client, bucket, "s3sync")
+    uri = f"s3://{bucket}/docs/"
+    assert sorted(first["indexed"]) == [uri + "a.pdf", uri + "sub/b.pdf"]
+    assert [f["uri"] for f in first["failed"]] == [uri + "broken.pdf"]
+    assert "not a PDF" in first["failed"][0]["reason"]
+    assert progress == first
+    assert (progress["state"], progress["objects_total"], progress["objects_done"]) == (
+        "done",
+        3,
+        3,
+    )
+    assert progress["pages_done"] == 3
+
+    put("sub/b.pdf", make_pdf(["The otter eats 2 kilograms of fish a day."]))
+    s3.delete_object(Bucket=bucket, Key="docs/a.pdf")
+    put("d.pdf", make_pdf(["The kingfisher dives for minnows."]))
+    second, _ = run_sync(server, client, bucket, "s3sync")
+    assert second["replaced"] == [uri + "sub/b.pdf"]
+    assert second["removed"] == [uri + "a.pdf"]
+    assert second["indexed"] == [uri + "d.pdf"]
+
+    third, _ = run_sync(server, client, bucket, "s3sync")
+    assert sorted(third["unchanged"]) == [uri + "d.pdf", uri + "sub/b.pdf"]
+    assert third["indexed"] == third["replaced"] == third["removed"] == []
+
+    docs = client.list_documents(collection="s3sync")["documents"]
+    assert sorted(d["source"] for d in docs) == [uri + "d.pdf", uri + "sub/b.pdf"]
+    texts = [r["text"] for r in client.search(query="otter fish", collection="s3sync")["results"]]
+    assert "The otter eats 2 kilograms of fish a day." in texts
+    assert not any("heron" in t or "1 kilogram" in t for t in texts)
+    # The user's objects are theirs: syncing never deletes from the source bucket.
+    assert s3.get_object(Bucket=bucket, Key="docs/sub/b.pdf")["Body"].read()
+
+
+def test_s3_sync_of_a_missing_bucket_fails_clearly(server, client):
+    _, status = submit_sync(server, "no-such-bucket", "s3missing", prefix="")
+    assert status == "failed"
+    assert "no-such-bucket" in server.log.read_text()
+    assert client.list_documents(collection="s3missing")["documents"] == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +15,7 @@ import httpx
 import pytest
 from bentoml.exceptions import BentoMLException
 
-from tests.conftest import UPLOAD_LIMIT_MB, shared_pdf
+from tests.conftest import ROOT, UPLOAD_LIMIT_MB, shared_pdf
 from tests.pdfs import MANUAL_PAGES, make_pdf
 
 pytestmark = pytest.mark.e2e
@@ -386,3 +388,53 @@ def test_s3_sync_of_a_missing_bucket_fails_clearly(server, client):
     assert status == "failed"
     assert "no-such-bucket" in server.log.read_text()
     assert client.list_documents(collection="s3missing")["documents"] == []
+
+
+def run_cli(server, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "scripts/ingest.py", *args, "--url", server.url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_ingests_a_folder_and_summarizes_failures(server, tmp_path):
+    write_pdf(tmp_path, "one.pdf", ["The lighthouse keeper logs the tides."])
+    (tmp_path / "sub").mkdir()
+    write_pdf(tmp_path / "sub", "two.pdf", ["The ferry leaves at noon."])
+    (tmp_path / "bad.pdf").write_bytes(b"plain text")
+    first = run_cli(server, str(tmp_path), "--collection", "cli")
+    assert first.returncode == 1, first.stderr
+    assert "2 indexed, 0 unchanged, 0 replaced, 0 removed, 1 failed" in first.stdout
+    assert "bad.pdf: bad.pdf is not a PDF" in first.stdout
+    (tmp_path / "bad.pdf").unlink()
+    again = run_cli(server, str(tmp_path), "--collection", "cli")
+    assert again.returncode == 0, again.stderr
+    assert "0 indexed, 2 unchanged" in again.stdout
+
+
+def test_cli_syncs_an_s3_prefix(server):
+    s3 = server.s3.client()
+    bucket = f"cli-{'prod' if server.blobs_in_s3 else 'embedded'}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="in/x.pdf", Body=make_pdf(["Owls hunt at night."]))
+    done = run_cli(server, f"s3://{bucket}/in/", "--collection", "cli-s3")
+    assert done.returncode == 0, done.stderr
+    assert "1 indexed, 0 unchanged, 0 replaced, 0 removed, 0 failed" in done.stdout
+    assert "100%" in done.stderr  # the progress bar reached its end
+
+
+def test_cli_reports_an_unreachable_service():
+    from tests.conftest import free_port
+
+    done = subprocess.run(
+        [sys.executable, "scripts/ingest.py", ".", "--url", f"http://127.0.0.1:{free_port()}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "error:" in done.stderr

@@ -1,0 +1,107 @@
+"""Ingest a local folder of PDFs, or sync an S3 prefix, into a running service.
+
+    python scripts/ingest.py ./reports --collection finance
+    python scripts/ingest.py s3://bucket/reports/ --collection finance
+    python scripts/ingest.py ./reports --url http://rag.internal:3000
+
+Shows a progress bar, then a summary: indexed / unchanged / replaced / removed / failed,
+with the reason of every failure. Exits 1 if anything failed, 2 if the service could not
+be reached or the sync itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tqdm import tqdm
+
+OUTCOMES = ("indexed", "unchanged", "replaced", "removed")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", help="a folder of PDFs, or s3://bucket/prefix")
+    parser.add_argument("--collection", default="default")
+    parser.add_argument("--url", default="http://localhost:3000", help="the service's URL")
+    args = parser.parse_args(argv)
+    try:
+        with httpx.Client(base_url=args.url, timeout=600) as http:
+            if http.get("/readyz").status_code != 200:
+                raise RuntimeError(f"the service at {args.url} is not ready")
+            if args.source.startswith("s3://"):
+                summary = sync_s3(http, args.source, args.collection)
+            else:
+                summary = ingest_folder(http, Path(args.source), args.collection)
+    except (httpx.HTTPError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_summary(summary)
+    return 1 if summary["failed"] else 0
+
+
+def ingest_folder(http: httpx.Client, folder: Path, collection: str) -> dict[str, Any]:
+    if not folder.is_dir():
+        raise RuntimeError(f"{folder} is not a folder")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".pdf")
+    summary: dict[str, Any] = {name: [] for name in OUTCOMES} | {"failed": []}
+    for path in tqdm(files, unit="pdf", desc=f"ingest -> {collection}"):
+        with path.open("rb") as fh:
+            reply = http.post(
+                "/ingest",
+                files={"file": (path.name, fh, "application/pdf")},
+                data={"collection": collection, "filename": path.name},
+            )
+        if reply.status_code == 200:
+            summary[reply.json()["status"]].append(str(path))
+        elif 400 <= reply.status_code < 500:
+            summary["failed"].append({"uri": str(path), "reason": error_text(reply)})
+        else:
+            raise RuntimeError(f"{path}: the service answered {reply.status_code}")
+    return summary
+
+
+def sync_s3(http: httpx.Client, uri: str, collection: str) -> dict[str, Any]:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    submitted = http.post(
+        "/ingest_s3/submit", json={"bucket": bucket, "prefix": prefix, "collection": collection}
+    )
+    submitted.raise_for_status()
+    task_id = submitted.json()["task_id"]
+    with tqdm(unit="object", desc=f"sync {uri} -> {collection}") as bar:
+        while True:
+            status = http.get("/ingest_s3/status", params={"task_id": task_id}).json()["status"]
+            progress = http.post("/ingest_s3_progress", json={"task_id": task_id})
+            if progress.status_code == 200:
+                report = progress.json()
+                bar.total = report["objects_total"]
+                bar.n = report["objects_done"]
+                bar.set_postfix(pages=report["pages_done"], state=report["state"])
+                bar.refresh()
+            if status in {"completed", "failed", "canceled"}:
+                break
+            time.sleep(0.5)
+    if status != "completed":
+        raise RuntimeError(f"the sync {status}; the service log says why (task {task_id})")
+    return http.get("/ingest_s3/get", params={"task_id": task_id}).json()
+
+
+def error_text(reply: httpx.Response) -> str:
+    body = reply.json()
+    if isinstance(body, list) and body:
+        body = body[0]
+    return str(body.get("error", body)) if isinstance(body, dict) else str(body)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print(", ".join(f"{len(summary[name])} {name}" for name in (*OUTCOMES, "failed")))
+    for failure in summary["failed"]:
+        print(f"  failed: {failure['uri']}: {failure['reason']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

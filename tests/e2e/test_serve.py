@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import re
@@ -438,3 +439,65 @@ def test_cli_reports_an_unreachable_service():
     )
     assert done.returncode == 2
     assert "error:" in done.stderr
+
+
+def test_two_uploads_of_one_file_at_once_make_one_document(server, tmp_path):
+    import bentoml
+
+    path = write_pdf(tmp_path, "race.pdf", ["The glacier moves 30 metres a year."])
+
+    def upload() -> dict:
+        with bentoml.SyncHTTPClient(server.url, timeout=300) as c:
+            return c.ingest(file=path, collection="race")
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: upload(), range(2)))
+    assert sorted(r["status"] for r in results) == ["indexed", "unchanged"]
+    with bentoml.SyncHTTPClient(server.url, timeout=300) as c:
+        assert len(c.list_documents(collection="race")["documents"]) == 1
+        hits = c.search(query="glacier", collection="race", top_k=10)["results"]
+    assert [h["text"] for h in hits] == ["The glacier moves 30 metres a year."]
+
+
+def test_s3_sync_killed_half_way_finishes_on_the_next_run(server):
+    import bentoml
+
+    s3 = server.s3.client()
+    bucket = f"resume-{'prod' if server.blobs_in_s3 else 'embedded'}"
+    s3.create_bucket(Bucket=bucket)
+    big = shared_pdf("sample-files/009-pdflatex-geotopo/GeoTopo-komprimiert.pdf").read_bytes()
+    s3.put_object(Bucket=bucket, Key="docs/a.pdf", Body=make_pdf(["Swifts sleep in flight."]))
+    s3.put_object(Bucket=bucket, Key="docs/b.pdf", Body=big)
+    s3.put_object(Bucket=bucket, Key="docs/c.pdf", Body=make_pdf(["Terns migrate far."]))
+    params = {"bucket": bucket, "prefix": "docs/", "collection": "resume"}
+    task_id = httpx.post(f"{server.url}/ingest_s3/submit", json=params, timeout=30).json()[
+        "task_id"
+    ]
+    deadline = time.monotonic() + 120
+    while True:  # a.pdf done, b.pdf (117 pages, ~35 s) under way
+        reply = httpx.post(
+            f"{server.url}/ingest_s3_progress", json={"task_id": task_id}, timeout=30
+        )
+        if reply.status_code == 200 and reply.json()["objects_done"] >= 1:
+            break
+        assert time.monotonic() < deadline, "the sync never got going"
+        time.sleep(0.2)
+    time.sleep(6)
+    server.kill()
+    server.start()
+
+    with bentoml.SyncHTTPClient(server.url, timeout=300) as c:
+        listed = {d["filename"] for d in c.list_documents(collection="resume")["documents"]}
+        assert listed == {"a.pdf"}  # b.pdf was half done: invisible
+        task_id, status = submit_sync(server, bucket, "resume")
+        assert status == "completed"
+        report = c.ingest_s3_progress(task_id=task_id)
+        assert report["unchanged"] == [f"s3://{bucket}/docs/a.pdf"]
+        assert sorted(report["indexed"]) == [
+            f"s3://{bucket}/docs/b.pdf",
+            f"s3://{bucket}/docs/c.pdf",
+        ]
+        docs = c.list_documents(collection="resume")["documents"]
+        assert sorted(d["filename"] for d in docs) == ["a.pdf", "b.pdf", "c.pdf"]
+        hits = c.search(query="Topologie Geometrie", collection="resume", top_k=20)["results"]
+        assert len({h["text"] for h in hits}) == len(hits)

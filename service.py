@@ -31,6 +31,8 @@ from settings import get_settings
 settings = get_settings()
 logger = logging.getLogger("rag")
 
+# Progress reports of this many most recent ingest_s3 tasks are kept.
+_PROGRESS_KEPT = 256
 # BentoML stores an upload as NamedTemporaryFile("tmp" + 8 random chars + original name).
 _TEMP_PREFIX = re.compile(r"^tmp[a-z0-9_]{8}")
 
@@ -258,9 +260,13 @@ class RAGService:
         """Sync the PDFs under s3://bucket/prefix into the collection (a background task:
         submit, then poll ingest_s3_progress with its task id)."""
         task_id = str(getattr(ctx.request.state, "task_id", ""))
-        report = await self.s3_sync.sync(
-            bucket, prefix, collection, lambda r: self._progress.__setitem__(task_id, r.to_dict())
-        )
+
+        def record(report: Any) -> None:
+            self._progress[task_id] = report.to_dict()
+            while len(self._progress) > _PROGRESS_KEPT:  # oldest first: dicts keep order
+                del self._progress[next(iter(self._progress))]
+
+        report = await self.s3_sync.sync(bucket, prefix, collection, record)
         return S3SyncReport(**report.to_dict())
 
     @bentoml.api

@@ -145,13 +145,13 @@ class RAGService:
         embedder_dir, self._embedder_label = ModelSource(settings.embedder_model).resolve()
         _, self._generator_label = ModelSource(settings.generator_model).resolve()
         self.index = open_index(settings.data_dir, settings.chroma_url)
-        # Embedded, this process is the only writer: whatever is pending was interrupted.
-        # A shared server may have replicas ingesting right now: sweep only old leftovers.
         cache = make_cache(settings.redis_url, settings.cache_memory_entries)
         self._answers = AnswerCache(cache, settings.answer_cache_ttl_s)
         embed = cached_embedder(
             self._embed, cache, self._embedder_label, settings.embedding_cache_ttl_s
         )
+        # Embedded, this process is the only writer: whatever is pending was interrupted.
+        # A shared server may have replicas ingesting right now: sweep only old leftovers.
         swept = self.index.sweep_abandoned(
             older_than_s=settings.abandoned_ingest_s if settings.chroma_url else 0
         )

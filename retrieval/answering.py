@@ -84,6 +84,7 @@ class Answerer:
 
     async def search(self, query: str, collection: str, top_k: int) -> list[Passage]:
         """The ``top_k`` passages nearest to ``query``, best first, whatever their score."""
+        collection = self._validated(query, collection, top_k)
         passages, _ = await self._retrieve(query, collection, top_k, {})
         return passages
 
@@ -91,8 +92,7 @@ class Answerer:
         """A grounded answer with its citations, from the cache when the collection has not
         changed since it was computed. Raises InvalidRequest for bad parameters."""
         started = time.perf_counter()
-        self._check(question, top_k)
-        collection = check_collection_name(collection)
+        collection = self._validated(question, collection, top_k)
         if self._cache is None:
             return await self._answer(question, collection, top_k, started)
         key = await asyncio.to_thread(
@@ -134,6 +134,7 @@ class Answerer:
         Text already sent cannot be taken back, so an answer that fails the grounding check
         is followed by a note and the supporting sentence that does answer.
         """
+        collection = self._validated(question, collection, top_k)
         citations, support = await self._evidence(question, collection, top_k, {})
         if not support:
             yield NOT_FOUND
@@ -180,8 +181,6 @@ class Answerer:
     async def _retrieve(
         self, query: str, collection: str, top_k: int, timings: dict[str, float]
     ) -> tuple[list[Passage], np.ndarray]:
-        self._check(query, top_k)
-        collection = check_collection_name(collection)
         clock = time.perf_counter()
         qvec = (await self._embed([query.strip()]))[0]
         timings["embed"] = ms_since(clock)
@@ -190,7 +189,11 @@ class Answerer:
         timings["retrieve"] = ms_since(clock)
         return passages, qvec
 
-    def _check(self, query: Any, top_k: Any) -> None:
+    def _validated(self, query: Any, collection: Any, top_k: Any) -> str:
+        """The collection name, once question and top_k are known to be acceptable.
+
+        Raises InvalidRequest naming the bad parameter.
+        """
         if not isinstance(query, str) or not query.strip():
             raise InvalidRequest("the question is empty")
         if len(query) > self._options.max_question_chars:
@@ -202,6 +205,7 @@ class Answerer:
             raise InvalidRequest("top_k must be an integer")
         if not 1 <= top_k <= self._options.max_top_k:
             raise InvalidRequest(f"top_k must be between 1 and {self._options.max_top_k}")
+        return check_collection_name(collection)
 
 
 def _pages(passage: Passage) -> str:

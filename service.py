@@ -15,6 +15,10 @@ from typing import Any
 import bentoml
 from pydantic import BaseModel, Field
 
+from gateway.context import caller, record_errors
+from gateway.logs import use_json_logs
+from gateway.metrics import get_metrics
+from gateway.middleware import GatewayMiddleware
 from models.embedder import Embedder
 from models.generator import ChatPrompt, Completion, Generator
 from models.store import ModelSource
@@ -23,13 +27,21 @@ from retrieval.blobs import make_blob_store, s3_client
 from retrieval.cache import AnswerCache, cached_embedder, make_cache
 from retrieval.chunking import WordPieceCounter
 from retrieval.errors import DocumentNotFound
-from retrieval.index import DocumentRecord, Passage, check_collection_name, open_index
+from retrieval.index import (
+    DEFAULT_COLLECTION,
+    DocumentRecord,
+    Passage,
+    check_collection_name,
+    open_index,
+)
 from retrieval.ingestion import IngestOptions, Ingestor, IngestResult
 from retrieval.s3sync import S3Sync
 from settings import get_settings
 
 settings = get_settings()
 logger = logging.getLogger("rag")
+# BentoML set up its logging in this process before importing this module: make it JSON.
+use_json_logs(settings.log_level)
 
 # Progress reports of this many most recent ingest_s3 tasks are kept.
 _PROGRESS_KEPT = 256
@@ -132,7 +144,10 @@ class DeleteResponse(BaseModel):
     # scale out with replicas). The APIs are async, so that worker serves many requests at
     # once while the model services do the heavy work.
     workers=1,
-    traffic={"timeout": 600},
+    # Long ingests hold a slot too; past max_concurrency a request gets 429 at once.
+    traffic={"timeout": 600, "max_concurrency": settings.max_concurrency},
+    # The gateway writes one JSON access-log line per request instead.
+    logging={"access": {"enabled": False}},
 )
 class RAGService:
     embedder = bentoml.depends(Embedder)
@@ -142,13 +157,19 @@ class RAGService:
         # Read again, not the import-time copy: tests and tools may change the environment
         # between importing this module and starting the service.
         settings = get_settings()
+        if not settings.api_keys:
+            logger.warning(
+                "OPEN DEVELOPMENT MODE: no API keys configured (RAG_API_KEYS), so every "
+                "caller is an admin of every collection. Never expose this instance."
+            )
+        metrics = get_metrics()
         embedder_dir, self._embedder_label = ModelSource(settings.embedder_model).resolve()
         _, self._generator_label = ModelSource(settings.generator_model).resolve()
         self.index = open_index(settings.data_dir, settings.chroma_url)
         cache = make_cache(settings.redis_url, settings.cache_memory_entries)
         self._answers = AnswerCache(cache, settings.answer_cache_ttl_s)
         embed = cached_embedder(
-            self._embed, cache, self._embedder_label, settings.embedding_cache_ttl_s
+            self._embed, cache, self._embedder_label, settings.embedding_cache_ttl_s, metrics
         )
         # Embedded, this process is the only writer: whatever is pending was interrupted.
         # A shared server may have replicas ingesting right now: sweep only old leftovers.
@@ -175,6 +196,7 @@ class RAGService:
                 region=settings.s3_region,
             ),
             on_change=self._answers.invalidate,
+            observer=metrics,
         )
         self._progress: dict[str, dict[str, Any]] = {}
         self.s3_sync = S3Sync(
@@ -196,55 +218,70 @@ class RAGService:
                 "generator": self._generator_label,
                 "max_new_tokens": settings.max_new_tokens,
             },
+            observer=metrics,
         )
 
     @bentoml.api
+    @record_errors
     async def ingest(
         self,
         file: Path,
-        collection: str = "default",
+        collection: str = DEFAULT_COLLECTION,
         metadata: dict[str, Any] | None = None,
         filename: str | None = None,
     ) -> IngestResponse:
         """Index a PDF. Same bytes again: unchanged; same file name, new bytes: replaced."""
+        _permitted(collection)
         name = filename or _TEMP_PREFIX.sub("", file.name)
         result = await self.ingestor.ingest(file.read_bytes(), name, collection, metadata)
         return _ingest_response(result)
 
     @bentoml.api
+    @record_errors
     async def query(
-        self, question: str, collection: str = "default", top_k: int = 4
+        self, question: str, collection: str = DEFAULT_COLLECTION, top_k: int = 4
     ) -> QueryResponse:
         """Answer a question from the collection, citing document and page."""
+        _permitted(collection)
         answer = await self.answerer.answer(question, collection, top_k)
         return self._query_response(answer)
 
     @bentoml.api
+    @record_errors
     async def query_stream(
-        self, question: str, collection: str = "default", top_k: int = 4
+        self, question: str, collection: str = DEFAULT_COLLECTION, top_k: int = 4
     ) -> AsyncGenerator[str, None]:
         """The answer as plain text while it is generated, then its sources."""
+        _permitted(collection)
         async for piece in self.answerer.answer_stream(question, collection, top_k):
             yield piece
 
     @bentoml.api
+    @record_errors
     async def search(
-        self, query: str, collection: str = "default", top_k: int = 8
+        self, query: str, collection: str = DEFAULT_COLLECTION, top_k: int = 8
     ) -> SearchResponse:
         """Retrieval only: the passages nearest to the query, best first."""
+        _permitted(collection)
         passages = await self.answerer.search(query, collection, top_k)
         return SearchResponse(results=_citations(passages))
 
     @bentoml.api
-    async def list_documents(self, collection: str = "default") -> DocumentList:
+    @record_errors
+    async def list_documents(self, collection: str = DEFAULT_COLLECTION) -> DocumentList:
         """Every document in the collection, by file name."""
-        name = check_collection_name(collection)
+        name = _permitted(collection)
         records = await asyncio.to_thread(self.index.list_documents, name)
         return DocumentList(collection=collection, documents=[_document(r) for r in records])
 
     @bentoml.api
+    @record_errors
     async def delete_document(self, document_id: str) -> DeleteResponse:
         """Remove a document and all its chunks."""
+        record = await asyncio.to_thread(self.index.find_document, document_id)
+        # A document in a collection the caller may not touch does not exist for it.
+        if record is None or not caller().may_touch(record.collection):
+            raise DocumentNotFound(f"no document with id {document_id!r}")
         record = await self.ingestor.delete(document_id)
         return DeleteResponse(
             document_id=record.document_id,
@@ -254,11 +291,17 @@ class RAGService:
         )
 
     @bentoml.task
+    @record_errors
     async def ingest_s3(
-        self, ctx: bentoml.Context, bucket: str, prefix: str = "", collection: str = "default"
+        self,
+        ctx: bentoml.Context,
+        bucket: str,
+        prefix: str = "",
+        collection: str = DEFAULT_COLLECTION,
     ) -> S3SyncReport:
         """Sync the PDFs under s3://bucket/prefix into the collection (a background task:
         submit, then poll ingest_s3_progress with its task id)."""
+        _permitted(collection)
         task_id = str(getattr(ctx.request.state, "task_id", ""))
 
         def record(report: Any) -> None:
@@ -270,11 +313,13 @@ class RAGService:
         return S3SyncReport(**report.to_dict())
 
     @bentoml.api
+    @record_errors
     async def ingest_s3_progress(self, task_id: str) -> S3SyncReport:
         """Objects and pages done so far by a running (or finished) ingest_s3 task."""
-        if task_id not in self._progress:
+        progress = self._progress.get(task_id)
+        if progress is None or not caller().may_touch(progress["collection"]):
             raise DocumentNotFound(f"no ingest_s3 task {task_id!r} has reported progress here")
-        return S3SyncReport(**self._progress[task_id])
+        return S3SyncReport(**progress)
 
     # -- engine adapters -------------------------------------------------------------------
 
@@ -304,6 +349,14 @@ class RAGService:
         )
 
 
+def _permitted(collection: str) -> str:
+    """The collection's name once it is valid (else 400) and the caller's key may use it
+    (else 403)."""
+    name = check_collection_name(collection)
+    caller().require_collection(name)
+    return name
+
+
 def _citations(passages: list[Passage]) -> list[Citation]:
     return [
         Citation(
@@ -325,3 +378,6 @@ def _document(record: DocumentRecord) -> DocumentInfo:
 
 def _ingest_response(result: IngestResult) -> IngestResponse:
     return IngestResponse(**vars(result))
+
+
+RAGService.add_asgi_middleware(GatewayMiddleware, settings=settings)

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.keys import ApiKeySpec, KeyRing
+from gateway.ratelimit import parse_limits
 
 
 class Settings(BaseSettings):
@@ -121,6 +125,59 @@ class Settings(BaseSettings):
             "passage above it is answered 'not found in the documents'."
         ),
     )
+
+    # Gateway: keys, limits, backpressure, logs.
+    api_keys: list[ApiKeySpec] = Field(
+        default_factory=list,
+        description=(
+            "JSON list of API keys: [{name, sha256, role: reader|admin, collections, "
+            "rate_limits}] (scripts/api_key.py makes one); empty = open development mode."
+        ),
+    )
+    rate_limit_query: str = Field(
+        "600/minute",
+        description=(
+            "Per key: query, query_stream, search, list_documents, task polling "
+            "('limits' notation, e.g. '10/second;600/minute'; empty = none)."
+        ),
+    )
+    rate_limit_ingest: str = Field(
+        "60/minute",
+        description="Per key: ingest, delete_document, ingest_s3 (same notation).",
+    )
+    max_concurrency: int = Field(
+        32,
+        ge=1,
+        description=(
+            "Requests in flight per instance (BentoML traffic.max_concurrency); more get an "
+            "immediate 429 instead of a queue."
+        ),
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Level of this service's JSON log lines."
+    )
+    log_payloads: bool = Field(
+        False,
+        description=(
+            "Debugging only: also log request bodies (questions, parameters) in the access "
+            "log. Keys are never logged."
+        ),
+    )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _unique_keys(cls, keys: list[ApiKeySpec]) -> list[ApiKeySpec]:
+        KeyRing(keys)  # raises ValueError on a repeated name or hash
+        for key in keys:
+            for spec in key.rate_limits.values():
+                parse_limits(spec)
+        return keys
+
+    @field_validator("rate_limit_query", "rate_limit_ingest")
+    @classmethod
+    def _limit_notation(cls, spec: str) -> str:
+        parse_limits(spec)
+        return spec
 
     @property
     def max_upload_bytes(self) -> int:

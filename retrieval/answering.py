@@ -24,6 +24,7 @@ from retrieval.grounding import (
     pick_support,
 )
 from retrieval.index import ChunkIndex, Passage, check_collection_name
+from retrieval.observer import NullObserver, Observer
 from retrieval.prompting import build_prompt
 
 
@@ -72,8 +73,11 @@ class Answerer:
         options: AnswerOptions,
         cache: AnswerCache | None = None,
         cache_params: dict[str, Any] | None = None,
+        observer: Observer | None = None,
     ) -> None:
-        """``cache_params`` name what else changes an answer (model versions, token caps)."""
+        """``cache_params`` name what else changes an answer (model versions, token caps);
+        ``observer`` hears the time each stage took."""
+        self._observer = observer or NullObserver()
         self._cache = cache
         self._cache_params = {**(cache_params or {}), **asdict(options)}
         self._index = index
@@ -99,6 +103,7 @@ class Answerer:
             self._cache.key, question, collection, {**self._cache_params, "top_k": top_k}
         )
         hit = await asyncio.to_thread(self._cache.get, key)
+        self._observer.cache_lookup("answer", int(hit is not None), int(hit is None))
         if hit is not None:
             answer = Answer.from_dict(hit)
             return replace(answer, cached=True, timings_ms={"total": ms_since(started)})
@@ -116,6 +121,12 @@ class Answerer:
             clock = time.perf_counter()
             completion = await self._generate(*build_prompt(question, support))
             timings["generate"] = ms_since(clock)
+            self._observer.generated(
+                "batch",
+                timings["generate"] / 1000,
+                completion.prompt_tokens,
+                completion.completion_tokens,
+            )
             usage = {
                 "prompt_tokens": completion.prompt_tokens,
                 "completion_tokens": completion.completion_tokens,
@@ -140,9 +151,12 @@ class Answerer:
             yield NOT_FOUND
             return
         pieces: list[str] = []
+        clock = time.perf_counter()
         async for piece in self._stream(*build_prompt(question, support)):
             pieces.append(piece)
             yield piece
+        # A stream yields text, not tokens: its token counts are not known here.
+        self._observer.generated("stream", time.perf_counter() - clock, 0, 0)
         verdict = check_answer(
             "".join(pieces), support, citations, needs_number=asks_for_quantity(question)
         )
@@ -184,9 +198,11 @@ class Answerer:
         clock = time.perf_counter()
         qvec = (await self._embed([query.strip()]))[0]
         timings["embed"] = ms_since(clock)
+        self._observer.retrieved("embed", timings["embed"] / 1000)
         clock = time.perf_counter()
         passages = await asyncio.to_thread(self._index.search, collection, qvec, top_k)
         timings["retrieve"] = ms_since(clock)
+        self._observer.retrieved("search", timings["retrieve"] / 1000)
         return passages, qvec
 
     def _validated(self, query: Any, collection: Any, top_k: Any) -> str:

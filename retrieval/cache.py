@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from retrieval.engines import EmbedFn
+from retrieval.observer import NullObserver, Observer
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -183,13 +184,22 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def cached_embedder(embed: EmbedFn, cache: ResilientCache, model: str, ttl_s: int) -> EmbedFn:
-    """``embed`` with each text's vector cached under (embedder version, text hash)."""
+def cached_embedder(
+    embed: EmbedFn,
+    cache: ResilientCache,
+    model: str,
+    ttl_s: int,
+    observer: Observer | None = None,
+) -> EmbedFn:
+    """``embed`` with each text's vector cached under (embedder version, text hash);
+    ``observer`` hears the hits and misses."""
+    observer = observer or NullObserver()
 
     async def embed_with_cache(texts: list[str]) -> np.ndarray:
         keys = [f"rag:emb:{model}:{text_key(t)}" for t in texts]
         found = cache.get_many(keys)
         missing = [i for i, value in enumerate(found) if value is None]
+        observer.cache_lookup("embedding", len(texts) - len(missing), len(missing))
         vectors: list[np.ndarray | None] = [
             None if value is None else np.frombuffer(value, dtype=np.float32) for value in found
         ]

@@ -51,8 +51,14 @@ class NoTextLayer(UnsupportedDocument):
     """Pages of images only (a scan without OCR)."""
 
 
-class DocumentTooLarge(RagError):
+class RequestTooLarge(RagError):
+    """A request body over the route's size limit."""
+
     error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class DocumentTooLarge(RequestTooLarge):
+    """A PDF over the upload limit."""
 
 
 class DocumentNotFound(RagError):
@@ -61,3 +67,21 @@ class DocumentNotFound(RagError):
 
 class DependencyUnavailable(RagError):
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class Unauthenticated(RagError):
+    """No API key, or one that is not configured."""
+
+    error_code = HTTPStatus.UNAUTHORIZED
+
+
+class Forbidden(RagError):
+    """The key's role or collections do not cover the request."""
+
+    error_code = HTTPStatus.FORBIDDEN
+
+
+class RateLimited(RagError):
+    """The key has used up its requests for the current window."""
+
+    error_code = HTTPStatus.TOO_MANY_REQUESTS

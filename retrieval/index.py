@@ -23,6 +23,7 @@ import numpy as np
 from retrieval.chunking import Chunk
 from retrieval.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
 
+DEFAULT_COLLECTION = "default"
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _REGISTRY = "rag-documents"
 _CHUNKS_PREFIX = "rag-chunks-"

@@ -17,8 +17,9 @@ from typing import Any
 from retrieval.blobs import BlobStore
 from retrieval.chunking import TokenCounter, chunk_pages
 from retrieval.engines import EmbedFn, ms_since
-from retrieval.errors import InvalidRequest, NoTextLayer
-from retrieval.index import ChunkIndex, DocumentRecord, check_collection_name
+from retrieval.errors import InvalidRequest, NoTextLayer, RagError
+from retrieval.index import DEFAULT_COLLECTION, ChunkIndex, DocumentRecord, check_collection_name
+from retrieval.observer import NullObserver, Observer
 from retrieval.parsing import check_size, parse_pdf
 
 logger = logging.getLogger(__name__)
@@ -83,9 +84,12 @@ class Ingestor:
         options: IngestOptions,
         blobs: BlobStore,
         on_change: Callable[[str], None] | None = None,
+        observer: Observer | None = None,
     ) -> None:
-        """``on_change(collection)`` runs after every commit or delete that changes it."""
+        """``on_change(collection)`` runs after every commit or delete that changes it;
+        ``observer`` hears how every ingest ended."""
         self._blobs = blobs
+        self._observer = observer or NullObserver()
         self._on_change = on_change or (lambda collection: None)
         self._index = index
         self._counter = counter
@@ -98,7 +102,7 @@ class Ingestor:
         self,
         data: bytes,
         filename: str | None,
-        collection: str = "default",
+        collection: str = DEFAULT_COLLECTION,
         metadata: dict[str, Any] | None = None,
         *,
         source: str | None = None,
@@ -117,8 +121,19 @@ class Ingestor:
         name = clean_filename(filename)
         document_id = document_id_for(collection, source or name)
         lock = self._locks.setdefault(document_id, asyncio.Lock())
-        async with lock:
-            return await self._ingest(data, name, collection, document_id, metadata, source)
+        started = time.perf_counter()
+        try:
+            async with lock:
+                result = await self._ingest(data, name, collection, document_id, metadata, source)
+        except Exception as exc:
+            bad_input = isinstance(exc, RagError) and exc.error_code < 500
+            outcome = "rejected" if bad_input else "failed"
+            self._observer.ingested(outcome, 0, 0, time.perf_counter() - started)
+            raise
+        self._observer.ingested(
+            result.status, result.pages, result.chunks, time.perf_counter() - started
+        )
+        return result
 
     async def _ingest(
         self,

@@ -176,7 +176,10 @@ class Server:
         redis: RedisServer | None = None,
         s3: MotoS3 | None = None,
         blobs_in_s3: bool = False,
+        env: dict[str, str] | None = None,
     ) -> None:
+        """``log`` receives stdout (the JSON log lines); stderr goes beside it (.err)."""
+        self.env = env or {}
         self.s3 = s3
         self.blobs_in_s3 = blobs_in_s3
         self.data_dir = data_dir
@@ -188,8 +191,15 @@ class Server:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 180) -> None:
-        import httpx
+        self.launch()
+        self.wait_ready(timeout)
 
+    @property
+    def stderr_log(self) -> Path:
+        return self.log.with_suffix(".err")
+
+    def launch(self) -> None:
+        """Start `bentoml serve` without waiting for it (start several, then wait)."""
         env = {
             **os.environ,
             "RAG_DATA_DIR": str(self.data_dir),
@@ -200,8 +210,12 @@ class Server:
             "RAG_S3_ENDPOINT_URL": self.s3.endpoint if self.s3 else "",
             "RAG_S3_REGION": "us-east-1",
             "HF_HUB_OFFLINE": "1",
+            # Each instance its own task database: `bentoml serve` deletes and recreates
+            # the shared default one at start-up.
+            "BENTOML_RESULT_STORE": str(self.log.with_suffix(".tasks.db")),
             # Unbuffered, so tests can follow the log as it happens.
             "PYTHONUNBUFFERED": "1",
+            **self.env,
         }
         self.process = subprocess.Popen(
             [
@@ -218,8 +232,13 @@ class Server:
             cwd=ROOT,
             env=env,
             stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
+            stderr=self.stderr_log.open("ab"),
         )
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        import httpx
+
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -305,3 +324,15 @@ def client(server: Server):
 
     with bentoml.SyncHTTPClient(server.url, timeout=300) as http_client:
         yield http_client
+
+
+DASHBOARD = ROOT / "observability" / "grafana-dashboard.json"
+
+
+def dashboard_series() -> set[str]:
+    """Every Prometheus series name the Grafana dashboard's queries read."""
+    import re
+
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    return {m for e in exprs for m in re.findall(r"\b(?:rag|bentoml_service)_[a-z_]+\b", e)}

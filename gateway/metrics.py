@@ -1,0 +1,111 @@
+"""The service's own Prometheus metrics, next to BentoML's request metrics on /metrics.
+
+Every metric is a Counter or a Histogram: BentoML serves /metrics in Prometheus'
+multiprocess mode, where those two sum correctly over any number of workers. The Grafana
+dashboard (observability/grafana-dashboard.json) is built on exactly these names.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+_RETRIEVAL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_GENERATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+_INGEST_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+# name -> (kind, help, labels, buckets); the one list the dashboard test checks against.
+METRICS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...] | None]] = {
+    "rag_ingest_documents_total": (
+        "counter", "Documents ingested, by outcome.", ("outcome",), None,
+    ),
+    "rag_ingest_pages_total": ("counter", "Pages of ingested documents.", ("outcome",), None),
+    "rag_ingest_chunks_total": ("counter", "Chunks of ingested documents.", ("outcome",), None),
+    "rag_ingest_seconds": (
+        "histogram", "Time to ingest one document.", ("outcome",), _INGEST_BUCKETS,
+    ),
+    "rag_retrieval_seconds": (
+        "histogram", "Retrieval time: embed the query, search the index.", ("stage",),
+        _RETRIEVAL_BUCKETS,
+    ),
+    "rag_generation_seconds": (
+        "histogram", "Time to generate one answer.", ("mode",), _GENERATION_BUCKETS,
+    ),
+    "rag_generation_tokens_total": (
+        "counter", "Tokens read (prompt) and written (completion) by the generator.", ("kind",),
+        None,
+    ),
+    "rag_cache_requests_total": (
+        "counter", "Cache lookups, by cache and result.", ("cache", "result"), None,
+    ),
+    "rag_rejected_requests_total": (
+        "counter", "Requests the gateway turned away, by reason.", ("reason", "route_class"),
+        None,
+    ),
+    "rag_errors_total": (
+        "counter", "Error responses of the service, by error type and status.",
+        ("type", "status"), None,
+    ),
+}  # fmt: skip
+
+
+class Metrics:
+    """The metric objects of this process; also the Observer retrieval/ reports to."""
+
+    def __init__(self, registry: Any = None) -> None:
+        import prometheus_client
+
+        registry = registry if registry is not None else prometheus_client.REGISTRY
+        self._m: dict[str, Any] = {}
+        for name, (kind, help_text, labels, buckets) in METRICS.items():
+            if kind == "counter":
+                # prometheus_client appends _total itself.
+                metric = prometheus_client.Counter(
+                    name.removesuffix("_total"), help_text, labels, registry=registry
+                )
+            else:
+                metric = prometheus_client.Histogram(
+                    name, help_text, labels, buckets=buckets, registry=registry
+                )
+            self._m[name] = metric
+
+    # -- Observer (retrieval/observer.py) -----------------------------------------------
+
+    def ingested(self, outcome: str, pages: int, chunks: int, seconds: float) -> None:
+        self._m["rag_ingest_documents_total"].labels(outcome).inc()
+        self._m["rag_ingest_pages_total"].labels(outcome).inc(pages)
+        self._m["rag_ingest_chunks_total"].labels(outcome).inc(chunks)
+        self._m["rag_ingest_seconds"].labels(outcome).observe(seconds)
+
+    def retrieved(self, stage: str, seconds: float) -> None:
+        self._m["rag_retrieval_seconds"].labels(stage).observe(seconds)
+
+    def generated(
+        self, mode: str, seconds: float, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        self._m["rag_generation_seconds"].labels(mode).observe(seconds)
+        tokens = self._m["rag_generation_tokens_total"]
+        tokens.labels("prompt").inc(prompt_tokens)
+        tokens.labels("completion").inc(completion_tokens)
+
+    def cache_lookup(self, cache: str, hits: int, misses: int) -> None:
+        counter = self._m["rag_cache_requests_total"]
+        if hits:
+            counter.labels(cache, "hit").inc(hits)
+        if misses:
+            counter.labels(cache, "miss").inc(misses)
+
+    # -- gateway ------------------------------------------------------------------------
+
+    def rejected(self, reason: str, route_class: str) -> None:
+        self._m["rag_rejected_requests_total"].labels(reason, route_class).inc()
+
+    def error(self, error_type: str, status: int) -> None:
+        self._m["rag_errors_total"].labels(error_type, str(status)).inc()
+
+
+@lru_cache(maxsize=1)
+def get_metrics() -> Metrics:
+    """This process's metrics, created on first use: inside a BentoML worker, after
+    BentoML has set up Prometheus' multiprocess directory."""
+    return Metrics()

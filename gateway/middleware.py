@@ -1,0 +1,282 @@
+"""The gateway: one ASGI middleware in front of the RAG service's APIs.
+
+For every request, in this order: a request id (the client's X-Request-ID or a new one,
+echoed in the response); the API key and its role (401/403); the body size limit (413);
+the key's rate limit for the route class (429, with X-RateLimit-* headers on every limited
+route). Then the service runs, and the gateway finishes the exchange: errors the service
+raised on purpose get one JSON shape naming the problem, and one JSON access-log line and
+the metrics record how it ended.
+
+BentoML's own traffic controls run before this middleware: ``traffic.max_concurrency``
+answers 429 when the worker is full, ``traffic.timeout`` ends a request that runs too long.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from starlette.datastructures import Headers, MutableHeaders
+
+from gateway.context import RequestState, new_request_id, request_scope
+from gateway.keys import KeyRing, presented_key
+from gateway.metrics import Metrics, get_metrics
+from gateway.ratelimit import Decision, RateLimiter
+from gateway.routes import RouteRule, body_limit, is_public, rule_for
+from retrieval.errors import (
+    Forbidden,
+    InvalidRequest,
+    RagError,
+    RateLimited,
+    RequestTooLarge,
+    Unauthenticated,
+)
+from retrieval.index import DEFAULT_COLLECTION
+
+if TYPE_CHECKING:
+    from settings import Settings
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+access_log = logging.getLogger("rag.access")
+# Probes and scrapes every few seconds would drown the log (BentoML skips the same paths).
+_UNLOGGED = frozenset({"/metrics", "/healthz", "/livez", "/readyz"})
+_REJECTION_REASONS: dict[type[RagError], str] = {
+    Unauthenticated: "unauthenticated",
+    Forbidden: "forbidden",
+    RequestTooLarge: "too_large",
+    RateLimited: "rate_limited",
+}
+
+
+class GatewayMiddleware:
+    def __init__(self, app: Callable[..., Awaitable[None]], settings: Settings) -> None:
+        self.app = app
+        self._keys = KeyRing(settings.api_keys)
+        self._limiter = RateLimiter(
+            {"query": settings.rate_limit_query, "ingest": settings.rate_limit_ingest},
+            settings.redis_url,
+        )
+        self._max_upload = settings.max_upload_bytes
+        self._log_payloads = settings.log_payloads
+        self._metrics: Metrics = get_metrics()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        path: str = scope["path"]
+        state = RequestState(new_request_id(headers.get("x-request-id")), route=path)
+        exchange = _Exchange(state, scope["method"], time.perf_counter())
+        with request_scope(state):
+            respond = self._responder(exchange, send)
+            try:
+                if not is_public(path):
+                    receive = await self._admit(scope, receive, headers, rule_for(path), exchange)
+                await self.app(scope, receive, respond)
+            except RagError as exc:
+                # Turned away before the service ran; `respond` writes the error body.
+                state.error = exc
+                await respond({"type": "http.response.start", "status": exc.error_code.value})
+            except BaseException:
+                exchange.status = exchange.status or 500
+                raise
+            finally:
+                if not exchange.logged:
+                    self._finish(exchange)
+
+    async def _admit(
+        self,
+        scope: Scope,
+        receive: Receive,
+        headers: Headers,
+        rule: RouteRule,
+        exchange: _Exchange,
+    ) -> Receive:
+        """Check the request against key, role, size and rate limit; return the receive
+        channel the service should read the body from. Raises the RagError of a rejection."""
+        state = exchange.state
+        exchange.limit_class = rule.limit_class
+        principal = self._keys.authenticate(presented_key(headers))
+        state.principal = principal
+        principal.require(rule.action)
+        limit = body_limit(rule, self._max_upload)
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _too_large(int(declared), limit, state.route)
+        exchange.rate = await self._limiter.hit(principal, rule.limit_class)
+        if exchange.rate is not None and not exchange.rate.allowed:
+            raise RateLimited(
+                f"API key {principal.name!r} used its {rule.limit_class} limit of "
+                f"{exchange.rate.limit} requests; retry in {max(exchange.rate.reset_s, 1)} s"
+            )
+        if rule.collection_in_body or (self._log_payloads and not rule.upload):
+            body = await _read_body(receive, limit, state.route)
+            payload = _json_object(body)
+            if rule.collection_in_body:
+                principal.require_collection(str(payload.get("collection", DEFAULT_COLLECTION)))
+            if self._log_payloads:
+                exchange.payload = payload
+            return _replay(body, receive)
+        return _counting(receive, limit, state)
+
+    def _responder(self, exchange: _Exchange, send: Send) -> Send:
+        """``send`` with the gateway's headers added, errors reshaped, and the exchange
+        finished when the last byte of the response has gone out."""
+        state = exchange.state
+
+        async def respond(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+                message.setdefault("headers", [])
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = state.request_id
+                if exchange.rate is not None:
+                    headers.update(exchange.rate.headers())
+                if exchange.status >= 400 and isinstance(state.error, RagError):
+                    # One shape for every deliberate error, with the message BentoML hides
+                    # for 401, 403 and 5xx; the service's own body is dropped.
+                    body = _error_body(state.error, state.request_id)
+                    headers["content-type"] = "application/json"
+                    headers["content-length"] = str(len(body))
+                    exchange.replaced = True
+                    await send(message)
+                    await send({"type": "http.response.body", "body": body})
+                    self._finish(exchange)
+                    return
+            elif message["type"] == "http.response.body":
+                if exchange.replaced:
+                    return
+                await send(message)
+                if not message.get("more_body", False):
+                    # Background work (a submitted task) may still run; the client has
+                    # its answer, which is what the log line and metrics describe.
+                    self._finish(exchange)
+                return
+            await send(message)
+
+        return respond
+
+    def _finish(self, exchange: _Exchange) -> None:
+        exchange.logged = True
+        state = exchange.state
+        status = exchange.status or 500
+        error = state.error
+        fields: dict[str, Any] = {
+            "method": exchange.method,
+            "route": state.route,
+            "status": status,
+            "duration_ms": round((time.perf_counter() - exchange.started) * 1000, 1),
+        }
+        if state.principal is not None:
+            fields["key"] = state.principal.name
+        reason = _REJECTION_REASONS.get(type(error)) if error is not None else None
+        if reason is not None and exchange.limit_class is not None:
+            fields["rejected"] = reason
+            self._metrics.rejected(reason, exchange.limit_class)
+        elif status >= 400:
+            error_type = type(error).__name__ if error is not None else f"http_{status}"
+            fields["error"] = error_type
+            self._metrics.error(error_type, status)
+        if exchange.payload is not None:
+            fields["payload"] = exchange.payload
+        if state.route not in _UNLOGGED:
+            level = logging.ERROR if status >= 500 else logging.INFO
+            access_log.log(level, "%s %s %d", exchange.method, state.route, status, extra=fields)
+
+
+@dataclass
+class _Exchange:
+    state: RequestState
+    method: str
+    started: float
+    status: int | None = None
+    limit_class: str | None = None  # set once the route is known to need a key
+    rate: Decision | None = None
+    payload: dict[str, Any] | None = None
+    replaced: bool = False
+    logged: bool = False
+
+
+def _error_body(error: RagError, request_id: str) -> bytes:
+    return json.dumps(
+        {"error": str(error), "type": type(error).__name__, "request_id": request_id}
+    ).encode()
+
+
+def _too_large(size: int, limit: int, route: str) -> RequestTooLarge:
+    return RequestTooLarge(
+        f"the request body is {_mib(size)}; {route} accepts at most {_mib(limit)}"
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size} bytes"
+
+
+async def _read_body(receive: Receive, limit: int, route: str) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise InvalidRequest("the client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit, route)
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return payload
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive channel that gives ``body`` once, then whatever the client sends next."""
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def _counting(receive: Receive, limit: int, state: RequestState) -> Receive:
+    """``receive`` that fails with 413 once a body sent without Content-Length (chunked)
+    grows past ``limit``."""
+    seen = 0
+
+    async def counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                # Raised inside the service's body parsing; remembered so the response
+                # says why.
+                state.error = _too_large(seen, limit, state.route)
+                raise state.error
+        return message
+
+    return counted

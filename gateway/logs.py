@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from pydantic import ValidationError
 from pythonjsonlogger.json import JsonFormatter
 
 from gateway.context import current_request
@@ -40,13 +41,16 @@ class RequestContext(logging.Filter):
 
 
 class ClientErrorTracebacks(logging.Filter):
-    """Drops BentoML's traceback of an error the service raised on purpose for bad input
-    (4xx): the access-log line already names it, and a traceback per bad request would
-    bury the tracebacks that matter (5xx)."""
+    """Drops BentoML's traceback of a bad request: an error the service raised on purpose
+    for bad input (4xx) or a request that failed validation (BentoML answers 400). The
+    access-log line already names it, and a traceback per bad request would bury the
+    tracebacks that matter (5xx)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return not (isinstance(error, RagError) and error.error_code < 500)
+        if isinstance(error, RagError):
+            return error.error_code >= 500
+        return not isinstance(error, ValidationError)
 
 
 def json_handler() -> logging.Handler:

@@ -27,11 +27,18 @@ def test_bento_carries_both_models_and_the_service_graph(bento):
     assert set(services) == {"rag", "embedder", "generator"}
     assert {d.service for d in services["rag"].dependencies} == {"embedder", "generator"}
     assert services["rag"].config["workers"] == 1
+    assert services["rag"].config["traffic"]["max_concurrency"] == 32
 
 
 def test_bento_carries_the_code_and_offline_settings(bento):
     src = bento.path_of("src")
-    for name in ("service.py", "settings.py", "models/embedder.py", "retrieval/index.py"):
+    for name in (
+        "service.py",
+        "settings.py",
+        "models/embedder.py",
+        "retrieval/index.py",
+        "gateway/middleware.py",
+    ):
         assert (ROOT / name).read_text() == Path(src, name).read_text()
     envs = {e.name: e.value for e in bento.info.envs}
     assert envs["HF_HUB_OFFLINE"] == "1"

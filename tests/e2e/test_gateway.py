@@ -12,12 +12,14 @@ import secrets
 import time
 from dataclasses import dataclass
 
+import grpc
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.keys import hash_key
-from tests.conftest import RedisServer, Server, dashboard_series
+from tests.conftest import ROOT, RedisServer, Server, dashboard_series
 from tests.pdfs import MANUAL_PAGES, make_pdf
 
 pytestmark = pytest.mark.e2e
@@ -56,11 +58,38 @@ class Keys:
         )  # fmt: skip
 
 
+class OtlpCollector(trace_service_pb2_grpc.TraceServiceServicer):
+    """A minimal OTLP/gRPC trace collector: records (service, span name) per trace id."""
+
+    def __init__(self) -> None:
+        self.traces: dict[str, set[tuple[str, str]]] = {}
+        self._server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self._server)
+        self.endpoint = f"http://127.0.0.1:{self._server.add_insecure_port('127.0.0.1:0')}"
+        self._server.start()
+
+    def Export(self, request, context):
+        for resource_spans in request.resource_spans:
+            service = next(
+                a.value.string_value
+                for a in resource_spans.resource.attributes
+                if a.key == "service.name"
+            )
+            for scope in resource_spans.scope_spans:
+                for span in scope.spans:
+                    self.traces.setdefault(span.trace_id.hex(), set()).add((service, span.name))
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    def stop(self) -> None:
+        self._server.stop(grace=None)
+
+
 @dataclass
 class Gateway:
     a: Server
     b: Server
     keys: Keys
+    collector: OtlpCollector
 
     def post(
         self, path: str, key: str | None, replica: Server | None = None, **kwargs
@@ -86,16 +115,23 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, chroma_url: str):
     keys = Keys(*(f"rag_{secrets.token_urlsafe(24)}" for _ in range(5)))
     redis = RedisServer()
     redis.start()
+    collector = OtlpCollector()
+    # Replica a traces with the documented configuration, pointed at the test's collector.
+    tracing = base / "tracing.yaml"
+    documented = (ROOT / "observability" / "tracing.yaml").read_text()
+    tracing.write_text(documented.replace("http://otel-collector:4317", collector.endpoint))
     env = {"RAG_API_KEYS": keys.config(), "RAG_MAX_CONCURRENCY": str(MAX_CONCURRENCY)}
+    traced = env | {"BENTOML_CONFIG": str(tracing)}
     replicas = [
-        Server(base / name, base / f"{name}.log", chroma_url, redis, env=env) for name in ("a", "b")
+        Server(base / "a", base / "a.log", chroma_url, redis, env=traced),
+        Server(base / "b", base / "b.log", chroma_url, redis, env=env),
     ]
     for replica in replicas:
         replica.launch()
     try:
         for replica in replicas:
             replica.wait_ready()
-        gw = Gateway(*replicas, keys)
+        gw = Gateway(*replicas, keys, collector)
         assert gw.ingest(keys.admin, "team-a", "alpha.pdf", MANUAL_PAGES).status_code == 200
         beta = ["The Beta pump moves 12 litres per minute and weighs 7 kilograms."]
         assert gw.ingest(keys.admin, "team-b", "beta.pdf", beta).status_code == 200
@@ -104,6 +140,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, chroma_url: str):
         for replica in replicas:
             replica.stop()
         redis.stop()
+        collector.stop()
 
 
 def error_of(reply: httpx.Response) -> dict:
@@ -387,6 +424,30 @@ def test_logs_are_json_lines_with_the_request_id_and_no_secrets(gateway):
     assert [x["status"] for x in forbidden] == [403]
     for secret in (*vars(keys).values(), secret_question, "zebra-striped", MANUAL_PAGES[1][:40]):
         assert secret not in text
+
+
+def test_tracing_switched_on_by_bentoml_configuration_spans_every_service(gateway):
+    reply = gateway.post(
+        "/search", gateway.keys.admin, json={"query": "charger", "collection": "team-a"}
+    )
+    assert reply.status_code == 200
+    request_id = reply.headers["X-Request-ID"]
+    deadline = time.monotonic() + 30
+    trace_id = None
+    while time.monotonic() < deadline:
+        lines = [json.loads(x) for x in gateway.a.log.read_text().splitlines() if x.strip()]
+        logged = [x for x in lines if x.get("request_id") == request_id and "trace_id" in x]
+        trace_id = logged[0]["trace_id"] if logged else None
+        if trace_id and {"rag", "embedder"} <= {
+            s for s, _ in gateway.collector.traces.get(trace_id, ())
+        }:
+            break
+        time.sleep(0.5)
+    # The log line and the exported spans share one trace id, across both services.
+    assert trace_id is not None
+    spans = gateway.collector.traces.get(trace_id, set())
+    assert ("rag", "POST /search") in spans
+    assert ("embedder", "POST /encode") in spans
 
 
 def test_open_mode_is_announced_only_without_keys(gateway, server):

@@ -41,16 +41,22 @@ class RequestContext(logging.Filter):
 
 
 class ClientErrorTracebacks(logging.Filter):
-    """Drops BentoML's traceback of a bad request: an error the service raised on purpose
-    for bad input (4xx) or a request that failed validation (BentoML answers 400). The
-    access-log line already names it, and a traceback per bad request would bury the
-    tracebacks that matter (5xx)."""
+    """Shortens BentoML's traceback of a bad request (an error the service raised on
+    purpose for bad input, 4xx, or a request that failed validation) to one INFO line
+    naming the error: a traceback per bad request would bury the ones that matter (5xx),
+    while the line still says why, for a background task too."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, RagError):
-            return error.error_code >= 500
-        return not isinstance(error, ValidationError)
+        client_error = isinstance(error, ValidationError) or (
+            isinstance(error, RagError) and error.error_code < 500
+        )
+        if client_error:
+            record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
+            record.args = None
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
 def json_handler() -> logging.Handler:

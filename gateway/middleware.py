@@ -80,7 +80,7 @@ class GatewayMiddleware:
             respond = self._responder(exchange, send)
             try:
                 if not is_public(path):
-                    receive = await self._admit(scope, receive, headers, rule_for(path), exchange)
+                    receive = await self._admit(receive, headers, rule_for(path), exchange)
                 await self.app(scope, receive, respond)
             except RagError as exc:
                 # Turned away before the service ran; `respond` writes the error body.
@@ -95,7 +95,6 @@ class GatewayMiddleware:
 
     async def _admit(
         self,
-        scope: Scope,
         receive: Receive,
         headers: Headers,
         rule: RouteRule,
@@ -171,6 +170,7 @@ class GatewayMiddleware:
         status = exchange.status or 500
         error = state.error
         fields: dict[str, Any] = {
+            "request_id": state.request_id,
             "method": exchange.method,
             "route": state.route,
             "status": status,

@@ -2,18 +2,21 @@
 
     python scripts/ingest.py ./reports --collection finance
     python scripts/ingest.py s3://bucket/reports/ --collection finance
-    python scripts/ingest.py ./reports --url http://rag.internal:3000
+    python scripts/ingest.py ./reports --url http://rag.internal:3000 --api-key rag_...
 
 Shows a progress bar, then a summary: indexed / unchanged / replaced / removed / failed,
-with the reason of every failure. Exits 1 if anything failed, 2 if the service could not
-be reached or the sync itself failed.
+with the reason of every failure. A rate-limited request (429) waits as long as the
+service's Retry-After says and is sent again. Exits 1 if anything failed, 2 if the service
+could not be reached, refused the key, or the sync itself failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ import httpx
 from tqdm import tqdm
 
 OUTCOMES = ("indexed", "unchanged", "replaced", "removed")
+# Without a Retry-After (the instance is at its concurrency limit), wait this long.
+OVERLOAD_WAIT_S = 1.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,9 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", help="a folder of PDFs, or s3://bucket/prefix")
     parser.add_argument("--collection", default="default")
     parser.add_argument("--url", default="http://localhost:3000", help="the service's URL")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("RAG_KEY"),
+        help="an admin key (default: $RAG_KEY; none in open development mode)",
+    )
     args = parser.parse_args(argv)
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     try:
-        with httpx.Client(base_url=args.url, timeout=600) as http:
+        with httpx.Client(base_url=args.url, timeout=600, headers=headers) as http:
             if http.get("/readyz").status_code != 200:
                 raise RuntimeError(f"the service at {args.url} is not ready")
             if args.source.startswith("s3://"):
@@ -50,12 +61,16 @@ def ingest_folder(http: httpx.Client, folder: Path, collection: str) -> dict[str
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".pdf")
     summary: dict[str, Any] = {name: [] for name in OUTCOMES} | {"failed": []}
     for path in tqdm(files, unit="pdf", desc=f"ingest -> {collection}"):
-        with path.open("rb") as fh:
-            reply = http.post(
-                "/ingest",
-                files={"file": (path.name, fh, "application/pdf")},
-                data={"collection": collection, "filename": path.name},
-            )
+
+        def upload(path: Path = path) -> httpx.Response:
+            with path.open("rb") as fh:
+                return http.post(
+                    "/ingest",
+                    files={"file": (path.name, fh, "application/pdf")},
+                    data={"collection": collection, "filename": path.name},
+                )
+
+        reply = patiently(upload)
         if reply.status_code == 200:
             summary[reply.json()["status"]].append(str(path))
         elif 400 <= reply.status_code < 500:
@@ -67,15 +82,18 @@ def ingest_folder(http: httpx.Client, folder: Path, collection: str) -> dict[str
 
 def sync_s3(http: httpx.Client, uri: str, collection: str) -> dict[str, Any]:
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    submitted = http.post(
-        "/ingest_s3/submit", json={"bucket": bucket, "prefix": prefix, "collection": collection}
-    )
-    submitted.raise_for_status()
+    params = {"bucket": bucket, "prefix": prefix, "collection": collection}
+    submitted = patiently(lambda: http.post("/ingest_s3/submit", json=params))
+    if submitted.status_code != 200:
+        raise RuntimeError(f"the sync was not accepted: {error_text(submitted)}")
     task_id = submitted.json()["task_id"]
     with tqdm(unit="object", desc=f"sync {uri} -> {collection}") as bar:
         while True:
-            status = http.get("/ingest_s3/status", params={"task_id": task_id}).json()["status"]
-            progress = http.post("/ingest_s3_progress", json={"task_id": task_id})
+            polled = patiently(lambda: http.get("/ingest_s3/status", params={"task_id": task_id}))
+            status = polled.json()["status"]
+            progress = patiently(
+                lambda: http.post("/ingest_s3_progress", json={"task_id": task_id})
+            )
             if progress.status_code == 200:
                 report = progress.json()
                 bar.total = report["objects_total"]
@@ -88,6 +106,18 @@ def sync_s3(http: httpx.Client, uri: str, collection: str) -> dict[str, Any]:
     if status != "completed":
         raise RuntimeError(f"the sync {status}; the service log says why (task {task_id})")
     return http.get("/ingest_s3/get", params={"task_id": task_id}).json()
+
+
+def patiently(send: Callable[[], httpx.Response]) -> httpx.Response:
+    """``send()``, sent again after the wait the service asks for while it answers 429.
+    Raises RuntimeError when the key is refused (401/403): every other request would be."""
+    while True:
+        reply = send()
+        if reply.status_code in (401, 403):
+            raise RuntimeError(f"the service refused the API key: {error_text(reply)}")
+        if reply.status_code != 429:
+            return reply
+        time.sleep(float(reply.headers.get("Retry-After", OVERLOAD_WAIT_S)))
 
 
 def error_text(reply: httpx.Response) -> str:

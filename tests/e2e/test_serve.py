@@ -272,6 +272,13 @@ def test_health_and_metrics_endpoints(server):
         assert httpx.get(server.url + path, timeout=10).status_code == 200
 
 
+def test_without_keys_the_open_mode_is_announced_and_everyone_may_call(server):
+    assert server.log.read_text().count("OPEN DEVELOPMENT MODE") == 1
+    reply = httpx.post(f"{server.url}/list_documents", json={"collection": "open"}, timeout=30)
+    assert reply.status_code == 200
+    assert reply.headers["X-RateLimit-Limit"] == "600"
+
+
 def assert_manual_intact(client):
     docs = client.list_documents(collection="manual")["documents"]
     assert [d["filename"] for d in docs] == ["manual.pdf"]

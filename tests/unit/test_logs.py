@@ -50,12 +50,16 @@ def raise_and_log(logger: logging.Logger, error: Exception) -> None:
         logger.exception("Exception on /query [POST]")
 
 
-def test_tracebacks_of_bad_requests_are_dropped_and_of_failures_kept(captured):
+def test_bad_requests_get_one_line_and_failures_their_traceback(captured):
     logger, stream = captured
     raise_and_log(logger, InvalidRequest("top_k must be between 1 and 20"))
     raise_and_log(logger, DependencyUnavailable("Chroma server unreachable"))
-    (kept,) = lines(stream)
-    assert "DependencyUnavailable" in kept["exc_info"]
+    short, full = lines(stream)
+    assert short["message"] == (
+        "Exception on /query [POST]: InvalidRequest: top_k must be between 1 and 20"
+    )
+    assert short["level"] == "INFO" and "exc_info" not in short
+    assert full["level"] == "ERROR" and "DependencyUnavailable" in full["exc_info"]
 
 
 def test_only_bentomls_server_handler_is_taken_over():

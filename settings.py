@@ -79,10 +79,11 @@ class Settings(BaseSettings):
         ),
     )
 
-    # Threads: each model service runs in its own process on a 2-core machine. torch's
-    # default (one OpenMP thread per core in every process) oversubscribes the cores and
-    # was measured 25x slower; one thread per model process keeps each on its own core.
-    embedder_threads: int = Field(1, ge=1, description="torch threads in the embedder.")
+    # Threads (measured on 2 cores, see models/threads.py and BENCHMARKS.md): with a short
+    # OpenMP spin, 2 embedder threads encode chunks 1.8x faster than 1 while the generator
+    # is idle and as fast while it is busy; a one-query encode costs the same. The
+    # generator gains nothing from a second thread at batch 1, the common case.
+    embedder_threads: int = Field(2, ge=1, description="torch threads in the embedder.")
     generator_threads: int = Field(1, ge=1, description="torch threads in the generator.")
 
     embed_max_batch_size: int = Field(32, ge=1, description="Adaptive batch cap (texts).")

@@ -8,6 +8,7 @@ import bentoml
 import numpy as np
 
 from models.store import ModelSource
+from models.threads import use_torch_threads
 from settings import get_settings
 
 settings = get_settings()
@@ -26,10 +27,9 @@ class Embedder:
     model = _source.bento_model()
 
     def __init__(self) -> None:
-        import torch
+        use_torch_threads(settings.embedder_threads)  # before torch loads: sets OpenMP up
         from sentence_transformers import SentenceTransformer
 
-        torch.set_num_threads(settings.embedder_threads)
         path, self.label = _source.resolve()
         self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         self.max_tokens = int(self._model.max_seq_length)

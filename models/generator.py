@@ -11,6 +11,7 @@ import bentoml
 from pydantic import BaseModel, Field
 
 from models.store import ModelSource
+from models.threads import use_torch_threads
 from settings import get_settings
 
 settings = get_settings()
@@ -42,10 +43,10 @@ class Generator:
     model = _source.bento_model()
 
     def __init__(self) -> None:
+        use_torch_threads(settings.generator_threads)  # before torch loads: sets OpenMP up
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        torch.set_num_threads(settings.generator_threads)
         path, self.label = _source.resolve()
         self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self._tokenizer.padding_side = "left"

@@ -191,17 +191,25 @@ class Ingestor:
             source=source,
         )
         clock = time.perf_counter()
+        size = self._options.embed_batch
+        slices = [chunks[start : start + size] for start in range(0, len(chunks), size)]
+        embedding: asyncio.Future[Any] | None = None
         try:
             await asyncio.to_thread(self._index.begin, record)
             # Each slice is stored as soon as it is embedded: memory stays flat for long
-            # documents, and a crash leaves only invisible chunks for the sweep.
-            size = self._options.embed_batch
-            for start in range(0, len(chunks), size):
-                part = chunks[start : start + size]
-                vectors = await self._embed([c.text for c in part])
+            # documents, and a crash leaves only invisible chunks for the sweep. The next
+            # slice is embedded (in the embedder's process) while this one is stored.
+            embedding = asyncio.ensure_future(self._embed([c.text for c in slices[0]]))
+            for n, part in enumerate(slices):
+                vectors = await embedding
+                embedding = None
+                if n + 1 < len(slices):
+                    embedding = asyncio.ensure_future(self._embed([c.text for c in slices[n + 1]]))
                 await asyncio.to_thread(self._index.stage, record, part, vectors)
             await asyncio.to_thread(self._index.commit, record, previous)
         except BaseException:
+            if embedding is not None:
+                embedding.cancel()
             # Also on cancellation: the staged chunks were never visible; drop them now
             # rather than wait for the sweep.
             await asyncio.shield(asyncio.to_thread(self._index.abort, record))

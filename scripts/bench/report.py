@@ -1,0 +1,256 @@
+"""Results -> targets, a Markdown table, a PNG plot; BENCHMARKS.md's results section."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+from scripts.bench.common import ratio
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def machine() -> dict[str, Any]:
+    import bentoml
+    import psutil
+    import torch
+
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
+        cpu = found.group(1).strip() if found else cpu
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "bentoml": bentoml.__version__,
+    }
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target of the benchmark issue: measured ratio (or value), goal, verdict."""
+    rows: list[dict[str, Any]] = []
+
+    def row(name: str, value: float, goal: str, ok: bool) -> None:
+        rows.append({"target": name, "measured": value, "goal": goal, "met": ok})
+
+    embed = results.get("embedding")
+    if embed:
+        for kind in ("query", "chunk"):
+            limit = embed["limit"][kind]["best"]["texts_per_s"]
+            at32 = embed["served"]["batched"][kind]["32"]["items_per_s"]
+            row(
+                f"served embed, {kind}-length, 32 clients / in-process limit",
+                ratio(at32, limit),
+                ">= 0.9",
+                ratio(at32, limit) >= 0.9,
+            )
+        batched = embed["served"]["batched"]["query"]["32"]["items_per_s"]
+        unbatched = embed["served"]["unbatched"]["query"]["32"]["items_per_s"]
+        row(
+            "served embed, query-length, 32 clients: batched / unbatched",
+            ratio(batched, unbatched),
+            ">= 3",
+            ratio(batched, unbatched) >= 3,
+        )
+    pipe = results.get("pipeline")
+    if pipe:
+        row(
+            "ingest chunks/s / embed-only limit",
+            pipe["ingest_vs_embed_limit"],
+            ">= 0.8",
+            pipe["ingest_vs_embed_limit"] >= 0.8,
+        )
+        row(
+            "search p50 served / in-process",
+            pipe["search_vs_inprocess_p50"],
+            "<= 1.5",
+            pipe["search_vs_inprocess_p50"] <= 1.5,
+        )
+        hit = pipe["served"]["cache_hit"]["p50_ms"]
+        row("answer-cache hit p50 (ms)", hit, "<= 5", hit <= 5)
+    scale = results.get("scale")
+    if scale:
+        name = f"retrieval p99 at {scale['largest']:,} / at 10,000 chunks"
+        value = scale["largest_vs_smallest_p99"]
+        row(name, value, "<= 2", value <= 2)
+    gen = results.get("generation")
+    if gen:
+        best = max(v["tokens_per_s"] for v in gen["served"].values())
+        value = ratio(best, gen["inprocess"]["tokens_per_s"])
+        row(
+            "served generation tokens/s (best concurrency) / in-process batched",
+            value,
+            ">= 0.8",
+            value >= 0.8,
+        )
+    return rows
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [f"Run: `{results['command']}` on {results['date']} ({results['mode']} mode).", ""]
+    m = results["machine"]
+    lines += [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; Python "
+        f"{m['python']}, torch {m['torch']}, BentoML {m['bentoml']}.",
+        "",
+    ]
+    lines += ["### Targets", "", "| target | measured | goal | met |", "|---|---|---|---|"]
+    for r in results["targets"]:
+        lines.append(
+            f"| {r['target']} | {r['measured']} | {r['goal']} | {'yes' if r['met'] else '**no**'} |"
+        )
+    embed = results.get("embedding")
+    if embed:
+        lines += ["", "### Embedding (texts/s, p50 / p99 ms)", ""]
+        for kind in ("query", "chunk"):
+            lim = embed["limit"][kind]
+            lines.append(
+                f"- {kind}-length, in-process: best {lim['best']['texts_per_s']}/s "
+                f"(batch {lim['best']['batch']}, {lim['best']['threads']} threads); one thread "
+                f"{lim['best_one_thread']['texts_per_s']}/s; one by one "
+                f"{lim['one_by_one']['texts_per_s']}/s"
+            )
+        lines += ["", "| texts | served | 1 | 8 | 32 | 64 |", "|---|---|---|---|---|---|"]
+        for kind in ("query", "chunk"):
+            for variant in ("batched", "unbatched"):
+                cells = [
+                    f"{v['items_per_s']}/s, {v['p50_ms']} / {v['p99_ms']}"
+                    for v in embed["served"][variant][kind].values()
+                ]
+                lines.append(f"| {kind} | {variant} | " + " | ".join(cells) + " |")
+    pipe = results.get("pipeline")
+    if pipe:
+        s, b = pipe["served"], pipe["baseline"]
+        br = pipe["ingest_breakdown_s"]
+        lines += [
+            "",
+            "### Ingest and query",
+            "",
+            f"- ingest of a {pipe['pages']}-page PDF ({pipe['chunks']} chunks): "
+            f"{br['served_total']} s served = {pipe['ingest_pages_per_s']} pages/s, "
+            f"{pipe['ingest_chunks_per_s']} chunks/s; embed-only limit for the same chunks "
+            f"{max(b['embed_chunks_per_s_1_thread'], b['embed_chunks_per_s_2_threads'])}"
+            f"/s (1 thread {b['embed_chunks_per_s_1_thread']}/s, 2 threads "
+            f"{b['embed_chunks_per_s_2_threads']}/s)",
+            f"- where the time goes (in-process, s): parse and chunk "
+            f"{br['parse_and_chunk']}, embed at the limit {br['embed_at_limit']}, Chroma "
+            f"write {br['chroma_write']}; the service's own split (ms): "
+            f"{s['ingest']['timings_ms']}",
+            f"- search: served p50 {s['search']['p50_ms']} / p99 {s['search']['p99_ms']} ms; "
+            f"in-process encode + Chroma p50 {b['search']['p50_ms']} / p99 "
+            f"{b['search']['p99_ms']} ms",
+            f"- query with generation: p50 {s['query']['p50_ms']} / p99 "
+            f"{s['query']['p99_ms']} ms ({s['query']['generated']} of "
+            f"{s['query']['questions']} generated); answer-cache hit p50 "
+            f"{s['cache_hit']['p50_ms']} / p99 {s['cache_hit']['p99_ms']} ms",
+            f"- memory of the served instance (all processes): {s['rss_mb']} MiB",
+        ]
+    scale = results.get("scale")
+    if scale:
+        header = "| chunks | p50 ms | p99 ms | RSS MiB | disk MiB | build s |"
+        lines += ["", "### Retrieval at scale", "", header, "|---|---|---|---|---|---|"]
+        for size, v in scale["sizes"].items():
+            lines.append(
+                f"| {int(size):,} | {v['p50_ms']} | {v['p99_ms']} | {v['rss_mb']} | "
+                f"{v['disk_mb']} | {v['build_s']} |"
+            )
+    gen = results.get("generation")
+    if gen:
+        inproc = gen["inprocess"]
+        lines += [
+            "",
+            "### Generation (completion tokens/s)",
+            "",
+            f"- in-process `generate`, batch {inproc['batch']}: {inproc['tokens_per_s']}/s",
+            "",
+            "| concurrent requests | tokens/s | p50 ms | p99 ms |",
+            "|---|---|---|---|",
+        ]
+        for c, v in gen["served"].items():
+            lines.append(f"| {c} | {v['tokens_per_s']} | {v['p50_ms']} | {v['p99_ms']} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    embed = results.get("embedding")
+    if embed:
+        for kind, color in (("query", "tab:blue"), ("chunk", "tab:orange")):
+            for variant, style in (("batched", "-o"), ("unbatched", "--x")):
+                series = embed["served"][variant][kind]
+                xs = [int(c) for c in series]
+                axes[0].plot(
+                    xs,
+                    [v["items_per_s"] for v in series.values()],
+                    style,
+                    color=color,
+                    label=f"{kind}, {variant}",
+                )
+                axes[1].plot(
+                    xs,
+                    [v["p99_ms"] for v in series.values()],
+                    style,
+                    color=color,
+                    label=f"{kind}, {variant} p99",
+                )
+            axes[0].axhline(
+                embed["limit"][kind]["best"]["texts_per_s"],
+                color=color,
+                lw=0.8,
+                ls=":",
+                label=f"{kind}, in-process limit",
+            )
+        axes[0].set(
+            title="Served embedder throughput",
+            xlabel="concurrent clients",
+            ylabel="texts/s",
+            xscale="log",
+            yscale="log",
+        )
+        axes[1].set(
+            title="Served embedder latency",
+            xlabel="concurrent clients",
+            ylabel="p99 ms",
+            xscale="log",
+            yscale="log",
+        )
+    gen = results.get("generation")
+    if gen:
+        xs = [int(c) for c in gen["served"]]
+        axes[2].plot(
+            xs, [v["tokens_per_s"] for v in gen["served"].values()], "-o", label="served generator"
+        )
+        axes[2].axhline(
+            gen["inprocess"]["tokens_per_s"],
+            ls=":",
+            color="gray",
+            label=f"in-process batch {gen['inprocess']['batch']}",
+        )
+        axes[2].set(
+            title="Generation throughput",
+            xlabel="concurrent requests",
+            ylabel="completion tokens/s",
+        )
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def update_benchmarks_md(path: Path, section: str) -> None:
+    text = path.read_text()
+    start, end = text.index(START) + len(START), text.index(END)
+    path.write_text(text[:start] + "\n" + section + text[end:])

@@ -273,6 +273,8 @@ class ChunkIndex:
         return self._collections[collection]
 
     def _documents_by_id(self, ids: list[str]) -> dict[str, DocumentRecord]:
+        if not ids:  # Chroma refuses an empty id list
+            return {}
         got = self._registry.get(ids=ids, include=["metadatas"])
         return {
             m["document_id"]: _record(m) for m in got["metadatas"] if m.get("kind") == _DOCUMENT

@@ -103,6 +103,8 @@ def test_delete_removes_document_and_chunks(index):
     index.commit(rec, None)
     assert index.delete_document(rec.document_id).filename == "a.pdf"
     assert index.count_chunks("default") == 0
+    # The collection exists but is empty: a search finds nothing (and does not fail).
+    assert index.search("default", vec(0), 5) == []
     with pytest.raises(DocumentNotFound):
         index.delete_document(rec.document_id)
 

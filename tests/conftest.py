@@ -107,6 +107,15 @@ class RedisServer:
             self.process = None
 
 
+@pytest.fixture()
+def redis_server() -> Iterator[RedisServer]:
+    """A Redis of this test's own, to stop and start at will."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
 class MotoS3:
     """moto's standalone server: a real S3 HTTP endpoint on a free port."""
 

@@ -18,15 +18,6 @@ from retrieval.cache import (
     make_cache,
     normalize_question,
 )
-from tests.conftest import RedisServer
-
-
-@pytest.fixture()
-def redis_server():
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -9,7 +9,6 @@ import pytest
 
 from gateway.keys import Principal
 from gateway.ratelimit import RateLimiter, parse_limits
-from tests.conftest import RedisServer
 
 
 def key(name: str = "k", **limits: str) -> Principal:
@@ -21,14 +20,6 @@ def hits(limiter: RateLimiter, principal: Principal, limit_class: str, n: int) -
         return [await limiter.hit(principal, limit_class) for _ in range(n)]
 
     return asyncio.run(run())
-
-
-@pytest.fixture()
-def redis_server():
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_the_limit_admits_exactly_its_amount_then_says_when_to_retry():

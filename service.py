@@ -19,6 +19,8 @@ from gateway.context import caller, record_errors
 from gateway.logs import use_json_logs
 from gateway.metrics import get_metrics
 from gateway.middleware import GatewayMiddleware
+from gateway.sources import SourcePolicy
+from gateway.unknown_routes import guard_unknown_routes
 from models.embedder import Embedder
 from models.generator import ChatPrompt, Completion, Generator
 from models.store import ModelSource
@@ -26,7 +28,7 @@ from retrieval.answering import Answer, Answerer, AnswerOptions
 from retrieval.blobs import make_blob_store, s3_client
 from retrieval.cache import AnswerCache, cached_embedder, make_cache
 from retrieval.chunking import WordPieceCounter
-from retrieval.errors import DocumentNotFound
+from retrieval.errors import DocumentNotFound, TaskNotFound
 from retrieval.index import (
     DEFAULT_COLLECTION,
     DocumentRecord,
@@ -100,7 +102,10 @@ class IngestResponse(BaseModel):
 
 
 class DocumentInfo(BaseModel):
-    source: str = Field(description="Where the PDF's bytes are kept (file:// or s3:// URI).")
+    source: str | None = Field(
+        description="The s3:// URI a synced document came from; null for an upload (where "
+        "the service keeps its copy is not shown)."
+    )
     document_id: str
     collection: str
     filename: str
@@ -187,6 +192,8 @@ class RAGService:
                 chunk_tokens=settings.chunk_tokens,
                 overlap_tokens=settings.chunk_overlap_tokens,
                 embed_batch=settings.ingest_embed_batch,
+                max_pages=settings.max_pages,
+                max_chunks=settings.max_chunks,
             ),
             blobs=make_blob_store(
                 settings.data_dir,
@@ -199,6 +206,7 @@ class RAGService:
             observer=metrics,
         )
         self._progress: dict[str, dict[str, Any]] = {}
+        self.s3_sources = SourcePolicy.from_settings(settings)
         self.s3_sync = S3Sync(
             self.ingestor, self.index, s3_client(settings.s3_endpoint_url, settings.s3_region)
         )
@@ -302,6 +310,8 @@ class RAGService:
         """Sync the PDFs under s3://bucket/prefix into the collection (a background task:
         submit, then poll ingest_s3_progress with its task id)."""
         _permitted(collection)
+        # The gateway refused this already on submission; checked again for any other path.
+        self.s3_sources.check(bucket, prefix, collection)
         task_id = str(getattr(ctx.request.state, "task_id", ""))
 
         def record(report: Any) -> None:
@@ -315,10 +325,11 @@ class RAGService:
     @bentoml.api
     @record_errors
     async def ingest_s3_progress(self, task_id: str) -> S3SyncReport:
-        """Objects and pages done so far by a running (or finished) ingest_s3 task."""
+        """Objects and pages done so far by a running (or finished) ingest_s3 task. (The
+        gateway has checked that the caller may see the task.)"""
         progress = self._progress.get(task_id)
-        if progress is None or not caller().may_touch(progress["collection"]):
-            raise DocumentNotFound(f"no ingest_s3 task {task_id!r} has reported progress here")
+        if progress is None:
+            raise TaskNotFound(f"no ingest_s3 task {task_id!r} has reported progress here")
         return S3SyncReport(**progress)
 
     # -- engine adapters -------------------------------------------------------------------
@@ -373,7 +384,10 @@ def _citations(passages: list[Passage]) -> list[Citation]:
 
 
 def _document(record: DocumentRecord) -> DocumentInfo:
-    return DocumentInfo(**record.to_public())
+    public = record.to_public()
+    # Only a synced document's own origin is shown, never our storage of an upload.
+    public["source"] = record.metadata.get("s3_uri")
+    return DocumentInfo(**public)
 
 
 def _ingest_response(result: IngestResult) -> IngestResponse:
@@ -381,3 +395,4 @@ def _ingest_response(result: IngestResult) -> IngestResponse:
 
 
 RAGService.add_asgi_middleware(GatewayMiddleware, settings=settings)
+guard_unknown_routes(RAGService)

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.keys import ApiKeySpec, KeyRing
 from gateway.ratelimit import parse_limits
+from gateway.sources import S3SourceRule
 
 
 class Settings(BaseSettings):
@@ -49,6 +50,14 @@ class Settings(BaseSettings):
         None, description="S3 endpoint for any S3-compatible store (MinIO, Ceph...); unset = AWS."
     )
     s3_region: str | None = Field(None, description="S3 region; unset = boto3's default.")
+    s3_sources: list[S3SourceRule] = Field(
+        default_factory=list,
+        description=(
+            "JSON list of the S3 prefixes ingest_s3 may sync, and into which collections: "
+            "[{bucket, prefix, collections}]. Empty = none when API keys are configured "
+            "(any in open development mode). The blob bucket/prefix is never allowed."
+        ),
+    )
     redis_url: str | None = Field(
         None,
         description=(
@@ -113,6 +122,17 @@ class Settings(BaseSettings):
     chunk_overlap_tokens: int = Field(32, ge=0, description="Word pieces shared by neighbours.")
 
     max_upload_mb: float = Field(50.0, gt=0, description="Largest PDF accepted (MiB).")
+    # A 300-page annual report makes ~1 500 chunks; the caps stop one upload (a 788 KB PDF
+    # can hold 5 000 pages) from occupying the embedder for many minutes.
+    max_pages: int = Field(
+        2000, ge=1, description="Most pages a PDF may have (more: 413 DocumentTooLarge)."
+    )
+    max_chunks: int = Field(
+        20000,
+        ge=1,
+        description="Most chunks one PDF may make (more: 413 DocumentTooLarge), checked "
+        "before anything is embedded.",
+    )
     max_question_chars: int = Field(2000, ge=1, description="Longest question accepted.")
     max_top_k: int = Field(20, ge=1, description="Largest top_k accepted.")
     # Measured with all-MiniLM-L6-v2: questions about a passage score 0.19-0.6 against it,

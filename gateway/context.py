@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ from gateway.keys import UNRESTRICTED, Principal
 from retrieval.errors import Unauthenticated
 
 F = TypeVar("F", bound=Callable[..., Any])
+# UUIDs, trace ids, ULIDs and the like; nothing that could break a header or a log line.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 
 @dataclass
@@ -60,8 +63,9 @@ def request_scope(state: RequestState) -> Iterator[RequestState]:
 
 
 def new_request_id(offered: str | None) -> str:
-    """The client's X-Request-ID when it is a sane token, else a fresh one."""
-    if offered and len(offered) <= 128 and offered.isprintable() and " " not in offered:
+    """The client's X-Request-ID when it is short and of a safe alphabet (it is echoed in
+    headers and written to logs), else a fresh one."""
+    if offered and _SAFE_REQUEST_ID.fullmatch(offered):
         return offered
     return uuid.uuid4().hex
 

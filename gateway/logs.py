@@ -13,6 +13,7 @@ import sys
 
 from pydantic import ValidationError
 from pythonjsonlogger.json import JsonFormatter
+from starlette.requests import ClientDisconnect
 
 from gateway.context import current_request
 from retrieval.errors import RagError
@@ -42,13 +43,14 @@ class RequestContext(logging.Filter):
 
 class ClientErrorTracebacks(logging.Filter):
     """Shortens BentoML's traceback of a bad request (an error the service raised on
-    purpose for bad input, 4xx, or a request that failed validation) to one INFO line
-    naming the error: a traceback per bad request would bury the ones that matter (5xx),
-    while the line still says why, for a background task too."""
+    purpose for bad input, 4xx, a request that failed validation, a client that left while
+    sending its body) to one INFO line naming the error: a traceback per bad request would
+    bury the ones that matter (5xx), while the line still says why, for a background task
+    too."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        client_error = isinstance(error, ValidationError) or (
+        client_error = isinstance(error, ValidationError | ClientDisconnect) or (
             isinstance(error, RagError) and error.error_code < 500
         )
         if client_error:

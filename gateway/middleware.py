@@ -19,16 +19,20 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from starlette.datastructures import Headers, MutableHeaders
 
 from gateway.context import RequestState, new_request_id, request_scope
-from gateway.keys import KeyRing, presented_key
+from gateway.keys import KeyRing, Principal, presented_key
 from gateway.metrics import Metrics, get_metrics
 from gateway.ratelimit import Decision, RateLimiter
 from gateway.routes import RouteRule, body_limit, is_public, rule_for
+from gateway.sources import SourcePolicy
+from gateway.tasks import TaskRegistry, make_task_records
 from retrieval.errors import (
     Forbidden,
+    InternalError,
     InvalidRequest,
     RagError,
     RateLimited,
@@ -46,6 +50,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 access_log = logging.getLogger("rag.access")
+logger = logging.getLogger("rag.gateway")
 # Probes and scrapes every few seconds would drown the log (BentoML skips the same paths).
 _UNLOGGED = frozenset({"/metrics", "/healthz", "/livez", "/readyz"})
 _REJECTION_REASONS: dict[type[RagError], str] = {
@@ -54,6 +59,12 @@ _REJECTION_REASONS: dict[type[RagError], str] = {
     RequestTooLarge: "too_large",
     RateLimited: "rate_limited",
 }
+# nginx's status for "the client closed the connection before the response".
+CLIENT_CLOSED = 499
+
+
+class ClientDisconnected(Exception):
+    """The client went away before sending its whole request."""
 
 
 class GatewayMiddleware:
@@ -67,6 +78,8 @@ class GatewayMiddleware:
         self._max_upload = settings.max_upload_bytes
         self._log_payloads = settings.log_payloads
         self._metrics: Metrics = get_metrics()
+        self._sources = SourcePolicy.from_settings(settings)
+        self._tasks = TaskRegistry(make_task_records(settings.data_dir, settings.redis_url))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,12 +93,33 @@ class GatewayMiddleware:
             respond = self._responder(exchange, send)
             try:
                 if not is_public(path):
-                    receive = await self._admit(receive, headers, rule_for(path), exchange)
+                    receive = await self._admit(scope, receive, headers, rule_for(path), exchange)
                 await self.app(scope, receive, respond)
             except RagError as exc:
                 # Turned away before the service ran; `respond` writes the error body.
                 state.error = exc
                 await respond({"type": "http.response.start", "status": exc.error_code.value})
+            except ClientDisconnected:
+                exchange.disconnected = True
+            except Exception as exc:
+                if exchange.disconnected:
+                    return  # the service failed reading a body that never came
+                # A bug, here or in the service: the cause goes to the log with the request
+                # id; the client gets the documented 500 shape and a closed connection.
+                logger.error(
+                    "unexpected error serving %s",
+                    path,
+                    exc_info=exc,
+                    extra={"request_id": state.request_id},
+                )
+                if exchange.status is not None:
+                    raise  # the response has started: only dropping the connection is left
+                state.error = InternalError(
+                    "internal error: the server log has the cause under request id "
+                    f"{state.request_id}"
+                )
+                exchange.close = True
+                await respond({"type": "http.response.start", "status": 500})
             except BaseException:
                 exchange.status = exchange.status or 500
                 raise
@@ -95,13 +129,15 @@ class GatewayMiddleware:
 
     async def _admit(
         self,
+        scope: Scope,
         receive: Receive,
         headers: Headers,
         rule: RouteRule,
         exchange: _Exchange,
     ) -> Receive:
-        """Check the request against key, role, size and rate limit; return the receive
-        channel the service should read the body from. Raises the RagError of a rejection."""
+        """Check the request against key, role, size, rate limit and the scope of what it
+        names; return the receive channel the service should read the body from. Raises
+        the RagError of a rejection."""
         state = exchange.state
         exchange.limit_class = rule.limit_class
         principal = self._keys.authenticate(presented_key(headers))
@@ -117,52 +153,124 @@ class GatewayMiddleware:
                 f"API key {principal.name!r} used its {rule.limit_class} limit of "
                 f"{exchange.rate.limit} requests; retry in {max(exchange.rate.reset_s, 1)} s"
             )
-        if rule.collection_in_body or (self._log_payloads and not rule.upload):
-            body = await _read_body(receive, limit, state.route)
-            payload = _json_object(body)
-            if rule.collection_in_body:
-                principal.require_collection(str(payload.get("collection", DEFAULT_COLLECTION)))
-            if self._log_payloads:
-                exchange.payload = payload
-            return _replay(body, receive)
-        return _counting(receive, limit, state)
+        if rule.upload or not _is_json(headers):
+            if rule.needs_body:
+                raise InvalidRequest(
+                    f"{state.route} takes a JSON body (Content-Type: application/json)"
+                )
+            return _counting(receive, limit, exchange)
+        # A JSON body is parsed here, once, so a malformed or pathologically nested one gets
+        # a 400 from the gateway before anything else reads it.
+        has_body = scope["method"] not in ("GET", "HEAD")
+        body = await _read_body(receive, limit, state.route) if has_body else b""
+        payload = _json_object(body)
+        if self._log_payloads:
+            exchange.payload = payload
+        await self._check_scope(rule, principal, payload, scope, exchange)
+        return _replay(body, receive)
+
+    async def _check_scope(
+        self,
+        rule: RouteRule,
+        principal: Principal,
+        payload: dict[str, Any],
+        scope: Scope,
+        exchange: _Exchange,
+    ) -> None:
+        """Raise Forbidden / TaskNotFound unless ``principal`` may use what the request
+        names: its collection, its S3 source, its task id."""
+        collection = str(payload.get("collection", DEFAULT_COLLECTION))
+        if rule.collection_in_body:
+            principal.require_collection(collection)
+        if rule.s3_source_in_body:
+            self._sources.check(
+                str(payload.get("bucket", "")), str(payload.get("prefix", "")), collection
+            )
+        if rule.task is None:
+            return
+        if rule.task_step in ("lookup", "resubmit"):
+            if rule.task_id_in == "body":
+                task_id = str(payload.get("task_id", ""))
+            else:
+                query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+                task_id = query.get("task_id", [""])[0]
+            record = await self._tasks.authorize(task_id, rule.task, principal)
+            collection = record.collection
+        if rule.task_step in ("submit", "resubmit"):
+            exchange.new_task = (rule.task, collection)
 
     def _responder(self, exchange: _Exchange, send: Send) -> Send:
-        """``send`` with the gateway's headers added, errors reshaped, and the exchange
-        finished when the last byte of the response has gone out."""
+        """``send`` with the gateway's headers added, errors reshaped, new task ids
+        recorded with their owner, and the exchange finished when the last byte of the
+        response has gone out."""
         state = exchange.state
+
+        async def start(message: Message) -> None:
+            exchange.status = message["status"]
+            message.setdefault("headers", [])
+            headers = MutableHeaders(scope=message)
+            headers["X-Request-ID"] = state.request_id
+            if exchange.rate is not None:
+                headers.update(exchange.rate.headers())
+            if exchange.close:
+                headers["connection"] = "close"
+            if exchange.status >= 400 and isinstance(state.error, RagError):
+                # One shape for every deliberate error, with the message BentoML hides
+                # for 401, 403 and 5xx; the service's own body is dropped.
+                body = _error_body(state.error, state.request_id)
+                headers["content-type"] = "application/json"
+                headers["content-length"] = str(len(body))
+                exchange.replaced = True
+                await send(message)
+                await send({"type": "http.response.body", "body": body})
+                self._finish(exchange)
+                return
+            await send(message)
 
         async def respond(message: Message) -> None:
             if message["type"] == "http.response.start":
-                exchange.status = message["status"]
-                message.setdefault("headers", [])
-                headers = MutableHeaders(scope=message)
-                headers["X-Request-ID"] = state.request_id
-                if exchange.rate is not None:
-                    headers.update(exchange.rate.headers())
-                if exchange.status >= 400 and isinstance(state.error, RagError):
-                    # One shape for every deliberate error, with the message BentoML hides
-                    # for 401, 403 and 5xx; the service's own body is dropped.
-                    body = _error_body(state.error, state.request_id)
-                    headers["content-type"] = "application/json"
-                    headers["content-length"] = str(len(body))
-                    exchange.replaced = True
-                    await send(message)
-                    await send({"type": "http.response.body", "body": body})
-                    self._finish(exchange)
+                if exchange.new_task is not None and message["status"] == 200:
+                    # The client must not learn a task id before its owner is on record.
+                    exchange.held = [message]
                     return
+                await start(message)
             elif message["type"] == "http.response.body":
                 if exchange.replaced:
                     return
+                if exchange.held is not None:
+                    exchange.held.append(message)
+                    if message.get("more_body", False):
+                        return
+                    held, exchange.held = exchange.held, None
+                    try:
+                        await self._record_task(exchange, held[1:])
+                    except RagError as exc:
+                        state.error = exc
+                        await start({"type": "http.response.start", "status": exc.error_code})
+                        return
+                    await start(held[0])
+                    for part in held[1:-1]:
+                        await send(part)
+                    message = held[-1]
                 await send(message)
                 if not message.get("more_body", False):
                     # Background work (a submitted task) may still run; the client has
                     # its answer, which is what the log line and metrics describe.
                     self._finish(exchange)
-                return
-            await send(message)
+            else:
+                await send(message)
 
         return respond
+
+    async def _record_task(self, exchange: _Exchange, body: list[Message]) -> None:
+        """Record the owner of the task whose id is in the response ``body``."""
+        assert exchange.new_task is not None and exchange.state.principal is not None
+        task, collection = exchange.new_task
+        try:
+            task_id = json.loads(b"".join(m.get("body", b"") for m in body))["task_id"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InternalError(f"{task} answered a submission without a task id") from exc
+        await self._tasks.record(str(task_id), task, collection, exchange.state.principal)
 
     def _finish(self, exchange: _Exchange) -> None:
         exchange.logged = True
@@ -179,7 +287,12 @@ class GatewayMiddleware:
         if state.principal is not None:
             fields["key"] = state.principal.name
         reason = _REJECTION_REASONS.get(type(error)) if error is not None else None
-        if reason is not None and exchange.limit_class is not None:
+        if exchange.disconnected:
+            # The client left mid-request: nothing for the operator to fix.
+            status = fields["status"] = CLIENT_CLOSED
+            fields["error"] = "ClientDisconnected"
+            self._metrics.error("ClientDisconnected", status)
+        elif reason is not None and exchange.limit_class is not None:
             fields["rejected"] = reason
             self._metrics.rejected(reason, exchange.limit_class)
         elif status >= 400:
@@ -189,7 +302,7 @@ class GatewayMiddleware:
         if exchange.payload is not None:
             fields["payload"] = exchange.payload
         if state.route not in _UNLOGGED:
-            level = logging.ERROR if status >= 500 else logging.INFO
+            level = logging.ERROR if 500 <= status < 600 else logging.INFO
             access_log.log(level, "%s %s %d", exchange.method, state.route, status, extra=fields)
 
 
@@ -204,6 +317,12 @@ class _Exchange:
     payload: dict[str, Any] | None = None
     replaced: bool = False
     logged: bool = False
+    disconnected: bool = False
+    close: bool = False  # ask the server to close the connection after the response
+    # (task, collection) of a task this request submits; its response is held in `held`
+    # until the new task id is recorded.
+    new_task: tuple[str, str] | None = None
+    held: list[Message] | None = None
 
 
 def _error_body(error: RagError, request_id: str) -> bytes:
@@ -228,7 +347,7 @@ async def _read_body(receive: Receive, limit: int, route: str) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise InvalidRequest("the client disconnected before sending the whole body")
+            raise ClientDisconnected()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -238,9 +357,17 @@ async def _read_body(receive: Receive, limit: int, route: str) -> bytes:
             return b"".join(parts)
 
 
+def _is_json(headers: Headers) -> bool:
+    """Does the request declare a JSON body (or no type, which BentoML reads as JSON)?"""
+    content_type = headers.get("content-type", "")
+    return not content_type or "json" in content_type.lower()
+
+
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body or b"{}")
+    except RecursionError as exc:
+        raise InvalidRequest("the request body is JSON nested too deeply") from exc
     except ValueError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
     if not isinstance(payload, dict):
@@ -262,15 +389,18 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-def _counting(receive: Receive, limit: int, state: RequestState) -> Receive:
+def _counting(receive: Receive, limit: int, exchange: _Exchange) -> Receive:
     """``receive`` that fails with 413 once a body sent without Content-Length (chunked)
-    grows past ``limit``."""
+    grows past ``limit``, and notes a client that disconnects before the end of it."""
     seen = 0
+    state = exchange.state
 
     async def counted() -> Message:
         nonlocal seen
         message = await receive()
-        if message["type"] == "http.request":
+        if message["type"] == "http.disconnect" and exchange.status is None:
+            exchange.disconnected = True
+        elif message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
                 # Raised inside the service's body parsing; remembered so the response

@@ -1,15 +1,23 @@
-"""What each HTTP route needs from its caller: role, rate-limit class, body size limit."""
+"""What each HTTP route needs from its caller: role, rate-limit class, body limit, scope.
+
+Every route of the service has a rule here. A route that has none is treated as an
+admin-only route, and the security suite (tests/security/) fails until it gets one.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from gateway.keys import Action
 
 LimitClass = Literal["query", "ingest"]
+# What a route does with a background task: "submit" hands out a new task id (recorded with
+# its owner), "lookup" names an existing one (checked against its owner), "resubmit" both.
+TaskStep = Literal["submit", "lookup", "resubmit"]
 # Routes anyone may call: health checks for orchestrators, /metrics for Prometheus (it holds
-# counts, never document text or keys), the API docs and their assets.
+# counts, never document text or keys), the API docs (the OpenAPI UI at / and the spec: they
+# describe the API, never data) and their assets.
 PUBLIC_PATHS = frozenset(
     {"/", "/docs.json", "/schema.json", "/metrics", "/healthz", "/livez", "/readyz"}
 )
@@ -25,16 +33,47 @@ UPLOAD_OVERHEAD = 1024 * 1024
 class RouteRule:
     action: Action
     limit_class: LimitClass
+    # A multipart upload; every other route takes a JSON body (or none).
     upload: bool = False
     # A background task answers only after the submission: its collection is checked on the
     # submitted JSON body, so a forbidden collection gets 403 at once, not a failed task.
     collection_in_body: bool = False
+    # The body names an S3 bucket and prefix to read: checked against RAG_S3_SOURCES.
+    s3_source_in_body: bool = False
+    task: str | None = None  # the task API this route belongs to
+    task_step: TaskStep | None = None
+    # Where a lookup finds the task id: BentoML's task routes take it in the query string.
+    task_id_in: Literal["query", "body"] = "query"
+
+    @property
+    def needs_body(self) -> bool:
+        """Must the gateway read the JSON body to check the caller's scope?"""
+        return (
+            self.collection_in_body
+            or self.s3_source_in_body
+            or (self.task_step is not None and self.task_id_in == "body")
+        )
 
 
 _READ = RouteRule("read", "query")
 _WRITE = RouteRule("write", "ingest")
-# Polling an ingest is frequent and cheap: it must not use up the ingest budget.
-_WATCH = RouteRule("write", "query")
+
+
+def task_rules(name: str, submit: RouteRule) -> dict[str, RouteRule]:
+    """Rules for the routes BentoML adds for the task ``name``: the direct call and
+    ``submit`` (both ``submit``'s rule), ``status``/``get`` (polling, frequent and cheap:
+    it must not use up the ingest budget), ``retry`` and ``cancel``."""
+    lookup = RouteRule("write", "ingest", task=name, task_step="lookup")
+    watch = replace(lookup, limit_class="query")
+    return {
+        f"/{name}": submit,
+        f"/{name}/submit": replace(submit, task=name, task_step="submit"),
+        f"/{name}/status": watch,
+        f"/{name}/get": watch,
+        f"/{name}/retry": replace(lookup, task_step="resubmit"),
+        f"/{name}/cancel": lookup,
+    }
+
 
 RULES: dict[str, RouteRule] = {
     "/query": _READ,
@@ -43,16 +82,16 @@ RULES: dict[str, RouteRule] = {
     "/list_documents": _READ,
     "/ingest": RouteRule("write", "ingest", upload=True),
     "/delete_document": _WRITE,
-    "/ingest_s3": _WRITE,
-    "/ingest_s3/submit": RouteRule("write", "ingest", collection_in_body=True),
-    "/ingest_s3/retry": _WRITE,
-    "/ingest_s3/cancel": _WRITE,
-    "/ingest_s3/status": _WATCH,
-    "/ingest_s3/get": _WATCH,
-    "/ingest_s3_progress": _WATCH,
+    **task_rules(
+        "ingest_s3",
+        RouteRule("write", "ingest", collection_in_body=True, s3_source_in_body=True),
+    ),
+    "/ingest_s3_progress": RouteRule(
+        "write", "query", task="ingest_s3", task_step="lookup", task_id_in="body"
+    ),
 }
 # A route added to the service but not to RULES is for admins only until someone decides.
-_UNLISTED = _WRITE
+UNLISTED = _WRITE
 
 
 def is_public(path: str) -> bool:
@@ -60,7 +99,7 @@ def is_public(path: str) -> bool:
 
 
 def rule_for(path: str) -> RouteRule:
-    return RULES.get(path.rstrip("/") or "/", _UNLISTED)
+    return RULES.get(path.rstrip("/") or "/", UNLISTED)
 
 
 def body_limit(rule: RouteRule, max_upload_bytes: int) -> int:

@@ -65,6 +65,18 @@ class DocumentNotFound(RagError):
     error_code = HTTPStatus.NOT_FOUND
 
 
+class TaskNotFound(DocumentNotFound):
+    """No task with that id, or one in a collection the key may not use."""
+
+
+class RouteNotFound(DocumentNotFound):
+    """No API at that path."""
+
+
+class InternalError(RagError):
+    """A bug: the cause is in the server log under the request id."""
+
+
 class DependencyUnavailable(RagError):
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
 

@@ -33,6 +33,8 @@ class IngestOptions:
     chunk_tokens: int
     overlap_tokens: int
     embed_batch: int
+    max_pages: int = 2000
+    max_chunks: int = 20000
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@
 Shows a progress bar, then a summary: indexed / unchanged / replaced / removed / failed,
 with the reason of every failure. A rate-limited request (429) waits as long as the
 service's Retry-After says and is sent again. Exits 1 if anything failed, 2 if the service
-could not be reached, refused the key, or the sync itself failed.
+could not be reached, refused the key or the request, or the sync itself failed.
 """
 
 from __future__ import annotations
@@ -110,11 +110,14 @@ def sync_s3(http: httpx.Client, uri: str, collection: str) -> dict[str, Any]:
 
 def patiently(send: Callable[[], httpx.Response]) -> httpx.Response:
     """``send()``, sent again after the wait the service asks for while it answers 429.
-    Raises RuntimeError when the key is refused (401/403): every other request would be."""
+    Raises RuntimeError when the request is refused (401/403): every other one would be."""
     while True:
         reply = send()
-        if reply.status_code in (401, 403):
+        if reply.status_code == 401:
             raise RuntimeError(f"the service refused the API key: {error_text(reply)}")
+        if reply.status_code == 403:
+            # The key's role or collections, or (for S3) the operator's source allow-list.
+            raise RuntimeError(f"the service refused the request: {error_text(reply)}")
         if reply.status_code != 429:
             return reply
         time.sleep(float(reply.headers.get("Retry-After", OVERLOAD_WAIT_S)))

@@ -359,7 +359,7 @@ def test_the_ingest_cli_waits_out_rate_limits_and_stops_on_a_refused_key(gateway
     assert "4 indexed, 0 unchanged, 0 replaced, 0 removed, 0 failed" in done.stdout
     refused = cli(gateway.keys.reader_a)
     assert refused.returncode == 2
-    assert "refused the API key" in refused.stderr and "role 'reader'" in refused.stderr
+    assert "service refused the request" in refused.stderr and "role 'reader'" in refused.stderr
     assert gateway.keys.reader_a not in refused.stderr
 
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from bentoml.exceptions import BentoMLException
 
-from tests.conftest import ROOT, UPLOAD_LIMIT_MB, shared_pdf
+from tests.conftest import BLOB_BUCKET, ROOT, UPLOAD_LIMIT_MB, shared_pdf
 from tests.pdfs import MANUAL_PAGES, make_pdf
 
 pytestmark = pytest.mark.e2e
@@ -105,12 +105,16 @@ def test_queries_survive_a_redis_outage_and_the_cache_comes_back(server, client,
 
 def test_uploaded_bytes_are_kept_in_the_blob_store(server, client, manual, tmp_path):
     doc = client.list_documents(collection="manual")["documents"][0]
+    # Clients are not told where uploads are kept; the index knows.
+    assert doc["source"] is None
+    source = server.open_index().find_document(doc["document_id"]).source
     expected = make_pdf(MANUAL_PAGES)
     if not server.blobs_in_s3:
-        assert doc["source"].startswith("file://")
-        assert Path(doc["source"].removeprefix("file://")).read_bytes() == expected
+        assert source.startswith(f"file://{server.data_dir.resolve()}/")
+        assert Path(source.removeprefix("file://")).read_bytes() == expected
     else:
-        bucket, key = doc["source"].removeprefix("s3://").split("/", 1)
+        assert source.startswith(f"s3://{BLOB_BUCKET}/rag-blobs/manual/")
+        bucket, key = source.removeprefix("s3://").split("/", 1)
         body = server.s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
         assert body == expected
     assert hashlib.sha256(expected).hexdigest() == doc["sha256"]

@@ -1,0 +1,147 @@
+"""Every route of the service, enumerated from the app itself, against three attackers: no
+key, a key scoped to another collection, and a reader on a route that writes.
+
+A route this suite does not know how to call fails `test_every_route_is_known`: a new API,
+task, mount (the web page, /v1...) cannot ship until someone says here how to call it,
+and then the same checks run on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from starlette.routing import Mount
+
+from gateway.routes import is_public
+from tests.pdfs import make_pdf
+from tests.security.conftest import ALPHA_SECRET, ALPHA_SYNCED, SOURCE_BUCKET, Secured
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass(frozen=True)
+class Call:
+    """How to call a route so that it targets collection alpha's data."""
+
+    method: str
+    writes: bool  # what this suite expects a reader to be refused
+    request: Callable[[Secured], dict[str, Any]]  # httpx keyword arguments
+
+
+def _json(**fields: Any) -> Callable[[Secured], dict[str, Any]]:
+    return lambda s: {"json": {k: v(s) if callable(v) else v for k, v in fields.items()}}
+
+
+def _task(s: Secured) -> dict[str, Any]:
+    return {"params": {"task_id": s.alpha_task_id}}
+
+
+_SYNC = _json(bucket=SOURCE_BUCKET, prefix="alpha/", collection="alpha")
+
+CALLS: dict[str, Call] = {
+    "/query": Call("POST", False, _json(question="What is the coolant code?", collection="alpha")),
+    "/query_stream": Call(
+        "POST", False, _json(question="What is the coolant code?", collection="alpha")
+    ),
+    "/search": Call("POST", False, _json(query="coolant code", collection="alpha")),
+    "/list_documents": Call("POST", False, _json(collection="alpha")),
+    "/ingest": Call(
+        "POST",
+        True,
+        lambda s: {
+            "files": {"file": ("x.pdf", make_pdf(["Intruder text."]), "application/pdf")},
+            "data": {"collection": "alpha"},
+        },
+    ),
+    "/delete_document": Call("POST", True, _json(document_id=lambda s: s.alpha_document_id)),
+    "/ingest_s3": Call("POST", True, _SYNC),
+    "/ingest_s3/submit": Call("POST", True, _SYNC),
+    "/ingest_s3/status": Call("GET", True, _task),
+    "/ingest_s3/get": Call("GET", True, _task),
+    "/ingest_s3/retry": Call("POST", True, _task),
+    "/ingest_s3/cancel": Call("PUT", True, _task),
+    "/ingest_s3_progress": Call("POST", True, _json(task_id=lambda s: s.alpha_task_id)),
+}
+# What a response to a key that may not see alpha must never contain.
+ALPHA_DATA = (ALPHA_SECRET, ALPHA_SYNCED, "alpha-secret.pdf", "q3.pdf", "KESTREL", "alpha/")
+
+
+def service_routes() -> list[str]:
+    """Every path the served app routes, from the app itself (mounts as 'path/')."""
+    from service import RAGService
+
+    paths = []
+    for route in RAGService.to_asgi().routes:
+        path = route.path
+        paths.append(f"{path}/" if isinstance(route, Mount) else path)
+    return sorted(set(paths))
+
+
+ROUTES = service_routes()
+PROTECTED = [path for path in ROUTES if not is_public(path)]
+
+
+def test_every_route_is_known():
+    unknown = [path for path in PROTECTED if path not in CALLS]
+    assert not unknown, (
+        f"routes this security suite does not know how to call: {unknown}; add them to "
+        "CALLS in tests/security/test_route_scopes.py"
+    )
+    assert set(CALLS) <= set(PROTECTED), "CALLS names routes the service no longer has"
+
+
+def test_public_routes_are_only_docs_health_and_metrics():
+    public = {p for p in ROUTES if is_public(p)}
+    assert public == {
+        "/",
+        "/docs.json",
+        "/schema.json",
+        "/healthz",
+        "/livez",
+        "/readyz",
+        "/metrics",
+        "/static_content/",
+    }
+
+
+def _call(secured: Secured, path: str, key: str | None):
+    call = CALLS[path]
+    return secured.call(call.method, path, key, **call.request(secured))
+
+
+@pytest.mark.parametrize("path", PROTECTED)
+def test_no_key_gets_401(secured, path):
+    reply = _call(secured, path, None)
+    assert reply.status_code == 401, reply.text
+    assert reply.json()["type"] == "Unauthenticated"
+
+
+@pytest.mark.parametrize("path", PROTECTED)
+def test_a_key_of_another_collection_gets_403_or_404_and_no_data(secured, path):
+    before = secured.documents("alpha")
+    # beta-admin may write (role) but only to beta: every refusal here is about scope.
+    reply = _call(secured, path, secured.keys.beta_admin)
+    assert reply.status_code in (403, 404), reply.text
+    assert reply.json()["type"] in ("Forbidden", "TaskNotFound", "DocumentNotFound")
+    for data in ALPHA_DATA:
+        assert data not in reply.text
+    assert secured.documents("alpha") == before
+
+
+@pytest.mark.parametrize("path", [p for p in PROTECTED if p in CALLS and CALLS[p].writes])
+def test_a_reader_on_a_write_route_gets_403(secured, path):
+    before = secured.documents("alpha")
+    reply = _call(secured, path, secured.keys.alpha_reader)
+    assert reply.status_code == 403, reply.text
+    assert "role 'reader'" in reply.json()["error"]
+    assert secured.documents("alpha") == before
+
+
+@pytest.mark.parametrize("path", [p for p in PROTECTED if p in CALLS and not CALLS[p].writes])
+def test_a_reader_of_the_collection_is_served_on_read_routes(secured, path):
+    # The positive control: the calls above are refused for the key, not for being wrong.
+    reply = _call(secured, path, secured.keys.alpha_reader)
+    assert reply.status_code == 200, reply.text

@@ -194,6 +194,7 @@ class RAGService:
                 embed_batch=settings.ingest_embed_batch,
                 max_pages=settings.max_pages,
                 max_chunks=settings.max_chunks,
+                parse_timeout_s=settings.parse_timeout_s,
             ),
             blobs=make_blob_store(
                 settings.data_dir,

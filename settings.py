@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     max_pages: int = Field(
         2000, ge=1, description="Most pages a PDF may have (more: 413 DocumentTooLarge)."
     )
+    # A 2 KB PDF can be crafted to keep the parser busy for hours; a 300-page report
+    # parses in a few seconds here.
+    parse_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Longest one PDF may take to parse (more: 413 DocumentTooLarge).",
+    )
     max_chunks: int = Field(
         20000,
         ge=1,

@@ -96,6 +96,8 @@ class GatewayMiddleware:
                     receive = await self._admit(scope, receive, headers, rule_for(path), exchange)
                 await self.app(scope, receive, respond)
             except RagError as exc:
+                if exchange.status is not None:
+                    raise
                 # Turned away before the service ran; `respond` writes the error body.
                 state.error = exc
                 await respond({"type": "http.response.start", "status": exc.error_code.value})

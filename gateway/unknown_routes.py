@@ -15,7 +15,8 @@ from typing import Any
 
 import bentoml
 from starlette.datastructures import Headers
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match, Mount
+from starlette.staticfiles import StaticFiles
 
 from gateway.context import new_request_id
 from gateway.metrics import get_metrics
@@ -45,9 +46,7 @@ class UnknownRouteGuard:
             # Starlette redirects '/query/' to '/query'.
             candidates.append({**scope, "path": path.rstrip("/")})
         return any(
-            route.matches(candidate)[0] is not Match.NONE
-            for candidate in candidates
-            for route in self.routes
+            _route_knows(route, candidate) for candidate in candidates for route in self.routes
         )
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -83,6 +82,17 @@ class UnknownRouteGuard:
                 "error": "RouteNotFound",
             },
         )
+
+
+def _route_knows(route: BaseRoute, scope: Scope) -> bool:
+    match, child = route.matches(scope)
+    if match is Match.NONE:
+        return False
+    if isinstance(route, Mount) and isinstance(route.app, StaticFiles):
+        # A static mount matches any path below it; only its files are known.
+        files = route.app
+        return files.lookup_path(files.get_path({**scope, **child}))[1] is not None
+    return True
 
 
 def guard_unknown_routes(service: bentoml.Service[Any]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from retrieval.blobs import BlobStore
 from retrieval.chunking import TokenCounter, chunk_pages
 from retrieval.engines import EmbedFn, ms_since
-from retrieval.errors import InvalidRequest, NoTextLayer, RagError
+from retrieval.errors import DocumentTooLarge, InvalidRequest, NoTextLayer, RagError
 from retrieval.index import DEFAULT_COLLECTION, ChunkIndex, DocumentRecord, check_collection_name
 from retrieval.observer import NullObserver, Observer
 from retrieval.parsing import check_size, parse_pdf
@@ -35,6 +35,8 @@ class IngestOptions:
     embed_batch: int
     max_pages: int = 2000
     max_chunks: int = 20000
+    # Longest one parse may take; a small crafted PDF can keep pypdf busy for hours.
+    parse_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,12 @@ class Ingestor:
             return _result(same, "unchanged", timings)
 
         parsed = await asyncio.to_thread(
-            parse_pdf, data, filename=name, max_bytes=self._options.max_bytes
+            parse_pdf,
+            data,
+            filename=name,
+            max_bytes=self._options.max_bytes,
+            max_pages=self._options.max_pages,
+            max_seconds=self._options.parse_timeout_s,
         )
         chunks = await asyncio.to_thread(
             chunk_pages,
@@ -173,6 +180,11 @@ class Ingestor:
         )
         if not chunks:
             raise NoTextLayer(f"{name} has no text that the embedder can read")
+        if len(chunks) > self._options.max_chunks:
+            raise DocumentTooLarge(
+                f"{name} makes {len(chunks)} chunks; the limit is {self._options.max_chunks} "
+                "(RAG_MAX_CHUNKS)"
+            )
         timings["parse_and_chunk"] = ms_since(clock)
 
         # The bytes are kept before anything is indexed: an unreachable blob store fails

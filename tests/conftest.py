@@ -318,6 +318,9 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         redis,
         s3,
         blobs_in_s3=production,
+        # Every e2e module uploads through this one instance and its one anonymous key
+        # within minutes; the rate limits themselves are tested in test_gateway.py.
+        env={"RAG_RATE_LIMIT_INGEST": "10000/minute"},
     )
     srv.start()
     yield srv

@@ -235,7 +235,9 @@ def test_unknown_paths_get_404_and_add_no_metric_series(secured):
     before = _series(secured)
     for n in range(500):
         method = ("GET", "POST")[n % 2]
-        reply = secured.call(method, f"/{secrets.token_hex(6)}/{n}", None)
+        # Under a static mount too: it matches any path below it, not only its files.
+        where = ("", "/static_content")[n % 3 == 0]
+        reply = secured.call(method, f"{where}/{secrets.token_hex(6)}/{n}.js", None)
         assert reply.status_code == 404
     body = error_of(reply)
     assert body["type"] == "RouteNotFound"

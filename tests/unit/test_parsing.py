@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+
 import pytest
 
 from retrieval.errors import (
@@ -15,7 +19,16 @@ from retrieval.errors import (
 )
 from retrieval.parsing import parse_pdf
 from tests.conftest import SHARED_PDFS, all_shared_pdfs, sample_file_pages, shared_pdf
-from tests.pdfs import MANUAL_PAGES, make_pdf
+from tests.pdfs import (
+    MANUAL_PAGES,
+    deep_page_tree_pdf,
+    form_bomb_pdf,
+    make_pdf,
+    many_pages_pdf,
+    nested_arrays_pdf,
+    object_stream_pdf,
+    self_referencing_length_pdf,
+)
 
 # Files that need a user password we do not have.
 NEEDS_PASSWORD = {
@@ -122,3 +135,105 @@ def test_size_limit():
         parse_pdf(data, filename="big.pdf", max_bytes=len(data) - 1)
     assert raised.value.error_code.value == 413
     assert parse_pdf(data, max_bytes=len(data)).page_count == 4
+
+
+# Files that made pypdf raise something other than its PdfReadError: each was a 500.
+MALFORMED = {
+    "deep-page-tree": (lambda: deep_page_tree_pdf(5000), "page tree depth"),
+    "nested-arrays": (lambda: nested_arrays_pdf(5000), "RecursionError"),
+    "self-referencing-length": (self_referencing_length_pdf, "loop with self reference"),
+    "object-stream-not-an-objstm": (
+        lambda: object_stream_pdf(stream_type=b"/XObject"),
+        "AssertionError",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_pdf_is_corrupt_and_says_why(case):
+    make, words = MALFORMED[case]
+    with pytest.raises(CorruptPdf) as raised:
+        parse_pdf(make(), filename=f"{case}.pdf")
+    message = str(raised.value)
+    assert message.startswith(f"{case}.pdf is a damaged PDF and cannot be read: ")
+    assert words in message
+    assert len(message) < 300
+    assert raised.value.error_code.value == 422
+
+
+def test_the_generated_pdfs_are_valid_but_for_the_damage():
+    assert parse_pdf(deep_page_tree_pdf(50)).pages == ["at the bottom of a deep page tree"]
+    assert parse_pdf(nested_arrays_pdf(50)).pages == ["nested"]
+    assert parse_pdf(object_stream_pdf()).pages == ["from an object stream"]
+
+
+@pytest.mark.parametrize("case", ["deep-page-tree", "nested-arrays"])
+def test_deep_nesting_is_corrupt_in_a_worker_thread(case):
+    """As the service parses: in asyncio.to_thread's pool, and in a thread with a small stack
+    (a crash here would take the whole test run down with it)."""
+    data = MALFORMED[case][0]()
+
+    async def in_pool():
+        return await asyncio.to_thread(parse_pdf, data)
+
+    with pytest.raises(CorruptPdf):
+        asyncio.run(in_pool())
+    outcome: list[BaseException] = []
+
+    def parse():
+        try:
+            parse_pdf(data)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    previous = threading.stack_size(256 * 1024)
+    try:
+        thread = threading.Thread(target=parse)
+        thread.start()
+    finally:
+        threading.stack_size(previous)
+    thread.join()
+    assert [type(exc) for exc in outcome] == [CorruptPdf]
+
+
+def test_page_limit_is_checked_before_any_text_is_read():
+    # Reading the text of any page would raise RecursionError (CorruptPdf): the page count
+    # alone turns the file away.
+    data = many_pages_pdf(2001, content=b"[" * 5000 + b"]" * 5000)
+    with pytest.raises(DocumentTooLarge) as raised:
+        parse_pdf(data, filename="big.pdf", max_pages=2000)
+    assert str(raised.value) == "big.pdf has 2001 pages; the limit is 2000 (RAG_MAX_PAGES)"
+    assert raised.value.error_code.value == 413
+
+
+def test_a_pdf_of_exactly_max_pages_is_read():
+    parsed = parse_pdf(many_pages_pdf(2000), max_pages=2000)
+    assert parsed.page_count == 2000
+    assert parsed.pages[1999] == "a page"
+
+
+def test_a_parse_that_runs_too_long_is_stopped():
+    started = time.monotonic()
+    with pytest.raises(DocumentTooLarge) as raised:
+        parse_pdf(form_bomb_pdf(), filename="bomb.pdf", max_seconds=0.5)
+    assert time.monotonic() - started < 3
+    assert str(raised.value) == (
+        "bomb.pdf took longer than 0.5 s to read (too complex, or damaged; RAG_PARSE_TIMEOUT_S); "
+        "simplify or split it"
+    )
+    assert raised.value.error_code.value == 413
+    # The limit ends with the parse: nothing lands in this thread once it is over.
+    assert parse_pdf(make_pdf(MANUAL_PAGES), max_seconds=0.5).page_count == 4
+    deadline = time.monotonic() + 0.6
+    while time.monotonic() < deadline:
+        pass
+
+
+def test_a_parse_that_runs_too_long_is_stopped_in_a_worker_thread():
+    async def in_pool():
+        return await asyncio.to_thread(parse_pdf, form_bomb_pdf(), max_seconds=0.5)
+
+    started = time.monotonic()
+    with pytest.raises(DocumentTooLarge):
+        asyncio.run(in_pool())
+    assert time.monotonic() - started < 3

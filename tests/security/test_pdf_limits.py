@@ -1,0 +1,40 @@
+"""Regression tests of the PDF limits (security review, issue 10): a malformed or huge PDF
+gets a 4xx naming the problem, never a 500, and the service lives."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.pdfs import deep_page_tree_pdf, many_pages_pdf
+from tests.security.conftest import MAX_PAGES
+from tests.security.test_findings import error_of
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_pdf_over_the_page_limit_gets_413_before_anything_is_stored(secured):
+    reply = secured.call(
+        "POST",
+        "/ingest",
+        secured.keys.ops,
+        files={"file": ("long.pdf", many_pages_pdf(MAX_PAGES + 1), "application/pdf")},
+        data={"collection": "limits"},
+    )
+    assert reply.status_code == 413
+    body = error_of(reply)
+    assert body["type"] == "DocumentTooLarge"
+    assert f"{MAX_PAGES + 1} pages" in body["error"] and "RAG_MAX_PAGES" in body["error"]
+    assert secured.documents("limits") == []
+
+
+def test_a_5000_deep_page_tree_gets_422_and_the_service_lives(secured):
+    reply = secured.call(
+        "POST",
+        "/ingest",
+        secured.keys.ops,
+        files={"file": ("deep.pdf", deep_page_tree_pdf(5000), "application/pdf")},
+        data={"collection": "limits"},
+    )
+    assert reply.status_code == 422, reply.text
+    assert error_of(reply)["type"] == "CorruptPdf"
+    assert secured.call("GET", "/readyz", None).status_code == 200

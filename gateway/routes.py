@@ -91,7 +91,7 @@ RULES: dict[str, RouteRule] = {
     ),
 }
 # A route added to the service but not to RULES is for admins only until someone decides.
-UNLISTED = _WRITE
+_UNLISTED = _WRITE
 
 
 def is_public(path: str) -> bool:
@@ -99,7 +99,7 @@ def is_public(path: str) -> bool:
 
 
 def rule_for(path: str) -> RouteRule:
-    return RULES.get(path.rstrip("/") or "/", UNLISTED)
+    return RULES.get(path.rstrip("/") or "/", _UNLISTED)
 
 
 def body_limit(rule: RouteRule, max_upload_bytes: int) -> int:

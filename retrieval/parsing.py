@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ctypes
 import io
 import logging
-import threading
 from dataclasses import dataclass
 
 from pypdf import PdfReader
@@ -20,6 +18,7 @@ from retrieval.errors import (
     NoTextLayer,
     RagError,
 )
+from retrieval.isolation import ChildDied, OutOfTime, run_isolated
 
 logger = logging.getLogger(__name__)
 # pypdf logs every recoverable oddity of real-world files at WARNING; they are not ours.
@@ -56,7 +55,7 @@ def parse_pdf(
     count is checked before any text is extracted, so an over-long file is turned away cheaply.
     ``max_seconds`` bounds the whole parse: a small file can still take pypdf hours (a form
     drawn thousands of times on a page, a broken xref table that makes every object a search
-    of the whole file).
+    of the whole file). With it the file is read in a child process, killed when time is up.
 
     Raises:
         DocumentTooLarge: ``data`` is longer than ``max_bytes``, the PDF has more pages than
@@ -75,32 +74,23 @@ def parse_pdf(
     if b"%PDF-" not in data[:_HEADER_WINDOW]:
         raise NotAPdf(f"{filename} is not a PDF (no %PDF- header)")
     try:
-        with _TimeLimit(max_seconds):
-            reader = PdfReader(io.BytesIO(data))
-            _open_encrypted(reader, filename)
-            check_pages(len(reader.pages), filename=filename, max_pages=max_pages)
-            pages = [_page_text(page) for page in reader.pages]
-    except _OutOfTime as exc:
+        if max_seconds is None:
+            pages = read_pages(data, filename, max_pages)
+        else:
+            pages = run_isolated(read_pages, data, filename, max_pages, timeout_s=max_seconds)
+    except OutOfTime as exc:
         raise DocumentTooLarge(
             f"{filename} took longer than {max_seconds:g} s to read (too complex, or damaged; "
             "RAG_PARSE_TIMEOUT_S); simplify or split it"
         ) from exc
-    except RagError:
-        raise
-    except FileNotDecryptedError as exc:
-        raise EncryptedPdf(f"{filename} is password-protected and cannot be read") from exc
-    except DependencyError as exc:
-        raise EncryptedPdf(f"{filename} uses an encryption this server cannot read: {exc}") from exc
+    except ChildDied as exc:
+        # Killed by the kernel or a crash in C code while reading this file.
+        raise CorruptPdf(f"{filename} could not be read: {exc}") from exc
     except MemoryError:
         # pypdf caps what one stream may inflate to, so this is the server running short,
         # not a fact about the file: a 5xx, and a log line that names the upload.
         logger.error("out of memory parsing %s (%d bytes)", filename, len(data))
         raise
-    except Exception as exc:
-        # On damaged input pypdf raises nearly anything: its own errors, but also
-        # AssertionError, KeyError, IndexError, RecursionError, zlib.error, struct.error,
-        # UnicodeDecodeError... Every one of them means "this file cannot be read".
-        raise CorruptPdf(f"{filename} is a damaged PDF and cannot be read: {_reason(exc)}") from exc
     if not pages:
         raise EmptyDocument(f"{filename} has no pages")
     if not any(text.strip() for text in pages):
@@ -109,6 +99,27 @@ def parse_pdf(
             "run OCR on it first"
         )
     return ParsedPdf(pages=pages)
+
+
+def read_pages(data: bytes, filename: str, max_pages: int | None) -> list[str]:
+    """The text of each page of the PDF in ``data``; ``parse_pdf`` without the checks of
+    the bytes and of the result. Raises the domain errors of ``parse_pdf`` (and MemoryError)."""
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        _open_encrypted(reader, filename)
+        check_pages(len(reader.pages), filename=filename, max_pages=max_pages)
+        return [_page_text(page) for page in reader.pages]
+    except (RagError, MemoryError):
+        raise
+    except FileNotDecryptedError as exc:
+        raise EncryptedPdf(f"{filename} is password-protected and cannot be read") from exc
+    except DependencyError as exc:
+        raise EncryptedPdf(f"{filename} uses an encryption this server cannot read: {exc}") from exc
+    except Exception as exc:
+        # On damaged input pypdf raises nearly anything: its own errors, but also
+        # AssertionError, KeyError, IndexError, RecursionError, zlib.error, struct.error,
+        # UnicodeDecodeError... Every one of them means "this file cannot be read".
+        raise CorruptPdf(f"{filename} is a damaged PDF and cannot be read: {_reason(exc)}") from exc
 
 
 def check_size(data: bytes, *, filename: str, max_bytes: int | None) -> None:
@@ -142,55 +153,3 @@ def _open_encrypted(reader: PdfReader, filename: str) -> None:
 
 def _page_text(page) -> str:
     return (page.extract_text() or "").replace("\x00", "")
-
-
-class _OutOfTime(BaseException):
-    """Raised in a parsing thread whose time is up. Not an Exception, so that pypdf's own
-    ``except Exception`` recovery code cannot swallow it."""
-
-
-class _TimeLimit:
-    """``with _TimeLimit(seconds):`` raises _OutOfTime in this thread when the block runs
-    longer than ``seconds`` (no limit if None).
-
-    pypdf is pure Python and a thread cannot be killed, so a watchdog thread raises the
-    exception asynchronously (PyThreadState_SetAsyncExc): it lands at the parsing thread's
-    next bytecode, or when a C call (one bounded zlib or regex call) returns. The watchdog
-    sends at most once, and ``__exit__`` takes back one sent but not yet landed, so it can
-    never land after the block, in code that is not ready for it. Catch _OutOfTime around the
-    ``with``, not inside it: it can land in ``__exit__`` itself.
-    """
-
-    def __init__(self, seconds: float | None) -> None:
-        self._seconds = seconds
-        self._thread_id = threading.get_ident()
-        self._gate = threading.Lock()
-        self._left = threading.Event()
-        self._open = True
-
-    def __enter__(self) -> None:
-        if self._seconds is not None:
-            threading.Thread(target=self._watch, name="parse-time-limit", daemon=True).start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._seconds is None:
-            return
-        with self._gate:
-            self._open = False
-        self._left.set()
-        _set_async_exc(self._thread_id, None)
-
-    def _watch(self) -> None:
-        if self._left.wait(self._seconds):
-            return
-        with self._gate:
-            if self._open:
-                _set_async_exc(self._thread_id, _OutOfTime)
-
-
-def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
-    """Raise ``exc`` in thread ``thread_id`` at its next bytecode; None: take back one
-    that has not landed yet."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), None if exc is None else ctypes.py_object(exc)
-    )

@@ -20,6 +20,7 @@ from tests.pdfs import make_pdf
 
 SOURCE_BUCKET = "team-reports"
 MAX_PAGES = 40
+PARSE_TIMEOUT_S = 3
 # Text that only collection alpha holds: it must never reach a key scoped to beta.
 ALPHA_SECRET = "The alpha reactor coolant code is KESTREL-7731."
 ALPHA_SYNCED = "Alpha quarterly figures: revenue rose to 9.41 million crowns."
@@ -112,6 +113,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory, s3: MotoS3) -> Iterator[Se
         "RAG_API_KEYS": keys.config(),
         "RAG_S3_SOURCES": s3_sources(),
         "RAG_MAX_PAGES": str(MAX_PAGES),
+        "RAG_PARSE_TIMEOUT_S": str(PARSE_TIMEOUT_S),
     }
     server = Server(base / "data", base / "serve.log", None, redis, s3, blobs_in_s3=True, env=env)
     server.start()

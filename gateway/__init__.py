@@ -1,2 +1,2 @@
 """Gateway concerns in front of the service: API keys, rate limits, request ids, size
-limits, JSON logs and metrics."""
+limits, the scope of collections, S3 sources and tasks, JSON logs and metrics."""

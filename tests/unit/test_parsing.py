@@ -216,17 +216,15 @@ def test_a_parse_that_runs_too_long_is_stopped():
     started = time.monotonic()
     with pytest.raises(DocumentTooLarge) as raised:
         parse_pdf(form_bomb_pdf(), filename="bomb.pdf", max_seconds=0.5)
-    assert time.monotonic() - started < 3
+    # Unbounded, this file takes ~50 s; the margin is for starting the fork server.
+    assert time.monotonic() - started < 15
     assert str(raised.value) == (
         "bomb.pdf took longer than 0.5 s to read (too complex, or damaged; RAG_PARSE_TIMEOUT_S); "
         "simplify or split it"
     )
     assert raised.value.error_code.value == 413
-    # The limit ends with the parse: nothing lands in this thread once it is over.
-    assert parse_pdf(make_pdf(MANUAL_PAGES), max_seconds=0.5).page_count == 4
-    deadline = time.monotonic() + 0.6
-    while time.monotonic() < deadline:
-        pass
+    # The killed child took nothing with it: the next file is read as usual.
+    assert parse_pdf(make_pdf(MANUAL_PAGES), max_seconds=30).page_count == 4
 
 
 def test_a_parse_that_runs_too_long_is_stopped_in_a_worker_thread():
@@ -236,4 +234,4 @@ def test_a_parse_that_runs_too_long_is_stopped_in_a_worker_thread():
     started = time.monotonic()
     with pytest.raises(DocumentTooLarge):
         asyncio.run(in_pool())
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 15

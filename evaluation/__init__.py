@@ -1,0 +1,1 @@
+"""Measuring answer quality: labelled question sets and the metrics computed on them."""

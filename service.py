@@ -29,6 +29,7 @@ from retrieval.blobs import make_blob_store, s3_client
 from retrieval.cache import AnswerCache, cached_embedder, make_cache
 from retrieval.chunking import WordPieceCounter
 from retrieval.errors import DocumentNotFound, TaskNotFound
+from retrieval.hybrid import Retriever
 from retrieval.index import (
     DEFAULT_COLLECTION,
     DocumentRecord,
@@ -37,6 +38,7 @@ from retrieval.index import (
     open_index,
 )
 from retrieval.ingestion import IngestOptions, Ingestor, IngestResult
+from retrieval.lexical import LexicalIndex
 from retrieval.s3sync import S3Sync
 from settings import get_settings
 
@@ -59,6 +61,11 @@ class Citation(BaseModel):
     page_end: int
     text: str
     score: float = Field(description="Cosine similarity of question and passage (-1..1).")
+    ranks: dict[str, int] = Field(
+        default_factory=dict,
+        description="1-based rank of the passage in each retriever that found it "
+        "('dense', 'lexical').",
+    )
 
 
 class SupportingSentence(BaseModel):
@@ -212,7 +219,7 @@ class RAGService:
             self.ingestor, self.index, s3_client(settings.s3_endpoint_url, settings.s3_region)
         )
         self.answerer = Answerer(
-            self.index,
+            Retriever(self.index, LexicalIndex(self.index), candidates=settings.fusion_candidates),
             embed,
             self._generate,
             self._stream,
@@ -220,6 +227,7 @@ class RAGService:
                 max_question_chars=settings.max_question_chars,
                 max_top_k=settings.max_top_k,
                 min_relevance=settings.min_relevance,
+                retrieval=settings.retrieval,
             ),
             cache=self._answers,
             cache_params={
@@ -248,31 +256,45 @@ class RAGService:
     @bentoml.api
     @record_errors
     async def query(
-        self, question: str, collection: str = DEFAULT_COLLECTION, top_k: int = 4
+        self,
+        question: str,
+        collection: str = DEFAULT_COLLECTION,
+        top_k: int = 4,
+        retrieval: str | None = None,
     ) -> QueryResponse:
-        """Answer a question from the collection, citing document and page."""
+        """Answer a question from the collection, citing document and page. ``retrieval``:
+        dense, lexical or hybrid (default: RAG_RETRIEVAL)."""
         _permitted(collection)
-        answer = await self.answerer.answer(question, collection, top_k)
+        answer = await self.answerer.answer(question, collection, top_k, retrieval)
         return self._query_response(answer)
 
     @bentoml.api
     @record_errors
     async def query_stream(
-        self, question: str, collection: str = DEFAULT_COLLECTION, top_k: int = 4
+        self,
+        question: str,
+        collection: str = DEFAULT_COLLECTION,
+        top_k: int = 4,
+        retrieval: str | None = None,
     ) -> AsyncGenerator[str, None]:
         """The answer as plain text while it is generated, then its sources."""
         _permitted(collection)
-        async for piece in self.answerer.answer_stream(question, collection, top_k):
+        async for piece in self.answerer.answer_stream(question, collection, top_k, retrieval):
             yield piece
 
     @bentoml.api
     @record_errors
     async def search(
-        self, query: str, collection: str = DEFAULT_COLLECTION, top_k: int = 8
+        self,
+        query: str,
+        collection: str = DEFAULT_COLLECTION,
+        top_k: int = 8,
+        retrieval: str | None = None,
     ) -> SearchResponse:
-        """Retrieval only: the passages nearest to the query, best first."""
+        """Retrieval only: the passages that best match the query, best first. ``retrieval``:
+        dense, lexical or hybrid (default: RAG_RETRIEVAL)."""
         _permitted(collection)
-        passages = await self.answerer.search(query, collection, top_k)
+        passages = await self.answerer.search(query, collection, top_k, retrieval)
         return SearchResponse(results=_citations(passages))
 
     @bentoml.api
@@ -379,6 +401,7 @@ def _citations(passages: list[Passage]) -> list[Citation]:
             page_end=p.page_end,
             text=p.text,
             score=p.score,
+            ranks=p.ranks,
         )
         for n, p in enumerate(passages, start=1)
     ]

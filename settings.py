@@ -142,6 +142,16 @@ class Settings(BaseSettings):
     )
     max_question_chars: int = Field(2000, ge=1, description="Longest question accepted.")
     max_top_k: int = Field(20, ge=1, description="Largest top_k accepted.")
+    retrieval: Literal["dense", "lexical", "hybrid"] = Field(
+        "hybrid",
+        description=(
+            "How search and query find passages: dense (embeddings), lexical (BM25) or "
+            "hybrid (both, fused by reciprocal rank); a request's 'retrieval' overrides it."
+        ),
+    )
+    fusion_candidates: int = Field(
+        20, ge=1, le=200, description="Passages taken from each retriever before fusing."
+    )
     # Measured with all-MiniLM-L6-v2: questions about a passage score 0.19-0.6 against it,
     # unrelated questions below 0.07.
     min_relevance: float = Field(

@@ -23,7 +23,8 @@ from retrieval.grounding import (
     final_answer,
     pick_support,
 )
-from retrieval.index import ChunkIndex, Passage, check_collection_name
+from retrieval.hybrid import Retriever, check_retrieval_mode
+from retrieval.index import Passage, check_collection_name
 from retrieval.observer import NullObserver, Observer
 from retrieval.prompting import build_prompt
 
@@ -33,6 +34,7 @@ class AnswerOptions:
     max_question_chars: int
     max_top_k: int
     min_relevance: float
+    retrieval: str = "hybrid"  # the mode of requests that do not name one
     support_sentences: int = 3
 
 
@@ -66,7 +68,7 @@ class Answerer:
 
     def __init__(
         self,
-        index: ChunkIndex,
+        retriever: Retriever,
         embed: EmbedFn,
         generate: GenerateFn,
         stream: StreamFn,
@@ -80,40 +82,48 @@ class Answerer:
         self._observer = observer or NullObserver()
         self._cache = cache
         self._cache_params = {**(cache_params or {}), **asdict(options)}
-        self._index = index
+        self._retriever = retriever
         self._embed = embed
         self._generate = generate
         self._stream = stream
         self._options = options
 
-    async def search(self, query: str, collection: str, top_k: int) -> list[Passage]:
-        """The ``top_k`` passages nearest to ``query``, best first, whatever their score."""
+    async def search(
+        self, query: str, collection: str, top_k: int, retrieval: str | None = None
+    ) -> list[Passage]:
+        """The ``top_k`` passages best matching ``query`` (by ``retrieval``: dense, lexical
+        or hybrid; None = the default), best first, whatever their score."""
         collection = self._validated(query, collection, top_k)
-        passages, _ = await self._retrieve(query, collection, top_k, {})
+        mode = self._mode(retrieval)
+        passages, _ = await self._retrieve(query, collection, top_k, mode, {})
         return passages
 
-    async def answer(self, question: str, collection: str, top_k: int) -> Answer:
+    async def answer(
+        self, question: str, collection: str, top_k: int, retrieval: str | None = None
+    ) -> Answer:
         """A grounded answer with its citations, from the cache when the collection has not
         changed since it was computed. Raises InvalidRequest for bad parameters."""
         started = time.perf_counter()
         collection = self._validated(question, collection, top_k)
+        mode = self._mode(retrieval)
         if self._cache is None:
-            return await self._answer(question, collection, top_k, started)
-        key = await asyncio.to_thread(
-            self._cache.key, question, collection, {**self._cache_params, "top_k": top_k}
-        )
+            return await self._answer(question, collection, top_k, mode, started)
+        params = {**self._cache_params, "top_k": top_k, "retrieval": mode}
+        key = await asyncio.to_thread(self._cache.key, question, collection, params)
         hit = await asyncio.to_thread(self._cache.get, key)
         self._observer.cache_lookup("answer", int(hit is not None), int(hit is None))
         if hit is not None:
             answer = Answer.from_dict(hit)
             return replace(answer, cached=True, timings_ms={"total": ms_since(started)})
-        answer = await self._answer(question, collection, top_k, started)
+        answer = await self._answer(question, collection, top_k, mode, started)
         await asyncio.to_thread(self._cache.put, key, answer.to_dict())
         return answer
 
-    async def _answer(self, question: str, collection: str, top_k: int, started: float) -> Answer:
+    async def _answer(
+        self, question: str, collection: str, top_k: int, mode: str, started: float
+    ) -> Answer:
         timings: dict[str, float] = {}
-        citations, support = await self._evidence(question, collection, top_k, timings)
+        citations, support = await self._evidence(question, collection, top_k, mode, timings)
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
         verdict = Verdict(False, (), "no passage or sentence relevant to the question")
         generated = ""
@@ -139,14 +149,17 @@ class Answerer:
         timings["total"] = ms_since(started)
         return Answer(text, mode, citations, support, verdict.reason, usage, timings)
 
-    async def answer_stream(self, question: str, collection: str, top_k: int) -> AsyncIterator[str]:
+    async def answer_stream(
+        self, question: str, collection: str, top_k: int, retrieval: str | None = None
+    ) -> AsyncIterator[str]:
         """The answer as it is generated, then a line naming the sources it rests on.
 
         Text already sent cannot be taken back, so an answer that fails the grounding check
         is followed by a note and the supporting sentence that does answer.
         """
         collection = self._validated(question, collection, top_k)
-        citations, support = await self._evidence(question, collection, top_k, {})
+        mode = self._mode(retrieval)
+        citations, support = await self._evidence(question, collection, top_k, mode, {})
         if not support:
             yield NOT_FOUND
             return
@@ -173,9 +186,9 @@ class Answerer:
         )
 
     async def _evidence(
-        self, question: str, collection: str, top_k: int, timings: dict[str, float]
+        self, question: str, collection: str, top_k: int, mode: str, timings: dict[str, float]
     ) -> tuple[list[Passage], list[SupportingSentence]]:
-        passages, qvec = await self._retrieve(question, collection, top_k, timings)
+        passages, qvec = await self._retrieve(question, collection, top_k, mode, timings)
         relevant = [p for p in passages if p.score >= self._options.min_relevance]
         candidates = candidate_sentences(relevant)
         if not candidates:
@@ -193,17 +206,22 @@ class Answerer:
         return relevant, support
 
     async def _retrieve(
-        self, query: str, collection: str, top_k: int, timings: dict[str, float]
+        self, query: str, collection: str, top_k: int, mode: str, timings: dict[str, float]
     ) -> tuple[list[Passage], np.ndarray]:
         clock = time.perf_counter()
         qvec = (await self._embed([query.strip()]))[0]
         timings["embed"] = ms_since(clock)
         self._observer.retrieved("embed", timings["embed"] / 1000)
         clock = time.perf_counter()
-        passages = await asyncio.to_thread(self._index.search, collection, qvec, top_k)
+        passages = await asyncio.to_thread(
+            self._retriever.retrieve, collection, query, qvec, top_k, mode
+        )
         timings["retrieve"] = ms_since(clock)
         self._observer.retrieved("search", timings["retrieve"] / 1000)
         return passages, qvec
+
+    def _mode(self, retrieval: str | None) -> str:
+        return check_retrieval_mode(self._options.retrieval if retrieval is None else retrieval)
 
     def _validated(self, query: Any, collection: Any, top_k: Any) -> str:
         """The collection name, once question and top_k are known to be acceptable.

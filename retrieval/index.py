@@ -29,6 +29,8 @@ _REGISTRY = "rag-documents"
 _CHUNKS_PREFIX = "rag-chunks-"
 _PENDING = "pending"
 _DOCUMENT = "document"
+# Chunks read at once when the lexical index loads a document.
+_READ_PAGE = 5000
 # Registry records need a vector in Chroma; they are never searched by it.
 _NO_VECTOR = [1.0]
 
@@ -61,6 +63,9 @@ class Passage:
     text: str
     score: float
     chunk_index: int
+    chunk_id: str = ""
+    # 1-based rank of this passage in each retriever that found it ("dense", "lexical").
+    ranks: dict[str, int] = field(default_factory=dict)
 
 
 def check_collection_name(name: str) -> str:
@@ -243,6 +248,65 @@ class ChunkIndex:
                 return passages[:top_k]
             want *= 4
 
+    def active_ingests(self, collection: str) -> frozenset[str]:
+        """The ingest ids whose chunks are visible in ``collection`` now."""
+        return frozenset(r.ingest_id for r in self.list_documents(collection))
+
+    def chunk_texts(
+        self, collection: str, ingest_ids: Sequence[str]
+    ) -> dict[str, list[tuple[str, str]]]:
+        """``{ingest_id: [(chunk_id, text), ...]}`` of those ingests, in chunk order."""
+        chunks = self._chunks(collection, create=False)
+        if chunks is None:
+            return {}
+        found: dict[str, list[tuple[str, str]]] = {}
+        for ingest_id in ingest_ids:
+            rows: list[tuple[int, str, str]] = []
+            # In pages: one large read exceeds SQLite's limit on query variables.
+            while True:
+                got = chunks.get(
+                    where={"ingest_id": ingest_id},
+                    include=["documents", "metadatas"],
+                    limit=_READ_PAGE,
+                    offset=len(rows),
+                )
+                rows += [
+                    (int(meta["chunk_index"]), chunk_id, text)
+                    for chunk_id, text, meta in zip(
+                        got["ids"], got["documents"], got["metadatas"], strict=True
+                    )
+                ]
+                if len(got["ids"]) < _READ_PAGE:
+                    break
+            if rows:
+                found[ingest_id] = [(chunk_id, text) for _, chunk_id, text in sorted(rows)]
+        return found
+
+    def passages(
+        self, collection: str, chunk_ids: Sequence[str], vector: np.ndarray
+    ) -> list[Passage]:
+        """The visible chunks among ``chunk_ids``, in that order, scored by cosine similarity
+        to ``vector`` (the same score as ``search``); deleted or hidden ones are left out."""
+        chunks = self._chunks(collection, create=False)
+        if chunks is None or not chunk_ids:
+            return []
+        got = chunks.get(ids=list(chunk_ids), include=["documents", "metadatas", "embeddings"])
+        if not got["ids"]:
+            return []
+        from retrieval.lexical import cosine
+
+        similarity = cosine(np.asarray(vector, dtype=np.float32), np.asarray(got["embeddings"]))
+        visible = self._visible(
+            {
+                "ids": [got["ids"]],
+                "metadatas": [got["metadatas"]],
+                "documents": [got["documents"]],
+                "distances": [[1.0 - float(x) for x in similarity]],
+            }
+        )
+        by_id = {p.chunk_id: p for p in visible}
+        return [by_id[c] for c in chunk_ids if c in by_id]
+
     def count_chunks(self, collection: str) -> int:
         chunks = self._chunks(collection, create=False)
         return chunks.count() if chunks is not None else 0
@@ -281,10 +345,11 @@ class ChunkIndex:
         }
 
     def _visible(self, got: dict[str, Any]) -> list[Passage]:
-        metas, docs, dists = got["metadatas"][0], got["documents"][0], got["distances"][0]
+        ids, metas = got["ids"][0], got["metadatas"][0]
+        docs, dists = got["documents"][0], got["distances"][0]
         active = self._documents_by_id(sorted({str(m["document_id"]) for m in metas}))
         passages = []
-        for meta, text, distance in zip(metas, docs, dists, strict=True):
+        for chunk_id, meta, text, distance in zip(ids, metas, docs, dists, strict=True):
             record = active.get(str(meta["document_id"]))
             if record is None or record.ingest_id != meta["ingest_id"]:
                 continue
@@ -297,6 +362,7 @@ class ChunkIndex:
                     text=text,
                     score=round(1.0 - float(distance), 4),
                     chunk_index=int(meta["chunk_index"]),
+                    chunk_id=chunk_id,
                 )
             )
         return passages

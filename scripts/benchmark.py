@@ -28,12 +28,13 @@ sys.path.insert(0, str(ROOT))
 # before torch loads.
 os.environ["GOMP_SPINCOUNT"] = "300000"
 
-from scripts.bench import embedding, generation, pipeline, report, scale  # noqa: E402
+from scripts.bench import embedding, generation, hybrid, pipeline, report, scale  # noqa: E402
 
 SECTIONS = {
     "embedding": embedding.run,
     "pipeline": pipeline.run,
     "scale": scale.run,
+    "hybrid": hybrid.run,
     "generation": generation.run,
 }
 

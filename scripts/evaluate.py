@@ -55,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     questions = sample(items, args.limit, args.seed)
     modes = MODES if args.mode == "both" else (args.mode,)
-    backend = HttpBackend(args.url, args.api_key) if args.url else InProcessBackend()
+    backend: Backend = (
+        HttpBackend(args.url, args.api_key, args.retrieval)
+        if args.url
+        else InProcessBackend(args.retrieval)
+    )
     try:
         ingested = backend.ensure_ingested(pdfs, args.collection)
     except RuntimeError as exc:
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     outcomes = run(backend, questions, args.collection, modes)
     figures = summarize(outcomes)
-    table = markdown_table({args.label: figures})
+    table = markdown_table({args.label or args.retrieval or "default": figures})
     print(table)
     if args.out:
         write_report(args, figures, outcomes, table)
@@ -84,7 +88,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, help="questions to sample (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--mode", choices=(*MODES, "both"), default="both")
-    parser.add_argument("--label", default="run", help="the column name in the table")
+    parser.add_argument(
+        "--retrieval",
+        choices=("dense", "lexical", "hybrid"),
+        help="the retrieval mode asked for (default: the service's RAG_RETRIEVAL)",
+    )
+    parser.add_argument("--label", help="the column name in the table (default: --retrieval)")
     parser.add_argument("--out", type=Path, help="FILE.json; a FILE.md table is written too")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
@@ -159,9 +168,10 @@ def _hit(passage: dict[str, Any]) -> Hit:
 class HttpBackend:
     """A served instance, over HTTP."""
 
-    def __init__(self, url: str, api_key: str | None) -> None:
+    def __init__(self, url: str, api_key: str | None, retrieval: str | None) -> None:
         import httpx
 
+        self._extra = {"retrieval": retrieval} if retrieval else {}
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=300)
 
@@ -179,12 +189,15 @@ class HttpBackend:
 
     def search(self, question: str, collection: str) -> list[Hit]:
         reply = self._post(
-            "/search", json={"query": question, "collection": collection, "top_k": SEARCH_DEPTH}
+            "/search",
+            json={"query": question, "collection": collection, "top_k": SEARCH_DEPTH} | self._extra,
         )
         return [_hit(r) for r in reply["results"]]
 
     def query(self, question: str, collection: str) -> dict[str, Any]:
-        return self._post("/query", json={"question": question, "collection": collection})
+        return self._post(
+            "/query", json={"question": question, "collection": collection} | self._extra
+        )
 
     def _post(self, path: str, **kwargs: Any) -> dict[str, Any]:
         """The JSON reply; waits out 429s; RuntimeError naming any other error."""
@@ -206,10 +219,11 @@ class HttpBackend:
 class InProcessBackend:
     """RAGService in this process, with the real models: the same code path as served."""
 
-    def __init__(self) -> None:
+    def __init__(self, retrieval: str | None) -> None:
         import service
 
         self._service = service.RAGService()
+        self._retrieval = retrieval
         self._loop = asyncio.new_event_loop()
 
     def _run(self, coro: Any) -> Any:
@@ -230,12 +244,16 @@ class InProcessBackend:
 
     def search(self, question: str, collection: str) -> list[Hit]:
         reply = self._run(
-            self._service.search(query=question, collection=collection, top_k=SEARCH_DEPTH)
+            self._service.search(
+                query=question, collection=collection, top_k=SEARCH_DEPTH, retrieval=self._retrieval
+            )
         )
         return [_hit(r.model_dump()) for r in reply.results]
 
     def query(self, question: str, collection: str) -> dict[str, Any]:
-        reply = self._run(self._service.query(question=question, collection=collection))
+        reply = self._run(
+            self._service.query(question=question, collection=collection, retrieval=self._retrieval)
+        )
         return reply.model_dump()
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
-import chromadb
 import numpy as np
 import pytest
 
@@ -27,23 +24,6 @@ def record(ingest: str, name: str = "a.pdf", chunks: int = 3) -> DocumentRecord:
 
 def chunks(n: int, label: str) -> list[Chunk]:
     return [Chunk(i, f"{label} chunk {i}", 1, 1, 3) for i in range(n)]
-
-
-@pytest.fixture(params=["embedded", "server"])
-def backend(request, tmp_path):
-    """Opens the index on the embedded Chroma or on a real, emptied Chroma server."""
-    if request.param == "embedded":
-        return lambda: ChunkIndex.embedded(tmp_path)
-    url = request.getfixturevalue("chroma_url")
-    client = chromadb.HttpClient(host=urlsplit(url).hostname, port=urlsplit(url).port)
-    for collection in client.list_collections():
-        client.delete_collection(collection.name)
-    return lambda: ChunkIndex.server(url)
-
-
-@pytest.fixture()
-def index(backend):
-    return backend()
 
 
 def stage(index, rec, label, offset=0):

@@ -1,0 +1,138 @@
+"""BM25 over a collection's visible chunks, next to Chroma's dense index.
+
+Chroma stays the one source of truth: the lexical index of a collection is derived from
+the chunks of its active ingests, and before every search it is checked against the
+registry (one read). A document committed or deleted through any replica changes that
+set, so every replica sees the change at its next search; only the chunks of new ingests
+are fetched. Hits are looked up in Chroma again before they are returned, so a chunk
+deleted meanwhile can never come back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from retrieval.index import ChunkIndex
+
+# Words too common to tell passages apart, and English stemming ("bridges" finds "bridge").
+_STOPWORDS = "en"
+_LANGUAGE = "english"
+
+
+@dataclass
+class _CollectionState:
+    ingests: frozenset[str] = frozenset()  # the active ingest ids the index was built from
+    checked_at: float = float("-inf")  # time.monotonic() of the last look at the registry
+    tokens: dict[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
+    # (chunk ids in corpus order, their BM25 retriever), replaced as one so that a search
+    # running during a rebuild reads a matching pair.
+    snapshot: tuple[list[str], Any] = ([], None)
+
+
+class LexicalIndex:
+    """Per-collection BM25 (bm25s, PyStemmer) kept in step with a ChunkIndex.
+
+    Methods are blocking; call them from a thread.
+    """
+
+    def __init__(self, index: ChunkIndex, *, refresh_s: float = 1.0) -> None:
+        """``refresh_s``: how long a look at the registry holds; a document committed or
+        deleted elsewhere is seen by lexical search at most this much later."""
+        import Stemmer
+
+        if refresh_s < 0:
+            raise ValueError(f"refresh_s must be >= 0, got {refresh_s}")
+        self._index = index
+        self._refresh_s = refresh_s
+        self._stemmer = Stemmer.Stemmer(_LANGUAGE)
+        self._states: dict[str, _CollectionState] = {}
+        self._lock = threading.Lock()
+
+    def search(self, collection: str, query: str, top_k: int) -> list[tuple[str, float]]:
+        """``(chunk_id, bm25 score)`` of the best ``top_k`` chunks (score > 0), best first."""
+        chunk_ids, retriever = self._refreshed(collection).snapshot
+        if retriever is None:
+            return []
+        terms = [t for t in self._tokenize([query])[0] if t in retriever.vocab_dict]
+        if not terms:
+            return []
+        ids, scores = retriever.retrieve([terms], k=min(top_k, len(chunk_ids)), show_progress=False)
+        return [
+            (chunk_ids[int(i)], float(s)) for i, s in zip(ids[0], scores[0], strict=True) if s > 0
+        ]
+
+    def _refreshed(self, collection: str) -> _CollectionState:
+        state = self._states.get(collection)
+        if state is not None and time.monotonic() - state.checked_at < self._refresh_s:
+            return state
+        checked_at = time.monotonic()
+        active = self._index.active_ingests(collection)
+        with self._lock:
+            state = self._states.setdefault(collection, _CollectionState())
+            state.checked_at = checked_at
+            if state.ingests == active:
+                return state
+            # Only the chunks of ingests not seen yet are read; gone ones are dropped.
+            for gone in set(state.tokens) - active:
+                del state.tokens[gone]
+            new = sorted(active - set(state.tokens))
+            for ingest_id, chunks in self._index.chunk_texts(collection, new).items():
+                ids = [chunk_id for chunk_id, _ in chunks]
+                tokens = self._tokenize([text for _, text in chunks])
+                state.tokens[ingest_id] = list(zip(ids, tokens, strict=True))
+            self._rebuild(state)
+            state.ingests = active
+            return state
+
+    def _rebuild(self, state: _CollectionState) -> None:
+        import bm25s
+
+        rows = [row for ingest in sorted(state.tokens) for row in state.tokens[ingest]]
+        corpus = [tokens for _, tokens in rows]
+        if not any(corpus):
+            state.snapshot = ([], None)
+            return
+        retriever = bm25s.BM25()
+        retriever.index(corpus, show_progress=False)
+        state.snapshot = ([chunk_id for chunk_id, _ in rows], retriever)
+
+    def _tokenize(self, texts: list[str]) -> list[list[str]]:
+        import bm25s
+
+        return bm25s.tokenize(
+            texts,
+            stopwords=_STOPWORDS,
+            stemmer=self._stemmer,
+            return_ids=False,
+            show_progress=False,
+        )
+
+
+def reciprocal_rank_fusion(
+    rankings: dict[str, list[str]], *, k: int = 60, weights: dict[str, float] | None = None
+) -> list[tuple[str, dict[str, int]]]:
+    """Fuse ranked id lists (best first) by weighted reciprocal rank: an id's score is the
+    sum of weight / (k + rank) over the lists that hold it (weight 1 unless given). Returns
+    ``(id, {list name: 1-based rank})``, best first; ties keep the order of first appearance."""
+    scores: dict[str, float] = {}
+    ranks: dict[str, dict[str, int]] = {}
+    for name, ids in rankings.items():
+        weight = (weights or {}).get(name, 1.0)
+        for rank, item in enumerate(ids, start=1):
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
+            ranks.setdefault(item, {})[name] = rank
+    order = sorted(scores, key=lambda i: -scores[i])
+    return [(item, ranks[item]) for item in order]
+
+
+def cosine(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Cosine similarity of ``query`` with each row of ``vectors``."""
+    q = query / (np.linalg.norm(query) or 1.0)
+    norms = np.linalg.norm(vectors, axis=1)
+    norms[norms == 0] = 1.0
+    return (vectors @ q) / norms

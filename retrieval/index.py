@@ -293,9 +293,7 @@ class ChunkIndex:
         got = chunks.get(ids=list(chunk_ids), include=["documents", "metadatas", "embeddings"])
         if not got["ids"]:
             return []
-        from retrieval.lexical import cosine
-
-        similarity = cosine(np.asarray(vector, dtype=np.float32), np.asarray(got["embeddings"]))
+        similarity = _cosine(np.asarray(vector, dtype=np.float32), np.asarray(got["embeddings"]))
         visible = self._visible(
             {
                 "ids": [got["ids"]],
@@ -374,6 +372,14 @@ class ChunkIndex:
 def open_index(data_dir: Path, chroma_url: str | None) -> ChunkIndex:
     """The index configuration asks for: a Chroma server if a URL is set, else embedded."""
     return ChunkIndex.server(chroma_url) if chroma_url else ChunkIndex.embedded(data_dir)
+
+
+def _cosine(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Cosine similarity of ``query`` with each row of ``vectors``."""
+    q = query / (np.linalg.norm(query) or 1.0)
+    norms = np.linalg.norm(vectors, axis=1)
+    norms[norms == 0] = 1.0
+    return (vectors @ q) / norms
 
 
 def _pending_id(ingest_id: str) -> str:

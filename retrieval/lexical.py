@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from retrieval.index import ChunkIndex
 
 # Words too common to tell passages apart, and English stemming ("bridges" finds "bridge").
@@ -128,11 +126,3 @@ def reciprocal_rank_fusion(
             ranks.setdefault(item, {})[name] = rank
     order = sorted(scores, key=lambda i: -scores[i])
     return [(item, ranks[item]) for item in order]
-
-
-def cosine(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """Cosine similarity of ``query`` with each row of ``vectors``."""
-    q = query / (np.linalg.norm(query) or 1.0)
-    norms = np.linalg.norm(vectors, axis=1)
-    norms[norms == 0] = 1.0
-    return (vectors @ q) / norms

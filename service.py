@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,7 @@ class RAGService:
         embedder_dir, self._embedder_label = ModelSource(settings.embedder_model).resolve()
         _, self._generator_label = ModelSource(settings.generator_model).resolve()
         self.index = open_index(settings.data_dir, settings.chroma_url)
+        self.lexical = LexicalIndex(self.index)
         cache = make_cache(settings.redis_url, settings.cache_memory_entries)
         self._answers = AnswerCache(cache, settings.answer_cache_ttl_s)
         embed = cached_embedder(
@@ -190,6 +192,8 @@ class RAGService:
         )
         if swept:
             logger.warning("removed chunks of %d interrupted ingest(s)", swept)
+        # BM25 indexes of existing collections are built now, not by their first search.
+        threading.Thread(target=self._warm_all, name="bm25-warm", daemon=True).start()
         self.ingestor = Ingestor(
             self.index,
             WordPieceCounter(embedder_dir / "tokenizer.json"),
@@ -210,7 +214,7 @@ class RAGService:
                 s3_endpoint=settings.s3_endpoint_url,
                 region=settings.s3_region,
             ),
-            on_change=self._answers.invalidate,
+            on_change=self._changed,
             observer=metrics,
         )
         self._progress: dict[str, dict[str, Any]] = {}
@@ -219,7 +223,7 @@ class RAGService:
             self.ingestor, self.index, s3_client(settings.s3_endpoint_url, settings.s3_region)
         )
         self.answerer = Answerer(
-            Retriever(self.index, LexicalIndex(self.index), candidates=settings.fusion_candidates),
+            Retriever(self.index, self.lexical, candidates=settings.fusion_candidates),
             embed,
             self._generate,
             self._stream,
@@ -354,6 +358,24 @@ class RAGService:
         if progress is None:
             raise TaskNotFound(f"no ingest_s3 task {task_id!r} has reported progress here")
         return S3SyncReport(**progress)
+
+    # -- keeping derived state in step ------------------------------------------------------
+
+    def _warm_all(self) -> None:
+        try:
+            for collection in self.index.collections():
+                self.lexical.warm(collection)
+        except Exception:
+            # Only a head start: each collection's first search builds its index anyway.
+            logger.warning("could not build the BM25 indexes at start-up", exc_info=True)
+
+    def _changed(self, collection: str) -> None:
+        """After a commit or delete in ``collection``: no stale cached answer, and its BM25
+        index rebuilt in the background rather than by the next search."""
+        self._answers.invalidate(collection)
+        threading.Thread(
+            target=self.lexical.warm, args=(collection,), name="bm25-refresh", daemon=True
+        ).start()
 
     # -- engine adapters -------------------------------------------------------------------
 

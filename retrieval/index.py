@@ -248,6 +248,11 @@ class ChunkIndex:
                 return passages[:top_k]
             want *= 4
 
+    def collections(self) -> list[str]:
+        """Every collection that has a committed document."""
+        got = self._registry.get(where={"kind": _DOCUMENT}, include=["metadatas"])
+        return sorted({str(m["collection"]) for m in got["metadatas"]})
+
     def active_ingests(self, collection: str) -> frozenset[str]:
         """The ingest ids whose chunks are visible in ``collection`` now."""
         return frozenset(r.ingest_id for r in self.list_documents(collection))

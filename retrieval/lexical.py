@@ -64,15 +64,24 @@ class LexicalIndex:
             (chunk_ids[int(i)], float(s)) for i, s in zip(ids[0], scores[0], strict=True) if s > 0
         ]
 
-    def _refreshed(self, collection: str) -> _CollectionState:
+    def warm(self, collection: str) -> None:
+        """Bring ``collection``'s index up to date now (after an ingest, at start-up), so
+        that no search has to wait for the rebuild."""
+        self._refreshed(collection, force=True)
+
+    def _refreshed(self, collection: str, *, force: bool = False) -> _CollectionState:
         state = self._states.get(collection)
-        if state is not None and time.monotonic() - state.checked_at < self._refresh_s:
-            return state
-        checked_at = time.monotonic()
-        active = self._index.active_ingests(collection)
-        with self._lock:
+        fresh = state is not None and time.monotonic() - state.checked_at < self._refresh_s
+        if fresh and not force:
+            return state  # type: ignore[return-value]
+        # A search does not wait for a rebuild already running: it uses the index as it
+        # was (hits are read back from Chroma, so nothing deleted can come back).
+        if not self._lock.acquire(blocking=force or state is None):
+            return state  # type: ignore[return-value]
+        try:
             state = self._states.setdefault(collection, _CollectionState())
-            state.checked_at = checked_at
+            state.checked_at = time.monotonic()
+            active = self._index.active_ingests(collection)
             if state.ingests == active:
                 return state
             # Only the chunks of ingests not seen yet are read; gone ones are dropped.
@@ -86,6 +95,8 @@ class LexicalIndex:
             self._rebuild(state)
             state.ingests = active
             return state
+        finally:
+            self._lock.release()
 
     def _rebuild(self, state: _CollectionState) -> None:
         import bm25s

@@ -100,3 +100,21 @@ def test_the_registry_is_read_again_only_after_refresh_s(index):
     index.delete_document("id-bridge.pdf")
     retriever = Retriever(index, lexical, candidates=4)
     assert retriever.retrieve("c", "Larkspur bridge", unit(0), 4, "lexical") == []
+
+
+def test_warm_updates_at_once_and_a_search_never_waits_for_a_rebuild(index):
+    lexical = LexicalIndex(index, refresh_s=3600)
+    add(index, "bridge.pdf", "i1", TEXTS["bridge.pdf"], 0)
+    lexical.warm("c")
+    add(index, "otters.pdf", "i2", TEXTS["otters.pdf"], 2)
+    assert index.collections() == ["c"]
+    lexical.warm("c")  # as after an ingest: no waiting for refresh_s
+    assert sorted(c for c, _ in lexical.search("c", "otters", 5)) == ["i2:0", "i2:1"]
+    # While a rebuild holds the index, a search answers from the index as it was.
+    index.delete_document("id-otters.pdf")
+    eager = LexicalIndex(index, refresh_s=0)
+    eager.warm("c")
+    add(index, "otters.pdf", "i3", ["Otters float on their backs."], 4)
+    with eager._lock:  # a rebuild in progress
+        assert eager.search("c", "otters float", 5) == []
+    assert [c for c, _ in eager.search("c", "otters float", 5)] == ["i3:0"]

@@ -82,7 +82,6 @@ class RedisTaskRecords:
     def __init__(self, url: str) -> None:
         import redis
 
-        self._url = url
         self._redis = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
 
     def put(self, record: TaskRecord) -> None:

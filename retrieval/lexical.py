@@ -1,11 +1,11 @@
 """BM25 over a collection's visible chunks, next to Chroma's dense index.
 
 Chroma stays the one source of truth: the lexical index of a collection is derived from
-the chunks of its active ingests, and before every search it is checked against the
-registry (one read). A document committed or deleted through any replica changes that
-set, so every replica sees the change at its next search; only the chunks of new ingests
-are fetched. Hits are looked up in Chroma again before they are returned, so a chunk
-deleted meanwhile can never come back.
+the chunks of its active ingests, and it is checked against the registry at most once per
+``refresh_s`` (and at once by ``warm``). A document committed or deleted through any
+replica changes that set, so every replica sees the change within ``refresh_s``; only the
+chunks of new ingests are fetched. Hits are looked up in Chroma again before they are
+returned, so a chunk deleted meanwhile can never come back.
 """
 
 from __future__ import annotations

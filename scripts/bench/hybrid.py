@@ -15,18 +15,16 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from scripts.bench.common import ROOT, latency_summary, ratio
-from scripts.bench.scale import unit_vectors
+from scripts.bench.scale import build_index, unit_vectors
 
 VOCABULARY = 30_000
 WORDS_PER_CHUNK = 120
-PER_DOCUMENT = 1000
 
 
 def words(rng: np.random.Generator, n: int) -> list[str]:
@@ -35,26 +33,9 @@ def words(rng: np.random.Generator, n: int) -> list[str]:
 
 
 def build(directory: Path, size: int) -> dict[str, Any]:
-    from retrieval.chunking import Chunk
-    from retrieval.index import ChunkIndex, DocumentRecord
-
-    index = ChunkIndex.embedded(directory)
-    rng = np.random.default_rng(0)
-    started = time.perf_counter()
-    for doc in range(size // PER_DOCUMENT):
-        record = DocumentRecord(
-            document_id=f"doc{doc}", collection="bench", filename=f"doc{doc}.pdf",
-            sha256=f"{doc:064d}", pages=PER_DOCUMENT, chunks=PER_DOCUMENT,
-            ingest_id=uuid.uuid4().hex, indexed_at=time.time(),
-        )  # fmt: skip
-        index.begin(record)
-        chunks = [
-            Chunk(i, " ".join(words(rng, WORDS_PER_CHUNK)), i + 1, i + 1, WORDS_PER_CHUNK)
-            for i in range(PER_DOCUMENT)
-        ]
-        index.stage(record, chunks, unit_vectors(rng, PER_DOCUMENT))
-        index.commit(record, None)
-    return {"build_s": round(time.perf_counter() - started, 1)}
+    return build_index(
+        directory, size, "bench", lambda rng, doc, i: " ".join(words(rng, WORDS_PER_CHUNK))
+    )
 
 
 def query(directory: Path, queries: int) -> dict[str, Any]:

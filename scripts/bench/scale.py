@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,20 @@ def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def build(directory: Path, size: int) -> dict[str, Any]:
+    def text(rng: np.random.Generator, doc: int, i: int) -> str:
+        return f"Passage {i} of document {doc}: " + "text " * 30
+
+    return build_index(directory, size, "scale", text)
+
+
+def build_index(
+    directory: Path,
+    size: int,
+    collection: str,
+    text: Callable[[np.random.Generator, int, int], str],
+) -> dict[str, Any]:
+    """``size`` chunks in documents of PER_DOCUMENT, chunk i of document doc holding
+    ``text(rng, doc, i)``, with random unit vectors; the time it took."""
     from retrieval.chunking import Chunk
     from retrieval.index import ChunkIndex, DocumentRecord
 
@@ -41,18 +56,17 @@ def build(directory: Path, size: int) -> dict[str, Any]:
     started = time.perf_counter()
     for doc in range(size // PER_DOCUMENT):
         record = DocumentRecord(
-            document_id=f"doc{doc}", collection="scale", filename=f"doc{doc}.pdf",
+            document_id=f"doc{doc}", collection=collection, filename=f"doc{doc}.pdf",
             sha256=f"{doc:064d}", pages=PER_DOCUMENT // 3, chunks=PER_DOCUMENT,
             ingest_id=uuid.uuid4().hex, indexed_at=time.time(),
         )  # fmt: skip
         index.begin(record)
         chunks = [
-            Chunk(index=i, text=f"Passage {i} of document {doc}: " + "text " * 30,
-                  page_start=i // 3 + 1, page_end=i // 3 + 1, tokens=40)
+            Chunk(index=i, text=text(rng, doc, i), page_start=i // 3 + 1, page_end=i // 3 + 1,
+                  tokens=40)
             for i in range(PER_DOCUMENT)
         ]  # fmt: skip
-        vectors = unit_vectors(rng, PER_DOCUMENT)
-        index.stage(record, chunks, vectors)
+        index.stage(record, chunks, unit_vectors(rng, PER_DOCUMENT))
         index.commit(record, None)
     return {"build_s": round(time.perf_counter() - started, 1)}
 

@@ -11,7 +11,7 @@ import re
 import threading
 from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import bentoml
 from pydantic import BaseModel, Field
@@ -69,6 +69,13 @@ class Citation(BaseModel):
     )
 
 
+class AnswerCitation(Citation):
+    role: Literal["support", "related"] = Field(
+        description="support: the answer rests on this passage; related: the closest "
+        "passage to a question the documents do not answer (answer_mode not_found)."
+    )
+
+
 class SupportingSentence(BaseModel):
     source: int
     text: str
@@ -83,11 +90,19 @@ class QueryResponse(BaseModel):
         "has not changed since it was computed."
     )
     answer_mode: str = Field(
-        description="generated (checked against its sources), extractive (the model's answer "
-        "failed the check; this is the best supporting sentence) or not_found."
+        description="generated (written by the generator, checked against its sources), "
+        "extractive (the supporting sentence with the most evidence, quoted: the "
+        "extractive answer style, or a generated answer that failed the check) or "
+        "not_found (the documents do not answer the question; see reason)."
     )
-    grounding: str = Field(description="Why the answer was accepted or replaced.")
-    citations: list[Citation]
+    reason: Literal["no_relevant_passage", "passages_do_not_answer"] | None = Field(
+        None,
+        description="Why a not_found answer is one: no_relevant_passage (nothing in the "
+        "collection is about the question) or passages_do_not_answer (passages are about it "
+        "but do not answer it). Null for other answers.",
+    )
+    grounding: str = Field(description="Why the answer was accepted, replaced or refused.")
+    citations: list[AnswerCitation]
     supporting: list[SupportingSentence]
     model: dict[str, str]
     usage: dict[str, int]
@@ -232,6 +247,8 @@ class RAGService:
                 max_top_k=settings.max_top_k,
                 min_relevance=settings.min_relevance,
                 retrieval=settings.retrieval,
+                answer_style=settings.answer_style,
+                min_evidence=settings.min_evidence,
             ),
             cache=self._answers,
             cache_params={
@@ -265,11 +282,13 @@ class RAGService:
         collection: str = DEFAULT_COLLECTION,
         top_k: int = 4,
         retrieval: str | None = None,
+        answer_style: str | None = None,
     ) -> QueryResponse:
         """Answer a question from the collection, citing document and page. ``retrieval``:
-        dense, lexical or hybrid (default: RAG_RETRIEVAL)."""
+        dense, lexical or hybrid (default: RAG_RETRIEVAL); ``answer_style``: extractive or
+        generative (default: RAG_ANSWER_STYLE)."""
         _permitted(collection)
-        answer = await self.answerer.answer(question, collection, top_k, retrieval)
+        answer = await self.answerer.answer(question, collection, top_k, retrieval, answer_style)
         return self._query_response(answer)
 
     @bentoml.api
@@ -280,10 +299,13 @@ class RAGService:
         collection: str = DEFAULT_COLLECTION,
         top_k: int = 4,
         retrieval: str | None = None,
+        answer_style: str | None = None,
     ) -> AsyncGenerator[str, None]:
         """The answer as plain text while it is generated, then its sources."""
         _permitted(collection)
-        async for piece in self.answerer.answer_stream(question, collection, top_k, retrieval):
+        async for piece in self.answerer.answer_stream(
+            question, collection, top_k, retrieval, answer_style
+        ):
             yield piece
 
     @bentoml.api
@@ -396,8 +418,12 @@ class RAGService:
             answer=answer.answer,
             cached=answer.cached,
             answer_mode=answer.mode,
+            reason=answer.reason,
             grounding=answer.grounding,
-            citations=_citations(answer.citations),
+            citations=[
+                AnswerCitation(**c.model_dump(), role="related" if answer.reason else "support")
+                for c in _citations(answer.citations)
+            ],
             supporting=[SupportingSentence(**vars(s)) for s in answer.supporting],
             model={"embedder": self._embedder_label, "generator": self._generator_label},
             usage=answer.usage,

@@ -3,7 +3,8 @@
 One JSON object a line: ``id``, ``filename`` (a PDF in the folder), ``question``,
 ``answers`` (accepted spans; ``[]`` when unanswerable), ``answerable`` and ``pages``
 (``[first, last]``, 1-based, the pages that hold the answer or the paragraph it was asked
-about).
+about). An unanswerable question about no document at all has ``filename`` and ``pages``
+null.
 """
 
 from __future__ import annotations
@@ -23,19 +24,22 @@ class EvalDataError(ValueError):
 @dataclass(frozen=True)
 class QaItem:
     id: str
-    filename: str
+    filename: str | None  # None: the question is about no document
     question: str
     answers: tuple[str, ...]
     answerable: bool
-    pages: tuple[int, int]
+    pages: tuple[int, int] | None
 
 
-def load_folder(folder: Path) -> tuple[list[Path], list[QaItem]]:
-    """The PDFs of ``folder`` and its questions. Raises EvalDataError naming the problem."""
+def load_folder(folder: Path, questions: Path | None = None) -> tuple[list[Path], list[QaItem]]:
+    """The PDFs of ``folder`` and its questions (from ``questions`` when given, else its
+    qa.jsonl). Raises EvalDataError naming the problem."""
     if not folder.is_dir():
         raise EvalDataError(f"{folder} is not a folder")
-    qa_path = folder / QA_FILE
+    qa_path = questions or folder / QA_FILE
     if not qa_path.is_file():
+        if questions:
+            raise EvalDataError(f"{questions} is not a file")
         raise EvalDataError(f"{folder} has no {QA_FILE} (one labelled question a line)")
     pdfs = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".pdf")
     items = parse_qa(qa_path.read_text(encoding="utf-8"), source=str(qa_path))
@@ -43,7 +47,7 @@ def load_folder(folder: Path) -> tuple[list[Path], list[QaItem]]:
         raise EvalDataError(f"{qa_path} holds no questions")
     names = {p.name for p in pdfs}
     for n, item in enumerate(items, start=1):
-        if item.filename not in names:
+        if item.filename is not None and item.filename not in names:
             raise EvalDataError(
                 f"{qa_path}: question {item.id!r} (#{n}) is about {item.filename!r}, "
                 f"which is not a PDF in {folder}"
@@ -79,14 +83,18 @@ def _item(row: object) -> QaItem:
                if k not in row]  # fmt: skip
     if missing:
         raise KeyError(f"missing field(s): {', '.join(missing)}")
-    answers, pages = row["answers"], row["pages"]
+    answers, pages, filename = row["answers"], row["pages"], row["filename"]
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         raise TypeError("'answers' must be a list of strings")
     if not isinstance(row["answerable"], bool):
         raise TypeError("'answerable' must be true or false")
     if row["answerable"] and not answers:
         raise ValueError("an answerable question needs at least one answer")
-    if (
+    if (filename is None) != (pages is None):
+        raise ValueError("'filename' and 'pages' are both null (about no document) or neither")
+    if filename is None and row["answerable"]:
+        raise ValueError("an answerable question needs its 'filename' and 'pages'")
+    if filename is not None and (
         not isinstance(pages, list)
         or len(pages) != 2
         or not all(isinstance(p, int) and p >= 1 for p in pages)
@@ -97,11 +105,11 @@ def _item(row: object) -> QaItem:
         raise ValueError("'question' is empty")
     return QaItem(
         id=str(row["id"]),
-        filename=str(row["filename"]),
+        filename=None if filename is None else str(filename),
         question=str(row["question"]),
         answers=tuple(answers),
         answerable=row["answerable"],
-        pages=(pages[0], pages[1]),
+        pages=None if pages is None else (pages[0], pages[1]),
     )
 
 

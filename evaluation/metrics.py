@@ -50,6 +50,8 @@ def contains_answer(answer: str, gold: Sequence[str]) -> bool:
 
 
 def is_hit(hit: Hit, item: QaItem) -> bool:
+    if item.pages is None:
+        return False
     first, last = item.pages
     return hit.filename == item.filename and hit.page_start <= last and hit.page_end >= first
 

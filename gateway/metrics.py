@@ -35,6 +35,10 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...] | None]] =
         "counter", "Tokens read (prompt) and written (completion) by the generator.", ("kind",),
         None,
     ),
+    "rag_answers_total": (
+        "counter", "Answers given, by mode (generated, extractive, not_found) and not_found "
+        "reason.", ("mode", "reason"), None,
+    ),
     "rag_cache_requests_total": (
         "counter", "Cache lookups, by cache and result.", ("cache", "result"), None,
     ),
@@ -87,6 +91,9 @@ class Metrics:
         tokens = self._m["rag_generation_tokens_total"]
         tokens.labels("prompt").inc(prompt_tokens)
         tokens.labels("completion").inc(completion_tokens)
+
+    def answered(self, mode: str, reason: str) -> None:
+        self._m["rag_answers_total"].labels(mode, reason).inc()
 
     def cache_lookup(self, cache: str, hits: int, misses: int) -> None:
         counter = self._m["rag_cache_requests_total"]

@@ -89,6 +89,7 @@ class Generator:
                 max_new_tokens=max(p.max_new_tokens for p in prompts),
                 do_sample=False,
                 pad_token_id=self._tokenizer.pad_token_id,
+                stopping_criteria=stop_on_loops(width),
             )
         return [
             self._completion(row[width:], p, int(mask.sum()))
@@ -112,6 +113,7 @@ class Generator:
                 "do_sample": False,
                 "streamer": streamer,
                 "pad_token_id": self._tokenizer.pad_token_id,
+                "stopping_criteria": stop_on_loops(inputs["input_ids"].shape[1]),
             },
             daemon=True,
         )
@@ -142,6 +144,28 @@ class Generator:
             completion_tokens=len(ids),
             finish_reason=finish,
         )
+
+
+# Greedy decoding of a small model can loop ("the Special Report on the Special Report on
+# the ..."): a row stops once its last LOOP_TOKENS tokens already appeared in its output,
+# instead of running to max_new_tokens. The grounding check then rejects the loop.
+LOOP_TOKENS = 8
+
+
+def stop_on_loops(prompt_width: int) -> Any:
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class LoopStop(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            generated = input_ids[:, prompt_width:]
+            if generated.shape[1] <= LOOP_TOKENS:
+                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            earlier = generated.unfold(1, LOOP_TOKENS, 1)[:, :-1]  # every window but the last
+            last = generated[:, -LOOP_TOKENS:].unsqueeze(1)
+            return (earlier == last).all(dim=-1).any(dim=-1)
+
+    return StoppingCriteriaList([LoopStop()])
 
 
 async def _next_in_thread(iterator: Any) -> str | None:

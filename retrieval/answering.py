@@ -10,23 +10,39 @@ from typing import Any
 
 import numpy as np
 
+from retrieval.answerability import (
+    PASSAGES_DO_NOT_ANSWER,
+    Assessment,
+    Evidence,
+    assess,
+    not_found_answer,
+)
 from retrieval.cache import AnswerCache
 from retrieval.engines import EmbedFn, GenerateFn, StreamFn, ms_since
 from retrieval.errors import InvalidRequest
 from retrieval.grounding import (
-    NOT_FOUND,
+    QUOTED,
     SupportingSentence,
-    Verdict,
     asks_for_quantity,
     candidate_sentences,
     check_answer,
     final_answer,
     pick_support,
+    quote,
 )
 from retrieval.hybrid import Retriever, check_retrieval_mode
 from retrieval.index import Passage, check_collection_name
 from retrieval.observer import NullObserver, Observer
 from retrieval.prompting import build_prompt
+
+ANSWER_STYLES = ("extractive", "generative")
+# The "not found" gate weighs a question's words as if the collection held at least this
+# many chunks (LexicalIndex.term_weights): on a 4-page manual, "Is the radio waterproof?"
+# was otherwise not found.
+ABOUTNESS_CHUNKS = 1000
+# Part of every answer-cache key: bump it when the same inputs give different answers (a new
+# ranking, gate or check), so that an upgraded service does not serve the old ones.
+PIPELINE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -35,7 +51,10 @@ class AnswerOptions:
     max_top_k: int
     min_relevance: float
     retrieval: str = "hybrid"  # the mode of requests that do not name one
+    answer_style: str = "extractive"  # the style of requests that do not name one
     support_sentences: int = 3
+    # Below this evidence strength (answerability.Evidence) a question is not found.
+    min_evidence: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -48,6 +67,8 @@ class Answer:
     usage: dict[str, int]
     timings_ms: dict[str, float] = field(default_factory=dict)
     cached: bool = False
+    # Why a not_found answer is one (answerability.NO_RELEVANT_PASSAGE...); None otherwise.
+    reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,7 +102,11 @@ class Answerer:
         ``observer`` hears the time each stage took."""
         self._observer = observer or NullObserver()
         self._cache = cache
-        self._cache_params = {**(cache_params or {}), **asdict(options)}
+        self._cache_params = {
+            **(cache_params or {}),
+            **asdict(options),
+            "pipeline": PIPELINE_VERSION,
+        }
         self._retriever = retriever
         self._embed = embed
         self._generate = generate
@@ -99,69 +124,138 @@ class Answerer:
         return passages
 
     async def answer(
-        self, question: str, collection: str, top_k: int, retrieval: str | None = None
+        self,
+        question: str,
+        collection: str,
+        top_k: int,
+        retrieval: str | None = None,
+        style: str | None = None,
     ) -> Answer:
         """A grounded answer with its citations, from the cache when the collection has not
-        changed since it was computed. Raises InvalidRequest for bad parameters."""
+        changed since it was computed. ``style`` (None = the default): ``extractive``
+        quotes the supporting sentence with the most evidence; ``generative`` has the
+        generator write the answer from the supporting sentences. Raises InvalidRequest
+        for bad parameters."""
         started = time.perf_counter()
         collection = self._validated(question, collection, top_k)
         mode = self._mode(retrieval)
+        style = self._style(style)
+        answer = await self._cached_answer(question, collection, top_k, mode, style, started)
+        self._observer.answered(answer.mode, answer.reason or "")
+        return answer
+
+    async def _cached_answer(
+        self, question: str, collection: str, top_k: int, mode: str, style: str, started: float
+    ) -> Answer:
         if self._cache is None:
-            return await self._answer(question, collection, top_k, mode, started)
-        params = {**self._cache_params, "top_k": top_k, "retrieval": mode}
+            return await self._answer(question, collection, top_k, mode, style, started)
+        params = {**self._cache_params, "top_k": top_k, "retrieval": mode, "style": style}
         key = await asyncio.to_thread(self._cache.key, question, collection, params)
         hit = await asyncio.to_thread(self._cache.get, key)
         self._observer.cache_lookup("answer", int(hit is not None), int(hit is None))
         if hit is not None:
             answer = Answer.from_dict(hit)
             return replace(answer, cached=True, timings_ms={"total": ms_since(started)})
-        answer = await self._answer(question, collection, top_k, mode, started)
+        answer = await self._answer(question, collection, top_k, mode, style, started)
         await asyncio.to_thread(self._cache.put, key, answer.to_dict())
         return answer
 
     async def _answer(
-        self, question: str, collection: str, top_k: int, mode: str, started: float
+        self, question: str, collection: str, top_k: int, mode: str, style: str, started: float
     ) -> Answer:
         timings: dict[str, float] = {}
-        citations, support = await self._evidence(question, collection, top_k, mode, timings)
-        usage = {"prompt_tokens": 0, "completion_tokens": 0}
-        verdict = Verdict(False, (), "no passage or sentence relevant to the question")
-        generated = ""
-        if support:
-            clock = time.perf_counter()
-            completion = await self._generate(*build_prompt(question, support))
-            timings["generate"] = ms_since(clock)
-            self._observer.generated(
-                "batch",
-                timings["generate"] / 1000,
-                completion.prompt_tokens,
-                completion.completion_tokens,
+        passages, citations, support, assessment = await self._evidence(
+            question, collection, top_k, mode, timings
+        )
+        if assessment.reason:
+            return self._not_found(assessment, passages, timings, started)
+        if style == "extractive":
+            timings["total"] = ms_since(started)
+            return Answer(
+                quote(support[0]),
+                "extractive",
+                citations,
+                support,
+                QUOTED,
+                {"prompt_tokens": 0, "completion_tokens": 0},
+                timings,
             )
-            usage = {
-                "prompt_tokens": completion.prompt_tokens,
-                "completion_tokens": completion.completion_tokens,
-            }
-            generated = completion.text
-            verdict = check_answer(
-                generated, support, citations, needs_number=asks_for_quantity(question)
-            )
-        text, mode = final_answer(generated, verdict, support)
+        clock = time.perf_counter()
+        completion = await self._generate(*build_prompt(question, support))
+        timings["generate"] = ms_since(clock)
+        self._observer.generated(
+            "batch",
+            timings["generate"] / 1000,
+            completion.prompt_tokens,
+            completion.completion_tokens,
+        )
+        usage = {
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+        }
+        verdict = check_answer(
+            completion.text, support, citations, needs_number=asks_for_quantity(question)
+        )
+        if verdict.declined:
+            declined = Assessment(PASSAGES_DO_NOT_ANSWER, verdict.reason)
+            return replace(self._not_found(declined, passages, timings, started), usage=usage)
+        text, answer_mode = final_answer(completion.text, verdict, support)
         timings["total"] = ms_since(started)
-        return Answer(text, mode, citations, support, verdict.reason, usage, timings)
+        return Answer(text, answer_mode, citations, support, verdict.reason, usage, timings)
+
+    def _not_found(
+        self,
+        assessment: Assessment,
+        passages: list[Passage],
+        timings: dict[str, float],
+        started: float,
+    ) -> Answer:
+        """The answer for a question the documents do not answer: the closest passages
+        are cited as related, and nothing is offered as support."""
+        assert assessment.reason is not None
+        timings["total"] = ms_since(started)
+        return Answer(
+            not_found_answer(assessment.reason),
+            "not_found",
+            passages,
+            [],
+            assessment.detail,
+            {"prompt_tokens": 0, "completion_tokens": 0},
+            timings,
+            reason=assessment.reason,
+        )
 
     async def answer_stream(
-        self, question: str, collection: str, top_k: int, retrieval: str | None = None
+        self,
+        question: str,
+        collection: str,
+        top_k: int,
+        retrieval: str | None = None,
+        style: str | None = None,
     ) -> AsyncIterator[str]:
         """The answer as it is generated, then a line naming the sources it rests on.
 
         Text already sent cannot be taken back, so an answer that fails the grounding check
-        is followed by a note and the supporting sentence that does answer.
+        is followed by a note and the supporting sentence that does answer. A question the
+        documents do not answer ends like `query`'s: its one sentence, then the related
+        passages. An extractive answer comes in one piece.
         """
         collection = self._validated(question, collection, top_k)
         mode = self._mode(retrieval)
-        citations, support = await self._evidence(question, collection, top_k, mode, {})
-        if not support:
-            yield NOT_FOUND
+        style = self._style(style)
+        passages, citations, support, assessment = await self._evidence(
+            question, collection, top_k, mode, {}
+        )
+        if assessment.reason:
+            self._observer.answered("not_found", assessment.reason)
+            yield not_found_answer(assessment.reason)
+            if passages:
+                yield _related(passages)
+            return
+        if style == "extractive":
+            self._observer.answered("extractive", "")
+            yield quote(support[0])
+            yield "\n\nSources: " + _listing(citations)
             return
         pieces: list[str] = []
         clock = time.perf_counter()
@@ -173,6 +267,11 @@ class Answerer:
         verdict = check_answer(
             "".join(pieces), support, citations, needs_number=asks_for_quantity(question)
         )
+        if verdict.declined:
+            self._observer.answered("not_found", PASSAGES_DO_NOT_ANSWER)
+            yield "\n\n" + not_found_answer(PASSAGES_DO_NOT_ANSWER) + _related(passages)
+            return
+        self._observer.answered("generated" if verdict.grounded else "extractive", "")
         if verdict.grounded:
             yield " " + "".join(f"[{s}]" for s in verdict.sources)
         else:
@@ -181,29 +280,51 @@ class Answerer:
                 f"\n\n(Not supported by the sources: {verdict.reason}. "
                 f"The best supporting passage says: {best.text} [{best.source}])"
             )
-        yield "\n\nSources: " + "; ".join(
-            f"[{n}] {p.filename} p.{_pages(p)}" for n, p in enumerate(citations, start=1)
-        )
+        yield "\n\nSources: " + _listing(citations)
 
     async def _evidence(
         self, question: str, collection: str, top_k: int, mode: str, timings: dict[str, float]
-    ) -> tuple[list[Passage], list[SupportingSentence]]:
+    ) -> tuple[list[Passage], list[Passage], list[SupportingSentence], Assessment]:
+        """(retrieved passages, the relevant ones, their best sentences, whether the
+        question can be answered from them)."""
         passages, qvec = await self._retrieve(question, collection, top_k, mode, timings)
         relevant = [p for p in passages if p.score >= self._options.min_relevance]
         candidates = candidate_sentences(relevant)
-        if not candidates:
-            return relevant, []
+        support: list[SupportingSentence] = []
+        similarity = 0.0
         clock = time.perf_counter()
-        vectors = await self._embed([text for _, text, _ in candidates])
-        support = pick_support(
-            qvec,
-            candidates,
-            vectors,
-            self._options.support_sentences,
-            prefer_numbers=asks_for_quantity(question),
+        # Whether the question is about the collection at all is judged on the relevant
+        # passages together (a paraphrase may find "radio" on one page, "water" on
+        # another), with weights that hold in a small collection too; which sentence
+        # answers it, with the collection's own.
+        about = await asyncio.to_thread(
+            self._retriever.coverages,
+            collection,
+            question,
+            [" ".join(p.text for p in relevant)],
+            as_if_chunks=ABOUTNESS_CHUNKS,
         )
+        coverage = await asyncio.to_thread(
+            self._retriever.coverages, collection, question, [text for _, text, _ in candidates]
+        )
+        if candidates:
+            vectors = await self._embed([text for _, text, _ in candidates])
+            similarity = float(np.max(np.asarray(vectors) @ np.asarray(qvec)))
+            support = pick_support(
+                qvec,
+                candidates,
+                vectors,
+                self._options.support_sentences,
+                prefer_numbers=asks_for_quantity(question),
+                coverage=coverage,
+            )
         timings["support"] = ms_since(clock)
-        return relevant, support
+        evidence = Evidence(
+            similarity=similarity,
+            coverage=max(about, default=0.0),
+            text=" ".join(s.text for s in support),
+        )
+        return passages, relevant, support, assess(question, evidence, self._options.min_evidence)
 
     async def _retrieve(
         self, query: str, collection: str, top_k: int, mode: str, timings: dict[str, float]
@@ -219,6 +340,14 @@ class Answerer:
         timings["retrieve"] = ms_since(clock)
         self._observer.retrieved("search", timings["retrieve"] / 1000)
         return passages, qvec
+
+    def _style(self, style: str | None) -> str:
+        style = self._options.answer_style if style is None else style
+        if style not in ANSWER_STYLES:
+            raise InvalidRequest(
+                f"answer_style must be one of {', '.join(ANSWER_STYLES)}; got {style!r}"
+            )
+        return str(style)
 
     def _mode(self, retrieval: str | None) -> str:
         return check_retrieval_mode(self._options.retrieval if retrieval is None else retrieval)
@@ -240,6 +369,14 @@ class Answerer:
         if not 1 <= top_k <= self._options.max_top_k:
             raise InvalidRequest(f"top_k must be between 1 and {self._options.max_top_k}")
         return check_collection_name(collection)
+
+
+def _listing(passages: list[Passage]) -> str:
+    return "; ".join(f"[{n}] {p.filename} p.{_pages(p)}" for n, p in enumerate(passages, start=1))
+
+
+def _related(passages: list[Passage]) -> str:
+    return "\n\nRelated passages (they do not answer it): " + _listing(passages)
 
 
 def _pages(passage: Passage) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from retrieval.answerability import evidence_score, key_term_coverage
 from retrieval.errors import InvalidRequest
 from retrieval.index import ChunkIndex, Passage
 from retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
@@ -27,7 +28,8 @@ def check_retrieval_mode(mode: Any) -> str:
 
 
 class Retriever:
-    """Fuses Chroma's nearest neighbours with BM25 hits by reciprocal rank.
+    """Fuses Chroma's nearest neighbours with BM25 hits by reciprocal rank, then (hybrid)
+    rescores the fused candidates by their evidence for the question.
 
     Every passage keeps the cosine similarity of the dense index as its ``score`` (the
     relevance gate reads it), whichever retriever found it, and the ranks it had in each.
@@ -51,6 +53,18 @@ class Retriever:
         self._rrf_k = rrf_k
         self._weights = {"dense": 1.0, "lexical": lexical_weight}
 
+    def coverages(
+        self, collection: str, question: str, texts: list[str], *, as_if_chunks: int = 0
+    ) -> list[float]:
+        """How much of the question's rare-word weight each of ``texts`` holds (0..1; see
+        answerability.key_term_coverage), whatever the retrieval mode. ``as_if_chunks``:
+        see LexicalIndex.term_weights."""
+        terms = self._lexical.key_terms(question)
+        weights = self._lexical.term_weights(collection, terms, as_if_chunks=as_if_chunks)
+        return [
+            key_term_coverage(terms, [self._lexical.key_terms(text)], weights) for text in texts
+        ]
+
     def retrieve(
         self, collection: str, query: str, vector: np.ndarray, top_k: int, mode: str
     ) -> list[Passage]:
@@ -66,6 +80,8 @@ class Retriever:
             weights=self._weights,
         )
         found = {p.chunk_id: p for p in dense}
+        if mode == "hybrid":
+            return self._rescored(collection, query, vector, fused, found, top_k)
         ranked: list[Passage] = []
         while fused and len(ranked) < top_k:
             head, fused = fused[: top_k - len(ranked)], fused[top_k - len(ranked) :]
@@ -76,3 +92,33 @@ class Retriever:
                 found |= {p.chunk_id: p for p in passages}
             ranked += [replace(found[c], ranks=ranks) for c, ranks in head if c in found]
         return ranked
+
+    def _rescored(
+        self,
+        collection: str,
+        query: str,
+        vector: np.ndarray,
+        fused: list[tuple[str, dict[str, int]]],
+        found: dict[str, Passage],
+        top_k: int,
+    ) -> list[Passage]:
+        """The second stage: every fused candidate ordered by its evidence for the
+        question, answerability.evidence_score (cosine similarity plus key-term coverage).
+
+        On the set above page-hit@1/@4 go from 0.794/0.947 (fused order) to 0.853/0.962;
+        weighing coverage anywhere from 0.5x to 3x gave 0.84-0.855 / 0.958-0.964.
+        """
+        missing = [chunk_id for chunk_id, _ in fused if chunk_id not in found]
+        if missing:
+            # Read from Chroma: a chunk deleted since the BM25 index was built is gone.
+            found = found | {
+                p.chunk_id: p for p in self._index.passages(collection, missing, vector)
+            }
+        candidates = [replace(found[c], ranks=ranks) for c, ranks in fused if c in found]
+        coverage = self.coverages(collection, query, [p.text for p in candidates])
+        # sorted() is stable: equal evidence keeps the fused order.
+        order = sorted(
+            range(len(candidates)),
+            key=lambda i: -evidence_score(candidates[i].score, coverage[i]),
+        )
+        return [candidates[i] for i in order[:top_k]]

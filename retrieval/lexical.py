@@ -10,12 +10,14 @@ returned, so a chunk deleted meanwhile can never come back.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from retrieval.index import ChunkIndex
+from retrieval.text import content_words
 
 # Words too common to tell passages apart, and English stemming ("bridges" finds "bridge").
 _STOPWORDS = "en"
@@ -63,6 +65,34 @@ class LexicalIndex:
         return [
             (chunk_ids[int(i)], float(s)) for i, s in zip(ids[0], scores[0], strict=True) if s > 0
         ]
+
+    def key_terms(self, text: str) -> set[str]:
+        """The stemmed content words of ``text`` (no stop or question words): what a
+        passage must mention to be about a question."""
+        return set(self._stemmer.stemWords(sorted(content_words(text))))
+
+    def term_weights(
+        self, collection: str, terms: set[str], *, as_if_chunks: int = 0
+    ) -> dict[str, float]:
+        """BM25's inverse document frequency of each term over ``collection``'s chunks: a
+        word found in few chunks weighs much, one found everywhere little, and one found
+        nowhere the most. ``as_if_chunks`` weighs them as if the collection held at least
+        that many chunks, the others without the terms: in a small collection every word
+        is common (a 4-page manual says "radio" on every page), so relative weights alone
+        would call a question about the radio one about nothing.
+        """
+        chunk_ids, retriever = self._refreshed(collection).snapshot
+        total = max(len(chunk_ids), as_if_chunks)
+        vocabulary = retriever.vocab_dict if retriever is not None else {}
+        # BM25 keeps its scores term by term (CSC): a term's column holds one entry per
+        # chunk that contains it.
+        columns = retriever.scores["indptr"] if retriever is not None else None
+        weights = {}
+        for term in terms:
+            column = vocabulary.get(term)
+            found = 0 if column is None else int(columns[column + 1] - columns[column])
+            weights[term] = math.log(1 + (total - found + 0.5) / (found + 0.5))
+        return weights
 
     def warm(self, collection: str) -> None:
         """Bring ``collection``'s index up to date now (after an ingest, at start-up), so

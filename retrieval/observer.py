@@ -20,6 +20,10 @@ class Observer(Protocol):
     ) -> None:
         """One answer was generated, ``batch`` or ``stream`` (token counts 0 when unknown)."""
 
+    def answered(self, mode: str, reason: str) -> None:
+        """One answer was given: ``generated``, ``extractive`` or ``not_found`` (with its
+        reason; "" for the others), from the cache or not."""
+
     def cache_lookup(self, cache: str, hits: int, misses: int) -> None:
         """Lookups in the ``answer`` or ``embedding`` cache."""
 
@@ -36,6 +40,9 @@ class NullObserver:
     def generated(
         self, mode: str, seconds: float, prompt_tokens: int, completion_tokens: int
     ) -> None:
+        pass
+
+    def answered(self, mode: str, reason: str) -> None:
         pass
 
     def cache_lookup(self, cache: str, hits: int, misses: int) -> None:

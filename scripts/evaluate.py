@@ -3,6 +3,8 @@
     python scripts/evaluate.py ../shared/eval/squad2-dev --limit 300 --seed 1
     python scripts/evaluate.py ./my-set --url http://localhost:3000 --api-key rag_... \\
         --mode search --out eval.json
+    python scripts/evaluate.py ../shared/eval/squad2-dev --mode query \\
+        --questions tests/data/off_topic_questions.jsonl
 
 The folder's PDFs are ingested into --collection (default "eval") unless already there,
 then every sampled question is sent to `search` and/or `query`. Without --url the service
@@ -49,16 +51,16 @@ class Backend(Protocol):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        pdfs, items = load_folder(args.folder)
+        pdfs, items = load_folder(args.folder, args.questions)
     except EvalDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     questions = sample(items, args.limit, args.seed)
     modes = MODES if args.mode == "both" else (args.mode,)
     backend: Backend = (
-        HttpBackend(args.url, args.api_key, args.retrieval)
+        HttpBackend(args.url, args.api_key, args.retrieval, args.answer_style)
         if args.url
-        else InProcessBackend(args.retrieval)
+        else InProcessBackend(args.retrieval, args.answer_style)
     )
     try:
         ingested = backend.ensure_ingested(pdfs, args.collection)
@@ -72,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     outcomes = run(backend, questions, args.collection, modes)
     figures = summarize(outcomes)
-    table = markdown_table({args.label or args.retrieval or "default": figures})
+    label = args.label or "/".join(filter(None, (args.retrieval, args.answer_style))) or "default"
+    table = markdown_table({label: figures})
     print(table)
     if args.out:
         write_report(args, figures, outcomes, table)
@@ -82,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="PDFs and a qa.jsonl")
+    parser.add_argument(
+        "--questions",
+        type=Path,
+        help="ask these (a qa.jsonl-style file) instead of FOLDER/qa.jsonl, e.g. questions "
+        "about subjects no document covers (filename and pages null)",
+    )
     parser.add_argument("--url", help="a served instance; without it, in-process")
     parser.add_argument("--api-key", help="sent as 'Authorization: Bearer'")
     parser.add_argument("--collection", default="eval")
@@ -92,6 +101,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--retrieval",
         choices=("dense", "lexical", "hybrid"),
         help="the retrieval mode asked for (default: the service's RAG_RETRIEVAL)",
+    )
+    parser.add_argument(
+        "--answer-style",
+        choices=("extractive", "generative"),
+        help="the answer style asked for (default: the service's RAG_ANSWER_STYLE)",
     )
     parser.add_argument("--label", help="the column name in the table (default: --retrieval)")
     parser.add_argument("--out", type=Path, help="FILE.json; a FILE.md table is written too")
@@ -168,10 +182,13 @@ def _hit(passage: dict[str, Any]) -> Hit:
 class HttpBackend:
     """A served instance, over HTTP."""
 
-    def __init__(self, url: str, api_key: str | None, retrieval: str | None) -> None:
+    def __init__(
+        self, url: str, api_key: str | None, retrieval: str | None, answer_style: str | None
+    ) -> None:
         import httpx
 
         self._extra = {"retrieval": retrieval} if retrieval else {}
+        self._style = {"answer_style": answer_style} if answer_style else {}
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=300)
 
@@ -196,7 +213,8 @@ class HttpBackend:
 
     def query(self, question: str, collection: str) -> dict[str, Any]:
         return self._post(
-            "/query", json={"question": question, "collection": collection} | self._extra
+            "/query",
+            json={"question": question, "collection": collection} | self._extra | self._style,
         )
 
     def _post(self, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -219,11 +237,12 @@ class HttpBackend:
 class InProcessBackend:
     """RAGService in this process, with the real models: the same code path as served."""
 
-    def __init__(self, retrieval: str | None) -> None:
+    def __init__(self, retrieval: str | None, answer_style: str | None) -> None:
         import service
 
         self._service = service.RAGService()
         self._retrieval = retrieval
+        self._answer_style = answer_style
         self._loop = asyncio.new_event_loop()
 
     def _run(self, coro: Any) -> Any:
@@ -252,7 +271,12 @@ class InProcessBackend:
 
     def query(self, question: str, collection: str) -> dict[str, Any]:
         reply = self._run(
-            self._service.query(question=question, collection=collection, retrieval=self._retrieval)
+            self._service.query(
+                question=question,
+                collection=collection,
+                retrieval=self._retrieval,
+                answer_style=self._answer_style,
+            )
         )
         return reply.model_dump()
 

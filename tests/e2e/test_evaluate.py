@@ -96,6 +96,21 @@ def test_a_malformed_set_exits_2_naming_file_and_line_and_ingests_nothing(server
     assert done.returncode == 2 and "has no qa.jsonl" in done.stderr
 
 
+def test_questions_about_subjects_of_no_document_are_not_found(server, tmp_path):
+    folder = labelled_folder(tmp_path)
+    questions = (ROOT / "tests/data/off_topic_questions.jsonl").read_text().splitlines()[:6]
+    (tmp_path / "off.jsonl").write_text("\n".join(questions) + "\n")
+    out = tmp_path / "off.json"
+    done = evaluate(
+        *(str(folder), "--url", server.url, "--collection", "evaloff", "--mode", "query"),
+        *("--questions", str(tmp_path / "off.jsonl"), "--out", str(out)),
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())["figures"]
+    assert figures["query_questions"] == 6
+    assert figures["not_found_recall"] == 1.0
+
+
 @pytest.mark.slow
 def test_evaluating_in_process(tmp_path):
     folder = labelled_folder(tmp_path)

@@ -327,11 +327,11 @@ def test_overload_is_refused_at_once_not_queued(gateway):
     while the admitted ones are still being answered."""
 
     def ask(n: int) -> tuple[int, float]:
-        # Distinct questions about a fact that is there: no cached answer, each generates.
+        # Distinct questions about a fact that is there: no cached answer, each generates
+        # (a quoted answer would be back before the excess arrives).
         question = f"How long does the battery take to charge, asks user {n}?"
-        reply = gateway.post(
-            "/query", gateway.keys.admin, json={"question": question, "collection": "team-a"}
-        )
+        body = {"question": question, "collection": "team-a", "answer_style": "generative"}
+        reply = gateway.post("/query", gateway.keys.admin, json=body)
         return reply.status_code, time.monotonic()
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
@@ -385,7 +385,11 @@ def test_metrics_move_by_exactly_what_the_requests_did(gateway):
     pages = [f"Metrics page {n}: the gauge reads {n * 7} units." for n in range(1, 4)]
     before = scrape(gateway.a)
     ingested = gateway.ingest(keys.admin, "metrics", "gauge.pdf", pages).json()
-    question = {"question": "What does the gauge read on page 2?", "collection": "metrics"}
+    question = {
+        "question": "What does the gauge read on page 2?",
+        "collection": "metrics",
+        "answer_style": "generative",
+    }
     first = gateway.post("/query", keys.admin, json=question).json()
     second = gateway.post("/query", keys.admin, json=question).json()
     gateway.post("/search", None, json={"query": "x"})  # 401
@@ -405,6 +409,9 @@ def test_metrics_move_by_exactly_what_the_requests_did(gateway):
     assert delta(before, after, "rag_ingest_documents_total", outcome="rejected") == 1
     assert delta(before, after, "rag_cache_requests_total", cache="answer", result="miss") == 1
     assert delta(before, after, "rag_cache_requests_total", cache="answer", result="hit") == 1
+    # Both answers are counted, the cached one too, by their mode.
+    mode, reason = first["answer_mode"], first["reason"] or ""
+    assert delta(before, after, "rag_answers_total", mode=mode, reason=reason) == 2
     usage = first["usage"]
     assert delta(before, after, "rag_generation_seconds_count", mode="batch") == 1
     prompt = delta(before, after, "rag_generation_tokens_total", kind="prompt")

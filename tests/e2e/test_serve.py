@@ -38,6 +38,7 @@ def manual(client, tmp_path):
     return result
 
 
+@pytest.mark.parametrize("style", ["extractive", "generative"])
 @pytest.mark.parametrize(
     ("question", "page", "fact"),
     [
@@ -46,10 +47,18 @@ def manual(client, tmp_path):
         ("How long can the radio stay under water?", 3, "30 minutes"),
     ],
 )
-def test_answer_cites_the_page_that_holds_the_fact(client, manual, question, page, fact):
-    reply = client.query(question=question, collection="manual")
+def test_answer_cites_the_page_that_holds_the_fact(client, manual, question, page, fact, style):
+    reply = client.query(question=question, collection="manual", answer_style=style)
     assert fact in reply["answer"]
-    assert reply["answer_mode"] in {"generated", "extractive"}
+    if style == "extractive":  # the default: a quote, and the generator is not called
+        # The default style is extractive: the same answer, from the cache.
+        assert client.query(question=question, collection="manual")["cached"] is True
+        assert reply["answer_mode"] == "extractive"
+        assert reply["usage"]["completion_tokens"] == 0
+        assert reply["answer"].startswith(reply["supporting"][0]["text"])
+    else:
+        assert reply["answer_mode"] in {"generated", "extractive"}
+        assert reply["usage"]["completion_tokens"] > 0
     top = reply["citations"][0]
     assert (top["filename"], top["page_start"], top["page_end"]) == ("manual.pdf", page, page)
     assert top["document_id"] == manual["document_id"]
@@ -122,16 +131,57 @@ def test_uploaded_bytes_are_kept_in_the_blob_store(server, client, manual, tmp_p
 
 def test_unrelated_question_is_not_found(client, manual):
     reply = client.query(question="Who painted the Mona Lisa?", collection="manual")
-    assert reply["answer"] == "Not found in the documents."
+    assert reply["answer"] == "Not found: nothing in the documents is about this question."
     assert reply["answer_mode"] == "not_found"
-    assert reply["citations"] == []
+    assert reply["reason"] == "no_relevant_passage"
+    assert reply["supporting"] == []
+    assert reply["usage"]["completion_tokens"] == 0  # nothing was generated
+    # The closest passages are shown, marked as related rather than as support.
+    assert reply["citations"]
+    assert {c["role"] for c in reply["citations"]} == {"related"}
+
+
+def test_a_question_the_passages_touch_but_do_not_answer_is_not_found(client, manual):
+    question = "How long does the battery take to charge with a 12 volt charger?"
+    reply = client.query(question=question, collection="manual")
+    assert reply["answer_mode"] == "not_found"
+    assert reply["reason"] == "passages_do_not_answer"
+    assert "12" in reply["grounding"]
+    assert reply["citations"][0]["page_start"] == 2  # the battery page, as related
+    assert reply["citations"][0]["role"] == "related"
+
+
+def test_answered_questions_cite_their_support(client, manual):
+    reply = client.query(question="How long is the warranty?", collection="manual")
+    assert reply["answer_mode"] in {"generated", "extractive"}
+    assert reply["reason"] is None
+    assert {c["role"] for c in reply["citations"]} == {"support"}
+
+
+def test_stream_of_an_unrelated_question_ends_like_query(client, manual):
+    text = "".join(client.query_stream(question="Who painted the Mona Lisa?", collection="manual"))
+    assert text.startswith("Not found: nothing in the documents is about this question.")
+    assert "Related passages (they do not answer it): [1] manual.pdf p." in text
+    assert "Sources:" not in text
 
 
 def test_stream_sends_the_answer_then_its_sources(client, manual):
-    pieces = list(client.query_stream(question="How long is the warranty?", collection="manual"))
+    question = "How long is the warranty?"
+    pieces = list(
+        client.query_stream(question=question, collection="manual", answer_style="generative")
+    )
     text = "".join(pieces)
-    assert len(pieces) > 2
+    assert len(pieces) > 2  # token by token
     assert "Sources: [1] manual.pdf p.4" in text
+    quoted = "".join(client.query_stream(question=question, collection="manual"))
+    answer = client.query(question=question, collection="manual")["answer"]
+    assert quoted.startswith(answer + "\n\nSources: [1] manual.pdf p.4")
+
+
+def test_a_bad_answer_style_is_refused_naming_the_styles(client, manual):
+    with pytest.raises(BentoMLException) as raised:
+        client.query(question="Why?", collection="manual", answer_style="poetic")
+    assert "answer_style must be one of extractive, generative" in str(raised.value)
 
 
 def test_search_ranks_the_fact_first(client, manual):

@@ -12,6 +12,7 @@ from evaluation.metrics import (
     Outcome,
     contains_answer,
     first_hit_rank,
+    is_hit,
     markdown_table,
     normalize_answer,
     summarize,
@@ -40,6 +41,8 @@ def line(**changes) -> str:
         (line(answers=[]), "line 1: an answerable question needs at least one answer"),
         (line(answerable="yes"), "line 1: 'answerable' must be true or false"),
         ("[1, 2]", "line 1: a line must be a JSON object"),
+        (line(filename=None, pages=None), "line 1: an answerable question needs its 'filename'"),
+        (line(answerable=False, answers=[], pages=None), "'filename' and 'pages' are both null"),
     ],
 )
 def test_a_malformed_line_is_named_with_its_file_and_number(text, message):
@@ -59,6 +62,18 @@ def test_a_folder_needs_qa_jsonl_about_its_own_pdfs(tmp_path):
     pdfs, items = load_folder(tmp_path)
     assert [p.name for p in pdfs] == ["a.pdf"]
     assert items == [QaItem("q1", "a.pdf", "Who?", ("Ann",), True, (2, 3))]
+
+
+def test_questions_about_no_document_come_from_another_file(tmp_path):
+    (tmp_path / "a.pdf").write_bytes(b"%PDF-1.4")
+    (tmp_path / "qa.jsonl").write_text(line() + "\n")
+    other = tmp_path / "off_topic.jsonl"
+    other.write_text(line(id="x", answerable=False, answers=[], filename=None, pages=None))
+    _, items = load_folder(tmp_path, other)
+    assert items == [QaItem("x", None, "Who?", (), False, None)]
+    with pytest.raises(EvalDataError, match=r"missing\.jsonl is not a file"):
+        load_folder(tmp_path, tmp_path / "missing.jsonl")
+    assert not is_hit(Hit("a.pdf", 1, 9), items[0])
 
 
 def test_sampling_is_seeded_and_a_limit_above_the_set_keeps_all():

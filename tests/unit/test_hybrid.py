@@ -118,3 +118,58 @@ def test_warm_updates_at_once_and_a_search_never_waits_for_a_rebuild(index):
     with eager._lock:  # a rebuild in progress
         assert eager.search("c", "otters float", 5) == []
     assert [c for c, _ in eager.search("c", "otters float", 5)] == ["i3:0"]
+
+
+def test_term_weights_favour_rare_words_and_follow_the_collection(index):
+    lexical = LexicalIndex(index, refresh_s=0)
+    add(index, "bridge.pdf", "i1", TEXTS["bridge.pdf"], 0)
+    add(index, "otters.pdf", "i2", TEXTS["otters.pdf"], 2)
+    terms = lexical.key_terms("How many otters used the suspension bridges?")
+    assert terms == {"otter", "use", "suspens", "bridg"}  # stemmed, no stop or question words
+    weights = lexical.term_weights("c", terms | {"mars"})
+    # "otter" is in two chunks of four, "suspens" in one, "mars" in none.
+    assert weights["mars"] > weights["suspens"] > weights["otter"] > 0
+    index.delete_document("id-otters.pdf")
+    after = lexical.term_weights("c", {"otter", "mars"})
+    assert after["otter"] == after["mars"]  # a deleted document's words are gone
+
+
+def test_coverage_is_the_share_of_rare_words_each_text_holds(index):
+    lexical = LexicalIndex(index, refresh_s=0)
+    add(index, "bridge.pdf", "i1", TEXTS["bridge.pdf"], 0)
+    add(index, "otters.pdf", "i2", TEXTS["otters.pdf"], 2)
+    retriever = Retriever(index, lexical)
+    texts = TEXTS["bridge.pdf"] + TEXTS["otters.pdf"]
+    full = retriever.coverages("c", "When did the Larkspur suspension bridge open?", texts)
+    assert full == [1.0, 0.0, 0.0, 0.0]
+    partly = retriever.coverages("c", "When did the Larkspur bridge open on Mars?", texts)
+    assert 0.3 < partly[0] < 1.0
+    assert retriever.coverages("c", "Who painted the Mona Lisa?", texts) == [0.0] * 4
+    assert retriever.coverages("c", "When did the bridge open?", []) == []
+
+
+def test_hybrid_orders_the_fused_candidates_by_evidence(index):
+    lexical = LexicalIndex(index, refresh_s=0)
+    add(index, "bridge.pdf", "i1", TEXTS["bridge.pdf"], 0)
+    add(index, "otters.pdf", "i2", TEXTS["otters.pdf"], 2)
+    retriever = Retriever(index, lexical)
+    question = "Do otters eat stones?"
+    # The embedding points at the bridge; the words at the otters.
+    vector = (unit(0) * 0.6 + unit(2) * 0.4) / np.linalg.norm(unit(0) * 0.6 + unit(2) * 0.4)
+    passages = retriever.retrieve("c", question, vector, 4, "hybrid")
+    coverage = retriever.coverages("c", question, [p.text for p in passages])
+    evidence = [p.score + c for p, c in zip(passages, coverage, strict=True)]
+    assert evidence == sorted(evidence, reverse=True)
+    assert passages[0].filename == "otters.pdf"
+    # Dense alone follows the embedding.
+    assert retriever.retrieve("c", question, vector, 1, "dense")[0].filename == "bridge.pdf"
+
+
+def test_weights_as_if_bigger_keep_a_small_collections_common_words_meaningful(index):
+    lexical = LexicalIndex(index, refresh_s=0)
+    add(index, "otters.pdf", "i2", TEXTS["otters.pdf"], 2)  # "otter" is in both chunks
+    own = lexical.term_weights("c", {"otter", "mars"})
+    padded = lexical.term_weights("c", {"otter", "mars"}, as_if_chunks=1000)
+    # In its own two chunks "otter" weighs a fraction of an unseen word; padded, it is
+    # nearly as telling.
+    assert own["otter"] / own["mars"] < 0.3 < 0.6 < padded["otter"] / padded["mars"]

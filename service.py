@@ -29,11 +29,13 @@ from retrieval.answering import Answer, Answerer, AnswerOptions
 from retrieval.blobs import make_blob_store, s3_client
 from retrieval.cache import AnswerCache, cached_embedder, make_cache
 from retrieval.chunking import WordPieceCounter
+from retrieval.embedders import EmbedderGuard, embedding_dimension
 from retrieval.errors import DocumentNotFound, TaskNotFound
 from retrieval.hybrid import Retriever
 from retrieval.index import (
     DEFAULT_COLLECTION,
     DocumentRecord,
+    EmbedderId,
     Passage,
     check_collection_name,
     open_index,
@@ -194,6 +196,9 @@ class RAGService:
         embedder_dir, self._embedder_label = ModelSource(settings.embedder_model).resolve()
         _, self._generator_label = ModelSource(settings.generator_model).resolve()
         self.index = open_index(settings.data_dir, settings.chroma_url)
+        guard = EmbedderGuard(
+            self.index, EmbedderId(self._embedder_label, embedding_dimension(embedder_dir))
+        )
         self.lexical = LexicalIndex(self.index)
         cache = make_cache(settings.redis_url, settings.cache_memory_entries)
         self._answers = AnswerCache(cache, settings.answer_cache_ttl_s)
@@ -231,6 +236,7 @@ class RAGService:
             ),
             on_change=self._changed,
             observer=metrics,
+            guard=guard,
         )
         self._progress: dict[str, dict[str, Any]] = {}
         self.s3_sources = SourcePolicy.from_settings(settings)
@@ -238,7 +244,7 @@ class RAGService:
             self.ingestor, self.index, s3_client(settings.s3_endpoint_url, settings.s3_region)
         )
         self.answerer = Answerer(
-            Retriever(self.index, self.lexical, candidates=settings.fusion_candidates),
+            Retriever(self.index, self.lexical, candidates=settings.fusion_candidates, guard=guard),
             embed,
             self._generate,
             self._stream,

@@ -73,6 +73,13 @@ class RouteNotFound(DocumentNotFound):
     """No API at that path."""
 
 
+class EmbedderMismatch(RagError):
+    """The collection was indexed by another embedder than the one serving now: its vectors
+    and the question's would not be comparable."""
+
+    error_code = HTTPStatus.CONFLICT
+
+
 class InternalError(RagError):
     """A bug: the cause is in the server log under the request id."""
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.answerability import evidence_score, key_term_coverage
+from retrieval.embedders import EmbedderGuard
 from retrieval.errors import InvalidRequest
 from retrieval.index import ChunkIndex, Passage
 from retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
@@ -44,9 +45,12 @@ class Retriever:
         candidates: int = 20,
         rrf_k: int = RRF_K,
         lexical_weight: float = LEXICAL_WEIGHT,
+        guard: EmbedderGuard | None = None,
     ) -> None:
+        """``guard`` refuses collections indexed by another embedder."""
         if candidates < 1 or rrf_k < 1:
             raise ValueError("candidates and rrf_k must be at least 1")
+        self._guard = guard
         self._index = index
         self._lexical = lexical
         self._candidates = candidates
@@ -68,6 +72,8 @@ class Retriever:
     def retrieve(
         self, collection: str, query: str, vector: np.ndarray, top_k: int, mode: str
     ) -> list[Passage]:
+        if self._guard is not None:
+            self._guard.check_read(collection)
         if mode == "dense":
             dense = self._index.search(collection, vector, top_k)
             return [replace(p, ranks={"dense": n}) for n, p in enumerate(dense, start=1)]

@@ -68,6 +68,17 @@ class Passage:
     ranks: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class EmbedderId:
+    """Which embedder made a collection's vectors: its model tag and vector length."""
+
+    tag: str
+    dimension: int
+
+    def __str__(self) -> str:
+        return f"{self.tag} ({self.dimension} dimensions)"
+
+
 def check_collection_name(name: str) -> str:
     """Return ``name`` if it is a valid collection name, else raise InvalidRequest."""
     if not isinstance(name, str) or not _COLLECTION_NAME.match(name):
@@ -224,6 +235,30 @@ class ChunkIndex:
             self._drop_ingest(str(meta["collection"]), str(meta["ingest_id"]))
             self._registry.delete(ids=[_pending_id(str(meta["ingest_id"]))])
         return len(stale)
+
+    def embedder_of(self, collection: str, *, fresh: bool = False) -> EmbedderId | None:
+        """The embedder recorded for ``collection``'s vectors; None when none is recorded
+        (no chunks yet, or indexed before embedders were recorded). ``fresh`` reads it
+        from Chroma again rather than from this process's copy (another replica may have
+        recorded one since)."""
+        if fresh:
+            self._collections.pop(collection, None)
+        chunks = self._chunks(collection, create=False)
+        metadata = (chunks.metadata or {}) if chunks is not None else {}
+        if "embedder" not in metadata:
+            return None
+        return EmbedderId(str(metadata["embedder"]), int(metadata["embedder_dimension"]))
+
+    def record_embedder(self, collection: str, embedder: EmbedderId) -> None:
+        """Record that ``collection``'s vectors are ``embedder``'s (creating it if needed)."""
+        chunks = self._chunks(collection)
+        chunks.modify(
+            metadata={
+                **(chunks.metadata or {}),
+                "embedder": embedder.tag,
+                "embedder_dimension": embedder.dimension,
+            }
+        )
 
     # -- reading -------------------------------------------------------------------------
 

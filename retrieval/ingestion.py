@@ -16,6 +16,7 @@ from typing import Any
 
 from retrieval.blobs import BlobStore
 from retrieval.chunking import TokenCounter, chunk_pages
+from retrieval.embedders import EmbedderGuard
 from retrieval.engines import EmbedFn, ms_since
 from retrieval.errors import DocumentTooLarge, InvalidRequest, NoTextLayer, RagError
 from retrieval.index import DEFAULT_COLLECTION, ChunkIndex, DocumentRecord, check_collection_name
@@ -89,9 +90,12 @@ class Ingestor:
         blobs: BlobStore,
         on_change: Callable[[str], None] | None = None,
         observer: Observer | None = None,
+        guard: EmbedderGuard | None = None,
     ) -> None:
         """``on_change(collection)`` runs after every commit or delete that changes it;
-        ``observer`` hears how every ingest ended."""
+        ``observer`` hears how every ingest ended; ``guard`` refuses collections indexed
+        by another embedder."""
+        self._guard = guard
         self._blobs = blobs
         self._observer = observer or NullObserver()
         self._on_change = on_change or (lambda collection: None)
@@ -151,6 +155,8 @@ class Ingestor:
         timings: dict[str, float] = {}
         clock = time.perf_counter()
         check_size(data, filename=name, max_bytes=self._options.max_bytes)
+        if self._guard is not None:
+            await asyncio.to_thread(self._guard.claim_for_write, collection)
         sha256 = hashlib.sha256(data).hexdigest()
         previous = await asyncio.to_thread(self._index.find_document, document_id)
         if previous is not None:

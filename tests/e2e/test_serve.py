@@ -17,6 +17,7 @@ import httpx
 import pytest
 from bentoml.exceptions import BentoMLException
 
+from retrieval.index import EmbedderId
 from tests.conftest import BLOB_BUCKET, ROOT, UPLOAD_LIMIT_MB, shared_pdf
 from tests.pdfs import MANUAL_PAGES, make_pdf
 
@@ -182,6 +183,35 @@ def test_a_bad_answer_style_is_refused_naming_the_styles(client, manual):
     with pytest.raises(BentoMLException) as raised:
         client.query(question="Why?", collection="manual", answer_style="poetic")
     assert "answer_style must be one of extractive, generative" in str(raised.value)
+
+
+def test_a_collection_of_another_embedder_is_refused_with_409(server, client, tmp_path):
+    client.ingest(
+        file=write_pdf(tmp_path, "v1.pdf", ["Sea otters use stones to open shells."]),
+        collection="mismatch",
+    )
+    index = server.open_index()
+    served = index.embedder_of("mismatch", fresh=True)
+    assert served is not None and served.tag.startswith("rag-embedder:")
+    assert served.dimension == 384
+    # As if the collection had been indexed by another embedder (another replica, or
+    # before a model upgrade).
+    index.record_embedder("mismatch", EmbedderId("rag-embedder:other", 768))
+    for call in (
+        lambda: client.query(question="What do otters use?", collection="mismatch"),
+        lambda: client.search(query="otters", collection="mismatch"),
+        lambda: client.ingest(
+            file=write_pdf(tmp_path, "v2.pdf", ["Otters hold hands."]), collection="mismatch"
+        ),
+    ):
+        with pytest.raises(BentoMLException) as raised:
+            call()
+        assert raised.value.error_code == 409
+        assert "rag-embedder:other (768 dimensions)" in str(raised.value)
+        assert served.tag in str(raised.value) and "Re-index" in str(raised.value)
+    assert [d["filename"] for d in client.list_documents(collection="mismatch")["documents"]] == [
+        "v1.pdf"
+    ]
 
 
 def test_search_ranks_the_fact_first(client, manual):

@@ -24,7 +24,7 @@ from gateway.sources import SourcePolicy
 from gateway.unknown_routes import guard_unknown_routes
 from models.embedder import Embedder
 from models.generator import ChatPrompt, Completion, Generator
-from models.store import ModelSource
+from models.store import ModelSource, engine_source
 from retrieval.answering import Answer, Answerer, AnswerOptions
 from retrieval.blobs import make_blob_store, s3_client
 from retrieval.cache import AnswerCache, cached_embedder, make_cache
@@ -193,7 +193,9 @@ class RAGService:
                 "caller is an admin of every collection. Never expose this instance."
             )
         metrics = get_metrics()
-        embedder_dir, self._embedder_label = ModelSource(settings.embedder_model).resolve()
+        embedder_dir, self._embedder_label = engine_source(
+            settings.embedder_model, settings.embedder_engine
+        ).resolve()
         _, self._generator_label = ModelSource(settings.generator_model).resolve()
         self.index = open_index(settings.data_dir, settings.chroma_url)
         guard = EmbedderGuard(

@@ -80,6 +80,16 @@ class Settings(BaseSettings):
         "rag-embedder:latest",
         description="Model-store tag of the sentence-transformers embedder.",
     )
+    # onnx is the default: 2.3-9x faster here and within a point of torch on squad2-dev
+    # (page-hit@4 dense 0.901 vs 0.903, hybrid 0.969 vs 0.963); see BENCHMARKS.md.
+    embedder_engine: Literal["torch", "onnx"] = Field(
+        "onnx",
+        description=(
+            "How the embedder runs: torch (the sentence-transformers weights, v1) or onnx "
+            "(the int8 ONNX export made at install, v2). Collections remember the version "
+            "that indexed them: switching needs a re-index (409 EmbedderMismatch)."
+        ),
+    )
     generator_model: str = Field(
         "rag-generator:latest",
         description=(

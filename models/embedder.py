@@ -1,4 +1,9 @@
-"""The Embedder service: sentence-transformers over lists of texts, adaptively batched."""
+"""The Embedder service: all-MiniLM-L6-v2 over lists of texts, adaptively batched.
+
+Two engines serve the same model (RAG_EMBEDDER_ENGINE): ``torch`` runs the
+sentence-transformers weights (v1), ``onnx`` the int8 ONNX export (v2,
+models/onnx_embedder.py). Both versions are packed into the Bento.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,14 @@ import logging
 import bentoml
 import numpy as np
 
-from models.store import ModelSource
+from models.store import ModelSource, engine_source
 from models.threads import use_torch_threads
 from settings import get_settings
 
 settings = get_settings()
 logger = logging.getLogger(__name__)
-_source = ModelSource(settings.embedder_model)
+_torch = ModelSource(settings.embedder_model)
+_onnx = ModelSource(settings.embedder_model, "onnx")
 
 
 @bentoml.service(
@@ -24,16 +30,37 @@ _source = ModelSource(settings.embedder_model)
     traffic={"timeout": 300},
 )
 class Embedder:
-    model = _source.bento_model()
+    model = _torch.bento_model()
+    model_onnx = _onnx.bento_model()
 
     def __init__(self) -> None:
-        use_torch_threads(settings.embedder_threads)  # before torch loads: sets OpenMP up
-        from sentence_transformers import SentenceTransformer
+        source = engine_source(settings.embedder_model, settings.embedder_engine)
+        path, self.label = source.resolve()
+        if source.engine == "onnx":
+            from models.onnx_embedder import OnnxEmbedder
 
-        path, self.label = _source.resolve()
-        self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        self.max_tokens = int(self._model.max_seq_length)
-        logger.info("embedder %s loaded, %d threads", self.label, settings.embedder_threads)
+            onnx = OnnxEmbedder(path, settings.embedder_threads)
+            self._encode = onnx.encode
+            self.max_tokens = onnx.max_tokens
+        else:
+            use_torch_threads(settings.embedder_threads)  # before torch loads: sets OpenMP up
+            from sentence_transformers import SentenceTransformer
+
+            model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+            self._encode = lambda texts: model.encode(
+                texts,
+                batch_size=max(len(texts), 1),
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+            self.max_tokens = int(model.max_seq_length)
+        logger.info(
+            "embedder %s (%s) loaded, %d threads",
+            self.label,
+            source.engine,
+            settings.embedder_threads,
+        )
 
     @bentoml.api(
         batchable=True,
@@ -42,10 +69,4 @@ class Embedder:
     )
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length embeddings, one row per text (cosine similarity = dot product)."""
-        return self._model.encode(
-            texts,
-            batch_size=max(len(texts), 1),
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        ).astype(np.float32)
+        return np.asarray(self._encode(texts), dtype=np.float32)

@@ -1,12 +1,22 @@
-"""Where a model's weights come from: a BentoML model-store tag or a local directory."""
+"""Where a model's weights come from: a BentoML model-store tag or a local directory.
+
+A model name may hold versions for several engines (``rag-embedder``: torch and onnx); each
+version says which in its ``engine`` label, and versions without one are torch. A tag that
+asks for ``latest`` means the newest version of the wanted engine.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import bentoml
 from bentoml.models import BentoModel
+
+logger = logging.getLogger(__name__)
+ENGINE_LABEL = "engine"
+DEFAULT_ENGINE = "torch"
 
 
 @dataclass(frozen=True)
@@ -14,26 +24,72 @@ class ModelSource:
     """A model reference from configuration: a store tag, or a directory on disk."""
 
     reference: str
+    engine: str = DEFAULT_ENGINE
 
     @property
     def directory(self) -> Path | None:
-        """The directory, when the reference names one that exists."""
+        """The directory, when the reference names one that exists (torch only)."""
         path = Path(self.reference).expanduser()
-        return path if path.is_dir() else None
+        return path if path.is_dir() and self.engine == DEFAULT_ENGINE else None
+
+    def store_tag(self) -> str | None:
+        """The model-store tag this source means, or None when the store has no version
+        for its engine."""
+        tag = bentoml.models.Tag.from_taglike(self.reference)
+        if tag.version and tag.version != "latest":
+            return str(tag)
+        try:
+            models = bentoml.models.list(tag.name)
+        except bentoml.exceptions.NotFound:
+            return None
+        fitting = [
+            m for m in models if m.info.labels.get(ENGINE_LABEL, DEFAULT_ENGINE) == self.engine
+        ]
+        if not fitting:
+            return None
+        return str(max(fitting, key=lambda m: m.info.creation_time).tag)
+
+    def available(self) -> bool:
+        return self.directory is not None or self.store_tag() is not None
 
     def bento_model(self) -> BentoModel | None:
-        """The store model to pack into the Bento, or None for a plain directory."""
-        return None if self.directory else BentoModel(self.reference)
+        """The store model to pack into the Bento; None for a plain directory or a missing
+        engine version."""
+        if self.directory:
+            return None
+        tag = self.store_tag()
+        return BentoModel(tag) if tag else None
 
     def resolve(self) -> tuple[Path, str]:
         """The weights' directory and a label naming the exact version being served.
 
         Raises:
-            bentoml.exceptions.NotFound: the tag is not in the model store; run
-                ``python scripts/import_models.py`` first.
+            bentoml.exceptions.NotFound: the store has no such model (or no version for
+                this engine); run ``python scripts/import_models.py`` first.
         """
         directory = self.directory
         if directory is not None:
             return directory, f"{directory.name} (local directory)"
-        model = bentoml.models.get(self.reference)
+        tag = self.store_tag()
+        if tag is None:
+            raise bentoml.exceptions.NotFound(
+                f"no {self.engine} version of {self.reference!r} in the BentoML model store: "
+                "run `python scripts/import_models.py` to import the bundled models"
+            )
+        model = bentoml.models.get(tag)
         return Path(model.path), str(model.tag)
+
+
+def engine_source(reference: str, engine: str) -> ModelSource:
+    """The source to serve ``reference`` with ``engine``; torch, with a warning, when the
+    store has no version for that engine (its conversion was skipped at install)."""
+    source = ModelSource(reference, engine)
+    if engine != DEFAULT_ENGINE and not source.available():
+        logger.warning(
+            "no %s version of %s in the model store (its conversion was skipped or failed "
+            "at install: run `python scripts/import_models.py`); serving the torch one",
+            engine,
+            reference,
+        )
+        return ModelSource(reference)
+    return source

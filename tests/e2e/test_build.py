@@ -23,6 +23,13 @@ def bento():
 def test_bento_carries_both_models_and_the_service_graph(bento):
     models = {m.tag.name for m in bento.info.all_models}
     assert models == {"rag-embedder", "rag-generator"}
+    # Both engines' versions of the embedder travel, so either can be chosen at serve time.
+    engines = {
+        bentoml.models.get(m.tag).info.labels.get("engine", "torch")
+        for m in bento.info.all_models
+        if m.tag.name == "rag-embedder"
+    }
+    assert engines == {"torch", "onnx"}
     services = {s.name: s for s in bento.info.services}
     assert set(services) == {"rag", "embedder", "generator"}
     assert {d.service for d in services["rag"].dependencies} == {"embedder", "generator"}

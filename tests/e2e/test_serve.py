@@ -381,13 +381,18 @@ def test_killed_ingest_leaves_nothing_and_restart_keeps_everything(server, manua
         with bentoml.SyncHTTPClient(server.url, timeout=300) as c, contextlib.suppress(Exception):
             c.ingest(file=big, collection="killed")  # the connection dies with the server
 
+    watcher = server.open_index()
     uploader = threading.Thread(target=upload, daemon=True)
     uploader.start()
-    # Its 419 chunks take ~35 s to embed here; crash part way through. The asserts below
-    # check that the crash did land half way (chunks written, no document).
-    time.sleep(12)
+    # Its 419 chunks are embedded and written a batch at a time (a few seconds with the
+    # onnx engine, ~35 s with torch): crash once the first batch is written. The asserts
+    # below check that the crash did land half way (chunks written, no document).
+    deadline = time.monotonic() + 120
+    while watcher.count_chunks("killed") == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
     server.kill()
     uploader.join(timeout=60)
+    del watcher
 
     # The crash left staged chunks behind, none of them visible as a document.
     on_disk = server.open_index()
@@ -575,7 +580,7 @@ def test_s3_sync_killed_half_way_finishes_on_the_next_run(server):
         "task_id"
     ]
     deadline = time.monotonic() + 120
-    while True:  # a.pdf done, b.pdf (300 chunks, ~10 s) under way
+    while True:  # a.pdf done, b.pdf (300 chunks) under way
         reply = httpx.post(
             f"{server.url}/ingest_s3_progress", json={"task_id": task_id}, timeout=30
         )
@@ -583,8 +588,13 @@ def test_s3_sync_killed_half_way_finishes_on_the_next_run(server):
             break
         assert time.monotonic() < deadline, "the sync never got going"
         time.sleep(0.2)
-    time.sleep(3)
+    # Kill once b.pdf's first chunks are written (a.pdf has one): seconds with either engine.
+    watcher = server.open_index()
+    while watcher.count_chunks("resume") <= 1:
+        assert time.monotonic() < deadline, "b.pdf was never staged"
+        time.sleep(0.05)
     server.kill()
+    del watcher
     server.start()
 
     with bentoml.SyncHTTPClient(server.url, timeout=300) as c:

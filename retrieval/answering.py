@@ -297,7 +297,7 @@ class Answerer:
         # passages together (a paraphrase may find "radio" on one page, "water" on
         # another), with weights that hold in a small collection too; which sentence
         # answers it, with the collection's own.
-        about = await asyncio.to_thread(
+        (about,) = await asyncio.to_thread(
             self._retriever.coverages,
             collection,
             question,
@@ -321,7 +321,7 @@ class Answerer:
         timings["support"] = ms_since(clock)
         evidence = Evidence(
             similarity=similarity,
-            coverage=max(about, default=0.0),
+            coverage=about,
             text=" ".join(s.text for s in support),
         )
         return passages, relevant, support, assess(question, evidence, self._options.min_evidence)

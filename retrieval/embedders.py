@@ -55,9 +55,10 @@ class EmbedderGuard:
         recorded = self._index.embedder_of(collection, fresh=True)
         if recorded == self.current:
             return
-        if recorded is not None and self._index.list_documents(collection):
+        holds_documents = bool(self._index.list_documents(collection))
+        if recorded is not None and holds_documents:
             raise self._mismatch(collection, recorded)
-        if recorded is None and self._index.list_documents(collection):
+        if recorded is None and holds_documents:
             logger.warning(
                 "collection %r has no recorded embedder (indexed before embedders were "
                 "recorded); recording %s",

@@ -439,8 +439,15 @@ def test_logs_are_json_lines_with_the_request_id_and_no_secrets(gateway):
     assert reply.status_code == 200
     assert reply.headers["X-Request-ID"] == "trace-me-42"
     generated = gateway.post("/search", keys.reader_a, json={"query": "x", "collection": "team-b"})
+    forbidden_id = generated.headers["X-Request-ID"]
+
+    def logged() -> bool:
+        # Each line is written after its response went out: wait for all three, not the first.
+        text = gateway.a.log.read_text()
+        return "trace-me-42" in text and text.count(forbidden_id) >= 2
+
     deadline = time.monotonic() + 10
-    while "trace-me-42" not in gateway.a.log.read_text() and time.monotonic() < deadline:
+    while not logged() and time.monotonic() < deadline:
         time.sleep(0.2)
     text = gateway.a.log.read_text()
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -451,7 +458,7 @@ def test_logs_are_json_lines_with_the_request_id_and_no_secrets(gateway):
     assert access[0]["status"] == 200
     assert access[0]["key"] == "team-a-reader"
     assert access[0]["duration_ms"] > 0
-    forbidden = [x for x in lines if x.get("request_id") == generated.headers["X-Request-ID"]]
+    forbidden = [x for x in lines if x.get("request_id") == forbidden_id]
     by_logger = {x["logger"]: x for x in forbidden}
     assert len(forbidden) == len(by_logger) == 2
     assert by_logger["rag.access"]["status"] == 403

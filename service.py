@@ -24,7 +24,8 @@ from gateway.sources import SourcePolicy
 from gateway.unknown_routes import guard_unknown_routes
 from models.embedder import Embedder
 from models.generator import ChatPrompt, Completion, Generator
-from models.store import ModelSource, engine_source
+from models.routing import AloneOrBatched
+from models.store import engine_source
 from retrieval.answering import Answer, Answerer, AnswerOptions
 from retrieval.blobs import make_blob_store, s3_client
 from retrieval.cache import AnswerCache, cached_embedder, make_cache
@@ -193,10 +194,21 @@ class RAGService:
                 "caller is an admin of every collection. Never expose this instance."
             )
         metrics = get_metrics()
+        # A call that arrives alone skips the batch window (models/routing.py).
+        self._embed_calls = AloneOrBatched(
+            lambda texts: self.embedder.to_async.encode_now(texts),
+            lambda texts: self.embedder.to_async.encode(texts),
+        )
+        self._generate_calls = AloneOrBatched(
+            lambda prompts: self.generator.to_async.generate_now(prompts),
+            lambda prompts: self.generator.to_async.generate(prompts),
+        )
         embedder_dir, self._embedder_label = engine_source(
             settings.embedder_model, settings.embedder_engine
         ).resolve()
-        _, self._generator_label = ModelSource(settings.generator_model).resolve()
+        _, self._generator_label = engine_source(
+            settings.generator_model, settings.generator_engine
+        ).resolve()
         self.index = open_index(settings.data_dir, settings.chroma_url)
         guard = EmbedderGuard(
             self.index, EmbedderId(self._embedder_label, embedding_dimension(embedder_dir))
@@ -410,11 +422,11 @@ class RAGService:
     # -- engine adapters -------------------------------------------------------------------
 
     async def _embed(self, texts: list[str]) -> Any:
-        return await self.embedder.to_async.encode(texts)
+        return await self._embed_calls(texts)
 
     async def _generate(self, system: str, user: str) -> Completion:
         prompt = ChatPrompt(system=system, user=user, max_new_tokens=settings.max_new_tokens)
-        return (await self.generator.to_async.generate([prompt]))[0]
+        return (await self._generate_calls([prompt]))[0]
 
     async def _stream(self, system: str, user: str) -> AsyncGenerator[str, None]:
         prompt = ChatPrompt(system=system, user=user, max_new_tokens=settings.max_new_tokens)

@@ -98,12 +98,22 @@ class Settings(BaseSettings):
         ),
     )
 
+    generator_engine: Literal["torch", "ct2"] = Field(
+        "ct2",
+        description=(
+            "How the generator runs: torch (the float32 weights, v1) or ct2 (the int8 "
+            "CTranslate2 conversion made at install, v2)."
+        ),
+    )
+
     # Threads (measured on 2 cores, see models/threads.py and BENCHMARKS.md): with a short
     # OpenMP spin, 2 embedder threads encode chunks 1.8x faster than 1 while the generator
     # is idle and as fast while it is busy; a one-query encode costs the same. The
     # generator gains nothing from a second thread at batch 1, the common case.
     embedder_threads: int = Field(2, ge=1, description="torch threads in the embedder.")
-    generator_threads: int = Field(1, ge=1, description="torch threads in the generator.")
+    generator_threads: int = Field(
+        1, ge=1, description="Threads per generation in the generator (torch or ct2)."
+    )
 
     embed_max_batch_size: int = Field(32, ge=1, description="Adaptive batch cap (texts).")
     # BentoML's batcher cancels (503) a queued call whose estimated wait + run exceeds

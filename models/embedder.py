@@ -12,7 +12,7 @@ import logging
 import bentoml
 import numpy as np
 
-from models.store import ModelSource, engine_source
+from models.store import ModelSource, engine_source, load_model
 from models.threads import use_torch_threads
 from settings import get_settings
 
@@ -39,14 +39,17 @@ class Embedder:
         if source.engine == "onnx":
             from models.onnx_embedder import OnnxEmbedder
 
-            onnx = OnnxEmbedder(path, settings.embedder_threads)
+            onnx = load_model(self.label, lambda: OnnxEmbedder(path, settings.embedder_threads))
             self._encode = onnx.encode
             self.max_tokens = onnx.max_tokens
         else:
             use_torch_threads(settings.embedder_threads)  # before torch loads: sets OpenMP up
             from sentence_transformers import SentenceTransformer
 
-            model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+            model = load_model(
+                self.label,
+                lambda: SentenceTransformer(str(path), device="cpu", local_files_only=True),
+            )
             self._encode = lambda texts: model.encode(
                 texts,
                 batch_size=max(len(texts), 1),
@@ -69,4 +72,12 @@ class Embedder:
     )
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length embeddings, one row per text (cosine similarity = dot product)."""
+        return self._vectors(texts)
+
+    @bentoml.api
+    def encode_now(self, texts: list[str]) -> np.ndarray:
+        """``encode`` without the batcher, for a call that arrives alone (models/routing.py)."""
+        return self._vectors(texts)
+
+    def _vectors(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self._encode(texts), dtype=np.float32)

@@ -1,22 +1,31 @@
-"""The Generator service: a local Hugging Face causal LM, batched and streaming."""
+"""The Generator service: a local causal LM, batched and streaming.
+
+Two engines serve the same model (RAG_GENERATOR_ENGINE): ``torch`` runs the float32
+weights (v1, models/torch_generator.py), ``ct2`` their int8 CTranslate2 conversion (v2,
+models/ct2_generator.py). Both render the prompt with the model's own chat template and
+stop by the same rules; both versions are packed into the Bento.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 import bentoml
 from pydantic import BaseModel, Field
 
-from models.store import ModelSource
-from models.threads import use_torch_threads
+from models.decoding import Generated
+from models.store import ModelSource, engine_source, load_model
 from settings import get_settings
 
 settings = get_settings()
 logger = logging.getLogger(__name__)
-_source = ModelSource(settings.generator_model)
+_torch = ModelSource(settings.generator_model)
+_ct2 = ModelSource(settings.generator_model, "ct2")
+# The service's threads: one batch at a time plus a stream.
+PARALLEL = 2
 
 
 class ChatPrompt(BaseModel):
@@ -35,27 +44,28 @@ class Completion(BaseModel):
 @bentoml.service(
     name="generator",
     workers=1,
-    # One batch at a time (plus streams): torch already uses `generator_threads` cores.
-    threads=2,
+    # One batch at a time (plus streams): each uses `generator_threads` cores.
+    threads=PARALLEL,
     traffic={"timeout": 300},
 )
 class Generator:
-    model = _source.bento_model()
+    model = _torch.bento_model()
+    model_ct2 = _ct2.bento_model()
 
     def __init__(self) -> None:
-        use_torch_threads(settings.generator_threads)  # before torch loads: sets OpenMP up
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        source = engine_source(settings.generator_model, settings.generator_engine)
+        path, self.label = source.resolve()
+        threads = settings.generator_threads
+        if source.engine == "ct2":
+            from models.ct2_generator import Ct2Generator
 
-        path, self.label = _source.resolve()
-        self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self._tokenizer.padding_side = "left"
-        if self._tokenizer.pad_token is None:
-            self._tokenizer.pad_token = self._tokenizer.eos_token
-        self._model = AutoModelForCausalLM.from_pretrained(
-            path, local_files_only=True, dtype=torch.float32
-        ).eval()
-        logger.info("generator %s loaded, %d threads", self.label, settings.generator_threads)
+            self._engine = load_model(self.label, lambda: Ct2Generator(path, threads, PARALLEL))
+        else:
+            from models.torch_generator import TorchGenerator
+
+            self._engine = load_model(self.label, lambda: TorchGenerator(path, threads))
+        self._tokenizer = self._engine.tokenizer
+        logger.info("generator %s (%s) loaded, %d threads", self.label, source.engine, threads)
 
     def render(self, prompt: ChatPrompt) -> str:
         """The prompt as the model expects it: its chat template, or plain text without one."""
@@ -74,101 +84,58 @@ class Generator:
         max_latency_ms=settings.generate_max_latency_ms,
     )
     def generate(self, prompts: list[ChatPrompt]) -> list[Completion]:
-        """Greedy completions, one per prompt, generated as one padded batch."""
-        import torch
+        """Greedy completions, one per prompt, generated as one batch."""
+        return self._complete(prompts)
 
+    @bentoml.api
+    def generate_now(self, prompts: list[ChatPrompt]) -> list[Completion]:
+        """``generate`` without the batcher, for a call that arrives alone
+        (models/routing.py)."""
+        return self._complete(prompts)
+
+    def _complete(self, prompts: list[ChatPrompt]) -> list[Completion]:
         if not prompts:
             return []
-        inputs = self._tokenizer(
-            [self.render(p) for p in prompts], return_tensors="pt", padding=True
+        done = self._engine.generate(
+            [self.render(p) for p in prompts], [p.max_new_tokens for p in prompts]
         )
-        width = inputs["input_ids"].shape[1]
-        with torch.inference_mode():
-            out = self._model.generate(
-                **inputs,
-                max_new_tokens=max(p.max_new_tokens for p in prompts),
-                do_sample=False,
-                pad_token_id=self._tokenizer.pad_token_id,
-                stopping_criteria=stop_on_loops(width),
-            )
-        return [
-            self._completion(row[width:], p, int(mask.sum()))
-            for row, p, mask in zip(out, prompts, inputs["attention_mask"], strict=True)
-        ]
+        return [self._completion(g) for g in done]
 
     @bentoml.api
     async def generate_stream(self, prompt: ChatPrompt) -> AsyncGenerator[str, None]:
         """The completion of one prompt, streamed as text pieces while it is generated."""
-        from transformers import TextIteratorStreamer
+        text = self.render(prompt)
+        pieces: Iterator[str] = iter(self._engine.stream(text, prompt.max_new_tokens))
+        try:
+            while True:
+                piece = await _next_in_thread(pieces)
+                if piece is None:
+                    break
+                if piece:
+                    yield piece
+        finally:
+            # A client that went away stops the generation (unless a thread is mid-step:
+            # then it runs out on its own).
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                with contextlib.suppress(ValueError):
+                    await _in_thread(close)
 
-        streamer = TextIteratorStreamer(
-            self._tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300
-        )
-        inputs = self._tokenizer(self.render(prompt), return_tensors="pt")
-        worker = threading.Thread(
-            target=self._model.generate,
-            kwargs={
-                **inputs,
-                "max_new_tokens": prompt.max_new_tokens,
-                "do_sample": False,
-                "streamer": streamer,
-                "pad_token_id": self._tokenizer.pad_token_id,
-                "stopping_criteria": stop_on_loops(inputs["input_ids"].shape[1]),
-            },
-            daemon=True,
-        )
-        worker.start()
-        iterator = iter(streamer)
-        while True:
-            piece = await _next_in_thread(iterator)
-            if piece is None:
-                break
-            if piece:
-                yield piece
-
-    def _completion(self, new_ids: Any, prompt: ChatPrompt, prompt_tokens: int) -> Completion:
-        ids = new_ids.tolist()[: prompt.max_new_tokens]
-        eos = self._tokenizer.eos_token_id
-        pad = self._tokenizer.pad_token_id
-        finish = "length"
-        if eos in ids:
-            ids = ids[: ids.index(eos)]
-            finish = "stop"
-        elif pad is not None and pad in ids:
-            ids = ids[: ids.index(pad)]
-            finish = "stop"
-        text = self._tokenizer.decode(ids, skip_special_tokens=True).strip()
+    def _completion(self, generated: Generated) -> Completion:
+        text = self._tokenizer.decode(generated.ids, skip_special_tokens=True).strip()
         return Completion(
             text=text,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=len(ids),
-            finish_reason=finish,
+            prompt_tokens=generated.prompt_tokens,
+            completion_tokens=len(generated.ids),
+            finish_reason=generated.finish_reason,
         )
-
-
-# Greedy decoding of a small model can loop ("the Special Report on the Special Report on
-# the ..."): a row stops once its last LOOP_TOKENS tokens already appeared in its output,
-# instead of running to max_new_tokens. The grounding check then rejects the loop.
-LOOP_TOKENS = 8
-
-
-def stop_on_loops(prompt_width: int) -> Any:
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class LoopStop(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            generated = input_ids[:, prompt_width:]
-            if generated.shape[1] <= LOOP_TOKENS:
-                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-            earlier = generated.unfold(1, LOOP_TOKENS, 1)[:, :-1]  # every window but the last
-            last = generated[:, -LOOP_TOKENS:].unsqueeze(1)
-            return (earlier == last).all(dim=-1).any(dim=-1)
-
-    return StoppingCriteriaList([LoopStop()])
 
 
 async def _next_in_thread(iterator: Any) -> str | None:
+    return await _in_thread(next, iterator, None)
+
+
+async def _in_thread(function: Any, *args: Any) -> Any:
     import anyio
 
-    return await anyio.to_thread.run_sync(next, iterator, None)
+    return await anyio.to_thread.run_sync(function, *args)

@@ -8,8 +8,10 @@ asks for ``latest`` means the newest version of the wanted engine.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import bentoml
 from bentoml.models import BentoModel
@@ -17,6 +19,7 @@ from bentoml.models import BentoModel
 logger = logging.getLogger(__name__)
 ENGINE_LABEL = "engine"
 DEFAULT_ENGINE = "torch"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class ModelSource:
     def store_tag(self) -> str | None:
         """The model-store tag this source means, or None when the store has no version
         for its engine."""
+        if Path(self.reference).expanduser().is_dir():
+            return None  # a plain directory holds one (torch) version, never in the store
         tag = bentoml.models.Tag.from_taglike(self.reference)
         if tag.version and tag.version != "latest":
             return str(tag)
@@ -93,3 +98,20 @@ def engine_source(reference: str, engine: str) -> ModelSource:
         )
         return ModelSource(reference)
     return source
+
+
+class ModelLoadError(RuntimeError):
+    """A stored model version exists but cannot be loaded (a corrupt or partial import)."""
+
+
+def load_model(label: str, load: Callable[[], T]) -> T:
+    """``load()``, with any failure turned into a start-up error that names the model and
+    the command that imports it again."""
+    try:
+        return load()
+    except Exception as exc:
+        raise ModelLoadError(
+            f"model {label} cannot be loaded ({type(exc).__name__}: {exc}); its files in the "
+            "BentoML model store are damaged or incomplete: re-import it with "
+            "`python scripts/import_models.py --force`"
+        ) from exc

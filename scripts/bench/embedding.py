@@ -59,29 +59,53 @@ def limit(texts: dict[str, list[str]]) -> dict[str, Any]:
 
 
 def served(texts: dict[str, list[str]], duration_s: float, log_dir: Path) -> dict[str, Any]:
-    """Served Embedder throughput and latency, batched (the shipped default) and unbatched."""
+    """Served Embedder throughput and latency: called as the API service calls it (a call
+    alone skips the batcher, see models/routing.py), with every call through the batcher,
+    and with batching off (the naive design)."""
     variants = {
-        "batched": "models.embedder:Embedder",
-        "unbatched": "scripts.bench.unbatched:UnbatchedEmbedder",
+        "batched": ("models.embedder:Embedder", True),
+        "batcher_only": ("models.embedder:Embedder", False),
+        "unbatched": ("scripts.bench.unbatched:UnbatchedEmbedder", False),
     }
     result: dict[str, Any] = {}
-    for variant, target in variants.items():
+    for variant, (target, routed) in variants.items():
         with serve(target, {}, log_dir / f"embedder-{variant}.log") as srv:
             result[variant] = {}
             for kind, items in texts.items():
-
-                async def call(client: httpx.AsyncClient, n: int, items=items) -> int:
-                    reply = await client.post("/encode", json={"texts": [items[n % len(items)]]})
-                    reply.raise_for_status()
-                    return 1
-
                 result[variant][kind] = {
                     str(c): asyncio.run(
-                        closed_loop(srv.url, call, c, duration_s=duration_s, warmup_s=1.0)
+                        closed_loop(
+                            srv.url,
+                            _encoder(items, routed),
+                            c,
+                            duration_s=duration_s,
+                            warmup_s=1.0,
+                        )
                     ).summary()
                     for c in CONCURRENCY
                 }
     return result
+
+
+def _encoder(items: list[str], routed: bool) -> Any:
+    """A closed-loop call that embeds one text: through /encode, or routed like the API's."""
+    from models.routing import AloneOrBatched
+
+    def post(path: str) -> Any:
+        async def send(job: tuple[httpx.AsyncClient, int]) -> int:
+            client, n = job
+            reply = await client.post(path, json={"texts": [items[n % len(items)]]})
+            reply.raise_for_status()
+            return 1
+
+        return send
+
+    calls = AloneOrBatched(post("/encode_now" if routed else "/encode"), post("/encode"))
+
+    async def call(client: httpx.AsyncClient, n: int) -> int:
+        return await calls((client, n))
+
+    return call
 
 
 def run(quick: bool, log_dir: Path) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""`bentoml build` makes a Bento that carries both models and a usable Dockerfile."""
+"""`bentoml build` makes a Bento that carries both versions of both models and a usable
+Dockerfile."""
 
 from __future__ import annotations
 
@@ -23,13 +24,18 @@ def bento():
 def test_bento_carries_both_models_and_the_service_graph(bento):
     models = {m.tag.name for m in bento.info.all_models}
     assert models == {"rag-embedder", "rag-generator"}
-    # Both engines' versions of the embedder travel, so either can be chosen at serve time.
+    # Both engines' versions of each model travel, so either can be chosen at serve time.
     engines = {
-        bentoml.models.get(m.tag).info.labels.get("engine", "torch")
+        (m.tag.name, bentoml.models.get(m.tag).info.labels.get("engine", "torch"))
         for m in bento.info.all_models
-        if m.tag.name == "rag-embedder"
     }
-    assert engines == {"torch", "onnx"}
+    assert engines == {
+        ("rag-embedder", "torch"),
+        ("rag-embedder", "onnx"),
+        ("rag-generator", "torch"),
+        ("rag-generator", "ct2"),
+    }
+    assert len(bento.info.all_models) == 4
     services = {s.name: s for s in bento.info.services}
     assert set(services) == {"rag", "embedder", "generator"}
     assert {d.service for d in services["rag"].dependencies} == {"embedder", "generator"}

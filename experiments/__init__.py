@@ -1,0 +1,1 @@
+"""Model versions side by side: variants, who gets which, rollouts and feedback."""

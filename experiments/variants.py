@@ -1,0 +1,183 @@
+"""Variants: named answer pipelines served side by side, and the file that declares them.
+
+A variants file (``RAG_VARIANTS_FILE``, JSON or YAML) names an experiment, its variants and
+their rollout weights::
+
+    experiment: generator-int8          # the assignment salt: a new name reshuffles callers
+    incumbent: v1                       # where `rollback` sends everyone
+    variants:
+      - {name: v1, generator: {engine: torch}, embedder: {engine: onnx}}
+      - {name: v2, generator: {engine: ct2}, embedder: {engine: onnx}}
+    weights: {v1: 90, v2: 10}
+
+Without a file there is one variant, ``default``, built from the settings: nothing changes
+for users who do not run experiments. Parsing and validation are pure, so a bad file is
+refused with a message that names the problem before anything is served.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_VARIANT = "default"
+PROMPT_TEMPLATES = ("default",)
+ENGINES = {"embedder": ("torch", "onnx"), "generator": ("torch", "ct2")}
+WEIGHT_TOTAL = 100
+
+
+class VariantsError(ValueError):
+    """A variants file or a rollout change that cannot be used; the message names why."""
+
+
+class ModelChoice(BaseModel):
+    """One model version: a model-store tag (``latest``: the newest of the engine) and the
+    engine that runs it. Unset fields take the service's settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None
+    engine: str | None = None
+
+
+class Variant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
+    generator: ModelChoice = ModelChoice()
+    embedder: ModelChoice = ModelChoice()
+    retrieval: Literal["dense", "lexical", "hybrid"] | None = None
+    prompt: str = "default"
+    top_k: int | None = Field(None, ge=1, le=20)
+
+    @field_validator("prompt")
+    @classmethod
+    def _known_prompt(cls, value: str) -> str:
+        if value not in PROMPT_TEMPLATES:
+            raise ValueError(f"unknown prompt template {value!r}; known: {list(PROMPT_TEMPLATES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _known_engines(self) -> Variant:
+        for kind, allowed in ENGINES.items():
+            engine = getattr(self, kind).engine
+            if engine is not None and engine not in allowed:
+                raise ValueError(f"{kind} engine {engine!r} is not one of {list(allowed)}")
+        return self
+
+
+class Experiment(BaseModel):
+    """The variants and how traffic is split between them."""
+
+    model_config = ConfigDict(extra="forbid")
+    experiment: str = Field("default", min_length=1, max_length=64)
+    incumbent: str | None = None
+    variants: list[Variant] = Field(min_length=1)
+    weights: dict[str, int] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Experiment:
+        names = [v.name for v in self.variants]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"variant names must be unique; repeated: {duplicated}")
+        if self.incumbent is None:
+            self.incumbent = names[0]
+        if self.incumbent not in names:
+            raise ValueError(f"incumbent {self.incumbent!r} is not a variant; variants: {names}")
+        if not self.weights:
+            self.weights = {name: WEIGHT_TOTAL if name == self.incumbent else 0 for name in names}
+        self.weights = checked_weights(self.weights, names)
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        return [v.name for v in self.variants]
+
+    def variant(self, name: str) -> Variant:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        raise VariantsError(f"unknown variant {name!r}; variants: {self.names}")
+
+
+def checked_weights(weights: dict[str, Any], names: list[str]) -> dict[str, int]:
+    """``weights`` for every variant in ``names`` (missing ones get 0), or VariantsError
+    naming what is wrong: unknown names, values that are not whole numbers 0-100, or a total
+    other than 100."""
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise VariantsError(f"unknown variants in weights: {unknown}; variants: {names}")
+    bad = {k: v for k, v in weights.items() if not _whole_percent(v)}
+    if bad:
+        raise VariantsError(f"weights must be whole numbers from 0 to 100; got {bad}")
+    total = sum(weights.values())
+    if total != WEIGHT_TOTAL:
+        raise VariantsError(f"weights must sum to {WEIGHT_TOTAL}; they sum to {total}")
+    return {name: int(weights.get(name, 0)) for name in names}
+
+
+def _whole_percent(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100
+
+
+def parse_experiment(text: str, source: str) -> Experiment:
+    """The experiment declared in ``text`` (JSON, or YAML when it is not JSON); ``source``
+    names the file in errors."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise VariantsError(f"{source} is neither JSON nor YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise VariantsError(
+            f"{source} must hold a mapping with 'variants'; got {type(data).__name__}"
+        )
+    try:
+        return Experiment.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'file'}: {error['msg']}"
+            for error in exc.errors()
+        ).replace("Value error, ", "")
+        raise VariantsError(f"{source}: {problems}") from exc
+
+
+def load_experiment(path: Path | None) -> Experiment:
+    """The experiment of the variants file at ``path``; the single default variant when
+    there is none. Raises VariantsError naming the problem."""
+    if path is None:
+        return Experiment(variants=[Variant(name=DEFAULT_VARIANT)])
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise VariantsError(f"cannot read the variants file {path}: {exc}") from exc
+    return parse_experiment(text, str(path))
+
+
+def missing_models(
+    experiment: Experiment,
+    defaults: dict[str, ModelChoice],
+    available: Callable[[str, str], bool],
+) -> list[str]:
+    """Descriptions of the model versions the variants name that the store does not hold.
+    ``defaults`` fill unset fields per kind (``embedder``, ``generator``);
+    ``available(model, engine)`` asks the store."""
+    missing = []
+    for variant in experiment.variants:
+        for kind in ("embedder", "generator"):
+            choice = resolved(getattr(variant, kind), defaults[kind])
+            if not available(choice.model or "", choice.engine or ""):
+                missing.append(f"variant {variant.name!r}: {kind} {choice.model} ({choice.engine})")
+    return missing
+
+
+def resolved(choice: ModelChoice, default: ModelChoice) -> ModelChoice:
+    """``choice`` with its unset fields taken from ``default``."""
+    return ModelChoice(model=choice.model or default.model, engine=choice.engine or default.engine)

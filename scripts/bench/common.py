@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -179,3 +180,24 @@ async def _run(
     await asyncio.gather(*(client_loop() for _ in range(concurrency)))
     wall = time.perf_counter() - started
     return LoadResult(len(latencies), items, wall, latencies, errors)
+
+
+def rss_mib() -> int:
+    """This process's current resident memory (not ru_maxrss: a child's starts at its
+    parent's)."""
+    return round(psutil.Process().memory_info().rss / 2**20)
+
+
+def measure_engines(module: str, setting: str, engines: tuple[str, ...], quick: bool) -> dict:
+    """``python -m module measure`` once per engine, each in a fresh process with
+    ``setting`` naming the engine; their JSON results by engine."""
+    result: dict[str, Any] = {}
+    for engine in engines:
+        done = subprocess.run(
+            [sys.executable, "-m", module, "measure", engine] + (["--quick"] if quick else []),
+            cwd=ROOT, capture_output=True, text=True, check=True,
+            env={**os.environ, setting: engine, "HF_HUB_OFFLINE": "1"},
+        )  # fmt: skip
+        result[engine] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"  {engine}: {result[engine]}", flush=True)
+    return result

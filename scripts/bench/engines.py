@@ -10,15 +10,11 @@ in the batch size that measures best for torch; also the resident memory once lo
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from scripts.bench.common import ROOT, ratio
+from scripts.bench.common import measure_engines, ratio, rss_mib
 from scripts.bench.embedding import encode_rate
 from scripts.bench.workload import chunk_texts, embedder_counter, query_texts
 
@@ -38,22 +34,11 @@ def measure(quick: bool) -> dict[str, Any]:
         kind: {str(b): round(encode_rate(embedder, texts[kind], b), 1) for b in BATCHES[kind]}
         for kind in texts
     }
-    # The current RSS, not ru_maxrss: a child's ru_maxrss starts at its parent's.
-    rss_mib = psutil.Process().memory_info().rss / 2**20
-    return {"label": embedder.label, "texts_per_s": rates, "rss_mib": round(rss_mib)}
+    return {"label": embedder.label, "texts_per_s": rates, "rss_mib": rss_mib()}
 
 
 def run(quick: bool, log_dir: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for engine in ENGINES:
-        done = subprocess.run(
-            [sys.executable, "-m", "scripts.bench.engines", "measure", engine]
-            + (["--quick"] if quick else []),
-            cwd=ROOT, capture_output=True, text=True, check=True,
-            env={**os.environ, "RAG_EMBEDDER_ENGINE": engine, "HF_HUB_OFFLINE": "1"},
-        )  # fmt: skip
-        result[engine] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"  {engine}: {result[engine]}", flush=True)
+    result = measure_engines("scripts.bench.engines", "RAG_EMBEDDER_ENGINE", ENGINES, quick)
     result["onnx_vs_torch"] = {
         kind: {
             batch: ratio(

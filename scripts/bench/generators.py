@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from scripts.bench.common import ROOT, ratio
+from scripts.bench.common import measure_engines, ratio, rss_mib
 from scripts.bench.workload import rag_prompts
 
 ENGINES = ("torch", "ct2")
@@ -58,28 +54,17 @@ def measure(quick: bool) -> dict[str, Any]:
         return elapsed
 
     firsts = [asyncio.run(first_piece(p)) for p in prompts[: 4 if quick else 8]]
-    # The current RSS, not ru_maxrss: a child's ru_maxrss starts at its parent's.
-    rss_mib = psutil.Process().memory_info().rss / 2**20
     return {
         "label": generator.label,
         "max_new_tokens": cap,
         "tokens_per_s": rates,
         "first_piece_ms": round(1000 * statistics.median(firsts), 1),
-        "rss_mib": round(rss_mib),
+        "rss_mib": rss_mib(),
     }
 
 
 def run(quick: bool, log_dir: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for engine in ENGINES:
-        done = subprocess.run(
-            [sys.executable, "-m", "scripts.bench.generators", "measure", engine]
-            + (["--quick"] if quick else []),
-            cwd=ROOT, capture_output=True, text=True, check=True,
-            env={**os.environ, "RAG_GENERATOR_ENGINE": engine, "HF_HUB_OFFLINE": "1"},
-        )  # fmt: skip
-        result[engine] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"  {engine}: {result[engine]}", flush=True)
+    result = measure_engines("scripts.bench.generators", "RAG_GENERATOR_ENGINE", ENGINES, quick)
     torch, ct2 = result["torch"], result["ct2"]
     result["ct2_vs_torch"] = {
         "tokens_per_s": {

@@ -9,6 +9,8 @@ import asyncio
 import logging
 import re
 import threading
+import time
+import uuid
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any, Literal
@@ -16,27 +18,28 @@ from typing import Any, Literal
 import bentoml
 from pydantic import BaseModel, Field
 
+from experiments.controller import Experiments
+from experiments.export import FORMATS, Destination, export_feedback
+from experiments.feedback import AnswerRecord
+from experiments.pipelines import Pipeline, build_pipelines, embedder_paths
+from experiments.schemas import ExportResponse, FeedbackResponse, RolloutStatus
+from experiments.variants import load_experiment
 from gateway.context import caller, record_errors
 from gateway.logs import use_json_logs
 from gateway.metrics import get_metrics
 from gateway.middleware import GatewayMiddleware
 from gateway.sources import SourcePolicy
 from gateway.unknown_routes import guard_unknown_routes
-from models.embedder import Embedder
-from models.generator import ChatPrompt, Completion, Generator
-from models.routing import AloneOrBatched
-from models.store import engine_source
-from retrieval.answering import Answer, Answerer, AnswerOptions
+from models.catalog import serving_catalog
+from models.clients import model_clients, with_model_services
+from retrieval.answering import Answer
 from retrieval.blobs import make_blob_store, s3_client
-from retrieval.cache import AnswerCache, cached_embedder, make_cache
+from retrieval.cache import AnswerCache, make_cache
 from retrieval.chunking import WordPieceCounter
-from retrieval.embedders import EmbedderGuard, embedding_dimension
-from retrieval.errors import DocumentNotFound, TaskNotFound
-from retrieval.hybrid import Retriever
+from retrieval.errors import DocumentNotFound, InvalidRequest, RagError, TaskNotFound
 from retrieval.index import (
     DEFAULT_COLLECTION,
     DocumentRecord,
-    EmbedderId,
     Passage,
     check_collection_name,
     open_index,
@@ -55,6 +58,12 @@ use_json_logs(settings.log_level)
 _PROGRESS_KEPT = 256
 # BentoML stores an upload as NamedTemporaryFile("tmp" + 8 random chars + original name).
 _TEMP_PREFIX = re.compile(r"^tmp[a-z0-9_]{8}")
+_MAX_USER_CHARS = 128
+_MAX_COMMENT_CHARS = 2000
+# The variants (answer pipelines) and the model services they need, read at start-up: a
+# bad variants file or a missing model version stops the service with the problem named.
+EXPERIMENT = load_experiment(settings.variants_file)
+CATALOG = serving_catalog(EXPERIMENT, settings)
 
 
 class Citation(BaseModel):
@@ -110,6 +119,8 @@ class QueryResponse(BaseModel):
     model: dict[str, str]
     usage: dict[str, int]
     timings_ms: dict[str, float]
+    variant: str = Field(description="The variant (answer pipeline) that answered.")
+    answer_id: str = Field(description="Send it to `feedback` to vote on this answer.")
 
 
 class SearchResponse(BaseModel):
@@ -180,10 +191,9 @@ class DeleteResponse(BaseModel):
     # The gateway writes one JSON access-log line per request instead.
     logging={"access": {"enabled": False}},
 )
+# One model service per model version a variant uses, each with its own batch queue.
+@with_model_services(CATALOG)
 class RAGService:
-    embedder = bentoml.depends(Embedder)
-    generator = bentoml.depends(Generator)
-
     def __init__(self) -> None:
         # Read again, not the import-time copy: tests and tools may change the environment
         # between importing this module and starting the service.
@@ -194,31 +204,16 @@ class RAGService:
                 "caller is an admin of every collection. Never expose this instance."
             )
         metrics = get_metrics()
-        # A call that arrives alone skips the batch window (models/routing.py).
-        self._embed_calls = AloneOrBatched(
-            lambda texts: self.embedder.to_async.encode_now(texts),
-            lambda texts: self.embedder.to_async.encode(texts),
-        )
-        self._generate_calls = AloneOrBatched(
-            lambda prompts: self.generator.to_async.generate_now(prompts),
-            lambda prompts: self.generator.to_async.generate(prompts),
-        )
-        embedder_dir, self._embedder_label = engine_source(
-            settings.embedder_model, settings.embedder_engine
-        ).resolve()
-        _, self._generator_label = engine_source(
-            settings.generator_model, settings.generator_engine
-        ).resolve()
+        clients = model_clients(self, CATALOG)
         self.index = open_index(settings.data_dir, settings.chroma_url)
-        guard = EmbedderGuard(
-            self.index, EmbedderId(self._embedder_label, embedding_dimension(embedder_dir))
-        )
         self.lexical = LexicalIndex(self.index)
         cache = make_cache(settings.redis_url, settings.cache_memory_entries)
         self._answers = AnswerCache(cache, settings.answer_cache_ttl_s)
-        embed = cached_embedder(
-            self._embed, cache, self._embedder_label, settings.embedding_cache_ttl_s, metrics
+        embedders = embedder_paths(
+            clients.embedders, clients.directories, self.index, cache, settings, metrics
         )
+        # Documents are indexed by the incumbent's embedder (the service named "embedder").
+        ingest_with = CATALOG.of_kind("embedder")[0].service_name
         # Embedded, this process is the only writer: whatever is pending was interrupted.
         # A shared server may have replicas ingesting right now: sweep only old leftovers.
         swept = self.index.sweep_abandoned(
@@ -230,8 +225,8 @@ class RAGService:
         threading.Thread(target=self._warm_all, name="bm25-warm", daemon=True).start()
         self.ingestor = Ingestor(
             self.index,
-            WordPieceCounter(embedder_dir / "tokenizer.json"),
-            embed,
+            WordPieceCounter(clients.directories[ingest_with] / "tokenizer.json"),
+            embedders[ingest_with].embed,
             IngestOptions(
                 max_bytes=settings.max_upload_bytes,
                 chunk_tokens=settings.chunk_tokens,
@@ -250,34 +245,42 @@ class RAGService:
             ),
             on_change=self._changed,
             observer=metrics,
-            guard=guard,
+            guard=embedders[ingest_with].guard,
         )
         self._progress: dict[str, dict[str, Any]] = {}
         self.s3_sources = SourcePolicy.from_settings(settings)
         self.s3_sync = S3Sync(
             self.ingestor, self.index, s3_client(settings.s3_endpoint_url, settings.s3_region)
         )
-        self.answerer = Answerer(
-            Retriever(self.index, self.lexical, candidates=settings.fusion_candidates, guard=guard),
-            embed,
-            self._generate,
-            self._stream,
-            AnswerOptions(
-                max_question_chars=settings.max_question_chars,
-                max_top_k=settings.max_top_k,
-                min_relevance=settings.min_relevance,
-                retrieval=settings.retrieval,
-                answer_style=settings.answer_style,
-                min_evidence=settings.min_evidence,
-            ),
-            cache=self._answers,
-            cache_params={
-                "embedder": self._embedder_label,
-                "generator": self._generator_label,
-                "max_new_tokens": settings.max_new_tokens,
-            },
+        self.pipelines = build_pipelines(
+            EXPERIMENT,
+            CATALOG,
+            embedders,
+            clients.generators,
+            self.index,
+            self.lexical,
+            self._answers,
+            settings,
+            metrics,
+        )
+        self.answerer = self.pipelines[str(EXPERIMENT.incumbent)].answerer  # search, tools
+        self.experiments = Experiments.open(
+            EXPERIMENT,
+            settings.data_dir,
+            settings.redis_url,
+            settings.feedback_ttl_s,
+            refresh_s=settings.rollout_refresh_s,
             observer=metrics,
         )
+        metrics.known_variants(EXPERIMENT.names)
+        self._unlogged = set(settings.unlogged_collections)
+        if len(EXPERIMENT.variants) > 1:
+            threading.Thread(
+                target=self._watch_guardrails,
+                args=(settings.guardrail_interval_s,),
+                name="guardrails",
+                daemon=True,
+            ).start()
 
     @bentoml.api
     @record_errors
@@ -300,33 +303,77 @@ class RAGService:
         self,
         question: str,
         collection: str = DEFAULT_COLLECTION,
-        top_k: int = 4,
+        top_k: int | None = None,
         retrieval: str | None = None,
         answer_style: str | None = None,
+        user: str | None = None,
+        variant: str | None = None,
     ) -> QueryResponse:
         """Answer a question from the collection, citing document and page. ``retrieval``:
-        dense, lexical or hybrid (default: RAG_RETRIEVAL); ``answer_style``: extractive or
-        generative (default: RAG_ANSWER_STYLE)."""
+        dense, lexical or hybrid; ``answer_style``: extractive or generative (defaults: the
+        variant's, else RAG_RETRIEVAL / RAG_ANSWER_STYLE); ``top_k``: passages to cite
+        (default 4). ``user`` keeps one end user on one variant; admins may force a
+        ``variant``."""
         _permitted(collection)
-        answer = await self.answerer.answer(question, collection, top_k, retrieval, answer_style)
-        return self._query_response(answer)
+        pipeline = self._pipeline(user, variant)
+        started = time.perf_counter()
+        try:
+            answer = await pipeline.answerer.answer(
+                question, collection, top_k or pipeline.default_top_k, retrieval, answer_style
+            )
+        except Exception as exc:
+            await self._failed(pipeline, started, exc)
+            raise
+        answer_id = _answer_id()
+        mode = answer.mode
+        if (answer_style or pipeline.answer_style) == "generative" and mode == "extractive":
+            mode = "ungrounded"  # the generated text failed its check and was replaced
+        await self._answered(
+            pipeline, answer_id, collection, started, mode, answer.usage, question, answer
+        )
+        return self._query_response(answer, pipeline, answer_id)
 
     @bentoml.api
     @record_errors
     async def query_stream(
         self,
+        ctx: bentoml.Context,
         question: str,
         collection: str = DEFAULT_COLLECTION,
-        top_k: int = 4,
+        top_k: int | None = None,
         retrieval: str | None = None,
         answer_style: str | None = None,
+        user: str | None = None,
+        variant: str | None = None,
     ) -> AsyncGenerator[str, None]:
-        """The answer as plain text while it is generated, then its sources."""
+        """The answer as plain text while it is generated, then its sources. The variant
+        and the answer_id (for `feedback`) come in the X-Variant and X-Answer-Id headers."""
         _permitted(collection)
-        async for piece in self.answerer.answer_stream(
-            question, collection, top_k, retrieval, answer_style
-        ):
-            yield piece
+        pipeline = self._pipeline(user, variant)
+        answer_id = _answer_id()
+        ctx.response.headers["X-Answer-Id"] = answer_id
+        ctx.response.headers["X-Variant"] = pipeline.variant.name
+        started = time.perf_counter()
+        report: dict[str, str] = {}
+        pieces: list[str] = []
+        try:
+            async for piece in pipeline.answerer.answer_stream(
+                question,
+                collection,
+                top_k or pipeline.default_top_k,
+                retrieval,
+                answer_style,
+                report=report,
+            ):
+                pieces.append(piece)
+                yield piece
+        except Exception as exc:
+            await self._failed(pipeline, started, exc)
+            raise
+        mode = report.get("mode", "extractive")
+        await self._answered(
+            pipeline, answer_id, collection, started, mode, {}, question, "".join(pieces)
+        )
 
     @bentoml.api
     @record_errors
@@ -401,6 +448,75 @@ class RAGService:
             raise TaskNotFound(f"no ingest_s3 task {task_id!r} has reported progress here")
         return S3SyncReport(**progress)
 
+    # -- experiments: feedback and rollouts (README "Model versions, A/B tests and canaries")
+
+    @bentoml.api
+    @record_errors
+    async def feedback(self, answer_id: str, score: int, comment: str = "") -> FeedbackResponse:
+        """Vote on an answer this key received: ``score`` 1 (good) or -1 (bad), once."""
+        if len(comment) > _MAX_COMMENT_CHARS:
+            raise InvalidRequest(f"comment is longer than {_MAX_COMMENT_CHARS} characters")
+        vote = await asyncio.to_thread(
+            self.experiments.vote, answer_id, caller().name, score, comment
+        )
+        return FeedbackResponse(answer_id=answer_id, variant=vote.variant, score=vote.score)
+
+    @bentoml.api
+    @record_errors
+    async def rollout(
+        self, weights: dict[str, Any], guardrails: dict[str, Any] | None = None
+    ) -> RolloutStatus:
+        """Admin: split traffic by ``weights`` (percent per variant, summing to 100), with
+        ``guardrails`` that set a candidate's weight to 0 when breached (default: the
+        variants file's)."""
+        by = _rollout_admin()
+        await asyncio.to_thread(self.experiments.rollout, weights, by, guardrails)
+        return await self._rollout_status()
+
+    @bentoml.api
+    @record_errors
+    async def promote(self, variant: str) -> RolloutStatus:
+        """Admin: ``variant`` to 100% of traffic."""
+        await asyncio.to_thread(self.experiments.promote, variant, _rollout_admin())
+        return await self._rollout_status()
+
+    @bentoml.api
+    @record_errors
+    async def rollback(self) -> RolloutStatus:
+        """Admin: the incumbent to 100% of traffic."""
+        await asyncio.to_thread(self.experiments.rollback, _rollout_admin())
+        return await self._rollout_status()
+
+    @bentoml.api
+    @record_errors
+    async def rollout_status(self) -> RolloutStatus:
+        """Admin: per variant its weight, requests, error rate, p50/p95 latency, not_found
+        and ungrounded rates and feedback since the current rollout began; the history of
+        the weights (who changed them, when, why) and guardrail breaches."""
+        _rollout_admin()
+        return await self._rollout_status()
+
+    @bentoml.task
+    @record_errors
+    async def export_feedback(
+        self, destination: str = "feedback", format: str = "parquet"
+    ) -> ExportResponse:
+        """Admin of every collection: write the query log joined with feedback (never API
+        keys) since the last export to ``destination`` -- ``s3://bucket/prefix`` or a
+        folder under RAG_DATA_DIR/exports -- as one new Parquet or JSONL file."""
+        _rollout_admin()
+        if format not in FORMATS:
+            raise InvalidRequest(f"format must be one of {list(FORMATS)}; got {format!r}")
+        where = _export_destination(destination)
+        report = await asyncio.to_thread(
+            export_feedback,
+            self.experiments.feedback_log,
+            where,
+            format,  # type: ignore[arg-type]
+            lambda: s3_client(settings.s3_endpoint_url, settings.s3_region),
+        )
+        return ExportResponse(**vars(report), destination=where)
+
     # -- keeping derived state in step ------------------------------------------------------
 
     def _warm_all(self) -> None:
@@ -419,21 +535,63 @@ class RAGService:
             target=self.lexical.warm, args=(collection,), name="bm25-refresh", daemon=True
         ).start()
 
-    # -- engine adapters -------------------------------------------------------------------
+    async def _rollout_status(self) -> RolloutStatus:
+        return RolloutStatus(**await asyncio.to_thread(self.experiments.status))
 
-    async def _embed(self, texts: list[str]) -> Any:
-        return await self._embed_calls(texts)
+    def _watch_guardrails(self, interval_s: float) -> None:
+        while True:
+            time.sleep(interval_s)
+            try:
+                self.experiments.check_guardrails()
+            except Exception:
+                logger.warning("could not check the rollout's guardrails", exc_info=True)
 
-    async def _generate(self, system: str, user: str) -> Completion:
-        prompt = ChatPrompt(system=system, user=user, max_new_tokens=settings.max_new_tokens)
-        return (await self._generate_calls([prompt]))[0]
+    # -- variants ------------------------------------------------------------------------
 
-    async def _stream(self, system: str, user: str) -> AsyncGenerator[str, None]:
-        prompt = ChatPrompt(system=system, user=user, max_new_tokens=settings.max_new_tokens)
-        async for piece in self.generator.to_async.generate_stream(prompt):
-            yield piece
+    def _pipeline(self, user: str | None, variant: str | None) -> Pipeline:
+        if user is not None and not 0 < len(user) <= _MAX_USER_CHARS:
+            raise InvalidRequest(f"user must be 1 to {_MAX_USER_CHARS} characters")
+        who = caller()
+        name = self.experiments.choose(who.name, who.role == "admin", user, variant)
+        return self.pipelines[name]
 
-    def _query_response(self, answer: Answer) -> QueryResponse:
+    async def _answered(
+        self,
+        pipeline: Pipeline,
+        answer_id: str,
+        collection: str,
+        started: float,
+        mode: str,
+        usage: dict[str, int],
+        question: str,
+        answer: Answer | str,
+    ) -> None:
+        logged = not ({collection, "*"} & self._unlogged)
+        latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        record = AnswerRecord(
+            answer_id,
+            caller().name,
+            pipeline.variant.name,
+            collection,
+            time.time(),
+            _log_entry(question, answer, mode, latency_ms) if logged else None,
+        )
+        await asyncio.to_thread(
+            self.experiments.answered,
+            record,
+            latency_ms,
+            mode,
+            usage.get("completion_tokens", 0),
+        )
+
+    async def _failed(self, pipeline: Pipeline, started: float, exc: Exception) -> None:
+        # A refused request (4xx) says nothing about the variant; a failure on our side does.
+        if isinstance(exc, RagError) and exc.error_code < 500:
+            return
+        latency_ms = (time.perf_counter() - started) * 1000
+        await asyncio.to_thread(self.experiments.failed, pipeline.variant.name, latency_ms)
+
+    def _query_response(self, answer: Answer, pipeline: Pipeline, answer_id: str) -> QueryResponse:
         return QueryResponse(
             answer=answer.answer,
             cached=answer.cached,
@@ -445,10 +603,63 @@ class RAGService:
                 for c in _citations(answer.citations)
             ],
             supporting=[SupportingSentence(**vars(s)) for s in answer.supporting],
-            model={"embedder": self._embedder_label, "generator": self._generator_label},
+            model=pipeline.model,
             usage=answer.usage,
             timings_ms=answer.timings_ms,
+            variant=pipeline.variant.name,
+            answer_id=answer_id,
         )
+
+
+def _rollout_admin() -> str:
+    """The caller's name when it may manage rollouts (an admin of every collection)."""
+    who = caller()
+    who.require_every_collection("the rollout")
+    return who.name
+
+
+def _export_destination(destination: str) -> str:
+    """An S3 location as given, or a folder under RAG_DATA_DIR/exports (never elsewhere on
+    the server's disk). Raises InvalidRequest naming the problem."""
+    if destination.startswith("s3://"):
+        target = destination
+    else:
+        root = (get_settings().data_dir / "exports").resolve()
+        path = (root / destination).resolve()
+        if not path.is_relative_to(root):
+            raise InvalidRequest(
+                f"export destination {destination!r} must be s3://bucket/prefix or a folder "
+                "name under the data directory's exports/"
+            )
+        target = str(path)
+    try:
+        Destination.parse(target)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    return target
+
+
+def _answer_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _log_entry(question: str, answer: Answer | str, mode: str, latency_ms: float) -> dict[str, Any]:
+    """The query log's record of one answer (a streamed one is its text as sent)."""
+    if isinstance(answer, str):
+        return {"question": question, "answer": answer, "answer_mode": mode, "reason": None,
+                "citations": [], "latency_ms": latency_ms}  # fmt: skip
+    return {
+        "latency_ms": latency_ms,
+        "question": question,
+        "answer": answer.answer,
+        "answer_mode": mode,
+        "reason": answer.reason,
+        "citations": [
+            {"source": n, "document_id": p.document_id, "filename": p.filename,
+             "page_start": p.page_start, "page_end": p.page_end}
+            for n, p in enumerate(answer.citations, start=1)
+        ],
+    }  # fmt: skip
 
 
 def _permitted(collection: str) -> str:

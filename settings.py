@@ -251,6 +251,36 @@ class Settings(BaseSettings):
         ),
     )
 
+    # Model versions side by side (experiments/, README "Model versions, A/B tests and
+    # canaries").
+    variants_file: Path | None = Field(
+        None,
+        description=(
+            "YAML or JSON file declaring variants (answer pipelines), their rollout weights "
+            "and guardrails; unset = one variant, 'default', built from these settings."
+        ),
+    )
+    guardrail_interval_s: float = Field(
+        5.0, gt=0, description="How often each replica checks the rollout's guardrails (s)."
+    )
+    rollout_refresh_s: float = Field(
+        2.0,
+        ge=0,
+        description="How long a replica uses the weights it read before reading them again (s).",
+    )
+    feedback_ttl_s: int = Field(
+        90 * 24 * 3600,
+        ge=60,
+        description="With Redis: how long an answer can be voted on and its log kept (s).",
+    )
+    unlogged_collections: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Collections whose questions and answers are never written to the query log "
+            "(export_feedback); '*' = all. Their answers still get an answer_id and votes."
+        ),
+    )
+
     @field_validator("api_keys")
     @classmethod
     def _unique_keys(cls, keys: list[ApiKeySpec]) -> list[ApiKeySpec]:

@@ -8,16 +8,39 @@ statistics count, and a client that retries a vote cannot count twice.
 
 Two stores behind one interface: SQLite in the data directory (one machine; every process
 of the instance sees it) and Redis (every replica sees it). Both survive restarts.
+
+Training-data export (``experiments.export``) reads the store incrementally: each store
+keeps a change log, a sequence that grows by one entry whenever an answer is recorded or
+voted on, and ``changes_since(cursor)`` turns the entries after ``cursor`` into export rows
+(``EXPORT_FIELDS``: the answer, its query log and its vote, never the key that received
+it). An answer voted on after it was exported therefore appears again in a later export,
+now with its score: consumers keep the last row per ``answer_id`` (equivalently the row
+with a ``voted_at``, since an answer changes only once, by its one vote). Each export
+destination's cursor is kept in the store too (``export_cursor``/``set_export_cursor``).
+With Redis, answers expire after the store's TTL; an answer not exported by then is gone.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
+
+# The fields of one export row, in column order. The key that received the answer is not
+# among them, on purpose: the export is training data, not an access log.
+EXPORT_FIELDS = (
+    "answer_id", "collection", "variant", "given_at",
+    "question", "answer", "answer_mode", "reason", "citations", "latency_ms",
+    "score", "comment", "voted_at",
+)  # fmt: skip
+CITATION_FIELDS = ("source", "document_id", "filename", "page_start", "page_end")
 
 
 class UnknownAnswer(LookupError):
@@ -39,11 +62,15 @@ class AnswerRecord:
     variant: str
     collection: str
     given_at: float
+    # The query log entry (question, answer, answer_mode, citations), unless the
+    # collection's query logging is off (RAG_UNLOGGED_COLLECTIONS).
+    log: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class Vote:
     answer_id: str
+    variant: str
     score: int
     comment: str
     voted_at: float
@@ -59,11 +86,67 @@ class FeedbackStore(Protocol):
 
     def votes(self, variant: str) -> list[int]: ...
 
+    def changes_since(self, cursor: int, limit: int = 10_000) -> tuple[list[dict[str, Any]], int]:
+        """Export rows of the answers recorded or voted on after ``cursor`` (at most
+        ``limit`` changes, each answer once), and the cursor to pass next time (equal to
+        ``cursor`` when nothing changed)."""
+        ...
+
+    def export_cursor(self, destination: str) -> int:
+        """Where the last export to ``destination`` stopped; 0 for a new destination."""
+        ...
+
+    def set_export_cursor(self, destination: str, cursor: int) -> None: ...
+
 
 def _checked_score(score: int) -> int:
     if score not in (1, -1) or isinstance(score, bool):
         raise ValueError(f"score must be 1 or -1; got {score!r}")
     return score
+
+
+def _checked_page(cursor: int, limit: int) -> None:
+    if cursor < 0:
+        raise ValueError(f"cursor must be >= 0; got {cursor}")
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1; got {limit}")
+
+
+def _export_row(answer: dict[str, Any], vote: dict[str, Any] | None) -> dict[str, Any]:
+    """One export row from an answer (AnswerRecord fields) and its vote (Vote fields).
+
+    Fields are picked by name, never copied wholesale, so neither the key nor anything
+    else a log entry may grow reaches the export unless it is listed here."""
+    log = answer.get("log") or {}
+    citations = log.get("citations") if log else None
+    return {
+        "answer_id": answer["answer_id"],
+        "collection": answer["collection"],
+        "variant": answer["variant"],
+        "given_at": answer["given_at"],
+        "question": log.get("question"),
+        "answer": log.get("answer"),
+        "answer_mode": log.get("answer_mode"),
+        "reason": log.get("reason"),
+        "citations": None
+        if citations is None
+        else [{field: c.get(field) for field in CITATION_FIELDS} for c in citations],
+        "latency_ms": log.get("latency_ms"),
+        "score": vote["score"] if vote else None,
+        "comment": vote["comment"] if vote else None,
+        "voted_at": vote["voted_at"] if vote else None,
+    }
+
+
+def _last_per_answer(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each answer once, in the order of its last change."""
+    seen: set[str] = set()
+    kept = []
+    for row in reversed(rows):
+        if row["answer_id"] not in seen:
+            seen.add(row["answer_id"])
+            kept.append(row)
+    return kept[::-1]
 
 
 class SqliteFeedback:
@@ -73,14 +156,28 @@ class SqliteFeedback:
         self._path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
+            # One transaction, IMMEDIATE so that two processes opening a new file do not both
+            # fill the change log. AUTOINCREMENT: a seq is never reused, so a cursor stays
+            # valid; writers are serialised, so seqs commit in order and a reader never sees
+            # seq n+1 before seq n. An empty change log beside existing answers means a file
+            # from before the log existed: its answers are logged once, so they export too.
             db.executescript(
                 """
+                BEGIN IMMEDIATE;
                 CREATE TABLE IF NOT EXISTS answers (
                     answer_id TEXT PRIMARY KEY, key TEXT NOT NULL, variant TEXT NOT NULL,
-                    collection TEXT NOT NULL, given_at REAL NOT NULL);
+                    collection TEXT NOT NULL, given_at REAL NOT NULL, log TEXT);
                 CREATE TABLE IF NOT EXISTS votes (
                     answer_id TEXT PRIMARY KEY REFERENCES answers(answer_id),
                     score INTEGER NOT NULL, comment TEXT NOT NULL, voted_at REAL NOT NULL);
+                CREATE TABLE IF NOT EXISTS changes (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT, answer_id TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS export_cursors (
+                    destination TEXT PRIMARY KEY, cursor INTEGER NOT NULL);
+                INSERT INTO changes (answer_id)
+                    SELECT answer_id FROM answers WHERE NOT EXISTS (SELECT 1 FROM changes)
+                    ORDER BY given_at;
+                COMMIT;
                 """
             )
 
@@ -89,20 +186,25 @@ class SqliteFeedback:
 
     def record_answer(self, answer: AnswerRecord) -> None:
         with self._connect() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO answers VALUES (?, ?, ?, ?, ?)",
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO answers VALUES (?, ?, ?, ?, ?, ?)",
                 (answer.answer_id, answer.key, answer.variant, answer.collection,
-                 answer.given_at),
-            )  # fmt: skip
+                 answer.given_at, json.dumps(answer.log) if answer.log else None),
+            ).rowcount  # fmt: skip
+            if inserted:
+                db.execute("INSERT INTO changes (answer_id) VALUES (?)", (answer.answer_id,))
 
     def vote(self, answer_id: str, key: str, score: int, comment: str = "") -> Vote:
-        vote = Vote(answer_id, _checked_score(score), comment, time.time())
+        _checked_score(score)
         with self._connect() as db:
-            row = db.execute("SELECT key FROM answers WHERE answer_id = ?", (answer_id,)).fetchone()
+            row = db.execute(
+                "SELECT key, variant FROM answers WHERE answer_id = ?", (answer_id,)
+            ).fetchone()
             if row is None:
                 raise UnknownAnswer(answer_id)
             if row[0] != key:
                 raise NotYourAnswer(answer_id)
+            vote = Vote(answer_id, row[1], score, comment, time.time())
             try:
                 db.execute(
                     "INSERT INTO votes VALUES (?, ?, ?, ?)",
@@ -110,6 +212,7 @@ class SqliteFeedback:
                 )
             except sqlite3.IntegrityError as exc:
                 raise AlreadyVoted(answer_id) from exc
+            db.execute("INSERT INTO changes (answer_id) VALUES (?)", (answer_id,))
         return vote
 
     def votes(self, variant: str) -> list[int]:
@@ -121,41 +224,177 @@ class SqliteFeedback:
             ).fetchall()
         return [int(score) for (score,) in rows]
 
+    def changes_since(self, cursor: int, limit: int = 10_000) -> tuple[list[dict[str, Any]], int]:
+        """See FeedbackStore.changes_since; the cursor is the change log's last seq read."""
+        _checked_page(cursor, limit)
+        with self._connect() as db:
+            found = db.execute(
+                "SELECT c.seq, a.answer_id, a.collection, a.variant, a.given_at, a.log, "
+                "v.score, v.comment, v.voted_at FROM changes c "
+                "JOIN answers a ON a.answer_id = c.answer_id "
+                "LEFT JOIN votes v ON v.answer_id = c.answer_id "
+                "WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
+                (cursor, limit),
+            ).fetchall()
+        rows = [
+            _export_row(
+                {"answer_id": answer_id, "collection": collection, "variant": variant,
+                 "given_at": given_at, "log": json.loads(log) if log else None},
+                None if voted_at is None
+                else {"score": score, "comment": comment, "voted_at": voted_at},
+            )
+            for _, answer_id, collection, variant, given_at, log, score, comment, voted_at
+            in found
+        ]  # fmt: skip
+        return _last_per_answer(rows), found[-1][0] if found else cursor
+
+    def export_cursor(self, destination: str) -> int:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT cursor FROM export_cursors WHERE destination = ?", (destination,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_export_cursor(self, destination: str, cursor: int) -> None:
+        _checked_page(cursor, 1)
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO export_cursors VALUES (?, ?) "
+                "ON CONFLICT (destination) DO UPDATE SET cursor = excluded.cursor",
+                (destination, cursor),
+            )
+
+
+# SET the answer or vote key (NX, with its TTL) and, only if that stored it, RPUSH the
+# rest: KEYS[2..] get ARGV[3..]. One script, so a crash cannot store a vote without its
+# change log entry (it would never be exported) or count a refused vote.
+_SET_AND_LOG = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'NX') then return 0 end
+for i = 2, #KEYS do redis.call('RPUSH', KEYS[i], ARGV[i + 1]) end
+return 1
+"""
+
+# Drop change log entries older than the answers' TTL from the head (at most ARGV[4] at a
+# time), counting them in KEYS[2], then read ARGV[2] entries from absolute position
+# ARGV[1]. Returns {entries dropped so far, entries}; an entry's absolute position is its
+# list index plus the entries dropped, so cursors survive the trimming.
+_TRIM_AND_READ = """
+local dropped = tonumber(redis.call('GET', KEYS[2]) or '0')
+local trimmed = 0
+while trimmed < tonumber(ARGV[4]) do
+  local head = redis.call('LINDEX', KEYS[1], 0)
+  if not head then break end
+  local stamp = tonumber(string.match(head, '^[^:]*'))
+  if stamp == nil or stamp >= tonumber(ARGV[3]) then break end
+  redis.call('LPOP', KEYS[1])
+  trimmed = trimmed + 1
+end
+if trimmed > 0 then
+  dropped = dropped + trimmed
+  redis.call('SET', KEYS[2], dropped)
+end
+local start = math.max(tonumber(ARGV[1]) - dropped, 0)
+return {dropped, redis.call('LRANGE', KEYS[1], start, start + tonumber(ARGV[2]) - 1)}
+"""
+
 
 class RedisFeedback:
     """The store in Redis: an answer is a key with a time to live, a vote is set once with
-    SET NX, so two replicas racing on one answer cannot both count."""
+    SET NX, so two replicas racing on one answer cannot both count.
 
-    def __init__(self, url: str, ttl_s: int, prefix: str = "rag:experiments") -> None:
+    The change log is a list of ``<time>:<answer_id>`` entries; a cursor is an absolute
+    position in it. Entries older than the TTL name expired answers only, so reading the
+    log drops them, which keeps the list as small as the answers it indexes."""
+
+    # Replicas' clocks stamp the entries; keep entries this much past the TTL (s).
+    _CLOCK_SKEW_S = 300
+    _TRIM_BATCH = 10_000
+
+    def __init__(
+        self,
+        url: str,
+        ttl_s: int,
+        prefix: str = "rag:experiments",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         import redis
 
         self._redis = redis.Redis.from_url(url)
         self._ttl_s = ttl_s
         self._prefix = prefix
+        self._clock = clock
+        self._set_and_log = self._redis.register_script(_SET_AND_LOG)
+        self._trim_and_read = self._redis.register_script(_TRIM_AND_READ)
+
+    def _change_entry(self, answer_id: str) -> str:
+        return f"{self._clock():.3f}:{answer_id}"
 
     def record_answer(self, answer: AnswerRecord) -> None:
-        self._redis.set(
-            f"{self._prefix}:answer:{answer.answer_id}",
-            json.dumps(asdict(answer)),
-            ex=self._ttl_s,
-            nx=True,
+        self._set_and_log(
+            keys=[f"{self._prefix}:answer:{answer.answer_id}", f"{self._prefix}:changes"],
+            args=[json.dumps(asdict(answer)), self._ttl_s, self._change_entry(answer.answer_id)],
         )
 
     def vote(self, answer_id: str, key: str, score: int, comment: str = "") -> Vote:
-        vote = Vote(answer_id, _checked_score(score), comment, time.time())
+        _checked_score(score)
         raw = self._redis.get(f"{self._prefix}:answer:{answer_id}")
         if raw is None:
             raise UnknownAnswer(answer_id)
         answer = AnswerRecord(**json.loads(raw))
         if answer.key != key:
             raise NotYourAnswer(answer_id)
-        stored = self._redis.set(
-            f"{self._prefix}:vote:{answer_id}", json.dumps(asdict(vote)), ex=self._ttl_s, nx=True
+        vote = Vote(answer_id, answer.variant, score, comment, time.time())
+        stored = self._set_and_log(
+            keys=[
+                f"{self._prefix}:vote:{answer_id}",
+                f"{self._prefix}:votes:{answer.variant}",
+                f"{self._prefix}:changes",
+            ],
+            args=[json.dumps(asdict(vote)), self._ttl_s, vote.score, self._change_entry(answer_id)],
         )
         if not stored:
             raise AlreadyVoted(answer_id)
-        self._redis.rpush(f"{self._prefix}:votes:{answer.variant}", vote.score)
         return vote
 
     def votes(self, variant: str) -> list[int]:
         return [int(v) for v in self._redis.lrange(f"{self._prefix}:votes:{variant}", 0, -1)]
+
+    def changes_since(self, cursor: int, limit: int = 10_000) -> tuple[list[dict[str, Any]], int]:
+        """See FeedbackStore.changes_since. Answers that expired before they were read are
+        skipped with a warning (the cursor moves past them)."""
+        _checked_page(cursor, limit)
+        cutoff = self._clock() - self._ttl_s - self._CLOCK_SKEW_S
+        dropped, entries = self._trim_and_read(
+            keys=[f"{self._prefix}:changes", f"{self._prefix}:changes:dropped"],
+            args=[cursor, limit, cutoff, self._TRIM_BATCH],
+        )
+        first = max(cursor, int(dropped))
+        # Each answer once, in the order of its last change (as SqliteFeedback).
+        changed = [e.decode().split(":", 1)[1] for e in entries]
+        ids = list(dict.fromkeys(reversed(changed)))[::-1]
+        keys = [f"{self._prefix}:{kind}:{i}" for kind in ("answer", "vote") for i in ids]
+        found = self._redis.mget(keys) if keys else []
+        answers, votes = found[: len(ids)], found[len(ids) :]
+        rows = [
+            _export_row(json.loads(a), json.loads(v) if v else None)
+            for a, v in zip(answers, votes, strict=True)
+            if a is not None
+        ]
+        lost = (first - cursor) + sum(a is None for a in answers)
+        if lost:
+            logger.warning(
+                "feedback export: %d change(s) after cursor %d name answers that expired "
+                "(TTL %d s) before they were exported; export more often than the TTL",
+                lost,
+                cursor,
+                self._ttl_s,
+            )
+        return rows, first + len(entries)
+
+    def export_cursor(self, destination: str) -> int:
+        raw = self._redis.hget(f"{self._prefix}:export:cursors", destination)
+        return int(raw) if raw is not None else 0
+
+    def set_export_cursor(self, destination: str, cursor: int) -> None:
+        _checked_page(cursor, 1)
+        self._redis.hset(f"{self._prefix}:export:cursors", destination, cursor)

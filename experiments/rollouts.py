@@ -16,7 +16,7 @@ import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from experiments.variants import Experiment, checked_weights
 
@@ -27,6 +27,8 @@ class Change:
     by: str  # the API key's name, or "guardrail"
     at: float
     reason: str
+    # The limits this rollout's candidates are held to (experiments/guardrails.py).
+    guardrails: dict[str, Any] | None = None
 
 
 class RolloutLog(Protocol):
@@ -43,20 +45,31 @@ class Rollouts:
         self._log = log
 
     def current(self) -> dict[str, int]:
-        history = self._log.history(self._experiment.experiment)
         # Weights naming variants the file no longer has (it was edited) are not used.
-        if history and set(history[-1].weights) == set(self._experiment.names):
-            return history[-1].weights
-        return dict(self._experiment.weights)
+        change = self.current_change()
+        return change.weights if change else dict(self._experiment.weights)
 
     def history(self) -> list[Change]:
         return self._log.history(self._experiment.experiment)
 
-    def change(self, weights: dict[str, object], by: str, reason: str = "rollout") -> Change:
+    def current_change(self) -> Change | None:
+        """The newest change that still applies; None while the file's weights do."""
+        history = self.history()
+        if history and set(history[-1].weights) == set(self._experiment.names):
+            return history[-1]
+        return None
+
+    def change(
+        self,
+        weights: dict[str, object],
+        by: str,
+        reason: str = "rollout",
+        guardrails: dict[str, Any] | None = None,
+    ) -> Change:
         """Set new weights. Raises VariantsError naming the problem; nothing is written
         then."""
         accepted = checked_weights(weights, self._experiment.names)
-        change = Change(accepted, by, time.time(), reason)
+        change = Change(accepted, by, time.time(), reason, guardrails)
         self._log.append(self._experiment.experiment, change)
         return change
 

@@ -6,9 +6,13 @@ their rollout weights::
     experiment: generator-int8          # the assignment salt: a new name reshuffles callers
     incumbent: v1                       # where `rollback` sends everyone
     variants:
-      - {name: v1, generator: {engine: torch}, embedder: {engine: onnx}}
-      - {name: v2, generator: {engine: ct2}, embedder: {engine: onnx}}
+      - {name: v1, generator: {engine: torch}, answer_style: generative}
+      - {name: v2, generator: {engine: ct2}, answer_style: generative}
     weights: {v1: 90, v2: 10}
+    guardrails: {min_requests: 50, max_error_rate_increase: 0.02, max_p95_ratio: 1.5}
+
+A variant may also set ``retrieval``, ``top_k`` (its default), ``max_new_tokens`` and
+``embedder``; unset fields take the service's settings.
 
 Without a file there is one variant, ``default``, built from the settings: nothing changes
 for users who do not run experiments. Parsing and validation are pure, so a bad file is
@@ -23,6 +27,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from experiments.guardrails import Guardrails
 
 DEFAULT_VARIANT = "default"
 PROMPT_TEMPLATES = ("default",)
@@ -49,8 +55,10 @@ class Variant(BaseModel):
     generator: ModelChoice = ModelChoice()
     embedder: ModelChoice = ModelChoice()
     retrieval: Literal["dense", "lexical", "hybrid"] | None = None
+    answer_style: Literal["extractive", "generative"] | None = None
     prompt: str = "default"
     top_k: int | None = Field(None, ge=1, le=20)
+    max_new_tokens: int | None = Field(None, ge=1, le=1024)
 
     @field_validator("prompt")
     @classmethod
@@ -76,6 +84,8 @@ class Experiment(BaseModel):
     incumbent: str | None = None
     variants: list[Variant] = Field(min_length=1)
     weights: dict[str, int] = {}
+    # The limits every rollout of this experiment carries unless it names its own.
+    guardrails: Guardrails | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Experiment:

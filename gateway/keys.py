@@ -78,6 +78,16 @@ class Principal:
         if not self.may(action):
             raise Forbidden(f"API key {self.name!r} has role {self.role!r}; this needs 'admin'")
 
+    def require_every_collection(self, what: str) -> None:
+        """Raise Forbidden unless this caller is an admin of every collection: ``what``
+        spans them all (rollouts change the answers of every collection)."""
+        self.require("write")
+        if ALL_COLLECTIONS not in self.collections:
+            raise Forbidden(
+                f"API key {self.name!r} may use only {sorted(self.collections)}; {what} spans "
+                f"every collection and needs an admin key for '{ALL_COLLECTIONS}'"
+            )
+
     def require_collection(self, collection: str) -> None:
         """Raise Forbidden unless this caller may touch ``collection``."""
         if not self.may_touch(collection):

@@ -12,6 +12,7 @@ from typing import Any
 
 _RETRIEVAL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _GENERATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+_REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 _INGEST_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 # name -> (kind, help, labels, buckets); the one list the dashboard test checks against.
@@ -49,6 +50,30 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...] | None]] =
     "rag_errors_total": (
         "counter", "Error responses of the service, by error type and status.",
         ("type", "status"), None,
+    ),
+    # Per variant (experiments/): the A/B and canary panels compare variants on these.
+    "rag_variant_requests_total": (
+        "counter", "query/query_stream requests by variant and outcome (answered, error).",
+        ("variant", "outcome"), None,
+    ),
+    "rag_variant_request_seconds": (
+        "histogram", "Time to answer, by variant.", ("variant",), _REQUEST_BUCKETS,
+    ),
+    "rag_variant_answers_total": (
+        "counter", "Answers by variant and mode (generated, extractive, not_found, "
+        "ungrounded: a generated answer that failed its check).", ("variant", "mode"), None,
+    ),
+    "rag_variant_tokens_total": (
+        "counter", "Tokens generated, by variant.", ("variant",), None,
+    ),
+    "rag_variant_feedback_total": (
+        "counter", "Votes by variant and score (1, -1).", ("variant", "score"), None,
+    ),
+    "rag_rollout_changes_total": (
+        "counter", "Rollout weight changes, by who made them (api, guardrail).", ("by",), None,
+    ),
+    "rag_guardrail_breaches_total": (
+        "counter", "Candidates set to weight 0 by a guardrail.", ("variant",), None,
     ),
 }  # fmt: skip
 
@@ -101,6 +126,45 @@ class Metrics:
             counter.labels(cache, "hit").inc(hits)
         if misses:
             counter.labels(cache, "miss").inc(misses)
+
+    # -- experiments ----------------------------------------------------------------------
+
+    def known_variants(self, names: list[str]) -> None:
+        """Create every variant's series at zero, so panels and alerts see a variant
+        before its first request (and a rollout before its first change)."""
+        for variant in names:
+            for outcome in ("answered", "error"):
+                self._m["rag_variant_requests_total"].labels(variant, outcome)
+            self._m["rag_variant_request_seconds"].labels(variant)
+            for mode in ("generated", "extractive", "not_found", "ungrounded"):
+                self._m["rag_variant_answers_total"].labels(variant, mode)
+            self._m["rag_variant_tokens_total"].labels(variant)
+            for score in ("1", "-1"):
+                self._m["rag_variant_feedback_total"].labels(variant, score)
+            self._m["rag_guardrail_breaches_total"].labels(variant)
+        for by in ("api", "guardrail"):
+            self._m["rag_rollout_changes_total"].labels(by)
+
+    def variant_outcome(
+        self, variant: str, seconds: float, error: bool, modes: list[str], tokens: int
+    ) -> None:
+        self._m["rag_variant_requests_total"].labels(
+            variant, "error" if error else "answered"
+        ).inc()
+        if error:
+            return
+        self._m["rag_variant_request_seconds"].labels(variant).observe(seconds)
+        for mode in modes:
+            self._m["rag_variant_answers_total"].labels(variant, mode).inc()
+        self._m["rag_variant_tokens_total"].labels(variant).inc(tokens)
+
+    def voted(self, variant: str, score: int) -> None:
+        self._m["rag_variant_feedback_total"].labels(variant, str(score)).inc()
+
+    def rollout_changed(self, by: str, breached: list[str]) -> None:
+        self._m["rag_rollout_changes_total"].labels(by).inc()
+        for variant in breached:
+            self._m["rag_guardrail_breaches_total"].labels(variant).inc()
 
     # -- gateway ------------------------------------------------------------------------
 

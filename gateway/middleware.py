@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 from starlette.datastructures import Headers, MutableHeaders
 
 from gateway.context import RequestState, new_request_id, request_scope
-from gateway.keys import KeyRing, Principal, presented_key
+from gateway.keys import ALL_COLLECTIONS, KeyRing, Principal, presented_key
 from gateway.metrics import Metrics, get_metrics
 from gateway.ratelimit import Decision, RateLimiter
 from gateway.routes import RouteRule, body_limit, is_public, rule_for
@@ -182,6 +182,9 @@ class GatewayMiddleware:
         """Raise Forbidden / TaskNotFound unless ``principal`` may use what the request
         names: its collection, its S3 source, its task id."""
         collection = str(payload.get("collection", DEFAULT_COLLECTION))
+        if rule.spans_all:
+            principal.require_every_collection(rule.task or "this route")
+            collection = ALL_COLLECTIONS
         if rule.collection_in_body:
             principal.require_collection(collection)
         if rule.s3_source_in_body:

@@ -38,6 +38,9 @@ class RouteRule:
     # A background task answers only after the submission: its collection is checked on the
     # submitted JSON body, so a forbidden collection gets 403 at once, not a failed task.
     collection_in_body: bool = False
+    # The route spans every collection (an export of all feedback): only an admin of '*'
+    # may call it, and its task is recorded under '*'.
+    spans_all: bool = False
     # The body names an S3 bucket and prefix to read: checked against RAG_S3_SOURCES.
     s3_source_in_body: bool = False
     task: str | None = None  # the task API this route belongs to
@@ -89,6 +92,15 @@ RULES: dict[str, RouteRule] = {
     "/ingest_s3_progress": RouteRule(
         "write", "query", task="ingest_s3", task_step="lookup", task_id_in="body"
     ),
+    # Any key may vote, on the answers it received (checked by the feedback store).
+    "/feedback": _READ,
+    # Rollouts span every collection: admins of every collection only (the service checks
+    # the scope: gateway/keys.Principal.require_every_collection).
+    "/rollout": _WRITE,
+    "/promote": _WRITE,
+    "/rollback": _WRITE,
+    "/rollout_status": RouteRule("write", "query"),
+    **task_rules("export_feedback", RouteRule("write", "ingest", spans_all=True)),
 }
 # A route added to the service but not to RULES is for admins only until someone decides.
 _UNLISTED = _WRITE

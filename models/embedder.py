@@ -8,33 +8,27 @@ models/onnx_embedder.py). Both versions are packed into the Bento.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import bentoml
 import numpy as np
 
-from models.store import ModelSource, engine_source, load_model
+from models.store import ModelSource, engine_source, load_model, version_service
 from models.threads import use_torch_threads
 from settings import get_settings
 
 settings = get_settings()
 logger = logging.getLogger(__name__)
-_torch = ModelSource(settings.embedder_model)
-_onnx = ModelSource(settings.embedder_model, "onnx")
 
 
-@bentoml.service(
-    name="embedder",
-    workers=1,
-    # One batch at a time: torch already uses `embedder_threads` cores per batch.
-    threads=1,
-    traffic={"timeout": 300},
-)
-class Embedder:
-    model = _torch.bento_model()
-    model_onnx = _onnx.bento_model()
+class EmbedderWorker:
+    """The APIs of an embedder service; embedder_service() makes one service per model
+    version, naming the version in ``source``."""
+
+    source: ModelSource
 
     def __init__(self) -> None:
-        source = engine_source(settings.embedder_model, settings.embedder_engine)
+        source = self.source
         path, self.label = source.resolve()
         if source.engine == "onnx":
             from models.onnx_embedder import OnnxEmbedder
@@ -81,3 +75,16 @@ class Embedder:
 
     def _vectors(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self._encode(texts), dtype=np.float32)
+
+
+def embedder_service(source: ModelSource, name: str = "embedder") -> Any:
+    """A BentoML service ``name`` serving ``source`` (models/store.version_service)."""
+    # One batch at a time: torch already uses `embedder_threads` cores per batch.
+    # The plain-named service packs every engine's version, so a built Bento can switch
+    # RAG_EMBEDDER_ENGINE at deployment.
+    engines = ("torch", "onnx") if name == "embedder" else ()
+    return version_service(EmbedderWorker, source, name, threads=1, also_pack=engines)
+
+
+# The settings' version: the incumbent's when no variants file names another.
+Embedder = embedder_service(engine_source(settings.embedder_model, settings.embedder_engine))

@@ -17,13 +17,11 @@ import bentoml
 from pydantic import BaseModel, Field
 
 from models.decoding import Generated
-from models.store import ModelSource, engine_source, load_model
+from models.store import ModelSource, engine_source, load_model, version_service
 from settings import get_settings
 
 settings = get_settings()
 logger = logging.getLogger(__name__)
-_torch = ModelSource(settings.generator_model)
-_ct2 = ModelSource(settings.generator_model, "ct2")
 # The service's threads: one batch at a time plus a stream.
 PARALLEL = 2
 
@@ -41,19 +39,14 @@ class Completion(BaseModel):
     finish_reason: str = Field(description="'stop' at end of turn, 'length' at the token cap.")
 
 
-@bentoml.service(
-    name="generator",
-    workers=1,
-    # One batch at a time (plus streams): each uses `generator_threads` cores.
-    threads=PARALLEL,
-    traffic={"timeout": 300},
-)
-class Generator:
-    model = _torch.bento_model()
-    model_ct2 = _ct2.bento_model()
+class GeneratorWorker:
+    """The APIs of a generator service; generator_service() makes one service per model
+    version, naming the version in ``source``."""
+
+    source: ModelSource
 
     def __init__(self) -> None:
-        source = engine_source(settings.generator_model, settings.generator_engine)
+        source = self.source
         path, self.label = source.resolve()
         threads = settings.generator_threads
         if source.engine == "ct2":
@@ -129,6 +122,19 @@ class Generator:
             completion_tokens=len(generated.ids),
             finish_reason=generated.finish_reason,
         )
+
+
+def generator_service(source: ModelSource, name: str = "generator") -> Any:
+    """A BentoML service ``name`` serving ``source`` (models/store.version_service)."""
+    # One batch at a time (plus streams): each uses `generator_threads` cores.
+    # The plain-named service packs every engine's version, so a built Bento can switch
+    # RAG_GENERATOR_ENGINE at deployment.
+    engines = ("torch", "ct2") if name == "generator" else ()
+    return version_service(GeneratorWorker, source, name, threads=PARALLEL, also_pack=engines)
+
+
+# The settings' version: the incumbent's when no variants file names another.
+Generator = generator_service(engine_source(settings.generator_model, settings.generator_engine))
 
 
 async def _next_in_thread(iterator: Any) -> str | None:

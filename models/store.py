@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import bentoml
 from bentoml.models import BentoModel
@@ -98,6 +98,28 @@ def engine_source(reference: str, engine: str) -> ModelSource:
         )
         return ModelSource(reference)
     return source
+
+
+def version_service(
+    worker: type, source: ModelSource, name: str, threads: int, also_pack: tuple[str, ...] = ()
+) -> Any:
+    """A BentoML service ``name`` whose worker (a subclass of ``worker``) serves
+    ``source``, with its own process and batch queue. The version is packed into the
+    Bento, and so are its model's versions for the engines in ``also_pack``."""
+    sources = [source] + [ModelSource(source.reference, e) for e in also_pack]
+    packed: dict[str, BentoModel] = {}
+    for candidate in sources:
+        model = candidate.bento_model()
+        if model is not None and model not in packed.values():
+            packed[f"model_{len(packed)}"] = model
+    subclass = type(
+        f"{worker.__name__}_{name.replace('-', '_')}",
+        (worker,),
+        {"source": source, "__module__": worker.__module__, **packed},
+    )
+    return bentoml.service(name=name, workers=1, threads=threads, traffic={"timeout": 300})(
+        subclass
+    )
 
 
 class ModelLoadError(RuntimeError):

@@ -232,8 +232,11 @@ class Answerer:
         top_k: int,
         retrieval: str | None = None,
         style: str | None = None,
+        report: dict[str, str] | None = None,
     ) -> AsyncIterator[str]:
         """The answer as it is generated, then a line naming the sources it rests on.
+        ``report`` gets the answer's ``mode`` once it is known (``ungrounded`` for a
+        generated answer that failed its check).
 
         Text already sent cannot be taken back, so an answer that fails the grounding check
         is followed by a note and the supporting sentence that does answer. A question the
@@ -246,13 +249,16 @@ class Answerer:
         passages, citations, support, assessment = await self._evidence(
             question, collection, top_k, mode, {}
         )
+        report = report if report is not None else {}
         if assessment.reason:
+            report["mode"] = "not_found"
             self._observer.answered("not_found", assessment.reason)
             yield not_found_answer(assessment.reason)
             if passages:
                 yield _related(passages)
             return
         if style == "extractive":
+            report["mode"] = "extractive"
             self._observer.answered("extractive", "")
             yield quote(support[0])
             yield "\n\nSources: " + _listing(citations)
@@ -268,10 +274,12 @@ class Answerer:
             "".join(pieces), support, citations, needs_number=asks_for_quantity(question)
         )
         if verdict.declined:
+            report["mode"] = "not_found"
             self._observer.answered("not_found", PASSAGES_DO_NOT_ANSWER)
             yield "\n\n" + not_found_answer(PASSAGES_DO_NOT_ANSWER) + _related(passages)
             return
         self._observer.answered("generated" if verdict.grounded else "extractive", "")
+        report["mode"] = "generated" if verdict.grounded else "ungrounded"
         if verdict.grounded:
             yield " " + "".join(f"[{s}]" for s in verdict.sources)
         else:

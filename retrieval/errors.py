@@ -73,6 +73,16 @@ class RouteNotFound(DocumentNotFound):
     """No API at that path."""
 
 
+class AnswerNotFound(DocumentNotFound):
+    """No answer with that answer_id (never given, or past RAG_FEEDBACK_TTL_S)."""
+
+
+class AlreadyVoted(RagError):
+    """The answer has its vote: a second one is refused, not counted or overwritten."""
+
+    error_code = HTTPStatus.CONFLICT
+
+
 class EmbedderMismatch(RagError):
     """The collection was indexed by another embedder than the one serving now: its vectors
     and the question's would not be comparable."""

@@ -55,6 +55,8 @@ class Secured:
     s3: MotoS3
     alpha_document_id: str  # an upload in alpha
     alpha_task_id: str  # an ingest_s3 task of alpha-admin's, synced into alpha
+    alpha_answer_id: str = ""  # an answer alpha-reader received
+    export_task_id: str = ""  # an export_feedback task of ops' (it holds alpha's questions)
 
     @property
     def url(self) -> str:
@@ -77,14 +79,14 @@ class Secured:
         assert reply.status_code == 200, reply.text
         return reply.json()["documents"]
 
-    def wait_for_task(self, task_id: str, key: str) -> dict:
+    def wait_for_task(self, task_id: str, key: str, task: str = "ingest_s3") -> dict:
         deadline = time.monotonic() + 120
         while True:
-            status = self.call("GET", "/ingest_s3/status", key, params={"task_id": task_id})
+            status = self.call("GET", f"/{task}/status", key, params={"task_id": task_id})
             assert status.status_code == 200, status.text
             if status.json()["status"] != "in_progress":
                 return status.json()
-            assert time.monotonic() < deadline, "ingest_s3 did not finish"
+            assert time.monotonic() < deadline, f"{task} did not finish"
             time.sleep(0.3)
 
 
@@ -137,6 +139,21 @@ def secured(tmp_path_factory: pytest.TempPathFactory, s3: MotoS3) -> Iterator[Se
         assert submitted.status_code == 200, submitted.text
         secured.alpha_task_id = submitted.json()["task_id"]
         done = secured.wait_for_task(secured.alpha_task_id, keys.alpha_admin)
+        assert done["status"] == "completed", done
+        answered = secured.call(
+            "POST",
+            "/query",
+            keys.alpha_reader,
+            json={"question": "What is the coolant code?", "collection": "alpha"},
+        )
+        assert answered.status_code == 200, answered.text
+        secured.alpha_answer_id = answered.json()["answer_id"]
+        exported = secured.call(
+            "POST", "/export_feedback/submit", keys.ops, json={"format": "jsonl"}
+        )
+        assert exported.status_code == 200, exported.text
+        secured.export_task_id = exported.json()["task_id"]
+        done = secured.wait_for_task(secured.export_task_id, keys.ops, "export_feedback")
         assert done["status"] == "completed", done
         yield secured
     finally:

@@ -64,9 +64,30 @@ CALLS: dict[str, Call] = {
     "/ingest_s3/retry": Call("POST", True, _task),
     "/ingest_s3/cancel": Call("PUT", True, _task),
     "/ingest_s3_progress": Call("POST", True, _json(task_id=lambda s: s.alpha_task_id)),
+    # A vote on the answer alpha-reader received.
+    "/feedback": Call("POST", False, _json(answer_id=lambda s: s.alpha_answer_id, score=-1)),
+    # Rollouts span every collection: an admin of one collection is refused.
+    "/rollout": Call("POST", True, _json(weights={"default": 100})),
+    "/promote": Call("POST", True, _json(variant="default")),
+    "/rollback": Call("POST", True, _json()),
+    "/rollout_status": Call("POST", True, _json()),
+    # The export holds every collection's questions: only an admin of '*' may run or see it.
+    "/export_feedback": Call("POST", True, _json(format="jsonl")),
+    "/export_feedback/submit": Call("POST", True, _json(format="jsonl")),
+    "/export_feedback/status": Call(
+        "GET", True, lambda s: {"params": {"task_id": s.export_task_id}}
+    ),
+    "/export_feedback/get": Call("GET", True, lambda s: {"params": {"task_id": s.export_task_id}}),
+    "/export_feedback/retry": Call(
+        "POST", True, lambda s: {"params": {"task_id": s.export_task_id}}
+    ),
+    "/export_feedback/cancel": Call(
+        "PUT", True, lambda s: {"params": {"task_id": s.export_task_id}}
+    ),
 }
 # What a response to a key that may not see alpha must never contain.
-ALPHA_DATA = (ALPHA_SECRET, ALPHA_SYNCED, "alpha-secret.pdf", "q3.pdf", "KESTREL", "alpha/")
+ALPHA_DATA = (ALPHA_SECRET, ALPHA_SYNCED, "alpha-secret.pdf", "q3.pdf", "KESTREL", "alpha/",
+              "coolant")  # fmt: skip
 
 
 def service_routes() -> list[str]:

@@ -17,14 +17,14 @@ pytestmark = pytest.mark.slow
 PROBE = """
 import json
 import bentoml
-from models.generator import ChatPrompt, Generator, _torch
+from models.generator import ChatPrompt, Generator
 g = Generator()
 out = g.generate([ChatPrompt(system="Be brief.", user="Say hello.", max_new_tokens=5)])[0]
 stored = g.label.startswith("rag-generator:")
 print(json.dumps({
     "label": g.label,
     "engine": bentoml.models.get(g.label).info.labels["engine"] if stored else "torch",
-    "packed": _torch.bento_model() is not None,
+    "packed": bool(Generator.models),
     "rendered": g.render(ChatPrompt(system="S", user="U")),
     "tokens": out.completion_tokens,
     "finish": out.finish_reason,

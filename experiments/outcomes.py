@@ -1,0 +1,134 @@
+"""What each variant's answers were like: latency, errors, not_found, ungrounded, tokens.
+
+Every answered (or failed) `query`/`query_stream` request leaves one outcome. They are
+shared by the replicas (Redis when configured, SQLite in the data dir otherwise), so
+`rollout_status` and the guardrails judge a variant on all of its traffic, not one
+process's share. Only the newest KEPT outcomes per variant are kept: enough for a p95 and
+a guardrail, bounded in size.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from experiments.stats import Interval, vote_mean
+
+KEPT = 20_000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    variant: str
+    at: float  # time.time() when the answer was complete
+    latency_ms: float
+    error: bool  # the request failed on our side (5xx), not a refused bad request
+    not_found: bool
+    ungrounded: bool  # a generated answer that failed its check against the sources
+    completion_tokens: int = 0
+
+
+class OutcomeStore(Protocol):
+    def record(self, outcome: Outcome) -> None: ...
+
+    def since(self, variant: str, at: float) -> list[Outcome]:
+        """The kept outcomes of ``variant`` at or after ``at``, oldest first."""
+        ...
+
+
+class SqliteOutcomes:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS outcomes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "variant TEXT NOT NULL, at REAL NOT NULL, outcome TEXT NOT NULL)"
+            )
+            db.execute("CREATE INDEX IF NOT EXISTS outcomes_by_variant ON outcomes (variant, at)")
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self._path, timeout=10)
+
+    def record(self, outcome: Outcome) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO outcomes (variant, at, outcome) VALUES (?, ?, ?)",
+                (outcome.variant, outcome.at, json.dumps(asdict(outcome))),
+            )
+            db.execute(
+                "DELETE FROM outcomes WHERE variant = ? AND seq <= (SELECT seq FROM outcomes "
+                "WHERE variant = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (outcome.variant, outcome.variant, KEPT),
+            )
+
+    def since(self, variant: str, at: float) -> list[Outcome]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT outcome FROM outcomes WHERE variant = ? AND at >= ? ORDER BY seq",
+                (variant, at),
+            ).fetchall()
+        return [Outcome(**json.loads(raw)) for (raw,) in rows]
+
+
+class RedisOutcomes:
+    def __init__(self, url: str, prefix: str = "rag:experiments") -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url)
+        self._prefix = prefix
+
+    def record(self, outcome: Outcome) -> None:
+        key = f"{self._prefix}:outcomes:{outcome.variant}"
+        with self._redis.pipeline() as pipe:
+            pipe.rpush(key, json.dumps(asdict(outcome)))
+            pipe.ltrim(key, -KEPT, -1)
+            pipe.execute()
+
+    def since(self, variant: str, at: float) -> list[Outcome]:
+        raw = self._redis.lrange(f"{self._prefix}:outcomes:{variant}", 0, -1)
+        outcomes = [Outcome(**json.loads(entry)) for entry in raw]
+        return [o for o in outcomes if o.at >= at]
+
+
+@dataclass(frozen=True)
+class VariantStats:
+    requests: int
+    error_rate: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    not_found_rate: float | None
+    ungrounded_rate: float | None
+    completion_tokens: int
+    feedback: Interval | None
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["feedback"] = asdict(self.feedback) if self.feedback else None
+        return data
+
+
+def summarise(outcomes: list[Outcome], votes: list[int]) -> VariantStats:
+    """Rates and latency percentiles of ``outcomes`` (latency of answered requests only),
+    and the vote mean with its 95% interval; None where there is nothing to measure."""
+    answered = [o for o in outcomes if not o.error]
+    latencies = np.array([o.latency_ms for o in answered], dtype=float)
+
+    def rate(hits: int, total: int) -> float | None:
+        return hits / total if total else None
+
+    return VariantStats(
+        requests=len(outcomes),
+        error_rate=rate(sum(o.error for o in outcomes), len(outcomes)),
+        p50_ms=float(np.percentile(latencies, 50)) if latencies.size else None,
+        p95_ms=float(np.percentile(latencies, 95)) if latencies.size else None,
+        not_found_rate=rate(sum(o.not_found for o in answered), len(answered)),
+        ungrounded_rate=rate(sum(o.ungrounded for o in answered), len(answered)),
+        completion_tokens=sum(o.completion_tokens for o in answered),
+        feedback=vote_mean(votes),
+    )

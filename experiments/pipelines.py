@@ -1,0 +1,136 @@
+"""One answer pipeline per variant: its embedder and generator services, retrieval mode,
+answer style, top_k and token cap, over the shared index.
+
+Variants that share an embedder share its index and embedding cache. A variant whose
+embedder differs reads the same collections only if they were indexed by that embedder:
+otherwise its queries get 409 EmbedderMismatch naming both versions (build an index of
+the collection with that embedder first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+from experiments.variants import Experiment, Variant
+from models.catalog import Catalog
+from models.clients import EmbedderClient, GeneratorClient
+from models.generator import Completion
+from retrieval.answering import Answerer, AnswerOptions
+from retrieval.cache import AnswerCache, ResilientCache, cached_embedder
+from retrieval.embedders import EmbedderGuard, embedding_dimension
+from retrieval.engines import EmbedFn
+from retrieval.hybrid import Retriever
+from retrieval.index import ChunkIndex, EmbedderId
+from retrieval.lexical import LexicalIndex
+from retrieval.observer import Observer
+from settings import Settings
+
+
+@dataclass(frozen=True)
+class EmbedderPath:
+    """What reading and writing a collection with one embedder version needs."""
+
+    label: str
+    embed: EmbedFn  # cached
+    guard: EmbedderGuard
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    variant: Variant
+    answerer: Answerer
+    model: dict[str, str]  # kind -> the exact version's label
+    default_top_k: int
+    answer_style: str  # of requests that do not name one
+
+
+def embedder_paths(
+    clients: dict[str, EmbedderClient],
+    directories: dict[str, Any],
+    index: ChunkIndex,
+    cache: ResilientCache,
+    settings: Settings,
+    observer: Observer,
+) -> dict[str, EmbedderPath]:
+    """Per embedder service name: its cached embed function and the guard that keeps its
+    vectors out of collections another embedder indexed."""
+    paths = {}
+    for name, client in clients.items():
+        dimension = embedding_dimension(directories[name])
+        paths[name] = EmbedderPath(
+            client.label,
+            cached_embedder(client, cache, client.label, settings.embedding_cache_ttl_s, observer),
+            EmbedderGuard(index, EmbedderId(client.label, dimension)),
+        )
+    return paths
+
+
+def build_pipelines(
+    experiment: Experiment,
+    catalog: Catalog,
+    embedders: dict[str, EmbedderPath],
+    generators: dict[str, GeneratorClient],
+    index: ChunkIndex,
+    lexical: LexicalIndex,
+    answers: AnswerCache,
+    settings: Settings,
+    observer: Observer,
+) -> dict[str, Pipeline]:
+    pipelines = {}
+    for variant in experiment.variants:
+        versions = catalog.by_variant[variant.name]
+        embedder = embedders[versions["embedder"].service_name]
+        generator = generators[versions["generator"].service_name]
+        tokens = variant.max_new_tokens or settings.max_new_tokens
+        options = AnswerOptions(
+            max_question_chars=settings.max_question_chars,
+            max_top_k=settings.max_top_k,
+            min_relevance=settings.min_relevance,
+            retrieval=variant.retrieval or settings.retrieval,
+            answer_style=variant.answer_style or settings.answer_style,
+            min_evidence=settings.min_evidence,
+        )
+        answerer = Answerer(
+            Retriever(index, lexical, candidates=settings.fusion_candidates, guard=embedder.guard),
+            embedder.embed,
+            _generate(generator, tokens),
+            _stream(generator, tokens),
+            options,
+            cache=answers,
+            cache_params={
+                "embedder": embedder.label,
+                "generator": generator.label,
+                "max_new_tokens": tokens,
+                "prompt": variant.prompt,
+            },
+            observer=observer,
+        )
+        pipelines[variant.name] = Pipeline(
+            variant,
+            answerer,
+            {"embedder": embedder.label, "generator": generator.label},
+            variant.top_k or DEFAULT_TOP_K,
+            options.answer_style,
+        )
+    return pipelines
+
+
+# The passages a query cites unless the request or its variant says otherwise.
+DEFAULT_TOP_K = 4
+
+
+def _generate(client: GeneratorClient, max_new_tokens: int) -> Any:
+    async def generate(system: str, user: str) -> Completion:
+        return await client.generate(system, user, max_new_tokens)
+
+    return generate
+
+
+def _stream(client: GeneratorClient, max_new_tokens: int) -> Any:
+    async def stream(system: str, user: str) -> AsyncGenerator[str, None]:
+        async for piece in client.stream(system, user, max_new_tokens):
+            yield piece
+
+    return stream

@@ -319,7 +319,11 @@ class RAGService:
         started = time.perf_counter()
         try:
             answer = await pipeline.answerer.answer(
-                question, collection, top_k or pipeline.default_top_k, retrieval, answer_style
+                question,
+                collection,
+                pipeline.default_top_k if top_k is None else top_k,
+                retrieval,
+                answer_style,
             )
         except Exception as exc:
             await self._failed(pipeline, started, exc)
@@ -360,7 +364,7 @@ class RAGService:
             async for piece in pipeline.answerer.answer_stream(
                 question,
                 collection,
-                top_k or pipeline.default_top_k,
+                pipeline.default_top_k if top_k is None else top_k,
                 retrieval,
                 answer_style,
                 report=report,
@@ -576,20 +580,28 @@ class RAGService:
             time.time(),
             _log_entry(question, answer, mode, latency_ms) if logged else None,
         )
-        await asyncio.to_thread(
-            self.experiments.answered,
-            record,
-            latency_ms,
-            mode,
-            usage.get("completion_tokens", 0),
-        )
+        try:
+            await asyncio.to_thread(
+                self.experiments.answered,
+                record,
+                latency_ms,
+                mode,
+                usage.get("completion_tokens", 0),
+            )
+        except Exception:
+            # The answer stands; only its statistics and votes are lost (Redis is down).
+            logger.warning("could not record answer %s of variant %s", answer_id,
+                           pipeline.variant.name, exc_info=True)  # fmt: skip
 
     async def _failed(self, pipeline: Pipeline, started: float, exc: Exception) -> None:
         # A refused request (4xx) says nothing about the variant; a failure on our side does.
         if isinstance(exc, RagError) and exc.error_code < 500:
             return
         latency_ms = (time.perf_counter() - started) * 1000
-        await asyncio.to_thread(self.experiments.failed, pipeline.variant.name, latency_ms)
+        try:
+            await asyncio.to_thread(self.experiments.failed, pipeline.variant.name, latency_ms)
+        except Exception:
+            logger.warning("could not record a failure of variant %s", pipeline.variant.name)
 
     def _query_response(self, answer: Answer, pipeline: Pipeline, answer_id: str) -> QueryResponse:
         return QueryResponse(

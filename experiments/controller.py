@@ -7,10 +7,11 @@ State lives in Redis when configured (every replica sees it) and in the data dir
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
@@ -114,9 +115,16 @@ class Experiments:
     # -- assignment -------------------------------------------------------------------------
 
     def weights(self) -> dict[str, int]:
+        """The current weights, read again after ``refresh_s``. While the store is
+        unreachable the last weights read (at first the file's) stay in force: an outage
+        of Redis never fails a query."""
         with self._lock:
             if time.monotonic() - self._read_at >= self._refresh_s:
-                self._weights = self._rollouts.current()
+                try:
+                    self._weights = self._rollouts.current()
+                except Exception:
+                    logger.warning("cannot read the rollout weights; using the last known")
+                    self._weights = self._weights or dict(self.experiment.weights)
                 self._read_at = time.monotonic()
             return dict(self._weights)
 
@@ -171,7 +179,8 @@ class Experiments:
     def vote(self, answer_id: str, key: str, score: int, comment: str) -> Vote:
         """Store the vote of ``key`` on its answer. Blocking."""
         try:
-            vote = self._feedback.vote(answer_id, key, score, comment)
+            with _store("feedback"):
+                vote = self._feedback.vote(answer_id, key, score, comment)
         except UnknownAnswer as exc:
             raise errors.AnswerNotFound(f"no answer with answer_id {answer_id!r}") from exc
         except NotYourAnswer as exc:
@@ -218,7 +227,8 @@ class Experiments:
 
     def _apply(self, make: Callable[[], Change], breached: tuple[str, ...] = ()) -> Change:
         try:
-            change = make()
+            with _store("the rollout"):
+                change = make()
         except VariantsError as exc:
             raise errors.InvalidRequest(str(exc)) from exc
         with self._lock:
@@ -240,6 +250,10 @@ class Experiments:
     def status(self) -> dict[str, Any]:
         """Per variant: its weight and statistics since the current rollout began (all
         kept outcomes while the file's weights apply); the weights' history."""
+        with _store("rollout_status"):
+            return self._status()
+
+    def _status(self) -> dict[str, Any]:
         change = self._rollouts.current_change()
         since = change.at if change else 0.0
         weights = change.weights if change else dict(self.experiment.weights)
@@ -293,6 +307,21 @@ class Experiments:
             lambda: self._rollouts.change(new, GUARDRAIL, f"guardrail breached: {reason}", None),
             tuple(found),
         )
+
+
+@contextlib.contextmanager
+def _store(what: str) -> Iterator[None]:
+    """Store failures (Redis down, a locked or unwritable SQLite file) as 503s naming the
+    store; the service's own refusals pass through."""
+    try:
+        yield
+    except (errors.RagError, VariantsError, LookupError, PermissionError, ValueError):
+        raise
+    except Exception as exc:
+        raise errors.DependencyUnavailable(
+            f"{what} needs the experiment store (Redis when RAG_REDIS_URL is set, else the "
+            f"data dir's experiments.sqlite), which failed: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _problems(exc: ValidationError) -> str:

@@ -19,9 +19,10 @@ import bentoml
 from pydantic import BaseModel, Field
 
 from experiments.controller import Experiments
-from experiments.export import FORMATS, Destination, export_feedback
+from experiments.export import FORMATS, export_feedback, served_destination
 from experiments.feedback import AnswerRecord
 from experiments.pipelines import Pipeline, build_pipelines, embedder_paths
+from experiments.querylog import log_entry
 from experiments.schemas import ExportResponse, FeedbackResponse, RolloutStatus
 from experiments.variants import load_experiment
 from gateway.context import caller, record_errors
@@ -329,9 +330,7 @@ class RAGService:
             await self._failed(pipeline, started, exc)
             raise
         answer_id = _answer_id()
-        mode = answer.mode
-        if (answer_style or pipeline.answer_style) == "generative" and mode == "extractive":
-            mode = "ungrounded"  # the generated text failed its check and was replaced
+        mode = "ungrounded" if answer.ungrounded else answer.mode
         await self._answered(
             pipeline, answer_id, collection, started, mode, answer.usage, question, answer
         )
@@ -511,7 +510,10 @@ class RAGService:
         _rollout_admin()
         if format not in FORMATS:
             raise InvalidRequest(f"format must be one of {list(FORMATS)}; got {format!r}")
-        where = _export_destination(destination)
+        try:
+            where = served_destination(destination, get_settings().data_dir / "exports")
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
         report = await asyncio.to_thread(
             export_feedback,
             self.experiments.feedback_log,
@@ -578,30 +580,18 @@ class RAGService:
             pipeline.variant.name,
             collection,
             time.time(),
-            _log_entry(question, answer, mode, latency_ms) if logged else None,
+            log_entry(question, answer, mode, latency_ms) if logged else None,
         )
-        try:
-            await asyncio.to_thread(
-                self.experiments.answered,
-                record,
-                latency_ms,
-                mode,
-                usage.get("completion_tokens", 0),
-            )
-        except Exception:
-            # The answer stands; only its statistics and votes are lost (Redis is down).
-            logger.warning("could not record answer %s of variant %s", answer_id,
-                           pipeline.variant.name, exc_info=True)  # fmt: skip
+        await asyncio.to_thread(
+            self.experiments.answered, record, latency_ms, mode, usage.get("completion_tokens", 0)
+        )
 
     async def _failed(self, pipeline: Pipeline, started: float, exc: Exception) -> None:
         # A refused request (4xx) says nothing about the variant; a failure on our side does.
         if isinstance(exc, RagError) and exc.error_code < 500:
             return
         latency_ms = (time.perf_counter() - started) * 1000
-        try:
-            await asyncio.to_thread(self.experiments.failed, pipeline.variant.name, latency_ms)
-        except Exception:
-            logger.warning("could not record a failure of variant %s", pipeline.variant.name)
+        await asyncio.to_thread(self.experiments.failed, pipeline.variant.name, latency_ms)
 
     def _query_response(self, answer: Answer, pipeline: Pipeline, answer_id: str) -> QueryResponse:
         return QueryResponse(
@@ -630,48 +620,8 @@ def _rollout_admin() -> str:
     return who.name
 
 
-def _export_destination(destination: str) -> str:
-    """An S3 location as given, or a folder under RAG_DATA_DIR/exports (never elsewhere on
-    the server's disk). Raises InvalidRequest naming the problem."""
-    if destination.startswith("s3://"):
-        target = destination
-    else:
-        root = (get_settings().data_dir / "exports").resolve()
-        path = (root / destination).resolve()
-        if not path.is_relative_to(root):
-            raise InvalidRequest(
-                f"export destination {destination!r} must be s3://bucket/prefix or a folder "
-                "name under the data directory's exports/"
-            )
-        target = str(path)
-    try:
-        Destination.parse(target)
-    except ValueError as exc:
-        raise InvalidRequest(str(exc)) from exc
-    return target
-
-
 def _answer_id() -> str:
     return uuid.uuid4().hex
-
-
-def _log_entry(question: str, answer: Answer | str, mode: str, latency_ms: float) -> dict[str, Any]:
-    """The query log's record of one answer (a streamed one is its text as sent)."""
-    if isinstance(answer, str):
-        return {"question": question, "answer": answer, "answer_mode": mode, "reason": None,
-                "citations": [], "latency_ms": latency_ms}  # fmt: skip
-    return {
-        "latency_ms": latency_ms,
-        "question": question,
-        "answer": answer.answer,
-        "answer_mode": mode,
-        "reason": answer.reason,
-        "citations": [
-            {"source": n, "document_id": p.document_id, "filename": p.filename,
-             "page_start": p.page_start, "page_end": p.page_end}
-            for n, p in enumerate(answer.citations, start=1)
-        ],
-    }  # fmt: skip
 
 
 def _permitted(collection: str) -> str:

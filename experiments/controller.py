@@ -154,26 +154,28 @@ class Experiments:
         completion_tokens: int,
     ) -> None:
         """Record an answer (votes on it are then accepted) and its outcome. ``mode``:
-        generated, extractive, not_found or ungrounded. Blocking."""
-        self._feedback.record_answer(answer)
-        self._outcomes.record(
-            Outcome(
-                answer.variant,
-                answer.given_at,
-                latency_ms,
-                error=False,
-                not_found=mode == "not_found",
-                ungrounded=mode == "ungrounded",
-                completion_tokens=completion_tokens,
-            )
+        generated, extractive, not_found or ungrounded. Blocking. While the store is
+        unreachable the answer still stands: only its statistics and votes are lost."""
+        outcome = Outcome(
+            answer.variant,
+            answer.given_at,
+            latency_ms,
+            error=False,
+            not_found=mode == "not_found",
+            ungrounded=mode == "ungrounded",
+            completion_tokens=completion_tokens,
         )
+        with _unrecorded(f"answer {answer.answer_id} of variant {answer.variant}"):
+            self._feedback.record_answer(answer)
+            self._outcomes.record(outcome)
         self._observer.variant_outcome(
             answer.variant, latency_ms / 1000, False, [mode], completion_tokens
         )
 
     def failed(self, variant: str, latency_ms: float) -> None:
         """Record a request ``variant`` failed on our side. Blocking."""
-        self._outcomes.record(Outcome(variant, time.time(), latency_ms, True, False, False))
+        with _unrecorded(f"a failure of variant {variant}"):
+            self._outcomes.record(Outcome(variant, time.time(), latency_ms, True, False, False))
         self._observer.variant_outcome(variant, latency_ms / 1000, True, [], 0)
 
     def vote(self, answer_id: str, key: str, score: int, comment: str) -> Vote:
@@ -307,6 +309,15 @@ class Experiments:
             lambda: self._rollouts.change(new, GUARDRAIL, f"guardrail breached: {reason}", None),
             tuple(found),
         )
+
+
+@contextlib.contextmanager
+def _unrecorded(what: str) -> Iterator[None]:
+    """A record the request does not depend on: a store failure is logged, not raised."""
+    try:
+        yield
+    except Exception:
+        logger.warning("could not record %s: the experiment store failed", what, exc_info=True)
 
 
 @contextlib.contextmanager

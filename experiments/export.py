@@ -109,6 +109,24 @@ class Destination:
         return f"{self.name}/{filename}"
 
 
+def served_destination(destination: str, exports_root: Path) -> str:
+    """Where a service-side export may write: an ``s3://`` location as given, or a folder
+    under ``exports_root`` (never elsewhere on the server's disk). Raises ValueError."""
+    if destination.startswith("s3://"):
+        target = destination
+    else:
+        root = exports_root.resolve()
+        path = (root / destination).resolve()
+        if not path.is_relative_to(root):
+            raise ValueError(
+                f"export destination {destination!r} must be s3://bucket/prefix or a folder "
+                "name under the data directory's exports/"
+            )
+        target = str(path)
+    Destination.parse(target)
+    return target
+
+
 def export_feedback(
     store: ChangeLog,
     destination: str,

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from experiments.sqlite import SqliteFile
+
 logger = logging.getLogger(__name__)
 
 # The fields of one export row, in column order. The key that received the answer is not
@@ -153,16 +155,14 @@ class SqliteFeedback:
     """The store in one SQLite file (the data directory's ``experiments.sqlite``)."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            # One transaction, IMMEDIATE so that two processes opening a new file do not both
-            # fill the change log. AUTOINCREMENT: a seq is never reused, so a cursor stays
-            # valid; writers are serialised, so seqs commit in order and a reader never sees
-            # seq n+1 before seq n. An empty change log beside existing answers means a file
-            # from before the log existed: its answers are logged once, so they export too.
-            db.executescript(
-                """
+        # One transaction, IMMEDIATE so that two processes opening a new file do not both
+        # fill the change log. AUTOINCREMENT: a seq is never reused, so a cursor stays
+        # valid; writers are serialised, so seqs commit in order and a reader never sees
+        # seq n+1 before seq n. An empty change log beside existing answers means a file
+        # from before the log existed: its answers are logged once, so they export too.
+        self._file = SqliteFile(
+            path,
+            """
                 BEGIN IMMEDIATE;
                 CREATE TABLE IF NOT EXISTS answers (
                     answer_id TEXT PRIMARY KEY, key TEXT NOT NULL, variant TEXT NOT NULL,
@@ -178,14 +178,11 @@ class SqliteFeedback:
                     SELECT answer_id FROM answers WHERE NOT EXISTS (SELECT 1 FROM changes)
                     ORDER BY given_at;
                 COMMIT;
-                """
-            )
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self._path, timeout=10)
+            """,
+        )
 
     def record_answer(self, answer: AnswerRecord) -> None:
-        with self._connect() as db:
+        with self._file.connect() as db:
             inserted = db.execute(
                 "INSERT OR IGNORE INTO answers VALUES (?, ?, ?, ?, ?, ?)",
                 (answer.answer_id, answer.key, answer.variant, answer.collection,
@@ -196,7 +193,7 @@ class SqliteFeedback:
 
     def vote(self, answer_id: str, key: str, score: int, comment: str = "") -> Vote:
         _checked_score(score)
-        with self._connect() as db:
+        with self._file.connect() as db:
             row = db.execute(
                 "SELECT key, variant FROM answers WHERE answer_id = ?", (answer_id,)
             ).fetchone()
@@ -216,7 +213,7 @@ class SqliteFeedback:
         return vote
 
     def votes(self, variant: str) -> list[int]:
-        with self._connect() as db:
+        with self._file.connect() as db:
             rows = db.execute(
                 "SELECT v.score FROM votes v JOIN answers a USING (answer_id) "
                 "WHERE a.variant = ? ORDER BY v.voted_at",
@@ -227,7 +224,7 @@ class SqliteFeedback:
     def changes_since(self, cursor: int, limit: int = 10_000) -> tuple[list[dict[str, Any]], int]:
         """See FeedbackStore.changes_since; the cursor is the change log's last seq read."""
         _checked_page(cursor, limit)
-        with self._connect() as db:
+        with self._file.connect() as db:
             found = db.execute(
                 "SELECT c.seq, a.answer_id, a.collection, a.variant, a.given_at, a.log, "
                 "v.score, v.comment, v.voted_at FROM changes c "
@@ -249,7 +246,7 @@ class SqliteFeedback:
         return _last_per_answer(rows), found[-1][0] if found else cursor
 
     def export_cursor(self, destination: str) -> int:
-        with self._connect() as db:
+        with self._file.connect() as db:
             row = db.execute(
                 "SELECT cursor FROM export_cursors WHERE destination = ?", (destination,)
             ).fetchone()
@@ -257,7 +254,7 @@ class SqliteFeedback:
 
     def set_export_cursor(self, destination: str, cursor: int) -> None:
         _checked_page(cursor, 1)
-        with self._connect() as db:
+        with self._file.connect() as db:
             db.execute(
                 "INSERT INTO export_cursors VALUES (?, ?) "
                 "ON CONFLICT (destination) DO UPDATE SET cursor = excluded.cursor",

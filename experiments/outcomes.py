@@ -10,13 +10,13 @@ a guardrail, bounded in size.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from experiments.sqlite import SqliteFile
 from experiments.stats import Interval, vote_mean
 
 KEPT = 20_000
@@ -43,20 +43,15 @@ class OutcomeStore(Protocol):
 
 class SqliteOutcomes:
     def __init__(self, path: Path) -> None:
-        self._path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS outcomes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "variant TEXT NOT NULL, at REAL NOT NULL, outcome TEXT NOT NULL)"
-            )
-            db.execute("CREATE INDEX IF NOT EXISTS outcomes_by_variant ON outcomes (variant, at)")
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self._path, timeout=10)
+        self._file = SqliteFile(
+            path,
+            "CREATE TABLE IF NOT EXISTS outcomes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "variant TEXT NOT NULL, at REAL NOT NULL, outcome TEXT NOT NULL);"
+            "CREATE INDEX IF NOT EXISTS outcomes_by_variant ON outcomes (variant, at);",
+        )
 
     def record(self, outcome: Outcome) -> None:
-        with self._connect() as db:
+        with self._file.connect() as db:
             db.execute(
                 "INSERT INTO outcomes (variant, at, outcome) VALUES (?, ?, ?)",
                 (outcome.variant, outcome.at, json.dumps(asdict(outcome))),
@@ -68,7 +63,7 @@ class SqliteOutcomes:
             )
 
     def since(self, variant: str, at: float) -> list[Outcome]:
-        with self._connect() as db:
+        with self._file.connect() as db:
             rows = db.execute(
                 "SELECT outcome FROM outcomes WHERE variant = ? AND at >= ? ORDER BY seq",
                 (variant, at),

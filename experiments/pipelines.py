@@ -43,7 +43,6 @@ class Pipeline:
     answerer: Answerer
     model: dict[str, str]  # kind -> the exact version's label
     default_top_k: int
-    answer_style: str  # of requests that do not name one
 
 
 def embedder_paths(
@@ -112,7 +111,6 @@ def build_pipelines(
             answerer,
             {"embedder": embedder.label, "generator": generator.label},
             variant.top_k or DEFAULT_TOP_K,
-            options.answer_style,
         )
     return pipelines
 

@@ -12,12 +12,12 @@ Two stores behind one interface: SQLite in the data directory, and Redis (every 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from experiments.sqlite import SqliteFile
 from experiments.variants import Experiment, checked_weights
 
 
@@ -85,26 +85,21 @@ class Rollouts:
 
 class SqliteRolloutLog:
     def __init__(self, path: Path) -> None:
-        self._path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS rollout_changes (seq INTEGER PRIMARY KEY "
-                "AUTOINCREMENT, experiment TEXT NOT NULL, change TEXT NOT NULL)"
-            )
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self._path, timeout=10)
+        self._file = SqliteFile(
+            path,
+            "CREATE TABLE IF NOT EXISTS rollout_changes (seq INTEGER PRIMARY KEY "
+            "AUTOINCREMENT, experiment TEXT NOT NULL, change TEXT NOT NULL)",
+        )
 
     def append(self, experiment: str, change: Change) -> None:
-        with self._connect() as db:
+        with self._file.connect() as db:
             db.execute(
                 "INSERT INTO rollout_changes (experiment, change) VALUES (?, ?)",
                 (experiment, json.dumps(asdict(change))),
             )
 
     def history(self, experiment: str) -> list[Change]:
-        with self._connect() as db:
+        with self._file.connect() as db:
             rows = db.execute(
                 "SELECT change FROM rollout_changes WHERE experiment = ? ORDER BY seq",
                 (experiment,),

@@ -69,6 +69,8 @@ class Answer:
     cached: bool = False
     # Why a not_found answer is one (answerability.NO_RELEVANT_PASSAGE...); None otherwise.
     reason: str | None = None
+    # The generator's answer failed its check and the best supporting sentence replaced it.
+    ungrounded: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -201,7 +203,16 @@ class Answerer:
             return replace(self._not_found(declined, passages, timings, started), usage=usage)
         text, answer_mode = final_answer(completion.text, verdict, support)
         timings["total"] = ms_since(started)
-        return Answer(text, answer_mode, citations, support, verdict.reason, usage, timings)
+        return Answer(
+            text,
+            answer_mode,
+            citations,
+            support,
+            verdict.reason,
+            usage,
+            timings,
+            ungrounded=not verdict.grounded,
+        )
 
     def _not_found(
         self,
@@ -236,7 +247,7 @@ class Answerer:
     ) -> AsyncIterator[str]:
         """The answer as it is generated, then a line naming the sources it rests on.
         ``report`` gets the answer's ``mode`` once it is known (``ungrounded`` for a
-        generated answer that failed its check).
+        generated answer that failed its check, as Answer.ungrounded).
 
         Text already sent cannot be taken back, so an answer that fails the grounding check
         is followed by a note and the supporting sentence that does answer. A question the

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from experiments.export import Destination, export_feedback, parquet_schema
+from experiments.export import Destination, export_feedback, parquet_schema, served_destination
 from experiments.feedback import EXPORT_FIELDS, AnswerRecord, RedisFeedback, SqliteFeedback
 
 KEY = "key-name-alice-7f3e"
@@ -292,3 +292,14 @@ def test_redis_skips_expired_answers_and_drops_their_change_log_entries(redis_se
     assert redis.Redis.from_url(redis_server.url).llen("rag:experiments:changes") == 1
     assert store.changes_since(4) == ([], 4)
     assert [row["answer_id"] for row in store.changes_since(0)[0]] == ["later"]
+
+
+def test_a_served_export_stays_under_the_exports_folder_or_goes_to_s3(tmp_path: Path):
+    root = tmp_path / "exports"
+    assert served_destination("training", root) == str(root.resolve() / "training")
+    assert served_destination("s3://ml-data/rag", root) == "s3://ml-data/rag"
+    for outside in ("../elsewhere", "/etc", "training/../../x"):
+        with pytest.raises(ValueError, match="under the data directory's exports"):
+            served_destination(outside, root)
+    with pytest.raises(ValueError, match="not a valid S3 bucket"):
+        served_destination("s3://A_bad_bucket/x", root)

@@ -20,6 +20,7 @@ An API key, if the service has keys, comes from RAG_KEY (it needs the admin role
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from pathlib import Path
@@ -49,6 +50,7 @@ QUESTIONS = [
 MAX_ERROR_RATE = float(os.environ.get("RAG_LOAD_MAX_ERROR_RATE", "0.01"))
 MAX_P95_MS = float(os.environ.get("RAG_LOAD_MAX_P95_MS", "30000"))
 HEADERS = {"Authorization": f"Bearer {os.environ['RAG_KEY']}"} if os.environ.get("RAG_KEY") else {}
+_user_numbers = itertools.count()
 # Requests the service turned away with 429, by request name (not errors; see above).
 rate_limited: dict[str, int] = {}
 
@@ -78,14 +80,22 @@ def upload(user: HttpUser, pdf: Path) -> None:
 class RagUser(HttpUser):
     wait_time = between(0.5, 2.0)
 
+    def on_start(self) -> None:
+        # One end user per simulated user: with several variants, the users spread over
+        # them as real callers do (assignment is sticky per `user`). Numbered, so a run's
+        # split is the same every time.
+        self.user_id = f"load-{next(_user_numbers)}"
+
     @task(14)
     def query(self) -> None:
-        body = {"question": random.choice(QUESTIONS), "collection": COLLECTION}
+        body = {"question": random.choice(QUESTIONS), "collection": COLLECTION,
+                "user": self.user_id}  # fmt: skip
         post(self, "query", "/query", json=body)
 
     @task(1)
     def query_stream(self) -> None:
-        body = {"question": random.choice(QUESTIONS), "collection": COLLECTION}
+        body = {"question": random.choice(QUESTIONS), "collection": COLLECTION,
+                "user": self.user_id}  # fmt: skip
         post(self, "query_stream", "/query_stream", json=body)
 
     @task(4)

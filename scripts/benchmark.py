@@ -38,6 +38,7 @@ from scripts.bench import (  # noqa: E402
     pipeline,
     report,
     scale,
+    variants,
 )
 
 SECTIONS = {
@@ -49,6 +50,7 @@ SECTIONS = {
     "scale": scale.run,
     "hybrid": hybrid.run,
     "generation": generation.run,
+    "variants": variants.run,
 }
 
 

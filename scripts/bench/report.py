@@ -139,6 +139,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             ">= 0.8",
             value >= 0.8,
         )
+    variants = results.get("variants")
+    if variants:
+        value = variants["incumbent_p50_ratio"]
+        row(
+            "incumbent query p50 with a 10% canary / alone (Locust profile)",
+            value,
+            "<= 1.1",
+            value <= 1.1,
+        )
     return rows
 
 
@@ -226,6 +235,23 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         for c, v in gen["served"].items():
             lines.append(f"| {c} | {v['tokens_per_s']} | {v['p50_ms']} | {v['p99_ms']} |")
+    variants = results.get("variants")
+    if variants:
+        p = variants["profile"]
+        lines += [
+            "",
+            f"### The incumbent beside a canary (Locust profile, {p['users']} users, "
+            f"{p['seconds']} s x {p['rounds']} rounds)",
+            "",
+            "| configuration | incumbent requests | p50 ms | p95 ms |",
+            "|---|---|---|---|",
+        ]
+        for name, v in variants["incumbent"].items():
+            lines.append(f"| {name} | {v['requests']} | {v['p50_ms']} | {v['p95_ms']} |")
+        lines.append(
+            f"\nincumbent p50 ratio {variants['incumbent_p50_ratio']}, "
+            f"p95 ratio {variants['incumbent_p95_ratio']}"
+        )
     return "\n".join(lines) + "\n"
 
 

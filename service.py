@@ -31,13 +31,40 @@ from gateway.metrics import get_metrics
 from gateway.middleware import GatewayMiddleware
 from gateway.sources import SourcePolicy
 from gateway.unknown_routes import guard_unknown_routes
+from jobs.batch_jobs import BatchJobs, BatchRequest, BatchResults
+from jobs.batch_rows import BatchRow, result_row
+from jobs.batch_runner import BatchGate
+from jobs.chunk_tables import table_vectors
+from jobs.object_store import make_object_store
+from jobs.schemas import (
+    BatchProgressReport,
+    BatchSummary,
+    RestoreResponse,
+    SnapshotInfo,
+    SnapshotList,
+)
+from jobs.snapshots import (
+    check_embedder,
+    embed_texts,
+    list_snapshots,
+    read_manifest,
+    restore_snapshot,
+    snapshot_chunks,
+    take_snapshot,
+)
 from models.catalog import serving_catalog
 from models.clients import model_clients, with_model_services
 from retrieval.answering import Answer
 from retrieval.blobs import make_blob_store, s3_client
 from retrieval.cache import AnswerCache, make_cache
 from retrieval.chunking import WordPieceCounter
-from retrieval.errors import DocumentNotFound, InvalidRequest, RagError, TaskNotFound
+from retrieval.errors import (
+    DocumentNotFound,
+    InvalidRequest,
+    RagError,
+    SnapshotNotFound,
+    TaskNotFound,
+)
 from retrieval.index import (
     DEFAULT_COLLECTION,
     DocumentRecord,
@@ -65,6 +92,15 @@ _MAX_COMMENT_CHARS = 2000
 # bad variants file or a missing model version stops the service with the problem named.
 EXPERIMENT = load_experiment(settings.variants_file)
 CATALOG = serving_catalog(EXPERIMENT, settings)
+# GET /batch_query_result, mounted below; the service hands it its jobs when it starts.
+BATCH_RESULTS = BatchResults()
+
+
+_INDEX_VERSION = (
+    "The version of the collection's index this was read from: a new one, greater than "
+    "the last, with every ingest, replace, delete, restore or re-index; rollback_index "
+    "brings back the version of the index it returns to (hex)."
+)
 
 
 class Citation(BaseModel):
@@ -122,10 +158,12 @@ class QueryResponse(BaseModel):
     timings_ms: dict[str, float]
     variant: str = Field(description="The variant (answer pipeline) that answered.")
     answer_id: str = Field(description="Send it to `feedback` to vote on this answer.")
+    index_version: str = Field(description=_INDEX_VERSION)
 
 
 class SearchResponse(BaseModel):
     results: list[Citation]
+    index_version: str = Field(description=_INDEX_VERSION)
 
 
 class IngestResponse(BaseModel):
@@ -156,6 +194,7 @@ class DocumentInfo(BaseModel):
 
 class DocumentList(BaseModel):
     collection: str
+    index_version: str = Field(description=_INDEX_VERSION)
     documents: list[DocumentInfo]
 
 
@@ -224,6 +263,19 @@ class RAGService:
             logger.warning("removed chunks of %d interrupted ingest(s)", swept)
         # BM25 indexes of existing collections are built now, not by their first search.
         threading.Thread(target=self._warm_all, name="bm25-warm", daemon=True).start()
+        self.blobs = make_blob_store(
+            settings.data_dir,
+            s3_bucket=settings.blob_s3_bucket,
+            s3_prefix=settings.blob_s3_prefix,
+            s3_endpoint=settings.s3_endpoint_url,
+            region=settings.s3_region,
+        )
+        self.snapshots = make_object_store(settings, "snapshots")
+        self._ingest_with = embedders[ingest_with]
+        self._chunking = {
+            "chunk_tokens": settings.chunk_tokens,
+            "overlap_tokens": settings.chunk_overlap_tokens,
+        }
         self.ingestor = Ingestor(
             self.index,
             WordPieceCounter(clients.directories[ingest_with] / "tokenizer.json"),
@@ -237,18 +289,20 @@ class RAGService:
                 max_chunks=settings.max_chunks,
                 parse_timeout_s=settings.parse_timeout_s,
             ),
-            blobs=make_blob_store(
-                settings.data_dir,
-                s3_bucket=settings.blob_s3_bucket,
-                s3_prefix=settings.blob_s3_prefix,
-                s3_endpoint=settings.s3_endpoint_url,
-                region=settings.s3_region,
-            ),
+            blobs=self.blobs,
             on_change=self._changed,
             observer=metrics,
             guard=embedders[ingest_with].guard,
         )
         self._progress: dict[str, dict[str, Any]] = {}
+        self.batch = BatchJobs(
+            make_object_store(settings, "jobs/batch"),
+            BatchGate(settings.batch_concurrency, settings.batch_busy_concurrency),
+            s3_client(settings.s3_endpoint_url, settings.s3_region),
+            settings.data_dir / "exports",
+            settings.batch_max_rows,
+        )
+        BATCH_RESULTS.jobs = self.batch
         self.s3_sources = SourcePolicy.from_settings(settings)
         self.s3_sync = S3Sync(
             self.ingestor, self.index, s3_client(settings.s3_endpoint_url, settings.s3_region)
@@ -319,13 +373,14 @@ class RAGService:
         pipeline = self._pipeline(user, variant)
         started = time.perf_counter()
         try:
-            answer = await pipeline.answerer.answer(
-                question,
-                collection,
-                pipeline.default_top_k if top_k is None else top_k,
-                retrieval,
-                answer_style,
-            )
+            async with self.batch.gate.interactive():
+                answer = await pipeline.answerer.answer(
+                    question,
+                    collection,
+                    pipeline.default_top_k if top_k is None else top_k,
+                    retrieval,
+                    answer_style,
+                )
         except Exception as exc:
             await self._failed(pipeline, started, exc)
             raise
@@ -349,8 +404,9 @@ class RAGService:
         user: str | None = None,
         variant: str | None = None,
     ) -> AsyncGenerator[str, None]:
-        """The answer as plain text while it is generated, then its sources. The variant
-        and the answer_id (for `feedback`) come in the X-Variant and X-Answer-Id headers."""
+        """The answer as plain text while it is generated, then its sources. The variant,
+        the answer_id (for `feedback`) and the index_version come in the X-Variant,
+        X-Answer-Id and X-Index-Version headers."""
         _permitted(collection)
         pipeline = self._pipeline(user, variant)
         answer_id = _answer_id()
@@ -360,16 +416,21 @@ class RAGService:
         report: dict[str, str] = {}
         pieces: list[str] = []
         try:
-            async for piece in pipeline.answerer.answer_stream(
-                question,
-                collection,
-                pipeline.default_top_k if top_k is None else top_k,
-                retrieval,
-                answer_style,
-                report=report,
-            ):
-                pieces.append(piece)
-                yield piece
+            async with self.batch.gate.interactive():
+                async for piece in pipeline.answerer.answer_stream(
+                    question,
+                    collection,
+                    pipeline.default_top_k if top_k is None else top_k,
+                    retrieval,
+                    answer_style,
+                    report=report,
+                ):
+                    if not pieces:
+                        # Known once retrieval is done, before the first piece: BentoML
+                        # sends the headers after the first piece is yielded.
+                        ctx.response.headers["X-Index-Version"] = report.get("index_version", "")
+                    pieces.append(piece)
+                    yield piece
         except Exception as exc:
             await self._failed(pipeline, started, exc)
             raise
@@ -390,16 +451,22 @@ class RAGService:
         """Retrieval only: the passages that best match the query, best first. ``retrieval``:
         dense, lexical or hybrid (default: RAG_RETRIEVAL)."""
         _permitted(collection)
-        passages = await self.answerer.search(query, collection, top_k, retrieval)
-        return SearchResponse(results=_citations(passages))
+        async with self.batch.gate.interactive():
+            passages, version = await self.answerer.search(query, collection, top_k, retrieval)
+        return SearchResponse(results=_citations(passages), index_version=version)
 
     @bentoml.api
     @record_errors
     async def list_documents(self, collection: str = DEFAULT_COLLECTION) -> DocumentList:
         """Every document in the collection, by file name."""
         name = _permitted(collection)
-        records = await asyncio.to_thread(self.index.list_documents, name)
-        return DocumentList(collection=collection, documents=[_document(r) for r in records])
+        live = await asyncio.to_thread(self.index.live, name)
+        records = await asyncio.to_thread(self.index.list_documents, name, live.generation)
+        return DocumentList(
+            collection=collection,
+            index_version=live.index_version,
+            documents=[_document(r) for r in records],
+        )
 
     @bentoml.api
     @record_errors
@@ -450,6 +517,135 @@ class RAGService:
         if progress is None:
             raise TaskNotFound(f"no ingest_s3 task {task_id!r} has reported progress here")
         return S3SyncReport(**progress)
+
+    # -- batch inference (README "Batch questions") ---------------------------------------
+
+    @bentoml.task
+    @record_errors
+    async def batch_query(
+        self,
+        ctx: bentoml.Context,
+        # `Path = None`, not `Path | None`: BentoML then takes the upload as multipart,
+        # or a JSON body without it.
+        file: Path = None,  # type: ignore[assignment]  # noqa: RUF013
+        input_uri: str | None = None,
+        collection: str = DEFAULT_COLLECTION,
+        output_uri: str | None = None,
+        job_id: str | None = None,
+    ) -> BatchSummary:
+        """Answer a file of questions (``file``: JSONL, CSV or Parquet upload, or
+        ``input_uri``: s3://...), one per row (``question``; optional ``id``,
+        ``collection``, ``top_k``, ``variant``), at a bounded share of the model services.
+        Output: one row per input row, in order, to ``output_uri`` (s3:// or a file under
+        the data dir's exports/) and GET /batch_query_result. The same input and
+        ``job_id`` again resume an interrupted job."""
+        name = _permitted(collection)
+        # s3:// locations follow RAG_S3_SOURCES, as ingest_s3's do: the service's own
+        # credentials read and write them.
+        for uri in (input_uri, output_uri):
+            if uri and uri.startswith("s3://"):
+                self.s3_sources.check(*_bucket_and_key(uri), name)
+        request = BatchRequest(
+            data=file.read_bytes() if file is not None else None,
+            filename=_TEMP_PREFIX.sub("", file.name) if file is not None else "",
+            input_uri=input_uri,
+            collection=name,
+            output_uri=output_uri,
+            job_id=job_id,
+        )
+        task_id = str(getattr(ctx.request.state, "task_id", ""))
+        summary = await self.batch.run(
+            request, task_id, self._batch_answer, self._ingest_with.embed
+        )
+        return BatchSummary(**summary)
+
+    @bentoml.api
+    @record_errors
+    async def batch_query_progress(self, task_id: str) -> BatchProgressReport:
+        """Rows done of total, errors, rate and ETA of a batch_query task (yours only)."""
+        progress = await asyncio.to_thread(self.batch.progress, task_id)
+        return BatchProgressReport(**progress.to_dict())
+
+    async def _batch_answer(self, row: BatchRow) -> dict[str, Any]:
+        """One batch row answered as `query` answers it, as a result row."""
+        collection = _permitted(row.collection or DEFAULT_COLLECTION)
+        pipeline = self._pipeline(None, row.variant)
+        top_k = pipeline.default_top_k if row.top_k is None else row.top_k
+        answer = await pipeline.answerer.answer(str(row.question), collection, top_k)
+        response = self._query_response(answer, pipeline, answer_id="")
+        return result_row(row, response.model_dump(mode="json"), None)
+
+    # -- index versions: snapshots and restore (README "Snapshots and restore") ----------
+
+    @bentoml.api
+    @record_errors
+    async def snapshot(self, collection: str = DEFAULT_COLLECTION) -> SnapshotInfo:
+        """Admin: an immutable snapshot of the collection's live index (manifest, chunks
+        and vectors as Parquet, PDFs), in the data dir or S3. The same content gives the
+        same snapshot_id."""
+        name = _admin_of(collection)
+        info = await asyncio.to_thread(
+            take_snapshot, self.index, name, self.snapshots, self.blobs, self._chunking
+        )
+        return SnapshotInfo(**vars(info))
+
+    @bentoml.api
+    @record_errors
+    async def list_snapshots(self, collection: str | None = None) -> SnapshotList:
+        """Admin: the snapshots of ``collection`` (default: of every collection this key
+        administers), newest first."""
+        who = caller()
+        who.require("write")
+        if collection is not None:
+            _admin_of(collection)
+        found = await asyncio.to_thread(list_snapshots, self.snapshots, collection)
+        return SnapshotList(
+            snapshots=[SnapshotInfo(**vars(s)) for s in found if who.may_touch(s.collection)]
+        )
+
+    @bentoml.api
+    @record_errors
+    async def restore(
+        self, snapshot_id: str, collection: str | None = None, reindex: bool = False
+    ) -> RestoreResponse:
+        """Admin: make the snapshot the live index of ``collection`` (default: the one it
+        was taken of) in one switch; queries meanwhile read the old index. A snapshot
+        made by another embedder is refused (409) unless ``reindex`` embeds its chunks
+        again with the serving one."""
+        manifest = await asyncio.to_thread(read_manifest, self.snapshots, snapshot_id)
+        # Restoring elsewhere shows the snapshot's documents there: both need the key.
+        source = str(manifest["collection"])
+        if not caller().may_touch(source):
+            raise SnapshotNotFound(f"no snapshot {snapshot_id!r}")
+        target = _admin_of(collection or source)
+        embedder = self._ingest_with.guard.current
+        reembed = check_embedder(manifest, embedder, reindex)
+        table = await asyncio.to_thread(snapshot_chunks, self.snapshots, manifest)
+        if reembed:
+            texts = table.column("text").to_pylist()
+            vectors = await embed_texts(self._ingest_with.embed, texts)
+        else:
+            vectors = table_vectors(table)
+        live = await asyncio.to_thread(
+            restore_snapshot,
+            self.index,
+            manifest,
+            table,
+            vectors,
+            target,
+            self.snapshots,
+            self.blobs,
+            embedder,
+        )
+        await asyncio.to_thread(self._changed, target)
+        return RestoreResponse(
+            snapshot_id=snapshot_id,
+            collection=target,
+            index_version=live.index_version,
+            documents=len(manifest["documents"]),
+            chunks=table.num_rows,
+            reembedded=reembed,
+        )
 
     # -- experiments: feedback and rollouts (README "Model versions, A/B tests and canaries")
 
@@ -610,6 +806,7 @@ class RAGService:
             timings_ms=answer.timings_ms,
             variant=pipeline.variant.name,
             answer_id=answer_id,
+            index_version=answer.index_version,
         )
 
 
@@ -618,6 +815,18 @@ def _rollout_admin() -> str:
     who = caller()
     who.require_every_collection("the rollout")
     return who.name
+
+
+def _admin_of(collection: str) -> str:
+    """The collection's name once it is valid and the caller is an admin of it (403)."""
+    who = caller()
+    who.require("write")
+    return _permitted(collection)
+
+
+def _bucket_and_key(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
 
 
 def _answer_id() -> str:
@@ -659,5 +868,6 @@ def _ingest_response(result: IngestResult) -> IngestResponse:
     return IngestResponse(**vars(result))
 
 
+RAGService.mount_asgi_app(BATCH_RESULTS, path="/batch_query_result")
 RAGService.add_asgi_middleware(GatewayMiddleware, settings=settings)
 guard_unknown_routes(RAGService)

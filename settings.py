@@ -281,6 +281,29 @@ class Settings(BaseSettings):
         ),
     )
 
+    batch_concurrency: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description=(
+            "Batch rows (batch_query) answered at once per worker while no interactive "
+            "request is in flight: enough to fill the model services' batches."
+        ),
+    )
+    batch_busy_concurrency: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description=(
+            "Batch rows answered at once per worker while interactive requests are in "
+            "flight (or were in the last 0.5 s): the share a batch job may take of the "
+            "model services when people are asking questions."
+        ),
+    )
+    batch_max_rows: int = Field(
+        100_000, ge=1, description="Rows (questions) one batch_query job may hold."
+    )
+
     @field_validator("api_keys")
     @classmethod
     def _unique_keys(cls, keys: list[ApiKeySpec]) -> list[ApiKeySpec]:

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -155,11 +155,15 @@ class GatewayMiddleware:
                 f"API key {principal.name!r} used its {rule.limit_class} limit of "
                 f"{exchange.rate.limit} requests; retry in {max(exchange.rate.reset_s, 1)} s"
             )
-        if rule.upload or not _is_json(headers):
-            if rule.needs_body:
+        if not _is_json(headers):
+            if rule.needs_body and not rule.upload:
                 raise InvalidRequest(
                     f"{state.route} takes a JSON body (Content-Type: application/json)"
                 )
+            # An upload's form fields are not read here: the service checks the collection
+            # it names. What needs no body is checked (an upload that submits a task).
+            unread = replace(rule, collection_in_body=False, s3_source_in_body=False)
+            await self._check_scope(unread, principal, {}, scope, exchange)
             return _counting(receive, limit, exchange)
         # A JSON body is parsed here, once, so a malformed or pathologically nested one gets
         # a 400 from the gateway before anything else reads it.
@@ -202,7 +206,7 @@ class GatewayMiddleware:
             record = await self._tasks.authorize(task_id, rule.task, principal)
             collection = record.collection
         if rule.task_step in ("submit", "resubmit"):
-            exchange.new_task = (rule.task, collection)
+            exchange.new_task = (rule.task, collection, rule.owner_only)
 
     def _responder(self, exchange: _Exchange, send: Send) -> Send:
         """``send`` with the gateway's headers added, errors reshaped, new task ids
@@ -270,12 +274,14 @@ class GatewayMiddleware:
     async def _record_task(self, exchange: _Exchange, body: list[Message]) -> None:
         """Record the owner of the task whose id is in the response ``body``."""
         assert exchange.new_task is not None and exchange.state.principal is not None
-        task, collection = exchange.new_task
+        task, collection, owner_only = exchange.new_task
         try:
             task_id = json.loads(b"".join(m.get("body", b"") for m in body))["task_id"]
         except (ValueError, KeyError, TypeError) as exc:
             raise InternalError(f"{task} answered a submission without a task id") from exc
-        await self._tasks.record(str(task_id), task, collection, exchange.state.principal)
+        await self._tasks.record(
+            str(task_id), task, collection, exchange.state.principal, owner_only
+        )
 
     def _finish(self, exchange: _Exchange) -> None:
         exchange.logged = True
@@ -326,7 +332,7 @@ class _Exchange:
     close: bool = False  # ask the server to close the connection after the response
     # (task, collection) of a task this request submits; its response is held in `held`
     # until the new task id is recorded.
-    new_task: tuple[str, str] | None = None
+    new_task: tuple[str, str, bool] | None = None
     held: list[Message] | None = None
 
 

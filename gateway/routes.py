@@ -47,6 +47,9 @@ class RouteRule:
     task_step: TaskStep | None = None
     # Where a lookup finds the task id: BentoML's task routes take it in the query string.
     task_id_in: Literal["query", "body"] = "query"
+    # The task is its submitter's alone (a batch job may read many collections): only the
+    # key that submitted it may look it up.
+    owner_only: bool = False
 
     @property
     def needs_body(self) -> bool:
@@ -78,6 +81,14 @@ def task_rules(name: str, submit: RouteRule) -> dict[str, RouteRule]:
     }
 
 
+def _batch_rules(name: str) -> dict[str, RouteRule]:
+    """``task_rules`` for a task that readers may submit (an upload or a JSON body) and
+    only its submitter may look up."""
+    submit = RouteRule("read", "ingest", upload=True, collection_in_body=True, owner_only=True)
+    rules = task_rules(name, submit)
+    return {path: replace(rule, action="read", owner_only=True) for path, rule in rules.items()}
+
+
 RULES: dict[str, RouteRule] = {
     "/query": _READ,
     "/query_stream": _READ,
@@ -101,6 +112,20 @@ RULES: dict[str, RouteRule] = {
     "/rollback": _WRITE,
     "/rollout_status": RouteRule("write", "query"),
     **task_rules("export_feedback", RouteRule("write", "ingest", spans_all=True)),
+    # Index versions: admins of the collection (the service checks the snapshot's own
+    # collection and a restore's target, which the body may leave out).
+    # Batch jobs: any key may run one (each row is checked against the key's collections,
+    # like a query), at the ingest rate; only the submitting key sees its task.
+    **_batch_rules("batch_query"),
+    "/batch_query_progress": RouteRule(
+        "read", "query", task="batch_query", task_step="lookup", task_id_in="body", owner_only=True
+    ),
+    "/batch_query_result": RouteRule(
+        "read", "query", task="batch_query", task_step="lookup", owner_only=True
+    ),
+    "/snapshot": RouteRule("write", "ingest", collection_in_body=True),
+    "/list_snapshots": RouteRule("write", "query"),
+    "/restore": _WRITE,
 }
 # A route added to the service but not to RULES is for admins only until someone decides.
 _UNLISTED = _WRITE

@@ -35,6 +35,7 @@ class TaskRecord:
     collection: str
     key: str  # name of the API key that submitted it
     submitted_at: float
+    owner_only: bool = False  # only ``key`` may look it up (routes.RouteRule.owner_only)
 
 
 class TaskRecordStore(Protocol):
@@ -121,14 +122,21 @@ class TaskRegistry:
     def __init__(self, store: TaskRecordStore) -> None:
         self._store = store
 
-    async def record(self, task_id: str, task: str, collection: str, owner: Principal) -> None:
-        record = TaskRecord(task_id, task, collection, owner.name, time.time())
+    async def record(
+        self, task_id: str, task: str, collection: str, owner: Principal, owner_only: bool = False
+    ) -> None:
+        record = TaskRecord(task_id, task, collection, owner.name, time.time(), owner_only)
         await asyncio.to_thread(self._store.put, record)
 
     async def authorize(self, task_id: str, task: str, caller: Principal) -> TaskRecord:
         """The task's record if ``caller`` may use its collection. Raises TaskNotFound
         otherwise -- the same answer as for an id that never existed."""
         record = await asyncio.to_thread(self._store.get, task_id) if task_id else None
-        if record is None or record.task != task or not caller.may_touch(record.collection):
+        if record is None or record.task != task:
+            raise TaskNotFound(f"no {task} task {task_id!r}")
+        allowed = (
+            record.key == caller.name if record.owner_only else caller.may_touch(record.collection)
+        )
+        if not allowed:
             raise TaskNotFound(f"no {task} task {task_id!r}")
         return record

@@ -49,7 +49,18 @@ class UnknownRouteGuard:
             _route_knows(route, candidate) for candidate in candidates for route in self.routes
         )
 
+    def _at_mount_root(self, scope: Scope) -> Scope:
+        """``scope`` with '/mount' made '/mount/': a mounted app (the batch result route)
+        answers at its bare path rather than with Starlette's redirect."""
+        path = scope["path"]
+        for route in self.routes:
+            if isinstance(route, Mount) and route.path == path:
+                return {**scope, "path": path + "/", "raw_path": (path + "/").encode()}
+        return scope
+
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope = self._at_mount_root(scope)
         if scope["type"] != "http" or self.knows(scope):
             await self.app(scope, receive, send)
             return

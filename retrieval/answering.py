@@ -31,7 +31,7 @@ from retrieval.grounding import (
     quote,
 )
 from retrieval.hybrid import Retriever, check_retrieval_mode
-from retrieval.index import Passage, check_collection_name
+from retrieval.index import LiveIndex, Passage, check_collection_name
 from retrieval.observer import NullObserver, Observer
 from retrieval.prompting import build_prompt
 
@@ -42,7 +42,7 @@ ANSWER_STYLES = ("extractive", "generative")
 ABOUTNESS_CHUNKS = 1000
 # Part of every answer-cache key: bump it when the same inputs give different answers (a new
 # ranking, gate or check), so that an upgraded service does not serve the old ones.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,8 @@ class Answer:
     reason: str | None = None
     # The generator's answer failed its check and the best supporting sentence replaced it.
     ungrounded: bool = False
+    # The version of the collection's index the answer was read from.
+    index_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,13 +119,14 @@ class Answerer:
 
     async def search(
         self, query: str, collection: str, top_k: int, retrieval: str | None = None
-    ) -> list[Passage]:
+    ) -> tuple[list[Passage], str]:
         """The ``top_k`` passages best matching ``query`` (by ``retrieval``: dense, lexical
-        or hybrid; None = the default), best first, whatever their score."""
+        or hybrid; None = the default), best first, whatever their score; and the
+        index_version they were read from."""
         collection = self._validated(query, collection, top_k)
         mode = self._mode(retrieval)
-        passages, _ = await self._retrieve(query, collection, top_k, mode, {})
-        return passages
+        passages, _, live = await self._retrieve(query, collection, top_k, mode, {})
+        return passages, live.index_version
 
     async def answer(
         self,
@@ -166,9 +169,27 @@ class Answerer:
         self, question: str, collection: str, top_k: int, mode: str, style: str, started: float
     ) -> Answer:
         timings: dict[str, float] = {}
-        passages, citations, support, assessment = await self._evidence(
+        passages, citations, support, assessment, version = await self._evidence(
             question, collection, top_k, mode, timings
         )
+        return replace(
+            await self._answer_from(
+                question, style, passages, citations, support, assessment, timings, started
+            ),
+            index_version=version,
+        )
+
+    async def _answer_from(
+        self,
+        question: str,
+        style: str,
+        passages: list[Passage],
+        citations: list[Passage],
+        support: list[SupportingSentence],
+        assessment: Assessment,
+        timings: dict[str, float],
+        started: float,
+    ) -> Answer:
         if assessment.reason:
             return self._not_found(assessment, passages, timings, started)
         if style == "extractive":
@@ -257,10 +278,11 @@ class Answerer:
         collection = self._validated(question, collection, top_k)
         mode = self._mode(retrieval)
         style = self._style(style)
-        passages, citations, support, assessment = await self._evidence(
+        passages, citations, support, assessment, version = await self._evidence(
             question, collection, top_k, mode, {}
         )
         report = report if report is not None else {}
+        report["index_version"] = version
         if assessment.reason:
             report["mode"] = "not_found"
             self._observer.answered("not_found", assessment.reason)
@@ -303,10 +325,10 @@ class Answerer:
 
     async def _evidence(
         self, question: str, collection: str, top_k: int, mode: str, timings: dict[str, float]
-    ) -> tuple[list[Passage], list[Passage], list[SupportingSentence], Assessment]:
+    ) -> tuple[list[Passage], list[Passage], list[SupportingSentence], Assessment, str]:
         """(retrieved passages, the relevant ones, their best sentences, whether the
-        question can be answered from them)."""
-        passages, qvec = await self._retrieve(question, collection, top_k, mode, timings)
+        question can be answered from them, the index_version they come from)."""
+        passages, qvec, live = await self._retrieve(question, collection, top_k, mode, timings)
         relevant = [p for p in passages if p.score >= self._options.min_relevance]
         candidates = candidate_sentences(relevant)
         support: list[SupportingSentence] = []
@@ -322,9 +344,14 @@ class Answerer:
             question,
             [" ".join(p.text for p in relevant)],
             as_if_chunks=ABOUTNESS_CHUNKS,
+            generation=live.generation,
         )
         coverage = await asyncio.to_thread(
-            self._retriever.coverages, collection, question, [text for _, text, _ in candidates]
+            self._retriever.coverages,
+            collection,
+            question,
+            [text for _, text, _ in candidates],
+            generation=live.generation,
         )
         if candidates:
             vectors = await self._embed([text for _, text, _ in candidates])
@@ -343,22 +370,26 @@ class Answerer:
             coverage=about,
             text=" ".join(s.text for s in support),
         )
-        return passages, relevant, support, assess(question, evidence, self._options.min_evidence)
+        assessment = assess(question, evidence, self._options.min_evidence)
+        return passages, relevant, support, assessment, live.index_version
 
     async def _retrieve(
         self, query: str, collection: str, top_k: int, mode: str, timings: dict[str, float]
-    ) -> tuple[list[Passage], np.ndarray]:
+    ) -> tuple[list[Passage], np.ndarray, LiveIndex]:
+        # The generation is read (and its embedder checked) first, and every read of this
+        # request goes to it: a restore or re-index switching meanwhile cannot mix indexes.
+        live = await asyncio.to_thread(self._retriever.live, collection)
         clock = time.perf_counter()
         qvec = (await self._embed([query.strip()]))[0]
         timings["embed"] = ms_since(clock)
         self._observer.retrieved("embed", timings["embed"] / 1000)
         clock = time.perf_counter()
         passages = await asyncio.to_thread(
-            self._retriever.retrieve, collection, query, qvec, top_k, mode
+            self._retriever.retrieve, collection, query, qvec, top_k, mode, live.generation
         )
         timings["retrieve"] = ms_since(clock)
         self._observer.retrieved("search", timings["retrieve"] / 1000)
-        return passages, qvec
+        return passages, qvec, live
 
     def _style(self, style: str | None) -> str:
         style = self._options.answer_style if style is None else style

@@ -35,18 +35,22 @@ class EmbedderGuard:
         self._index = index
         self.current = current
         self._recheck_s = recheck_s
-        self._passed: dict[str, float] = {}  # collection -> time.monotonic() of its check
+        # (collection, generation) -> time.monotonic() of its last passed check
+        self._passed: dict[tuple[str, str], float] = {}
 
-    def check_read(self, collection: str) -> None:
-        """Raise EmbedderMismatch if ``collection`` was indexed by another embedder."""
-        passed = self._passed.get(collection)
+    def check_read(self, collection: str, generation: str | None = None) -> None:
+        """Raise EmbedderMismatch if ``collection`` (its ``generation``, default the live
+        one) was indexed by another embedder."""
+        generation = generation or self._index.live(collection).generation
+        key = (collection, generation)
+        passed = self._passed.get(key)
         if passed is not None and time.monotonic() - passed < self._recheck_s:
             return
-        recorded = self._index.embedder_of(collection, fresh=True)
+        recorded = self._index.embedder_of(collection, fresh=True, generation=generation)
         if recorded is not None and recorded != self.current:
-            self._passed.pop(collection, None)
+            self._passed.pop(key, None)
             raise self._mismatch(collection, recorded)
-        self._passed[collection] = time.monotonic()
+        self._passed[key] = time.monotonic()
 
     def claim_for_write(self, collection: str) -> None:
         """Before writing vectors into ``collection``: record the serving embedder if the

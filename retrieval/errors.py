@@ -90,6 +90,13 @@ class EmbedderMismatch(RagError):
     error_code = HTTPStatus.CONFLICT
 
 
+class JobConflict(RagError):
+    """A job id already names a job over another input: resuming it would mix two inputs'
+    results."""
+
+    error_code = HTTPStatus.CONFLICT
+
+
 class InternalError(RagError):
     """A bug: the cause is in the server log under the request id."""
 
@@ -114,3 +121,14 @@ class RateLimited(RagError):
     """The key has used up its requests for the current window."""
 
     error_code = HTTPStatus.TOO_MANY_REQUESTS
+
+
+class SnapshotNotFound(DocumentNotFound):
+    """No snapshot with that id."""
+
+
+class IndexConflict(RagError):
+    """The index is not in a state that allows this (nothing to roll back to, a re-index
+    already running)."""
+
+    error_code = HTTPStatus.CONFLICT

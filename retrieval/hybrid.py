@@ -10,7 +10,7 @@ import numpy as np
 from retrieval.answerability import evidence_score, key_term_coverage
 from retrieval.embedders import EmbedderGuard
 from retrieval.errors import InvalidRequest
-from retrieval.index import ChunkIndex, Passage
+from retrieval.index import ChunkIndex, LiveIndex, Passage
 from retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
 
 RETRIEVAL_MODES = ("dense", "lexical", "hybrid")
@@ -58,28 +58,56 @@ class Retriever:
         self._weights = {"dense": 1.0, "lexical": lexical_weight}
 
     def coverages(
-        self, collection: str, question: str, texts: list[str], *, as_if_chunks: int = 0
+        self,
+        collection: str,
+        question: str,
+        texts: list[str],
+        *,
+        as_if_chunks: int = 0,
+        generation: str | None = None,
     ) -> list[float]:
         """How much of the question's rare-word weight each of ``texts`` holds (0..1; see
         answerability.key_term_coverage), whatever the retrieval mode. ``as_if_chunks``:
         see LexicalIndex.term_weights."""
         terms = self._lexical.key_terms(question)
-        weights = self._lexical.term_weights(collection, terms, as_if_chunks=as_if_chunks)
+        weights = self._lexical.term_weights(
+            collection, terms, as_if_chunks=as_if_chunks, generation=generation
+        )
         return [
             key_term_coverage(terms, [self._lexical.key_terms(text)], weights) for text in texts
         ]
 
-    def retrieve(
-        self, collection: str, query: str, vector: np.ndarray, top_k: int, mode: str
-    ) -> list[Passage]:
+    def live(self, collection: str) -> LiveIndex:
+        """The generation a request reads (pass its name to ``retrieve``) and its version,
+        once ``collection``'s vectors are known to be comparable with this embedder's.
+        Raises EmbedderMismatch."""
+        live = self._index.live(collection)
         if self._guard is not None:
-            self._guard.check_read(collection)
+            self._guard.check_read(collection, live.generation)
+        return live
+
+    def retrieve(
+        self,
+        collection: str,
+        query: str,
+        vector: np.ndarray,
+        top_k: int,
+        mode: str,
+        generation: str | None = None,
+    ) -> list[Passage]:
+        """The ``top_k`` best passages by ``mode``, all read from one ``generation`` of the
+        index (default: the live one, read now)."""
+        generation = generation or self.live(collection).generation
         if mode == "dense":
-            dense = self._index.search(collection, vector, top_k)
+            dense = self._index.search(collection, vector, top_k, generation)
             return [replace(p, ranks={"dense": n}) for n, p in enumerate(dense, start=1)]
         depth = max(top_k, self._candidates)
-        dense = self._index.search(collection, vector, depth) if mode == "hybrid" else []
-        lexical = [chunk_id for chunk_id, _ in self._lexical.search(collection, query, depth)]
+        dense = (
+            self._index.search(collection, vector, depth, generation) if mode == "hybrid" else []
+        )
+        lexical = [
+            chunk_id for chunk_id, _ in self._lexical.search(collection, query, depth, generation)
+        ]
         fused = reciprocal_rank_fusion(
             {"dense": [p.chunk_id for p in dense], "lexical": lexical},
             k=self._rrf_k,
@@ -87,14 +115,14 @@ class Retriever:
         )
         found = {p.chunk_id: p for p in dense}
         if mode == "hybrid":
-            return self._rescored(collection, query, vector, fused, found, top_k)
+            return self._rescored(collection, query, vector, fused, found, top_k, generation)
         ranked: list[Passage] = []
         while fused and len(ranked) < top_k:
             head, fused = fused[: top_k - len(ranked)], fused[top_k - len(ranked) :]
             missing = [chunk_id for chunk_id, _ in head if chunk_id not in found]
             if missing:
                 # Read from Chroma: a chunk deleted since the BM25 index was built is gone.
-                passages = self._index.passages(collection, missing, vector)
+                passages = self._index.passages(collection, missing, vector, generation)
                 found |= {p.chunk_id: p for p in passages}
             ranked += [replace(found[c], ranks=ranks) for c, ranks in head if c in found]
         return ranked
@@ -107,6 +135,7 @@ class Retriever:
         fused: list[tuple[str, dict[str, int]]],
         found: dict[str, Passage],
         top_k: int,
+        generation: str,
     ) -> list[Passage]:
         """The second stage: every fused candidate ordered by its evidence for the
         question, answerability.evidence_score (cosine similarity plus key-term coverage).
@@ -118,10 +147,12 @@ class Retriever:
         if missing:
             # Read from Chroma: a chunk deleted since the BM25 index was built is gone.
             found = found | {
-                p.chunk_id: p for p in self._index.passages(collection, missing, vector)
+                p.chunk_id: p for p in self._index.passages(collection, missing, vector, generation)
             }
         candidates = [replace(found[c], ranks=ranks) for c, ranks in fused if c in found]
-        coverage = self.coverages(collection, query, [p.text for p in candidates])
+        coverage = self.coverages(
+            collection, query, [p.text for p in candidates], generation=generation
+        )
         # sorted() is stable: equal evidence keeps the fused order.
         order = sorted(
             range(len(candidates)),

@@ -151,6 +151,8 @@ class Ingestor:
         document_id: str,
         metadata: dict[str, Any],
         external: str | None,
+        *,
+        switched_before: bool = False,
     ) -> IngestResult:
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -158,14 +160,19 @@ class Ingestor:
         if self._guard is not None:
             await asyncio.to_thread(self._guard.claim_for_write, collection)
         sha256 = hashlib.sha256(data).hexdigest()
-        previous = await asyncio.to_thread(self._index.find_document, document_id)
+        live = await asyncio.to_thread(self._index.live, collection)
+        previous = await asyncio.to_thread(
+            self._index.find_document, document_id, collection, live.generation
+        )
         if previous is not None:
             same = previous if previous.sha256 == sha256 else None
         elif external is not None:
             same = None
         else:
             # The same bytes under another name (a renamed copy) are not indexed twice.
-            same = await asyncio.to_thread(self._index.find_by_sha256, collection, sha256)
+            same = await asyncio.to_thread(
+                self._index.find_by_sha256, collection, sha256, live.generation
+            )
         if same is not None:
             return _result(same, "unchanged", timings)
 
@@ -209,6 +216,7 @@ class Ingestor:
             indexed_at=time.time(),
             metadata=metadata,
             source=source,
+            generation=live.generation,
         )
         clock = time.perf_counter()
         size = self._options.embed_batch
@@ -240,6 +248,17 @@ class Ingestor:
             await asyncio.to_thread(self._drop_blob, previous.source)
         timings["embed_and_index"] = ms_since(clock)
         await asyncio.to_thread(self._on_change, collection)
+        if (
+            not switched_before
+            and (await asyncio.to_thread(self._index.live, collection)).generation
+            != live.generation
+        ):
+            # A restore or re-index switched the collection to a new index while this
+            # document was being written to the old one: write it to the new one too.
+            logger.info("%s: index of %r switched during the ingest; again", name, collection)
+            await self._ingest(
+                data, name, collection, document_id, metadata, external, switched_before=True
+            )
         return _result(record, "replaced" if previous else "indexed", timings)
 
     async def delete(self, document_id: str) -> DocumentRecord:

@@ -50,12 +50,17 @@ class LexicalIndex:
         self._index = index
         self._refresh_s = refresh_s
         self._stemmer = Stemmer.Stemmer(_LANGUAGE)
-        self._states: dict[str, _CollectionState] = {}
+        # Per (collection, generation): a request pinned to a generation ranks with that
+        # generation's statistics, during and after a switch.
+        self._states: dict[tuple[str, str], _CollectionState] = {}
         self._lock = threading.Lock()
 
-    def search(self, collection: str, query: str, top_k: int) -> list[tuple[str, float]]:
-        """``(chunk_id, bm25 score)`` of the best ``top_k`` chunks (score > 0), best first."""
-        chunk_ids, retriever = self._refreshed(collection).snapshot
+    def search(
+        self, collection: str, query: str, top_k: int, generation: str | None = None
+    ) -> list[tuple[str, float]]:
+        """``(chunk_id, bm25 score)`` of the best ``top_k`` chunks (score > 0), best first,
+        in ``generation`` of the index (default: the live one)."""
+        chunk_ids, retriever = self._refreshed(collection, generation).snapshot
         if retriever is None:
             return []
         terms = [t for t in self._tokenize([query])[0] if t in retriever.vocab_dict]
@@ -72,7 +77,12 @@ class LexicalIndex:
         return set(self._stemmer.stemWords(sorted(content_words(text))))
 
     def term_weights(
-        self, collection: str, terms: set[str], *, as_if_chunks: int = 0
+        self,
+        collection: str,
+        terms: set[str],
+        *,
+        as_if_chunks: int = 0,
+        generation: str | None = None,
     ) -> dict[str, float]:
         """BM25's inverse document frequency of each term over ``collection``'s chunks: a
         word found in few chunks weighs much, one found everywhere little, and one found
@@ -81,7 +91,7 @@ class LexicalIndex:
         is common (a 4-page manual says "radio" on every page), so relative weights alone
         would call a question about the radio one about nothing.
         """
-        chunk_ids, retriever = self._refreshed(collection).snapshot
+        chunk_ids, retriever = self._refreshed(collection, generation).snapshot
         total = max(len(chunk_ids), as_if_chunks)
         vocabulary = retriever.vocab_dict if retriever is not None else {}
         # BM25 keeps its scores term by term (CSC): a term's column holds one entry per
@@ -97,10 +107,14 @@ class LexicalIndex:
     def warm(self, collection: str) -> None:
         """Bring ``collection``'s index up to date now (after an ingest, at start-up), so
         that no search has to wait for the rebuild."""
-        self._refreshed(collection, force=True)
+        self._refreshed(collection, None, force=True)
 
-    def _refreshed(self, collection: str, *, force: bool = False) -> _CollectionState:
-        state = self._states.get(collection)
+    def _refreshed(
+        self, collection: str, generation: str | None, *, force: bool = False
+    ) -> _CollectionState:
+        generation = generation or self._index.live(collection).generation
+        key = (collection, generation)
+        state = self._states.get(key)
         fresh = state is not None and time.monotonic() - state.checked_at < self._refresh_s
         if fresh and not force:
             return state  # type: ignore[return-value]
@@ -109,16 +123,18 @@ class LexicalIndex:
         if not self._lock.acquire(blocking=force or state is None):
             return state  # type: ignore[return-value]
         try:
-            state = self._states.setdefault(collection, _CollectionState())
+            if key not in self._states:
+                self._forget_old_generations(collection)
+            state = self._states.setdefault(key, _CollectionState())
             state.checked_at = time.monotonic()
-            active = self._index.active_ingests(collection)
+            active = self._index.active_ingests(collection, generation)
             if state.ingests == active:
                 return state
             # Only the chunks of ingests not seen yet are read; gone ones are dropped.
             for gone in set(state.tokens) - active:
                 del state.tokens[gone]
             new = sorted(active - set(state.tokens))
-            for ingest_id, chunks in self._index.chunk_texts(collection, new).items():
+            for ingest_id, chunks in self._index.chunk_texts(collection, new, generation).items():
                 ids = [chunk_id for chunk_id, _ in chunks]
                 tokens = self._tokenize([text for _, text in chunks])
                 state.tokens[ingest_id] = list(zip(ids, tokens, strict=True))
@@ -127,6 +143,13 @@ class LexicalIndex:
             return state
         finally:
             self._lock.release()
+
+    def _forget_old_generations(self, collection: str) -> None:
+        """Keep the statistics of two generations per collection (the live one and the
+        one before, which requests that began before a switch may still read)."""
+        kept = [key for key in self._states if key[0] == collection]
+        for key in kept[: max(0, len(kept) - 1)]:
+            del self._states[key]
 
     def _rebuild(self, state: _CollectionState) -> None:
         import bm25s

@@ -57,6 +57,8 @@ class Secured:
     alpha_task_id: str  # an ingest_s3 task of alpha-admin's, synced into alpha
     alpha_answer_id: str = ""  # an answer alpha-reader received
     export_task_id: str = ""  # an export_feedback task of ops' (it holds alpha's questions)
+    alpha_snapshot_id: str = ""  # a snapshot of alpha, taken by alpha-admin
+    alpha_batch_task_id: str = ""  # a batch_query task of alpha-reader's, on alpha
 
     @property
     def url(self) -> str:
@@ -90,6 +92,10 @@ class Secured:
             time.sleep(0.3)
 
 
+# A batch job's input: its output holds alpha's answers (the coolant code).
+BATCH_QUESTIONS = b'{"question": "What is the coolant code?"}\n'
+
+
 def s3_sources() -> str:
     return json.dumps(
         [
@@ -111,6 +117,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory, s3: MotoS3) -> Iterator[Se
             client.create_bucket(Bucket=bucket)
     client.put_object(Bucket=SOURCE_BUCKET, Key="alpha/q3.pdf", Body=make_pdf([ALPHA_SYNCED]))
     client.put_object(Bucket=SOURCE_BUCKET, Key="beta/notes.pdf", Body=make_pdf([BETA_TEXT]))
+    client.put_object(Bucket=SOURCE_BUCKET, Key="alpha/questions.jsonl", Body=BATCH_QUESTIONS)
     env = {
         "RAG_API_KEYS": keys.config(),
         "RAG_S3_SOURCES": s3_sources(),
@@ -154,6 +161,20 @@ def secured(tmp_path_factory: pytest.TempPathFactory, s3: MotoS3) -> Iterator[Se
         assert exported.status_code == 200, exported.text
         secured.export_task_id = exported.json()["task_id"]
         done = secured.wait_for_task(secured.export_task_id, keys.ops, "export_feedback")
+        assert done["status"] == "completed", done
+        snapshot = secured.call("POST", "/snapshot", keys.alpha_admin, json={"collection": "alpha"})
+        assert snapshot.status_code == 200, snapshot.text
+        secured.alpha_snapshot_id = snapshot.json()["snapshot_id"]
+        batch = secured.call(
+            "POST",
+            "/batch_query/submit",
+            keys.alpha_reader,
+            files={"file": ("q.jsonl", BATCH_QUESTIONS, "application/octet-stream")},
+            data={"collection": "alpha"},
+        )
+        assert batch.status_code == 200, batch.text
+        secured.alpha_batch_task_id = batch.json()["task_id"]
+        done = secured.wait_for_task(secured.alpha_batch_task_id, keys.alpha_reader, "batch_query")
         assert done["status"] == "completed", done
         yield secured
     finally:

@@ -40,6 +40,12 @@ def _task(s: Secured) -> dict[str, Any]:
 
 
 _SYNC = _json(bucket=SOURCE_BUCKET, prefix="alpha/", collection="alpha")
+BATCH_INPUT = f"s3://{SOURCE_BUCKET}/alpha/questions.jsonl"
+
+
+def _batch(s: Secured) -> dict[str, Any]:
+    return {"params": {"task_id": s.alpha_batch_task_id}}
+
 
 CALLS: dict[str, Call] = {
     "/query": Call("POST", False, _json(question="What is the coolant code?", collection="alpha")),
@@ -83,6 +89,21 @@ CALLS: dict[str, Call] = {
     ),
     "/export_feedback/cancel": Call(
         "PUT", True, lambda s: {"params": {"task_id": s.export_task_id}}
+    ),
+    # A reader may run batch jobs on its collection; only the submitter sees the task.
+    "/batch_query": Call("POST", False, _json(input_uri=BATCH_INPUT, collection="alpha")),
+    "/batch_query/submit": Call("POST", False, _json(input_uri=BATCH_INPUT, collection="alpha")),
+    "/batch_query/status": Call("GET", False, _batch),
+    "/batch_query/get": Call("GET", False, _batch),
+    "/batch_query/retry": Call("POST", False, _batch),
+    "/batch_query/cancel": Call("PUT", False, _batch),
+    "/batch_query_progress": Call("POST", False, _json(task_id=lambda s: s.alpha_batch_task_id)),
+    "/batch_query_result/": Call("GET", False, _batch),
+    "/snapshot": Call("POST", True, _json(collection="alpha")),
+    "/list_snapshots": Call("POST", True, _json(collection="alpha")),
+    # Alpha's snapshot restored into the caller's own collection shows alpha's documents.
+    "/restore": Call(
+        "POST", True, _json(snapshot_id=lambda s: s.alpha_snapshot_id, collection="beta")
     ),
 }
 # What a response to a key that may not see alpha must never contain.
@@ -146,7 +167,12 @@ def test_a_key_of_another_collection_gets_403_or_404_and_no_data(secured, path):
     # beta-admin may write (role) but only to beta: every refusal here is about scope.
     reply = _call(secured, path, secured.keys.beta_admin)
     assert reply.status_code in (403, 404), reply.text
-    assert reply.json()["type"] in ("Forbidden", "TaskNotFound", "DocumentNotFound")
+    assert reply.json()["type"] in (
+        "Forbidden",
+        "TaskNotFound",
+        "DocumentNotFound",
+        "SnapshotNotFound",
+    )
     for data in ALPHA_DATA:
         assert data not in reply.text
     assert secured.documents("alpha") == before
@@ -165,4 +191,17 @@ def test_a_reader_on_a_write_route_gets_403(secured, path):
 def test_a_reader_of_the_collection_is_served_on_read_routes(secured, path):
     # The positive control: the calls above are refused for the key, not for being wrong.
     reply = _call(secured, path, secured.keys.alpha_reader)
+    if path.endswith("/cancel"):
+        # Past the gateway, BentoML's development server refuses every cancellation.
+        assert "cancellation is not supported" in reply.text
+        return
     assert reply.status_code == 200, reply.text
+
+
+def test_a_listing_of_every_snapshot_shows_only_the_keys_collections(secured):
+    # (The snapshot store is shared with other tests' servers: only beta and alpha matter.)
+    mine = secured.call("POST", "/list_snapshots", secured.keys.beta_admin, json={})
+    assert mine.status_code == 200, mine.text
+    assert {s["collection"] for s in mine.json()["snapshots"]} <= {"beta"}
+    everything = secured.call("POST", "/list_snapshots", secured.keys.ops, json={})
+    assert secured.alpha_snapshot_id in [s["snapshot_id"] for s in everything.json()["snapshots"]]

@@ -78,3 +78,28 @@ def test_query_in_process_cites_the_page(service, tmp_path: Path):
     assert reply.citations[0].filename == "radio.pdf"
     assert reply.citations[0].page_start == 2
     assert "500" in reply.answer
+
+
+def test_answers_searches_and_listings_carry_the_index_version_they_read(service, tmp_path: Path):
+    path = tmp_path / "manual.pdf"
+    path.write_bytes(make_pdf(MANUAL_PAGES))
+    run(service.ingest(file=path, collection="versions", filename="radio.pdf"))
+    first = run(service.list_documents(collection="versions")).index_version
+    question = "When does the battery need replacing?"
+    assert run(service.query(question=question, collection="versions")).index_version == first
+    assert run(service.search(query=question, collection="versions")).index_version == first
+
+    other = tmp_path / "other.pdf"
+    other.write_bytes(make_pdf(["Larkspur bridge opened in 1931 over the river."]))
+    added = run(service.ingest(file=other, collection="versions", filename="bridge.pdf"))
+    second = run(service.list_documents(collection="versions")).index_version
+    assert int(second, 16) > int(first, 16)
+    reply = run(service.query(question=question, collection="versions"))
+    assert (reply.index_version, reply.cached) == (second, False)
+
+    run(service.delete_document(document_id=added.document_id))
+    third = run(service.search(query=question, collection="versions")).index_version
+    assert int(third, 16) > int(second, 16)
+    # Another collection's writes do not change this one's version.
+    run(service.ingest(file=other, collection="elsewhere", filename="bridge.pdf"))
+    assert run(service.list_documents(collection="versions")).index_version == third

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from experiments.controller import Experiments
 from experiments.export import FORMATS, export_feedback, served_destination
 from experiments.feedback import AnswerRecord
-from experiments.pipelines import Pipeline, build_pipelines, embedder_paths
+from experiments.pipelines import Pipeline, build_pipelines, embedder_paths, served_embedders
 from experiments.querylog import log_entry
 from experiments.schemas import ExportResponse, FeedbackResponse, RolloutStatus
 from experiments.variants import load_experiment
@@ -35,11 +35,18 @@ from jobs.batch_jobs import BatchJobs, BatchRequest, BatchResults
 from jobs.batch_rows import BatchRow, result_row
 from jobs.batch_runner import BatchGate
 from jobs.chunk_tables import table_vectors
+from jobs.embeddings_export import export_embeddings
 from jobs.object_store import make_object_store
+from jobs.reindex import Reindexer, ReindexLimits, ReindexTarget
 from jobs.schemas import (
     BatchProgressReport,
     BatchSummary,
+    EmbeddingsExportReport,
+    IndexState,
+    ReindexReport,
+    ReindexStatus,
     RestoreResponse,
+    ServedEmbedderInfo,
     SnapshotInfo,
     SnapshotList,
 )
@@ -55,11 +62,12 @@ from jobs.snapshots import (
 from models.catalog import serving_catalog
 from models.clients import model_clients, with_model_services
 from retrieval.answering import Answer
-from retrieval.blobs import make_blob_store, s3_client
+from retrieval.blobs import call_s3, make_blob_store, s3_client
 from retrieval.cache import AnswerCache, make_cache
-from retrieval.chunking import WordPieceCounter
+from retrieval.embedders import EmbedderRouter
 from retrieval.errors import (
     DocumentNotFound,
+    IndexConflict,
     InvalidRequest,
     RagError,
     SnapshotNotFound,
@@ -272,13 +280,22 @@ class RAGService:
         )
         self.snapshots = make_object_store(settings, "snapshots")
         self._ingest_with = embedders[ingest_with]
+        self._embedders = embedders
+        self.reindexer = Reindexer(
+            self.index,
+            self._read_pdf,
+            ReindexLimits(
+                settings.ingest_embed_batch, settings.max_pages, settings.parse_timeout_s
+            ),
+            on_switch=self._changed,
+        )
         self._chunking = {
             "chunk_tokens": settings.chunk_tokens,
             "overlap_tokens": settings.chunk_overlap_tokens,
         }
         self.ingestor = Ingestor(
             self.index,
-            WordPieceCounter(clients.directories[ingest_with] / "tokenizer.json"),
+            embedders[ingest_with].counter,
             embedders[ingest_with].embed,
             IngestOptions(
                 max_bytes=settings.max_upload_bytes,
@@ -292,13 +309,18 @@ class RAGService:
             blobs=self.blobs,
             on_change=self._changed,
             observer=metrics,
-            guard=embedders[ingest_with].guard,
+            # New documents join a collection with the embedder of its index.
+            router=EmbedderRouter(
+                embedders[ingest_with].guard, served_embedders(embedders), follow_index=True
+            ),
         )
         self._progress: dict[str, dict[str, Any]] = {}
+        # For batch inputs and outputs, synced documents' PDFs and exports to S3.
+        self.s3 = s3_client(settings.s3_endpoint_url, settings.s3_region)
         self.batch = BatchJobs(
             make_object_store(settings, "jobs/batch"),
             BatchGate(settings.batch_concurrency, settings.batch_busy_concurrency),
-            s3_client(settings.s3_endpoint_url, settings.s3_region),
+            self.s3,
             settings.data_dir / "exports",
             settings.batch_max_rows,
         )
@@ -646,6 +668,127 @@ class RAGService:
             chunks=table.num_rows,
             reembedded=reembed,
         )
+
+    # -- blue/green re-index (README "Re-index without downtime") ------------------------
+
+    @bentoml.task
+    @record_errors
+    async def reindex(
+        self,
+        collection: str = DEFAULT_COLLECTION,
+        embedder: str | None = None,
+        chunk_tokens: int | None = None,
+        overlap_tokens: int | None = None,
+    ) -> ReindexReport:
+        """Admin: build the collection's index again beside the live one -- with
+        ``embedder`` (a served embedder's tag or service name; default: the one new
+        collections get) and/or new chunk settings -- then switch to it in one write.
+        Queries keep being answered from the live index meanwhile."""
+        name = _admin_of(collection)
+        target = self._reindex_target(embedder, chunk_tokens, overlap_tokens)
+        progress = await self.reindexer.run(name, target)
+        return ReindexReport(**progress.to_dict())
+
+    @bentoml.api
+    @record_errors
+    async def reindex_status(self, collection: str = DEFAULT_COLLECTION) -> ReindexStatus:
+        """Admin: the live index (generation, version, embedder), the one rollback_index
+        would return to, and the progress of a re-index."""
+        name = _admin_of(collection)
+        return await asyncio.to_thread(self._reindex_status, name)
+
+    @bentoml.api
+    @record_errors
+    async def rollback_index(self, collection: str = DEFAULT_COLLECTION) -> ReindexStatus:
+        """Admin: switch the collection back to its previous index (kept until the next
+        restore or re-index switch). 409 when there is none, or when its embedder is not
+        served any more."""
+        name = _admin_of(collection)
+        live = await asyncio.to_thread(self.index.live, name)
+        if not live.previous or live.previous not in self.index.generations(name):
+            raise IndexConflict(f"collection {name!r} has no previous index to go back to")
+        embedder = await asyncio.to_thread(
+            self.index.embedder_of, name, fresh=True, generation=live.previous
+        )
+        served = served_embedders(self._embedders)
+        if embedder is not None and embedder not in served:
+            raise IndexConflict(
+                f"the previous index of {name!r} was made by {embedder}, which this service "
+                "does not serve: serve it again (RAG_EMBEDDER_MODEL or a variant) first"
+            )
+        await asyncio.to_thread(self.index.switch, name, live.previous)
+        await asyncio.to_thread(self._changed, name)
+        return await asyncio.to_thread(self._reindex_status, name)
+
+    @bentoml.task
+    @record_errors
+    async def export_embeddings(
+        self, collection: str = DEFAULT_COLLECTION, destination: str = "embeddings"
+    ) -> EmbeddingsExportReport:
+        """Admin: the collection's chunks and vectors (ids, document, pages, text, embedder
+        tag) as one Parquet file, named after its index_version, in ``destination``:
+        ``s3://bucket/prefix`` or a folder under RAG_DATA_DIR/exports."""
+        name = _admin_of(collection)
+        try:
+            where = served_destination(destination, get_settings().data_dir / "exports")
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        if where.startswith("s3://"):
+            self.s3_sources.check(*_bucket_and_key(where), name)
+        report = await asyncio.to_thread(export_embeddings, self.index, name, where, self.s3)
+        return EmbeddingsExportReport(**vars(report))
+
+    def _reindex_target(
+        self, embedder: str | None, chunk_tokens: int | None, overlap_tokens: int | None
+    ) -> ReindexTarget:
+        path = self._ingest_with
+        if embedder is not None:
+            found = [p for name, p in self._embedders.items() if embedder in (name, p.label)]
+            if not found:
+                names = [f"{name} ({p.label})" for name, p in self._embedders.items()]
+                raise InvalidRequest(f"embedder {embedder!r} is not served here; served: {names}")
+            path = found[0]
+        tokens = self._chunking["chunk_tokens"] if chunk_tokens is None else chunk_tokens
+        overlap = self._chunking["overlap_tokens"] if overlap_tokens is None else overlap_tokens
+        if not 16 <= tokens <= 254 or not 0 <= overlap < tokens:
+            raise InvalidRequest(
+                "chunk_tokens must be 16..254 and overlap_tokens 0..chunk_tokens-1; got "
+                f"{tokens} and {overlap}"
+            )
+        return ReindexTarget(path.guard.current, path.embed, path.counter, tokens, overlap)
+
+    def _reindex_status(self, collection: str) -> ReindexStatus:
+        live = self.index.live(collection)
+
+        def state(generation: str) -> IndexState:
+            embedder = self.index.embedder_of(collection, fresh=True, generation=generation)
+            return IndexState(
+                generation=generation,
+                index_version=self.index.index_version(collection, generation),
+                embedder=embedder.tag if embedder else None,
+                documents=len(self.index.list_documents(collection, generation)),
+            )
+
+        kept = self.index.generations(collection)
+        progress = self.reindexer.progress.get(collection)
+        return ReindexStatus(
+            collection=collection,
+            live=state(live.generation),
+            previous=state(live.previous) if live.previous in kept else None,
+            building=ReindexReport(**progress.to_dict()) if progress else None,
+            unfinished=[state(g) for g in kept if g not in (live.generation, live.previous)],
+            served_embedders=[
+                ServedEmbedderInfo(service=name, tag=p.label) for name, p in self._embedders.items()
+            ],
+        )
+
+    def _read_pdf(self, uri: str) -> bytes:
+        """A document's PDF: from the blob store, or its own S3 object (synced ones)."""
+        if uri.startswith("s3://") and not self.blobs.owns(uri):
+            bucket, key = _bucket_and_key(uri)
+            reply = call_s3(lambda: self.s3.get_object(Bucket=bucket, Key=key), uri)
+            return bytes(reply["Body"].read())
+        return self.blobs.get(uri)
 
     # -- experiments: feedback and rollouts (README "Model versions, A/B tests and canaries")
 

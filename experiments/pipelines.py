@@ -1,10 +1,11 @@
 """One answer pipeline per variant: its embedder and generator services, retrieval mode,
 answer style, top_k and token cap, over the shared index.
 
-Variants that share an embedder share its index and embedding cache. A variant whose
-embedder differs reads the same collections only if they were indexed by that embedder:
-otherwise its queries get 409 EmbedderMismatch naming both versions (build an index of
-the collection with that embedder first).
+Variants that share an embedder share its index and embedding cache. A variant that names
+another embedder reads the same collections only if they were indexed by that embedder:
+otherwise its queries get 409 EmbedderMismatch naming both versions (re-index the
+collection with that embedder first). A variant that names none follows each collection's
+index: it embeds the question with whichever served embedder made that index.
 """
 
 from __future__ import annotations
@@ -13,13 +14,19 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-from experiments.variants import Experiment, Variant
+from experiments.variants import Experiment, ModelChoice, Variant
 from models.catalog import Catalog
 from models.clients import EmbedderClient, GeneratorClient
 from models.generator import Completion
 from retrieval.answering import Answerer, AnswerOptions
 from retrieval.cache import AnswerCache, ResilientCache, cached_embedder
-from retrieval.embedders import EmbedderGuard, embedding_dimension
+from retrieval.chunking import TokenCounter, WordPieceCounter
+from retrieval.embedders import (
+    EmbedderGuard,
+    EmbedderRouter,
+    ServedEmbedder,
+    embedding_dimension,
+)
 from retrieval.engines import EmbedFn
 from retrieval.hybrid import Retriever
 from retrieval.index import ChunkIndex, EmbedderId
@@ -35,6 +42,15 @@ class EmbedderPath:
     label: str
     embed: EmbedFn  # cached
     guard: EmbedderGuard
+    counter: TokenCounter  # its tokenizer, which cuts chunks to its limit
+
+    @property
+    def served(self) -> ServedEmbedder:
+        return ServedEmbedder(self.guard.current, self.embed, self.counter)
+
+
+def served_embedders(paths: dict[str, EmbedderPath]) -> dict[EmbedderId, ServedEmbedder]:
+    return {path.guard.current: path.served for path in paths.values()}
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,7 @@ def embedder_paths(
             client.label,
             cached_embedder(client, cache, client.label, settings.embedding_cache_ttl_s, observer),
             EmbedderGuard(index, EmbedderId(client.label, dimension)),
+            WordPieceCounter(directories[name] / "tokenizer.json"),
         )
     return paths
 
@@ -91,8 +108,15 @@ def build_pipelines(
             answer_style=variant.answer_style or settings.answer_style,
             min_evidence=settings.min_evidence,
         )
+        # A variant that names no embedder reads each collection with the embedder of its
+        # index (so a re-index can move it); one that names an embedder is held to it.
+        router = EmbedderRouter(
+            embedder.guard,
+            served_embedders(embedders),
+            follow_index=variant.embedder == ModelChoice(),
+        )
         answerer = Answerer(
-            Retriever(index, lexical, candidates=settings.fusion_candidates, guard=embedder.guard),
+            Retriever(index, lexical, candidates=settings.fusion_candidates),
             embedder.embed,
             _generate(generator, tokens),
             _stream(generator, tokens),
@@ -105,6 +129,7 @@ def build_pipelines(
                 "prompt": variant.prompt,
             },
             observer=observer,
+            router=router,
         )
         pipelines[variant.name] = Pipeline(
             variant,

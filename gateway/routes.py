@@ -126,6 +126,10 @@ RULES: dict[str, RouteRule] = {
     "/snapshot": RouteRule("write", "ingest", collection_in_body=True),
     "/list_snapshots": RouteRule("write", "query"),
     "/restore": _WRITE,
+    **task_rules("reindex", RouteRule("write", "ingest", collection_in_body=True)),
+    "/reindex_status": RouteRule("write", "query", collection_in_body=True),
+    "/rollback_index": RouteRule("write", "ingest", collection_in_body=True),
+    **task_rules("export_embeddings", RouteRule("write", "ingest", collection_in_body=True)),
 }
 # A route added to the service but not to RULES is for admins only until someone decides.
 _UNLISTED = _WRITE

@@ -53,7 +53,7 @@ class BatchJobs:
         local folder outputs may be written to."""
         self._store = store
         self.gate = gate
-        self._s3 = s3
+        self.s3 = s3
         self._exports = exports_root.resolve()
         self._max_rows = max_rows
         self._running: set[str] = set()
@@ -75,7 +75,7 @@ class BatchJobs:
         )
         output = self._output(request.output_uri)
         if output is not None:
-            await asyncio.to_thread(check_output, output, self._s3)
+            await asyncio.to_thread(check_output, output, self.s3)
         manifest = JobManifest(
             job_id=request.job_id,
             input_sha256=input_sha256(data),
@@ -92,7 +92,7 @@ class BatchJobs:
         self._running.add(key)
         try:
             journal = await asyncio.to_thread(
-                BatchJournal.open, self._store, key, manifest, s3=self._s3
+                BatchJournal.open, self._store, key, manifest, s3=self.s3
             )
             if task_id:
                 await asyncio.to_thread(self._record_task, task_id, key)
@@ -146,7 +146,7 @@ class BatchJobs:
         manifest = self._store.read(f"{key}/manifest.json")
         if manifest is None:
             raise TaskNotFound(f"the job of batch_query task {task_id!r} is gone")
-        return BatchJournal.open(self._store, key, JobManifest.from_json(manifest), s3=self._s3)
+        return BatchJournal.open(self._store, key, JobManifest.from_json(manifest), s3=self.s3)
 
     def _record_task(self, task_id: str, key: str) -> None:
         self._store.write(f"tasks/{task_id}.json", json.dumps({"job_key": key}).encode())
@@ -161,7 +161,7 @@ class BatchJobs:
             raise InvalidRequest("send the questions as `file` (upload) or `input_uri`, not both")
         if request.data is not None:
             return request.data, request.filename
-        return await asyncio.to_thread(fetch_input, str(request.input_uri), self._s3)
+        return await asyncio.to_thread(fetch_input, str(request.input_uri), self.s3)
 
     def _output(self, output_uri: str | None) -> str | None:
         """``output_uri`` as the journal takes it: s3:// as given, a local one only as a

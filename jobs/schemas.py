@@ -62,3 +62,60 @@ class BatchProgressReport(BaseModel):
     eta_s: float | None = Field(description="Seconds left at this rate; null until known.")
     output: str | None
     resumed_from: int
+
+
+class ReindexReport(BaseModel):
+    """A re-index's progress, and its result once it is done."""
+
+    collection: str
+    state: str = Field(description="building, switching, done or failed.")
+    generation: str = Field(description="The index being built (live once done).")
+    embedder: str = Field(description="The model tag of the embedder it is built with.")
+    documents_total: int
+    documents_done: int
+    chunks_done: int
+    resumed_documents: int = Field(description="Documents an earlier, interrupted run built.")
+    started_at: float
+    rate_documents_s: float
+    eta_s: float | None
+    index_version: str = Field(description="The collection's index_version once switched.")
+    error: str | None
+
+
+class IndexState(BaseModel):
+    generation: str
+    index_version: str
+    embedder: str | None
+    documents: int
+
+
+class ServedEmbedderInfo(BaseModel):
+    service: str
+    tag: str
+
+
+class ReindexStatus(BaseModel):
+    collection: str
+    live: IndexState
+    previous: IndexState | None = Field(
+        description="The index rollback_index returns to (kept until the next switch)."
+    )
+    building: ReindexReport | None = Field(
+        description="The re-index running in this replica, or the last one it ran."
+    )
+    unfinished: list[IndexState] = Field(
+        description="Indexes being built (here or on another replica) or left by an "
+        "interrupted re-index: run reindex again with the same target to resume."
+    )
+    served_embedders: list[ServedEmbedderInfo] = Field(
+        description="The embedders a re-index may use (RAG_EMBEDDER_*, and variants')."
+    )
+
+
+class EmbeddingsExportReport(BaseModel):
+    collection: str
+    index_version: str
+    embedder: str
+    documents: int
+    chunks: int
+    file: str = Field(description="The Parquet file written (a local path or s3:// URI).")

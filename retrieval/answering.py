@@ -18,6 +18,7 @@ from retrieval.answerability import (
     not_found_answer,
 )
 from retrieval.cache import AnswerCache
+from retrieval.embedders import EmbedderRouter
 from retrieval.engines import EmbedFn, GenerateFn, StreamFn, ms_since
 from retrieval.errors import InvalidRequest
 from retrieval.grounding import (
@@ -101,9 +102,12 @@ class Answerer:
         cache: AnswerCache | None = None,
         cache_params: dict[str, Any] | None = None,
         observer: Observer | None = None,
+        router: EmbedderRouter | None = None,
     ) -> None:
         """``cache_params`` name what else changes an answer (model versions, token caps);
-        ``observer`` hears the time each stage took."""
+        ``observer`` hears the time each stage took; ``router`` picks the embedder of each
+        collection's index (default: always ``embed``)."""
+        self._router = router
         self._observer = observer or NullObserver()
         self._cache = cache
         self._cache_params = {
@@ -125,7 +129,7 @@ class Answerer:
         index_version they were read from."""
         collection = self._validated(query, collection, top_k)
         mode = self._mode(retrieval)
-        passages, _, live = await self._retrieve(query, collection, top_k, mode, {})
+        passages, _, live, _ = await self._retrieve(query, collection, top_k, mode, {})
         return passages, live.index_version
 
     async def answer(
@@ -328,7 +332,9 @@ class Answerer:
     ) -> tuple[list[Passage], list[Passage], list[SupportingSentence], Assessment, str]:
         """(retrieved passages, the relevant ones, their best sentences, whether the
         question can be answered from them, the index_version they come from)."""
-        passages, qvec, live = await self._retrieve(question, collection, top_k, mode, timings)
+        passages, qvec, live, embed = await self._retrieve(
+            question, collection, top_k, mode, timings
+        )
         relevant = [p for p in passages if p.score >= self._options.min_relevance]
         candidates = candidate_sentences(relevant)
         support: list[SupportingSentence] = []
@@ -354,7 +360,7 @@ class Answerer:
             generation=live.generation,
         )
         if candidates:
-            vectors = await self._embed([text for _, text, _ in candidates])
+            vectors = await embed([text for _, text, _ in candidates])
             similarity = float(np.max(np.asarray(vectors) @ np.asarray(qvec)))
             support = pick_support(
                 qvec,
@@ -375,12 +381,18 @@ class Answerer:
 
     async def _retrieve(
         self, query: str, collection: str, top_k: int, mode: str, timings: dict[str, float]
-    ) -> tuple[list[Passage], np.ndarray, LiveIndex]:
+    ) -> tuple[list[Passage], np.ndarray, LiveIndex, EmbedFn]:
+        """(passages, the query's vector, the index generation read, the embed function
+        of its embedder)."""
         # The generation is read (and its embedder checked) first, and every read of this
         # request goes to it: a restore or re-index switching meanwhile cannot mix indexes.
         live = await asyncio.to_thread(self._retriever.live, collection)
+        embed = self._embed
+        if self._router is not None:
+            served = await asyncio.to_thread(self._router.for_read, collection, live.generation)
+            embed = served.embed
         clock = time.perf_counter()
-        qvec = (await self._embed([query.strip()]))[0]
+        qvec = (await embed([query.strip()]))[0]
         timings["embed"] = ms_since(clock)
         self._observer.retrieved("embed", timings["embed"] / 1000)
         clock = time.perf_counter()
@@ -389,7 +401,7 @@ class Answerer:
         )
         timings["retrieve"] = ms_since(clock)
         self._observer.retrieved("search", timings["retrieve"] / 1000)
-        return passages, qvec, live
+        return passages, qvec, live, embed
 
     def _style(self, style: str | None) -> str:
         style = self._options.answer_style if style is None else style

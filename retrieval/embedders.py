@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from retrieval.chunking import TokenCounter
+from retrieval.engines import EmbedFn
 from retrieval.errors import EmbedderMismatch
 from retrieval.index import ChunkIndex, EmbedderId
 
@@ -35,22 +38,27 @@ class EmbedderGuard:
         self._index = index
         self.current = current
         self._recheck_s = recheck_s
-        # (collection, generation) -> time.monotonic() of its last passed check
-        self._passed: dict[tuple[str, str], float] = {}
+        # (collection, generation) -> (time.monotonic() of the read, what was recorded)
+        self._seen: dict[tuple[str, str], tuple[float, EmbedderId | None]] = {}
 
     def check_read(self, collection: str, generation: str | None = None) -> None:
         """Raise EmbedderMismatch if ``collection`` (its ``generation``, default the live
         one) was indexed by another embedder."""
+        recorded = self.recorded(collection, generation)
+        if recorded is not None and recorded != self.current:
+            raise self.mismatch(collection, recorded)
+
+    def recorded(self, collection: str, generation: str | None = None) -> EmbedderId | None:
+        """The embedder recorded for ``collection``'s ``generation`` (default: the live
+        one), read from Chroma again at most every ``recheck_s``."""
         generation = generation or self._index.live(collection).generation
         key = (collection, generation)
-        passed = self._passed.get(key)
-        if passed is not None and time.monotonic() - passed < self._recheck_s:
-            return
+        seen = self._seen.get(key)
+        if seen is not None and time.monotonic() - seen[0] < self._recheck_s:
+            return seen[1]
         recorded = self._index.embedder_of(collection, fresh=True, generation=generation)
-        if recorded is not None and recorded != self.current:
-            self._passed.pop(key, None)
-            raise self._mismatch(collection, recorded)
-        self._passed[key] = time.monotonic()
+        self._seen[key] = (time.monotonic(), recorded)
+        return recorded
 
     def claim_for_write(self, collection: str) -> None:
         """Before writing vectors into ``collection``: record the serving embedder if the
@@ -61,7 +69,7 @@ class EmbedderGuard:
             return
         holds_documents = bool(self._index.list_documents(collection))
         if recorded is not None and holds_documents:
-            raise self._mismatch(collection, recorded)
+            raise self.mismatch(collection, recorded)
         if recorded is None and holds_documents:
             logger.warning(
                 "collection %r has no recorded embedder (indexed before embedders were "
@@ -71,7 +79,7 @@ class EmbedderGuard:
             )
         self._index.record_embedder(collection, self.current)
 
-    def _mismatch(self, collection: str, recorded: EmbedderId) -> EmbedderMismatch:
+    def mismatch(self, collection: str, recorded: EmbedderId) -> EmbedderMismatch:
         return EmbedderMismatch(
             f"collection {collection!r} was indexed with embedder {recorded}, but this "
             f"service embeds with {self.current}: their vectors cannot be compared. Re-index "
@@ -79,3 +87,57 @@ class EmbedderGuard:
             f"into this or a new collection), or serve {recorded.tag} again "
             "(RAG_EMBEDDER_MODEL)."
         )
+
+
+@dataclass(frozen=True)
+class ServedEmbedder:
+    """One embedder this service runs: its id, its (cached) embed function and the
+    tokenizer that cuts chunks to its limit."""
+
+    id: EmbedderId
+    embed: EmbedFn
+    counter: TokenCounter
+
+
+class EmbedderRouter:
+    """Which served embedder reads or writes a collection.
+
+    A path that *follows the index* (the default variant, ingestion) uses the embedder
+    recorded on the collection's live generation whenever this service runs it: that is
+    what lets a re-index move a collection to another embedder with no downtime. A path
+    pinned to its own embedder (a variant that names one) is refused with EmbedderMismatch
+    on collections another embedder indexed. Methods are blocking.
+    """
+
+    def __init__(
+        self,
+        guard: EmbedderGuard,
+        served: dict[EmbedderId, ServedEmbedder],
+        *,
+        follow_index: bool,
+    ) -> None:
+        if guard.current not in served:
+            raise ValueError(f"the path's own embedder {guard.current} is not served")
+        self._guard = guard
+        self._served = served
+        self._follow = follow_index
+        self.own = served[guard.current]
+
+    def for_read(self, collection: str, generation: str) -> ServedEmbedder:
+        """The embedder whose vectors ``generation`` of ``collection`` holds. Raises
+        EmbedderMismatch when this path may not use it."""
+        recorded = self._guard.recorded(collection, generation)
+        if recorded is None or recorded == self.own.id:
+            return self.own
+        if self._follow and recorded in self._served:
+            return self._served[recorded]
+        raise self._guard.mismatch(collection, recorded)
+
+    def for_write(self, collection: str, generation: str) -> ServedEmbedder:
+        """The embedder new chunks of ``collection`` (live ``generation``) must be
+        embedded with; a collection without one takes this path's own."""
+        recorded = self._guard.recorded(collection, generation)
+        if self._follow and recorded is not None and recorded in self._served:
+            return self._served[recorded]
+        self._guard.claim_for_write(collection)
+        return self.own

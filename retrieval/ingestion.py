@@ -16,10 +16,16 @@ from typing import Any
 
 from retrieval.blobs import BlobStore
 from retrieval.chunking import TokenCounter, chunk_pages
-from retrieval.embedders import EmbedderGuard
+from retrieval.embedders import EmbedderGuard, EmbedderRouter
 from retrieval.engines import EmbedFn, ms_since
 from retrieval.errors import DocumentTooLarge, InvalidRequest, NoTextLayer, RagError
-from retrieval.index import DEFAULT_COLLECTION, ChunkIndex, DocumentRecord, check_collection_name
+from retrieval.index import (
+    DEFAULT_COLLECTION,
+    ChunkIndex,
+    DocumentRecord,
+    LiveIndex,
+    check_collection_name,
+)
 from retrieval.observer import NullObserver, Observer
 from retrieval.parsing import check_size, parse_pdf
 
@@ -91,11 +97,15 @@ class Ingestor:
         on_change: Callable[[str], None] | None = None,
         observer: Observer | None = None,
         guard: EmbedderGuard | None = None,
+        router: EmbedderRouter | None = None,
     ) -> None:
         """``on_change(collection)`` runs after every commit or delete that changes it;
         ``observer`` hears how every ingest ended; ``guard`` refuses collections indexed
-        by another embedder."""
+        by another embedder; ``router`` (instead) embeds each collection with the
+        embedder of its index, and cuts chunks with that embedder's tokenizer and the
+        chunk settings its index was built with."""
         self._guard = guard
+        self._router = router
         self._blobs = blobs
         self._observer = observer or NullObserver()
         self._on_change = on_change or (lambda collection: None)
@@ -157,10 +167,9 @@ class Ingestor:
         timings: dict[str, float] = {}
         clock = time.perf_counter()
         check_size(data, filename=name, max_bytes=self._options.max_bytes)
-        if self._guard is not None:
-            await asyncio.to_thread(self._guard.claim_for_write, collection)
-        sha256 = hashlib.sha256(data).hexdigest()
         live = await asyncio.to_thread(self._index.live, collection)
+        embed, counter, tokens, overlap = await asyncio.to_thread(self._writer, live)
+        sha256 = hashlib.sha256(data).hexdigest()
         previous = await asyncio.to_thread(
             self._index.find_document, document_id, collection, live.generation
         )
@@ -185,11 +194,7 @@ class Ingestor:
             max_seconds=self._options.parse_timeout_s,
         )
         chunks = await asyncio.to_thread(
-            chunk_pages,
-            parsed.pages,
-            self._counter,
-            max_tokens=self._options.chunk_tokens,
-            overlap_tokens=self._options.overlap_tokens,
+            chunk_pages, parsed.pages, counter, max_tokens=tokens, overlap_tokens=overlap
         )
         if not chunks:
             raise NoTextLayer(f"{name} has no text that the embedder can read")
@@ -227,12 +232,12 @@ class Ingestor:
             # Each slice is stored as soon as it is embedded: memory stays flat for long
             # documents, and a crash leaves only invisible chunks for the sweep. The next
             # slice is embedded (in the embedder's process) while this one is stored.
-            embedding = asyncio.ensure_future(self._embed([c.text for c in slices[0]]))
+            embedding = asyncio.ensure_future(embed([c.text for c in slices[0]]))
             for n, part in enumerate(slices):
                 vectors = await embedding
                 embedding = None
                 if n + 1 < len(slices):
-                    embedding = asyncio.ensure_future(self._embed([c.text for c in slices[n + 1]]))
+                    embedding = asyncio.ensure_future(embed([c.text for c in slices[n + 1]]))
                 await asyncio.to_thread(self._index.stage, record, part, vectors)
             await asyncio.to_thread(self._index.commit, record, previous)
         except BaseException:
@@ -268,6 +273,27 @@ class Ingestor:
         if record.source:
             await asyncio.to_thread(self._drop_blob, record.source)
         return record
+
+    def _writer(self, live: LiveIndex) -> tuple[EmbedFn, TokenCounter, int, int]:
+        """(embed, tokenizer, chunk tokens, overlap) for new chunks of ``live``'s index:
+        those its generation was built with (a re-index may have changed them), else the
+        ingestor's own. Raises EmbedderMismatch for an index of another embedder."""
+        if self._router is None:
+            if self._guard is not None:
+                self._guard.claim_for_write(live.collection)
+            embed, counter = self._embed, self._counter
+        else:
+            served = self._router.for_write(live.collection, live.generation)
+            embed, counter = served.embed, served.counter
+        chunking = self._index.generation_settings(live.collection, live.generation).get(
+            "chunking", {}
+        )
+        return (
+            embed,
+            counter,
+            int(chunking.get("chunk_tokens", self._options.chunk_tokens)),
+            int(chunking.get("overlap_tokens", self._options.overlap_tokens)),
+        )
 
     def _drop_blob(self, uri: str) -> None:
         # Only our own copies: a synced document's source is the user's object.

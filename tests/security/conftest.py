@@ -59,6 +59,8 @@ class Secured:
     export_task_id: str = ""  # an export_feedback task of ops' (it holds alpha's questions)
     alpha_snapshot_id: str = ""  # a snapshot of alpha, taken by alpha-admin
     alpha_batch_task_id: str = ""  # a batch_query task of alpha-reader's, on alpha
+    alpha_reindex_task_id: str = ""  # a reindex of alpha, by alpha-admin
+    alpha_export_task_id: str = ""  # an export_embeddings of alpha, by alpha-admin
 
     @property
     def url(self) -> str:
@@ -176,6 +178,15 @@ def secured(tmp_path_factory: pytest.TempPathFactory, s3: MotoS3) -> Iterator[Se
         secured.alpha_batch_task_id = batch.json()["task_id"]
         done = secured.wait_for_task(secured.alpha_batch_task_id, keys.alpha_reader, "batch_query")
         assert done["status"] == "completed", done
+        for task, field in (("reindex", "alpha_reindex_task_id"),
+                            ("export_embeddings", "alpha_export_task_id")):  # fmt: skip
+            submitted = secured.call(
+                "POST", f"/{task}/submit", keys.alpha_admin, json={"collection": "alpha"}
+            )
+            assert submitted.status_code == 200, submitted.text
+            setattr(secured, field, submitted.json()["task_id"])
+            done = secured.wait_for_task(submitted.json()["task_id"], keys.alpha_admin, task)
+            assert done["status"] == "completed", done
         yield secured
     finally:
         server.stop()

@@ -43,6 +43,22 @@ _SYNC = _json(bucket=SOURCE_BUCKET, prefix="alpha/", collection="alpha")
 BATCH_INPUT = f"s3://{SOURCE_BUCKET}/alpha/questions.jsonl"
 
 
+def _admin_task(task: str, field: str) -> dict[str, Call]:
+    """The routes of an admin task on alpha, named by the Secured field of its task id."""
+
+    def lookup(s: Secured) -> dict[str, Any]:
+        return {"params": {"task_id": getattr(s, field)}}
+
+    return {
+        f"/{task}": Call("POST", True, _json(collection="alpha")),
+        f"/{task}/submit": Call("POST", True, _json(collection="alpha")),
+        f"/{task}/status": Call("GET", True, lookup),
+        f"/{task}/get": Call("GET", True, lookup),
+        f"/{task}/retry": Call("POST", True, lookup),
+        f"/{task}/cancel": Call("PUT", True, lookup),
+    }
+
+
 def _batch(s: Secured) -> dict[str, Any]:
     return {"params": {"task_id": s.alpha_batch_task_id}}
 
@@ -99,6 +115,10 @@ CALLS: dict[str, Call] = {
     "/batch_query/cancel": Call("PUT", False, _batch),
     "/batch_query_progress": Call("POST", False, _json(task_id=lambda s: s.alpha_batch_task_id)),
     "/batch_query_result/": Call("GET", False, _batch),
+    "/reindex_status": Call("POST", True, _json(collection="alpha")),
+    "/rollback_index": Call("POST", True, _json(collection="alpha")),
+    **_admin_task("reindex", "alpha_reindex_task_id"),
+    **_admin_task("export_embeddings", "alpha_export_task_id"),
     "/snapshot": Call("POST", True, _json(collection="alpha")),
     "/list_snapshots": Call("POST", True, _json(collection="alpha")),
     # Alpha's snapshot restored into the caller's own collection shows alpha's documents.

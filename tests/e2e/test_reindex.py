@@ -1,0 +1,229 @@
+"""End to end: blue/green re-index on a real `bentoml serve` with both embedder versions
+served (the int8 ONNX one and the torch one), a Chroma server, Redis and S3 -- queries
+under load while a collection moves between embedders, rollback, and a re-index killed
+mid-way that resumes without touching the live index."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import BLOB_BUCKET, RedisServer, Server
+from tests.pdfs import make_pdf
+
+pytestmark = pytest.mark.e2e
+
+# The incumbent embeds with the int8 ONNX export; "legacy" is held to the torch weights.
+VARIANTS = {
+    "experiment": "embedders",
+    "incumbent": "default",
+    "variants": [{"name": "default"}, {"name": "legacy", "embedder": {"engine": "torch"}}],
+    "weights": {"default": 100, "legacy": 0},
+}
+FACTS = [
+    ("lighthouse.pdf", "The Quillfeather lighthouse keeper logs 417 ships every winter."),
+    ("bridge.pdf", "The Larkspur bridge opened in 1931 and carries 4,200 cars a day."),
+    ("tower.pdf", "The Ostrava water tower holds 640 cubic metres of water."),
+    ("ferry.pdf", "The Kestrel ferry crosses the sound nine times a day."),
+]
+QUESTION = ("How many ships does the lighthouse keeper log every winter?", "417")
+
+
+def post(server: Server, route: str, **body) -> httpx.Response:
+    return httpx.post(f"{server.url}/{route}", json=body, timeout=120)
+
+
+def ok(reply: httpx.Response) -> dict:
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def ingest(server: Server, collection: str, name: str, pages: list[str]) -> None:
+    ok(
+        httpx.post(
+            f"{server.url}/ingest",
+            files={"file": (name, make_pdf(pages), "application/pdf")},
+            data={"collection": collection},
+            timeout=120,
+        )
+    )
+
+
+def run_task(server: Server, task: str, timeout: float = 300, **body) -> httpx.Response:
+    task_id = ok(post(server, f"{task}/submit", **body))["task_id"]
+    deadline = time.monotonic() + timeout
+    while (
+        ok(httpx.get(f"{server.url}/{task}/status", params={"task_id": task_id}))["status"]
+        == "in_progress"
+    ):
+        assert time.monotonic() < deadline, f"{task} did not finish"
+        time.sleep(0.2)
+    return httpx.get(f"{server.url}/{task}/get", params={"task_id": task_id}, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, chroma_url, s3) -> Iterator[Server]:
+    base = tmp_path_factory.mktemp("reindex")
+    (base / "variants.json").write_text(json.dumps(VARIANTS))
+    redis = RedisServer()
+    redis.start()
+    client = s3.client()
+    if BLOB_BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+        client.create_bucket(Bucket=BLOB_BUCKET)
+    server = Server(
+        base / "data",
+        base / "serve.log",
+        chroma_url,
+        redis,
+        s3,
+        blobs_in_s3=True,
+        env={"RAG_VARIANTS_FILE": str(base / "variants.json")},
+    )
+    server.start()
+    yield server
+    server.stop()
+    redis.stop()
+
+
+def test_a_collection_moves_between_embedders_under_load_and_rolls_back(server):
+    for name, fact in FACTS:
+        ingest(server, "fleet", name, [fact, "Filler page about nothing in particular."])
+    status = ok(post(server, "reindex_status", collection="fleet"))
+    served = {e["service"]: e["tag"] for e in status["served_embedders"]}
+    assert set(served) == {"embedder", "embedder-torch"}
+    assert status["live"]["embedder"] == served["embedder"]  # new collections: the incumbent's
+    first = status["live"]
+
+    failures: list[str] = []
+    answers: list[tuple[str, str]] = []
+    stop = threading.Event()
+
+    def ask() -> None:
+        while not stop.is_set():
+            reply = post(server, "query", question=QUESTION[0], collection="fleet")
+            if reply.status_code != 200:
+                failures.append(reply.text)
+            else:
+                answers.append((reply.json()["index_version"], reply.json()["answer"]))
+
+    askers = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in askers:
+        thread.start()
+    try:
+        moved = ok(run_task(server, "reindex", collection="fleet", embedder="embedder-torch"))
+        time.sleep(1.0)  # queries after the switch too
+    finally:
+        stop.set()
+        for thread in askers:
+            thread.join()
+    assert failures == []
+    assert {version for version, _ in answers} >= {first["index_version"], moved["index_version"]}
+    assert all(QUESTION[1] in answer for _, answer in answers)
+
+    status = ok(post(server, "reindex_status", collection="fleet"))
+    assert status["live"]["embedder"] == served["embedder-torch"]
+    assert status["live"]["documents"] == len(FACTS)
+    assert status["previous"]["embedder"] == served["embedder"]
+    assert moved["state"] == "done" and moved["documents_done"] == len(FACTS)
+    # The variant held to the torch embedder now reads this collection too.
+    forced = ok(post(server, "query", question=QUESTION[0], collection="fleet", variant="legacy"))
+    assert QUESTION[1] in forced["answer"]
+
+    # Back to the int8 embedder: what moving a collection to it is.
+    back = ok(run_task(server, "reindex", collection="fleet"))
+    assert (
+        ok(post(server, "reindex_status", collection="fleet"))["live"]["embedder"]
+        == served["embedder"]
+    )
+    refused = post(server, "query", question=QUESTION[0], collection="fleet", variant="legacy")
+    assert (refused.status_code, refused.json()["type"]) == (409, "EmbedderMismatch")
+
+    # rollback_index: the torch index again, with the version it had.
+    rolled = ok(post(server, "rollback_index", collection="fleet"))
+    assert rolled["live"]["index_version"] == moved["index_version"]
+    assert rolled["live"]["embedder"] == served["embedder-torch"]
+    assert rolled["previous"]["index_version"] == back["index_version"]
+    reply = ok(post(server, "query", question=QUESTION[0], collection="fleet"))
+    assert QUESTION[1] in reply["answer"]
+    assert reply["index_version"] == moved["index_version"]
+    # New documents join the collection with the embedder of its index.
+    ingest(server, "fleet", "extra.pdf", ["The Marlow canal lock lifts boats 12 metres."])
+    found = ok(post(server, "search", query="canal lock lifts boats", collection="fleet"))
+    assert found["results"][0]["filename"] == "extra.pdf"
+
+
+def test_bad_reindex_requests(server):
+    unknown = run_task(server, "reindex", collection="fleet", embedder="no-such-embedder")
+    assert unknown.status_code == 400 and "not served here" in unknown.text
+    empty = run_task(server, "reindex", collection="nothing-here")
+    assert empty.status_code == 409 and "no documents" in empty.text
+    nothing = post(server, "rollback_index", collection="nothing-here")
+    assert (nothing.status_code, nothing.json()["type"]) == (409, "IndexConflict")
+
+
+def test_export_embeddings_writes_the_live_index_as_parquet(server, s3):
+    s3.client().create_bucket(Bucket="features")
+    report = ok(
+        run_task(server, "export_embeddings", collection="fleet", destination="s3://features/x")
+    )
+    version = ok(post(server, "list_documents", collection="fleet"))["index_version"]
+    assert report["file"] == f"s3://features/x/embeddings-fleet-{version}.parquet"
+    assert report["chunks"] >= len(FACTS)
+    local = ok(run_task(server, "export_embeddings", collection="fleet", destination="offline"))
+    assert local["file"].startswith(str(server.data_dir / "exports" / "offline"))
+    outside = run_task(server, "export_embeddings", collection="fleet", destination="../../x")
+    assert outside.status_code == 400
+
+
+def many_pages(i: int) -> list[str]:
+    return [
+        f"Report {i}, section {p}. The inspection of unit {i * 10 + p} found the seals intact, "
+        f"the gauges calibrated and the logbook complete for the quarter ending in month {p}."
+        for p in range(1, 7)
+    ]
+
+
+@pytest.mark.slow
+def test_a_reindex_killed_mid_way_leaves_the_live_index_and_resumes(tmp_path, s3):
+    server = Server(tmp_path / "data", tmp_path / "serve.log", s3=s3)
+    server.start()
+    try:
+        for i in range(14):
+            ingest(server, "reports", f"report-{i}.pdf", many_pages(i))
+        before = ok(post(server, "reindex_status", collection="reports"))["live"]
+        query = "which unit had its seals intact in month 3"
+        found = ok(post(server, "search", query=query, collection="reports"))
+        ok(post(server, "reindex/submit", collection="reports", chunk_tokens=20, overlap_tokens=0))
+        deadline = time.monotonic() + 120
+        while True:
+            unfinished = ok(post(server, "reindex_status", collection="reports"))["unfinished"]
+            if unfinished and unfinished[0]["documents"] >= 1:
+                break
+            assert time.monotonic() < deadline, "the re-index built nothing"
+            time.sleep(0.02)
+        server.kill()  # SIGKILL, mid-build
+
+        server.start()
+        status = ok(post(server, "reindex_status", collection="reports"))
+        assert status["live"] == before
+        assert 1 <= status["unfinished"][0]["documents"] < 14
+        assert ok(post(server, "search", query=query, collection="reports")) == found
+
+        done = ok(
+            run_task(server, "reindex", collection="reports", chunk_tokens=20, overlap_tokens=0)
+        )
+        assert done["resumed_documents"] >= 1
+        assert done["documents_done"] == 14
+        after = ok(post(server, "reindex_status", collection="reports"))
+        assert after["unfinished"] == []
+        assert after["previous"]["generation"] == before["generation"]
+        listed = ok(post(server, "list_documents", collection="reports"))["documents"]
+        # Smaller chunks: more of them than the first index had.
+        assert sum(d["chunks"] for d in listed) > 14 * 6
+    finally:
+        server.stop()

@@ -1,0 +1,170 @@
+"""Blue/green re-index on a real Chroma with real PDFs and the real tokenizer (vectors from a
+stand-in embedding, so that runs are fast and exact): the live index is untouched until
+the switch, a killed re-index resumes, and writes made meanwhile are caught up."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import uuid
+
+import numpy as np
+import pytest
+
+from jobs.reindex import Reindexer, ReindexLimits, ReindexTarget
+from retrieval.blobs import LocalBlobStore
+from retrieval.chunking import chunk_pages
+from retrieval.errors import IndexConflict
+from retrieval.index import ChunkIndex, DocumentRecord, EmbedderId
+from retrieval.ingestion import document_id_for
+from retrieval.parsing import parse_pdf
+from tests.pdfs import make_pdf
+
+OLD = EmbedderId("rag-embedder:torch", 8)
+NEW = EmbedderId("rag-embedder:int8", 8)
+TEXTS = {
+    "bridge.pdf": ["The Larkspur bridge opened in 1931.", "It carries 4,200 cars a day."],
+    "tower.pdf": ["The Ostrava water tower holds 640 cubic metres."],
+    "ferry.pdf": ["The Quillfeather ferry crosses nine times a day."],
+}
+
+
+def vectors(texts: list[str], salt: str) -> np.ndarray:
+    rows = [
+        np.frombuffer(hashlib.sha256((salt + t).encode()).digest()[:8], np.uint8) for t in texts
+    ]
+    return np.asarray(rows, dtype=np.float32) + 1.0
+
+
+class Embedder:
+    """A stand-in embedding that can stop the test's world after ``fail_after`` calls."""
+
+    def __init__(self, salt: str, fail_after: int | None = None) -> None:
+        self.salt, self.calls, self.fail_after = salt, 0, fail_after
+        self.before_call = None
+
+    async def __call__(self, texts: list[str]) -> np.ndarray:
+        if self.before_call is not None:
+            await self.before_call(self.calls)
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt("killed")  # not an Exception: as a kill would end it
+        return vectors(texts, self.salt)
+
+
+@pytest.fixture()
+def blobs(tmp_path):
+    return LocalBlobStore(tmp_path / "blobs")
+
+
+def ingest(index: ChunkIndex, blobs, counter, name: str, pages: list[str]) -> DocumentRecord:
+    data = make_pdf(pages)
+    live = index.live("c")
+    document_id = document_id_for("c", name)
+    sha = hashlib.sha256(data).hexdigest()
+    chunks = chunk_pages(parse_pdf(data).pages, counter, max_tokens=200, overlap_tokens=32)
+    record = DocumentRecord(
+        document_id, "c", name, sha, len(pages), len(chunks), uuid.uuid4().hex, 0.0, {},
+        blobs.put(f"c/{document_id}/{sha}.pdf", data), live.generation,
+    )  # fmt: skip
+    index.record_embedder("c", OLD, live.generation)
+    index.begin(record)
+    index.stage(record, chunks, vectors([c.text for c in chunks], "old"))
+    index.commit(record, index.find_document(document_id, "c", live.generation))
+    return record
+
+
+def reindexer(index, blobs, switched=None) -> Reindexer:
+    return Reindexer(
+        index,
+        blobs.get,
+        ReindexLimits(embed_batch=16, max_pages=100, parse_timeout_s=30),
+        switched.append if switched is not None else (lambda _: None),
+    )
+
+
+def target(counter, embed, chunk_tokens: int = 200) -> ReindexTarget:
+    return ReindexTarget(NEW, embed, counter, chunk_tokens, 16)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_a_reindex_builds_beside_the_live_index_and_switches_at_the_end(index, blobs, counter):
+    for name, pages in TEXTS.items():
+        ingest(index, blobs, counter, name, pages)
+    before = index.live("c")
+    seen_during = []
+
+    async def look(_: int) -> None:
+        # Mid-build, queries still read the old index with the old embedder.
+        seen_during.append((index.live("c").generation, index.embedder_of("c")))
+
+    embed = Embedder("new")
+    embed.before_call = look
+    switched: list[str] = []
+    progress = run(reindexer(index, blobs, switched).run("c", target(counter, embed, 64)))
+    assert set(seen_during) == {(before.generation, OLD)}
+    after = index.live("c")
+    assert (progress.state, progress.documents_done, progress.documents_total) == ("done", 3, 3)
+    assert (after.generation, after.previous) == (progress.generation, before.generation)
+    assert progress.index_version == after.index_version != before.index_version
+    assert index.embedder_of("c") == NEW
+    assert index.generation_settings("c", after.generation)["chunking"]["chunk_tokens"] == 64
+    assert sorted(r.filename for r in index.list_documents("c")) == sorted(TEXTS)
+    assert switched == ["c"]
+    # The new vectors are the new embedder's.
+    hit = index.search("c", vectors(["The Larkspur bridge opened in 1931."], "new")[0], 1)
+    assert hit[0].filename == "bridge.pdf"
+
+
+def test_a_killed_reindex_leaves_the_live_index_alone_and_resumes(index, blobs, counter):
+    for name, pages in TEXTS.items():
+        ingest(index, blobs, counter, name, pages)
+    before = index.live("c")
+    with pytest.raises(KeyboardInterrupt):
+        run(reindexer(index, blobs).run("c", target(counter, Embedder("new", fail_after=1))))
+    assert index.live("c") == before
+    assert index.embedder_of("c") == OLD
+    embed = Embedder("new")
+    progress = run(reindexer(index, blobs).run("c", target(counter, embed)))
+    assert progress.resumed_documents == 1
+    assert embed.calls == 2  # only the two documents the first run had not built
+    assert index.live("c").generation == progress.generation
+
+
+def test_writes_during_the_reindex_are_in_the_new_index(index, blobs, counter):
+    ingest(index, blobs, counter, "bridge.pdf", TEXTS["bridge.pdf"])
+    ingest(index, blobs, counter, "tower.pdf", TEXTS["tower.pdf"])
+
+    async def write(call: int) -> None:
+        if call == 0:  # while the first document is being rebuilt
+            ingest(index, blobs, counter, "ferry.pdf", TEXTS["ferry.pdf"])
+            index.delete_document(document_id_for("c", "tower.pdf"))
+
+    embed = Embedder("new")
+    embed.before_call = write
+    run(reindexer(index, blobs).run("c", target(counter, embed)))
+    assert sorted(r.filename for r in index.list_documents("c")) == ["bridge.pdf", "ferry.pdf"]
+
+
+def test_a_document_that_cannot_be_rebuilt_stops_the_switch(index, blobs, counter, tmp_path):
+    record = ingest(index, blobs, counter, "bridge.pdf", TEXTS["bridge.pdf"])
+    blobs.delete(record.source)
+    before = index.live("c")
+    with pytest.raises(IndexConflict, match="could not be re-indexed"):
+        run(reindexer(index, blobs).run("c", target(counter, Embedder("new"))))
+    assert index.live("c") == before
+    with pytest.raises(IndexConflict, match="no documents"):
+        run(reindexer(index, blobs).run("empty", target(counter, Embedder("new"))))
+
+
+def test_rollback_returns_to_the_previous_index_and_its_version(index, blobs, counter):
+    ingest(index, blobs, counter, "bridge.pdf", TEXTS["bridge.pdf"])
+    before = index.live("c")
+    run(reindexer(index, blobs).run("c", target(counter, Embedder("new"))))
+    back = index.switch("c", index.live("c").previous)
+    assert dataclasses.replace(back, previous="") == dataclasses.replace(before, previous="")
+    assert index.embedder_of("c") == OLD

@@ -319,7 +319,11 @@ class RAGService:
         self.s3 = s3_client(settings.s3_endpoint_url, settings.s3_region)
         self.batch = BatchJobs(
             make_object_store(settings, "jobs/batch"),
-            BatchGate(settings.batch_concurrency, settings.batch_busy_concurrency),
+            BatchGate(
+                settings.batch_concurrency,
+                settings.batch_busy_concurrency,
+                yield_s=settings.batch_yield_s,
+            ),
             self.s3,
             settings.data_dir / "exports",
             settings.batch_max_rows,

@@ -300,6 +300,15 @@ class Settings(BaseSettings):
             "model services when people are asking questions."
         ),
     )
+    batch_yield_s: float = Field(
+        5.0,
+        ge=0,
+        description=(
+            "While interactive requests are in flight (or were in the last 0.5 s), a "
+            "batch row starts only after no batch row has started or ended for this long: "
+            "batch jobs yield to people, yet are never starved."
+        ),
+    )
     batch_max_rows: int = Field(
         100_000, ge=1, description="Rows (questions) one batch_query job may hold."
     )

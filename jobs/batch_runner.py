@@ -2,9 +2,10 @@
 written segment by segment in input order, with progress after each segment.
 
 ``BatchGate`` keeps the share of the model services a batch job takes small while people
-are asking questions: interactive requests never wait for it, and batch rows are admitted
-one at a time (``busy_concurrency``) while any interactive request is in flight or was
-moments ago, and ``idle_concurrency`` at a time otherwise.
+are asking questions: interactive requests never wait for it. While any interactive
+request is in flight or was moments ago, a batch row starts only after the batch has been
+quiet for ``yield_s``, at most ``busy_concurrency`` at a time; otherwise
+``idle_concurrency`` rows run at once.
 """
 
 from __future__ import annotations
@@ -50,7 +51,11 @@ class BatchGate:
         idle_concurrency: int = IDLE_CONCURRENCY,
         busy_concurrency: int = BUSY_CONCURRENCY,
         cooldown_s: float = COOLDOWN_S,
+        yield_s: float = 0.0,
     ) -> None:
+        """While interactive requests run (or ran in the last ``cooldown_s``), a batch row
+        starts only once no batch row has started or ended for ``yield_s``, and at most
+        ``busy_concurrency`` run: the batch yields to people, yet is never starved."""
         if busy_concurrency < 1:
             raise ValueError(f"busy_concurrency must be at least 1, got {busy_concurrency}")
         if idle_concurrency < busy_concurrency:
@@ -58,8 +63,10 @@ class BatchGate:
                 f"idle_concurrency ({idle_concurrency}) must be at least busy_concurrency "
                 f"({busy_concurrency})"
             )
-        if cooldown_s < 0:
-            raise ValueError(f"cooldown_s must be at least 0, got {cooldown_s}")
+        if cooldown_s < 0 or yield_s < 0:
+            raise ValueError(f"cooldown_s and yield_s must be >= 0, got {cooldown_s}, {yield_s}")
+        self.yield_s = yield_s
+        self._last_batch_at = float("-inf")  # time.monotonic() a row last started or ended
         self.idle_concurrency = idle_concurrency
         self.busy_concurrency = busy_concurrency
         self.cooldown_s = cooldown_s
@@ -79,8 +86,11 @@ class BatchGate:
 
     def limit(self) -> int:
         """How many batch rows may run now."""
-        busy = self._interactive > 0 or time.monotonic() < self._quiet_at
-        return self.busy_concurrency if busy else self.idle_concurrency
+        now = time.monotonic()
+        if self._interactive == 0 and now >= self._quiet_at:
+            return self.idle_concurrency
+        # People are asking: the batch waits its turn, and then takes a small share.
+        return self.busy_concurrency if now - self._last_batch_at >= self.yield_s else 0
 
     @asynccontextmanager
     async def interactive(self) -> AsyncIterator[None]:
@@ -101,11 +111,13 @@ class BatchGate:
             yield
         finally:
             self._batch -= 1
+            self._last_batch_at = time.monotonic()
             self._admit()
 
     async def _acquire(self) -> None:
         if not self._waiters and self._batch < self.limit():
             self._batch += 1
+            self._last_batch_at = time.monotonic()
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -124,18 +136,23 @@ class BatchGate:
             waiter = self._waiters.popleft()
             if not waiter.done():  # a cancelled waiter is skipped
                 self._batch += 1
+                self._last_batch_at = time.monotonic()
                 waiter.set_result(None)
         self._watch_cooldown()
 
     def _watch_cooldown(self) -> None:
-        # The end of a cooldown raises the limit without any row or request ending: a
-        # timer admits the rows waiting for it.
-        if not self._waiters or self._interactive or self._timer is not None:
+        # The end of a cooldown or of a yield raises the limit without any row or request
+        # ending: a timer admits the rows waiting for it.
+        if not self._waiters or self._timer is not None:
             return
-        remaining = self._quiet_at - time.monotonic()
-        if remaining > 0:
+        now = time.monotonic()
+        moments = [self._last_batch_at + self.yield_s]
+        if not self._interactive:
+            moments.append(self._quiet_at)
+        future = [moment for moment in moments if moment > now]
+        if future:
             loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(remaining, self._on_cooldown_end)
+            self._timer = loop.call_later(min(future) - now, self._on_cooldown_end)
 
     def _on_cooldown_end(self) -> None:
         self._timer = None

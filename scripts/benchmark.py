@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 os.environ["GOMP_SPINCOUNT"] = "300000"
 
 from scripts.bench import (  # noqa: E402
+    batch,
     embedding,
     engines,
     generation,
@@ -51,6 +52,7 @@ SECTIONS = {
     "hybrid": hybrid.run,
     "generation": generation.run,
     "variants": variants.run,
+    "batch": batch.run,
 }
 
 

@@ -148,6 +148,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "<= 1.1",
             value <= 1.1,
         )
+    batch = (results.get("batch") or {}).get("extractive")
+    if batch:
+        value = batch["throughput_ratio"]
+        row(
+            f"batch_query rows/s on {batch['questions']} questions / `query` one by one, 4 clients",
+            value,
+            ">= 1.5",
+            value >= 1.5,
+        )
+        value = batch["interactive_p95_ratio"]
+        row("interactive query p95 during a batch job / idle", value, "<= 1.5", value <= 1.5)
     return rows
 
 
@@ -252,6 +263,25 @@ def markdown(results: dict[str, Any]) -> str:
             f"\nincumbent p50 ratio {variants['incumbent_p50_ratio']}, "
             f"p95 ratio {variants['incumbent_p95_ratio']}"
         )
+    for style, batch in (results.get("batch") or {}).items():
+        base, job = batch["baseline_4_clients"], batch["batch_query"]
+        idle, during = batch["interactive_idle"], batch["interactive_during_batch"]
+        lines += [
+            "",
+            f"### Batch inference ({batch['questions']} development-set questions, {style})",
+            "",
+            "| run | rows/s | ratio |",
+            "|---|---|---|",
+            f"| `query` one by one, 4 clients | {base['rows_per_s']} | 1.0 |",
+            f"| one `batch_query` job | {job['rows_per_s']} | {batch['throughput_ratio']} |",
+            "",
+            "| interactive `query`, 1 client | requests | p50 ms | p95 ms |",
+            "|---|---|---|---|",
+            f"| idle service | {idle['requests']} | {idle['p50_ms']} | {idle['p95_ms']} |",
+            f"| beside a batch job | {during['requests']} | {during['p50_ms']} | "
+            f"{during['p95_ms']} |",
+            f"\ninteractive p95 ratio {batch['interactive_p95_ratio']}",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -326,3 +327,36 @@ def test_progress_reports_rate_and_eta_of_this_run(tmp_path):
     last = seen[-1][1]
     assert (last.state, last.eta_s, last.answered, last.errors) == ("done", 0.0, 30, 0)
     assert last.to_dict()["output"] == last.output is not None
+
+
+def test_beside_steady_interactive_traffic_the_batch_takes_a_bounded_share():
+    gate = BatchGate(idle_concurrency=8, busy_concurrency=1, cooldown_s=0.05, yield_s=0.2)
+
+    async def scenario() -> list[float]:
+        stop = asyncio.Event()
+        started: list[float] = []
+
+        async def people() -> None:
+            while not stop.is_set():
+                async with gate.interactive():
+                    await asyncio.sleep(0.01)
+
+        async def row() -> None:
+            async with gate.batch():
+                started.append(time.monotonic())
+                await asyncio.sleep(0.02)
+
+        user = asyncio.create_task(people())
+        await asyncio.sleep(0.01)
+        t0 = time.monotonic()
+        await asyncio.gather(*(row() for _ in range(5)))
+        stop.set()
+        await user
+        return [t - t0 for t in started]
+
+    starts = asyncio.run(asyncio.wait_for(scenario(), 10))
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # One row at a time, each after the batch yielded 0.2 s (20 ms row + 200 ms quiet),
+    # yet all of them done: never starved.
+    assert len(starts) == 5
+    assert all(gap >= 0.2 for gap in gaps), gaps

@@ -185,6 +185,7 @@ def restore_snapshot(
         )
     texts = table.column("text").to_pylist()
     rows_of = _rows_by_document(table)
+    _drop_abandoned_restores(index, target)
     generation = index.create_generation(
         target, {"chunking": manifest["settings"], "restored_from": manifest["snapshot_id"]}
     )
@@ -218,6 +219,18 @@ def restore_snapshot(
         index.drop_generation(target, generation)
         raise
     return index.switch(target, generation)
+
+
+def _drop_abandoned_restores(index: ChunkIndex, collection: str) -> None:
+    """Generations an earlier restore of ``collection`` built and never switched to (the
+    process died mid-way): nothing reads them. A re-index's unfinished build is kept for
+    it to resume."""
+    live = index.live(collection)
+    for generation in index.generations(collection):
+        if generation in (live.generation, live.previous):
+            continue
+        if "restored_from" in index.generation_settings(collection, generation):
+            index.drop_generation(collection, generation)
 
 
 def _restored_record(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -28,9 +29,14 @@ import httpx
 
 from scripts.bench.common import closed_loop, latency_summary, percentile_ms, ratio, serve
 
-EVAL = Path(__file__).resolve().parents[3] / "shared" / "eval" / "squad2-dev"
+# The development set beside the checkout (../shared), unless RAG_BENCH_EVAL_DIR names one.
+EVAL = Path(
+    os.environ.get("RAG_BENCH_EVAL_DIR")
+    or Path(__file__).resolve().parents[3] / "shared" / "eval" / "squad2-dev"
+)
 COLLECTION = "bench"
-ENV = {"RAG_ANSWER_CACHE_TTL_S": "1"}
+# No rate limit: the open-mode key would be held to 600 queries a minute.
+ENV = {"RAG_ANSWER_CACHE_TTL_S": "1", "RAG_RATE_LIMIT_QUERY": "", "RAG_RATE_LIMIT_INGEST": ""}
 
 
 def questions() -> list[str]:
@@ -59,6 +65,8 @@ def one_by_one(url: str, batch: list[str], clients: int) -> dict[str, Any]:
         return 1
 
     result = asyncio.run(closed_loop(url, call, clients, total_requests=len(batch)))
+    if result.errors:
+        raise RuntimeError(f"{result.errors} of {len(batch)} queries failed")
     return {**result.summary(), "rows_per_s": round(len(batch) / result.wall_s, 3)}
 
 
@@ -75,6 +83,7 @@ def run_batch(url: str, batch: list[str], job_id: str) -> dict[str, Any]:
     task_id = submitted.json()["task_id"]
     while True:
         status = httpx.get(f"{url}/batch_query/status", params={"task_id": task_id}, timeout=60)
+        status.raise_for_status()
         if status.json()["status"] != "in_progress":
             break
         time.sleep(0.5)
@@ -93,6 +102,8 @@ def interactive(url: str, asked: list[str], seconds: float) -> dict[str, Any]:
         return 1
 
     result = asyncio.run(closed_loop(url, call, 1, duration_s=seconds))
+    if result.errors:
+        raise RuntimeError(f"{result.errors} interactive queries failed")
     return {
         **latency_summary(result.latencies_s),
         "p95_ms": percentile_ms(result.latencies_s, 95),
@@ -125,6 +136,8 @@ def measure(style: str, n: int, seconds: float, log_dir: Path) -> dict[str, Any]
         time.sleep(2)  # the job is under way
         during = interactive(srv.url, asked, seconds)
         runner.join()
+        if not background:
+            raise RuntimeError("the background batch job failed; see the log above")
     return {
         "questions": n,
         "baseline_4_clients": baseline,

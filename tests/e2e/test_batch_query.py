@@ -30,6 +30,12 @@ def server(tmp_path_factory, s3) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("batch")
     server = Server(base / "data", base / "serve.log", s3=s3)
     server.start()
+    ingest_manual(server)
+    yield server
+    server.stop()
+
+
+def ingest_manual(server: Server) -> None:
     reply = httpx.post(
         f"{server.url}/ingest",
         files={"file": ("manual.pdf", make_pdf(MANUAL_PAGES), "application/pdf")},
@@ -37,8 +43,6 @@ def server(tmp_path_factory, s3) -> Iterator[Server]:
         timeout=120,
     )
     assert reply.status_code == 200, reply.text
-    yield server
-    server.stop()
 
 
 def submit(server: Server, **fields) -> str:
@@ -187,13 +191,7 @@ def test_a_job_killed_mid_way_resumes_without_losing_or_repeating_a_row(tmp_path
     server = Server(tmp_path / "data", tmp_path / "serve.log", s3=s3)
     server.start()
     try:
-        ingest = httpx.post(
-            f"{server.url}/ingest",
-            files={"file": ("manual.pdf", make_pdf(MANUAL_PAGES), "application/pdf")},
-            data={"collection": "manual"},
-            timeout=120,
-        )
-        assert ingest.status_code == 200, ingest.text
+        ingest_manual(server)
         data = many_questions(600)
         submit(server, upload=("q.jsonl", data), job_id="crash-test")
         deadline = time.monotonic() + 120

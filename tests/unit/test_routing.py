@@ -50,3 +50,22 @@ def test_a_failed_call_does_not_leave_the_counter_raised():
 
     asyncio.run(scenario())
     assert calls.routed == {"alone": 2, "batched": 0}
+
+
+def test_a_dropped_pooled_connection_is_tried_once_more_and_only_once():
+    import aiohttp
+    import pytest
+
+    attempts: list[int] = []
+
+    async def flaky(n: int) -> int:
+        attempts.append(n)
+        if len(attempts) in (1, 3, 4):  # the first call's first try; both tries of the second
+            raise aiohttp.ServerDisconnectedError()
+        return n
+
+    calls = AloneOrBatched(flaky, flaky)
+    assert asyncio.run(calls(7)) == 7
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        asyncio.run(calls(8))
+    assert attempts == [7, 7, 8, 8]

@@ -172,3 +172,14 @@ def test_the_chunks_file_reads_with_pyarrow_as_documented(index, store, blobs, t
     assert rows[0]["embedder"] == EMBEDDER.tag
     assert np.allclose(rows[0]["vector"], vec(len("a.pdf")))
     assert json.loads(store.read(f"manifests/{info.snapshot_id}.json"))["chunks"] == 3
+
+
+def test_a_restore_drops_what_an_interrupted_restore_left(index, store, blobs):
+    ingest(index, blobs, "one", "a.pdf")
+    info = take_snapshot(index, "default", store, blobs, SETTINGS)
+    # What a restore killed mid-way leaves: a generation never switched to.
+    left = index.create_generation("default", {"restored_from": info.snapshot_id})
+    building = index.create_generation("default", {"reindex": {"embedder": "x"}})
+    live = restore(index, store, blobs, info.snapshot_id)
+    assert left not in index.generations("default")
+    assert set(index.generations("default")) == {"0", live.generation, building}

@@ -19,6 +19,8 @@ import aiohttp
 logger = logging.getLogger(__name__)
 # What aiohttp raises when the connection it took from its pool was closed by the server.
 DROPPED_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+# Tries after the first: each takes another pooled connection, the last a fresh one.
+RETRIES_ON_DROP = 3
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -42,14 +44,17 @@ class AloneOrBatched(Generic[A, R]):
         self._in_flight += 1
         try:
             call = self._alone if route == "alone" else self._batched
-            try:
-                return await call(argument)
-            except DROPPED_CONNECTION:
-                # A pooled keep-alive connection the model service's server had just
-                # closed: the request never got through (measured: 17 of 1,000 queries
-                # from 4 clients failed so). Model calls are pure: once more, on a fresh
-                # connection.
-                logger.info("model service dropped a pooled connection; calling again")
-                return await call(argument)
+            for attempt in range(RETRIES_ON_DROP + 1):
+                try:
+                    return await call(argument)
+                except DROPPED_CONNECTION:
+                    # A pooled keep-alive connection the model service's server had just
+                    # closed: the request never got through (measured: 17 of 1,000
+                    # queries from 4 clients failed so). Other pooled connections may be
+                    # as stale. Model calls are pure: again, on another connection.
+                    if attempt == RETRIES_ON_DROP:
+                        raise
+                    logger.info("model service dropped a pooled connection; calling again")
+            raise AssertionError("unreachable")
         finally:
             self._in_flight -= 1

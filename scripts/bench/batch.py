@@ -59,14 +59,18 @@ def ingest_all(url: str) -> None:
 
 
 def one_by_one(url: str, batch: list[str], clients: int) -> dict[str, Any]:
+    failures: list[str] = []
+
     async def call(client: httpx.AsyncClient, n: int) -> int:
         reply = await client.post("/query", json={"question": batch[n], "collection": COLLECTION})
+        if reply.status_code != 200:
+            failures.append(f"{reply.status_code} {reply.text[:300]}")
         reply.raise_for_status()
         return 1
 
     result = asyncio.run(closed_loop(url, call, clients, total_requests=len(batch)))
     if result.errors:
-        raise RuntimeError(f"{result.errors} of {len(batch)} queries failed")
+        raise RuntimeError(f"{result.errors} of {len(batch)} queries failed: {failures[:3]}")
     return {**result.summary(), "rows_per_s": round(len(batch) / result.wall_s, 3)}
 
 

@@ -22,6 +22,7 @@ import json
 import os
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,14 @@ def one_by_one(url: str, batch: list[str], clients: int) -> dict[str, Any]:
     return {**result.summary(), "rows_per_s": round(len(batch) / result.wall_s, 3)}
 
 
+def answer_modes(url: str, task_id: str) -> dict[str, int]:
+    """How the job's rows were answered: a check that the questions met documents."""
+    reply = httpx.get(f"{url}/batch_query_result", params={"task_id": task_id}, timeout=120)
+    reply.raise_for_status()
+    modes = Counter(json.loads(line)["answer_mode"] for line in reply.text.splitlines())
+    return {str(mode): count for mode, count in sorted(modes.items(), key=str)}
+
+
 def run_batch(url: str, batch: list[str], job_id: str) -> dict[str, Any]:
     data = "".join(json.dumps({"id": str(i), "question": q}) + "\n" for i, q in enumerate(batch))
     started = time.perf_counter()
@@ -94,7 +103,12 @@ def run_batch(url: str, batch: list[str], job_id: str) -> dict[str, Any]:
     wall = time.perf_counter() - started
     summary = httpx.get(f"{url}/batch_query/get", params={"task_id": task_id}, timeout=60)
     summary.raise_for_status()
-    return {**summary.json(), "wall_s": round(wall, 1), "rows_per_s": round(len(batch) / wall, 3)}
+    return {
+        **summary.json(),
+        "wall_s": round(wall, 1),
+        "rows_per_s": round(len(batch) / wall, 3),
+        "answer_modes": answer_modes(url, task_id),
+    }
 
 
 def interactive(url: str, asked: list[str], seconds: float) -> dict[str, Any]:
@@ -123,7 +137,8 @@ def measure(style: str, n: int, seconds: float, log_dir: Path) -> dict[str, Any]
     data = log_dir / "batch-data"  # ingested once, shared by every run
     env = {**ENV, "RAG_ANSWER_STYLE": style, "RAG_DATA_DIR": str(data)}
     with serve("service:RAGService", env, log_dir / f"batch-{style}-baseline.log") as srv:
-        if not data.joinpath("blobs").exists():
+        listed = httpx.post(f"{srv.url}/list_documents", json={"collection": COLLECTION})
+        if not listed.json()["documents"]:
             ingest_all(srv.url)
         print(f"   {style}: {n} questions one by one, 4 clients", flush=True)
         baseline = one_by_one(srv.url, batch, 4)
@@ -161,5 +176,5 @@ def run(quick: bool, log_dir: Path) -> dict[str, Any]:
         return {"extractive": measure("extractive", 200, 30, log_dir)}
     return {
         "extractive": measure("extractive", 1000, 90, log_dir),
-        "generative": measure("generative", 200, 90, log_dir),
+        "generative": measure("generative", 100, 60, log_dir),
     }

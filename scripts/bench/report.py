@@ -275,6 +275,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"| `query` one by one, 4 clients | {base['rows_per_s']} | 1.0 |",
             f"| one `batch_query` job | {job['rows_per_s']} | {batch['throughput_ratio']} |",
             "",
+            f"answers of the job: {job.get('answer_modes')}",
+            "",
             "| interactive `query`, 1 client | requests | p50 ms | p95 ms |",
             "|---|---|---|---|",
             f"| idle service | {idle['requests']} | {idle['p50_ms']} | {idle['p95_ms']} |",

@@ -225,3 +225,16 @@ def test_a_listing_of_every_snapshot_shows_only_the_keys_collections(secured):
     assert {s["collection"] for s in mine.json()["snapshots"]} <= {"beta"}
     everything = secured.call("POST", "/list_snapshots", secured.keys.ops, json={})
     assert secured.alpha_snapshot_id in [s["snapshot_id"] for s in everything.json()["snapshots"]]
+
+
+def test_a_restore_into_a_collection_the_key_may_not_use_is_refused(secured):
+    before = secured.documents("beta")
+    reply = secured.call(
+        "POST",
+        "/restore",
+        secured.keys.alpha_admin,
+        json={"snapshot_id": secured.alpha_snapshot_id, "collection": "beta"},
+    )
+    assert reply.status_code == 403, reply.text
+    assert reply.json()["type"] == "Forbidden"
+    assert secured.documents("beta") == before

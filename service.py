@@ -37,16 +37,14 @@ from jobs.batch_runner import BatchGate
 from jobs.chunk_tables import table_vectors
 from jobs.embeddings_export import export_embeddings
 from jobs.object_store import make_object_store
-from jobs.reindex import Reindexer, ReindexLimits, ReindexTarget
+from jobs.reindex import Reindexer, ReindexLimits, choose_target, index_status, roll_back
 from jobs.schemas import (
     BatchProgressReport,
     BatchSummary,
     EmbeddingsExportReport,
-    IndexState,
     ReindexReport,
     ReindexStatus,
     RestoreResponse,
-    ServedEmbedderInfo,
     SnapshotInfo,
     SnapshotList,
 )
@@ -67,7 +65,6 @@ from retrieval.cache import AnswerCache, make_cache
 from retrieval.embedders import EmbedderRouter
 from retrieval.errors import (
     DocumentNotFound,
-    IndexConflict,
     InvalidRequest,
     RagError,
     SnapshotNotFound,
@@ -280,7 +277,9 @@ class RAGService:
         )
         self.snapshots = make_object_store(settings, "snapshots")
         self._ingest_with = embedders[ingest_with]
-        self._embedders = embedders
+        self._ingest_with_name = ingest_with
+        # Per embedder service: what a re-index may build with.
+        self._served = {service: path.served for service, path in embedders.items()}
         self.reindexer = Reindexer(
             self.index,
             self._read_pdf,
@@ -689,7 +688,14 @@ class RAGService:
         collections get) and/or new chunk settings -- then switch to it in one write.
         Queries keep being answered from the live index meanwhile."""
         name = _admin_of(collection)
-        target = self._reindex_target(embedder, chunk_tokens, overlap_tokens)
+        target = choose_target(
+            self._served,
+            self._ingest_with_name,
+            embedder,
+            self._chunking,
+            chunk_tokens,
+            overlap_tokens,
+        )
         progress = await self.reindexer.run(name, target)
         return ReindexReport(**progress.to_dict())
 
@@ -708,19 +714,8 @@ class RAGService:
         restore or re-index switch). 409 when there is none, or when its embedder is not
         served any more."""
         name = _admin_of(collection)
-        live = await asyncio.to_thread(self.index.live, name)
-        if not live.previous or live.previous not in self.index.generations(name):
-            raise IndexConflict(f"collection {name!r} has no previous index to go back to")
-        embedder = await asyncio.to_thread(
-            self.index.embedder_of, name, fresh=True, generation=live.previous
-        )
-        served = served_embedders(self._embedders)
-        if embedder is not None and embedder not in served:
-            raise IndexConflict(
-                f"the previous index of {name!r} was made by {embedder}, which this service "
-                "does not serve: serve it again (RAG_EMBEDDER_MODEL or a variant) first"
-            )
-        await asyncio.to_thread(self.index.switch, name, live.previous)
+        served = {s.id for s in self._served.values()}
+        await asyncio.to_thread(roll_back, self.index, name, served)
         await asyncio.to_thread(self._changed, name)
         return await asyncio.to_thread(self._reindex_status, name)
 
@@ -742,49 +737,9 @@ class RAGService:
         report = await asyncio.to_thread(export_embeddings, self.index, name, where, self.s3)
         return EmbeddingsExportReport(**vars(report))
 
-    def _reindex_target(
-        self, embedder: str | None, chunk_tokens: int | None, overlap_tokens: int | None
-    ) -> ReindexTarget:
-        path = self._ingest_with
-        if embedder is not None:
-            found = [p for name, p in self._embedders.items() if embedder in (name, p.label)]
-            if not found:
-                names = [f"{name} ({p.label})" for name, p in self._embedders.items()]
-                raise InvalidRequest(f"embedder {embedder!r} is not served here; served: {names}")
-            path = found[0]
-        tokens = self._chunking["chunk_tokens"] if chunk_tokens is None else chunk_tokens
-        overlap = self._chunking["overlap_tokens"] if overlap_tokens is None else overlap_tokens
-        if not 16 <= tokens <= 254 or not 0 <= overlap < tokens:
-            raise InvalidRequest(
-                "chunk_tokens must be 16..254 and overlap_tokens 0..chunk_tokens-1; got "
-                f"{tokens} and {overlap}"
-            )
-        return ReindexTarget(path.guard.current, path.embed, path.counter, tokens, overlap)
-
     def _reindex_status(self, collection: str) -> ReindexStatus:
-        live = self.index.live(collection)
-
-        def state(generation: str) -> IndexState:
-            embedder = self.index.embedder_of(collection, fresh=True, generation=generation)
-            return IndexState(
-                generation=generation,
-                index_version=self.index.index_version(collection, generation),
-                embedder=embedder.tag if embedder else None,
-                documents=len(self.index.list_documents(collection, generation)),
-            )
-
-        kept = self.index.generations(collection)
         progress = self.reindexer.progress.get(collection)
-        return ReindexStatus(
-            collection=collection,
-            live=state(live.generation),
-            previous=state(live.previous) if live.previous in kept else None,
-            building=ReindexReport(**progress.to_dict()) if progress else None,
-            unfinished=[state(g) for g in kept if g not in (live.generation, live.previous)],
-            served_embedders=[
-                ServedEmbedderInfo(service=name, tag=p.label) for name, p in self._embedders.items()
-            ],
-        )
+        return ReindexStatus(**index_status(self.index, collection, progress, self._served))
 
     def _read_pdf(self, uri: str) -> bytes:
         """A document's PDF: from the blob store, or its own S3 object (synced ones)."""

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from retrieval.chunking import TokenCounter, chunk_pages
+from retrieval.embedders import ServedEmbedder
 from retrieval.engines import EmbedFn
-from retrieval.errors import IndexConflict
+from retrieval.errors import IndexConflict, InvalidRequest
 from retrieval.index import ChunkIndex, DocumentRecord, EmbedderId, LiveIndex
 from retrieval.parsing import parse_pdf
 
@@ -277,6 +278,80 @@ class Reindexer:
         )
         self._index.record_embedder(collection, target.embedder, generation)
         return generation
+
+
+def choose_target(
+    served: dict[str, ServedEmbedder],
+    default: str,
+    embedder: str | None,
+    chunking: dict[str, int],
+    chunk_tokens: int | None,
+    overlap_tokens: int | None,
+) -> ReindexTarget:
+    """The target a ``reindex`` request asks for: ``embedder`` by service name or model tag
+    among ``served`` (default: the ``default`` service's), and chunk settings (default:
+    ``chunking``'s). Raises InvalidRequest naming what is served or allowed."""
+    name = default
+    if embedder is not None:
+        found = [n for n, s in served.items() if embedder in (n, s.id.tag)]
+        if not found:
+            names = [f"{n} ({s.id.tag})" for n, s in served.items()]
+            raise InvalidRequest(f"embedder {embedder!r} is not served here; served: {names}")
+        name = found[0]
+    tokens = chunking["chunk_tokens"] if chunk_tokens is None else chunk_tokens
+    overlap = chunking["overlap_tokens"] if overlap_tokens is None else overlap_tokens
+    if not 16 <= tokens <= 254 or not 0 <= overlap < tokens:
+        raise InvalidRequest(
+            "chunk_tokens must be 16..254 and overlap_tokens 0..chunk_tokens-1; got "
+            f"{tokens} and {overlap}"
+        )
+    chosen = served[name]
+    return ReindexTarget(chosen.id, chosen.embed, chosen.counter, tokens, overlap)
+
+
+def index_status(
+    index: ChunkIndex,
+    collection: str,
+    progress: ReindexProgress | None,
+    served: dict[str, ServedEmbedder],
+) -> dict[str, Any]:
+    """What reindex_status shows: the live index, the one rollback_index returns to,
+    unfinished builds, the last re-index run here and the embedders a re-index may use."""
+    live = index.live(collection)
+
+    def state(generation: str) -> dict[str, Any]:
+        embedder = index.embedder_of(collection, fresh=True, generation=generation)
+        return {
+            "generation": generation,
+            "index_version": index.index_version(collection, generation),
+            "embedder": embedder.tag if embedder else None,
+            "documents": len(index.list_documents(collection, generation)),
+        }
+
+    kept = index.generations(collection)
+    return {
+        "collection": collection,
+        "live": state(live.generation),
+        "previous": state(live.previous) if live.previous in kept else None,
+        "building": progress.to_dict() if progress else None,
+        "unfinished": [state(g) for g in kept if g not in (live.generation, live.previous)],
+        "served_embedders": [{"service": n, "tag": s.id.tag} for n, s in served.items()],
+    }
+
+
+def roll_back(index: ChunkIndex, collection: str, served: set[EmbedderId]) -> LiveIndex:
+    """Switch ``collection`` back to its previous index. Raises IndexConflict when there is
+    none, or when it was made by an embedder not in ``served`` (its queries would fail)."""
+    live = index.live(collection)
+    if not live.previous or live.previous not in index.generations(collection):
+        raise IndexConflict(f"collection {collection!r} has no previous index to go back to")
+    embedder = index.embedder_of(collection, fresh=True, generation=live.previous)
+    if embedder is not None and embedder not in served:
+        raise IndexConflict(
+            f"the previous index of {collection!r} was made by {embedder}, which this "
+            "service does not serve: serve it again (RAG_EMBEDDER_MODEL or a variant) first"
+        )
+    return index.switch(collection, live.previous)
 
 
 def _stale(built: DocumentRecord | None, source: DocumentRecord) -> bool:

@@ -48,17 +48,25 @@ class EmbedderGuard:
         if recorded is not None and recorded != self.current:
             raise self.mismatch(collection, recorded)
 
-    def recorded(self, collection: str, generation: str | None = None) -> EmbedderId | None:
+    def recorded(
+        self, collection: str, generation: str | None = None, *, fresh: bool = False
+    ) -> EmbedderId | None:
         """The embedder recorded for ``collection``'s ``generation`` (default: the live
-        one), read from Chroma again at most every ``recheck_s``."""
+        one), read from Chroma again at most every ``recheck_s`` (now, when ``fresh``; a
+        fresh read is not kept for later reads)."""
         generation = generation or self._index.live(collection).generation
         key = (collection, generation)
         seen = self._seen.get(key)
-        if seen is not None and time.monotonic() - seen[0] < self._recheck_s:
+        if not fresh and seen is not None and time.monotonic() - seen[0] < self._recheck_s:
             return seen[1]
         recorded = self._index.embedder_of(collection, fresh=True, generation=generation)
-        self._seen[key] = (time.monotonic(), recorded)
+        if not fresh:
+            self._seen[key] = (time.monotonic(), recorded)
         return recorded
+
+    def forget(self, collection: str, generation: str) -> None:
+        """Read ``collection``'s embedder afresh next time (this process just wrote it)."""
+        self._seen.pop((collection, generation), None)
 
     def claim_for_write(self, collection: str) -> None:
         """Before writing vectors into ``collection``: record the serving embedder if the
@@ -135,9 +143,11 @@ class EmbedderRouter:
 
     def for_write(self, collection: str, generation: str) -> ServedEmbedder:
         """The embedder new chunks of ``collection`` (live ``generation``) must be
-        embedded with; a collection without one takes this path's own."""
-        recorded = self._guard.recorded(collection, generation)
+        embedded with; a collection without one takes this path's own. Read afresh:
+        writes are rare, and a stale answer would mix two embedders' vectors."""
+        recorded = self._guard.recorded(collection, generation, fresh=True)
         if self._follow and recorded is not None and recorded in self._served:
             return self._served[recorded]
         self._guard.claim_for_write(collection)
+        self._guard.forget(collection, generation)
         return self.own

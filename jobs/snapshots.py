@@ -184,6 +184,15 @@ def restore_snapshot(
             "dimensions"
         )
     texts = table.column("text").to_pylist()
+    chunk_ids = table.column("chunk_id").to_pylist()
+    spans = list(
+        zip(
+            table.column("page_start").to_pylist(),
+            table.column("page_end").to_pylist(),
+            table.column("chunk_index").to_pylist(),
+            strict=True,
+        )
+    )
     rows_of = _rows_by_document(table)
     _drop_abandoned_restores(index, target)
     generation = index.create_generation(
@@ -201,16 +210,9 @@ def restore_snapshot(
                 page = positions[start : start + _WRITE_PAGE]
                 index.stage_rows(
                     record,
-                    [table.column("chunk_id")[i].as_py() for i in page],
+                    [chunk_ids[i] for i in page],
                     [texts[i] for i in page],
-                    [
-                        (
-                            table.column("page_start")[i].as_py(),
-                            table.column("page_end")[i].as_py(),
-                            table.column("chunk_index")[i].as_py(),
-                        )
-                        for i in page
-                    ],
+                    [spans[i] for i in page],
                     vectors[page],
                 )
             index.commit(record, None)

@@ -54,6 +54,58 @@ def test_embeddings_are_computed_once_per_text_and_model(cache):
     assert calls[-1] == ["aa"]
 
 
+def test_a_text_being_embedded_for_one_caller_is_not_embedded_again_for_another(cache):
+    calls: list[list[str]] = []
+
+    async def embed(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        await asyncio.sleep(0.05)  # both callers are in flight at once
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+    cached = cached_embedder(embed, cache, "model:v1", ttl_s=60)
+
+    async def both() -> list[np.ndarray]:
+        first = asyncio.create_task(cached(["aa", "bbb", "aa"]))
+        await asyncio.sleep(0)
+        return list(await asyncio.gather(first, cached(["bbb", "c", "aa"])))
+
+    first, second = asyncio.run(both())
+    assert calls == [["aa", "bbb"], ["c"]]
+    assert first.tolist() == [[2.0, 1.0], [3.0, 1.0], [2.0, 1.0]]
+    assert second.tolist() == [[3.0, 1.0], [1.0, 1.0], [2.0, 1.0]]
+
+
+@pytest.mark.parametrize("ending", ["fails", "is cancelled"])
+def test_a_caller_waiting_on_another_s_call_embeds_itself_when_that_call_ends_early(cache, ending):
+    calls: list[list[str]] = []
+
+    async def embed(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        first_call = len(calls) == 1
+        await asyncio.sleep(0.05)
+        if first_call and ending == "fails":
+            raise RuntimeError("embedder down")
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+    cached = cached_embedder(embed, cache, "model:v1", ttl_s=60)
+
+    async def both() -> tuple[BaseException | None, np.ndarray]:
+        first = asyncio.create_task(cached(["aa"]))
+        await asyncio.sleep(0)
+        waiter = asyncio.create_task(cached(["aa", "c"]))
+        await asyncio.sleep(0.01)
+        if ending == "is cancelled":
+            first.cancel()
+        outcome = (await asyncio.gather(first, return_exceptions=True))[0]
+        return outcome, await waiter
+
+    outcome, vectors = asyncio.run(both())
+    expected = RuntimeError if ending == "fails" else asyncio.CancelledError
+    assert isinstance(outcome, expected)
+    assert vectors.tolist() == [[2.0, 1.0], [1.0, 1.0]]
+    assert calls == [["aa"], ["c"], ["aa"]]
+
+
 def test_answers_are_keyed_by_normalized_question_and_invalidated_by_version(cache):
     answers = AnswerCache(cache, ttl_s=60)
     key = answers.key("How long is the warranty?", "docs", {"top_k": 4})

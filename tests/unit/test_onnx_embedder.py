@@ -9,7 +9,7 @@ import bentoml
 import numpy as np
 import pytest
 
-from models.onnx_embedder import ONNX_FILE, OnnxEmbedder, export_int8
+from models.onnx_embedder import GROUP_SIZE, ONNX_FILE, OnnxEmbedder, export_int8, length_groups
 from models.store import ModelSource, engine_source
 
 TEXTS = [
@@ -57,6 +57,28 @@ def test_batch_mates_move_a_vector_only_slightly(exported):
     alone = embedder.encode([TEXTS[3]])[0]
     batched = embedder.encode(TEXTS)[3]  # padded to the longest text
     assert float(alone @ batched) > 0.98
+
+
+def test_length_groups_cover_every_text_once_longest_first():
+    lengths = [5, 40, 12, 40, 3, 18, 7, 25, 9]
+    groups = length_groups(lengths, 4)
+    assert [len(g) for g in groups] == [4, 4, 1]
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    flat = [lengths[i] for g in groups for i in g]
+    assert flat == sorted(lengths, reverse=True)
+    assert length_groups([], 4) == []
+
+
+def test_texts_of_mixed_lengths_come_back_in_input_order(exported):
+    # More texts than one group, short and long interleaved: each row must be its own
+    # text's vector, whatever group it ran in.
+    texts = [TEXTS[n % 4] * (1 + n % 3) for n in range(GROUP_SIZE * 2 + 3)]
+    embedder = OnnxEmbedder(exported, threads=1)
+    together = embedder.encode(texts)
+    alone = np.stack([embedder.encode([t])[0] for t in texts])
+    assert together.shape == (len(texts), 384)
+    assert (together * alone).sum(axis=1).min() > 0.98
+    assert (np.argmax(together @ alone.T, axis=1) == [texts.index(t) for t in texts]).all()
 
 
 def test_the_store_holds_both_engines_and_each_resolves_to_its_own():

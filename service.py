@@ -6,6 +6,7 @@ Run it with ``bentoml serve``; the README documents every endpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import threading
@@ -18,6 +19,7 @@ from typing import Any, Literal
 import bentoml
 from pydantic import BaseModel, Field
 
+from api.openai_api import openai_app
 from experiments.controller import Experiments
 from experiments.export import FORMATS, export_feedback, served_destination
 from experiments.feedback import AnswerRecord
@@ -58,7 +60,7 @@ from jobs.snapshots import (
     take_snapshot,
 )
 from models.catalog import serving_catalog
-from models.clients import model_clients, with_model_services
+from models.clients import model_clients, model_placement, model_service, with_model_services
 from retrieval.answering import Answer
 from retrieval.blobs import call_s3, make_blob_store, s3_client
 from retrieval.cache import AnswerCache, make_cache
@@ -97,6 +99,8 @@ _MAX_COMMENT_CHARS = 2000
 # bad variants file or a missing model version stops the service with the problem named.
 EXPERIMENT = load_experiment(settings.variants_file)
 CATALOG = serving_catalog(EXPERIMENT, settings)
+# In this graph, at a URL, or (the generator) a remote OpenAI-compatible API.
+PLACEMENT = model_placement(settings)
 # GET /batch_query_result, mounted below; the service hands it its jobs when it starts.
 BATCH_RESULTS = BatchResults()
 
@@ -236,8 +240,9 @@ class DeleteResponse(BaseModel):
     # The gateway writes one JSON access-log line per request instead.
     logging={"access": {"enabled": False}},
 )
-# One model service per model version a variant uses, each with its own batch queue.
-@with_model_services(CATALOG)
+# One model service per model version a variant uses, each with its own batch queue; the
+# incumbent's at RAG_EMBEDDER_URL / RAG_GENERATOR_URL when deployed apart (README "Deploy").
+@with_model_services(CATALOG, PLACEMENT)
 class RAGService:
     def __init__(self) -> None:
         # Read again, not the import-time copy: tests and tools may change the environment
@@ -249,7 +254,7 @@ class RAGService:
                 "caller is an admin of every collection. Never expose this instance."
             )
         metrics = get_metrics()
-        clients = model_clients(self, CATALOG)
+        clients = model_clients(self, CATALOG, PLACEMENT)
         self.index = open_index(settings.data_dir, settings.chroma_url)
         self.lexical = LexicalIndex(self.index)
         cache = make_cache(settings.redis_url, settings.cache_memory_entries)
@@ -396,25 +401,7 @@ class RAGService:
         ``variant``."""
         _permitted(collection)
         pipeline = self._pipeline(user, variant)
-        started = time.perf_counter()
-        try:
-            async with self.batch.gate.interactive():
-                answer = await pipeline.answerer.answer(
-                    question,
-                    collection,
-                    pipeline.default_top_k if top_k is None else top_k,
-                    retrieval,
-                    answer_style,
-                )
-        except Exception as exc:
-            await self._failed(pipeline, started, exc)
-            raise
-        answer_id = _answer_id()
-        mode = "ungrounded" if answer.ungrounded else answer.mode
-        await self._answered(
-            pipeline, answer_id, collection, started, mode, answer.usage, question, answer
-        )
-        return self._query_response(answer, pipeline, answer_id)
+        return await self._answer(pipeline, question, collection, top_k, retrieval, answer_style)
 
     @bentoml.api
     @record_errors
@@ -437,32 +424,20 @@ class RAGService:
         answer_id = _answer_id()
         ctx.response.headers["X-Answer-Id"] = answer_id
         ctx.response.headers["X-Variant"] = pipeline.variant.name
-        started = time.perf_counter()
-        report: dict[str, str] = {}
-        pieces: list[str] = []
-        try:
-            async with self.batch.gate.interactive():
-                async for piece in pipeline.answerer.answer_stream(
-                    question,
-                    collection,
-                    pipeline.default_top_k if top_k is None else top_k,
-                    retrieval,
-                    answer_style,
-                    report=report,
-                ):
-                    if not pieces:
-                        # Known once retrieval is done, before the first piece: BentoML
-                        # sends the headers after the first piece is yielded.
-                        ctx.response.headers["X-Index-Version"] = report.get("index_version", "")
-                    pieces.append(piece)
-                    yield piece
-        except Exception as exc:
-            await self._failed(pipeline, started, exc)
-            raise
-        mode = report.get("mode", "extractive")
-        await self._answered(
-            pipeline, answer_id, collection, started, mode, {}, question, "".join(pieces)
-        )
+        report: dict[str, Any] = {}
+        first = True
+        async with contextlib.aclosing(
+            self._answer_stream(
+                pipeline, answer_id, question, collection, top_k, retrieval, answer_style, report
+            )
+        ) as pieces:
+            async for piece in pieces:
+                if first:
+                    # Known once retrieval is done, before the first piece: BentoML sends
+                    # the headers after the first piece is yielded.
+                    ctx.response.headers["X-Index-Version"] = report.get("index_version", "")
+                    first = False
+                yield piece
 
     @bentoml.api
     @record_errors
@@ -599,6 +574,118 @@ class RAGService:
         answer = await pipeline.answerer.answer(str(row.question), collection, top_k)
         response = self._query_response(answer, pipeline, answer_id="")
         return result_row(row, response.model_dump(mode="json"), None)
+
+    # -- OpenAI-compatible API (api/openai_api.py) --------------------------------------
+    # /v1 answers as query and query_stream do: the same code path, cache and records.
+
+    async def openai_models(self) -> tuple[list[str], list[str]]:
+        """The collections the caller's key may use (those with documents), and the
+        variants it may choose (admins, when more than one is served)."""
+        who = caller()
+        collections = await asyncio.to_thread(self.index.collections)
+        variants = EXPERIMENT.names if len(EXPERIMENT.variants) > 1 else []
+        return (
+            [c for c in collections if who.may_touch(c)],
+            variants if who.role == "admin" else [],
+        )
+
+    async def openai_answer(
+        self, question: str, collection: str, variant: str | None, user: str | None
+    ) -> QueryResponse:
+        """``query``'s answer, with the variant's defaults."""
+        _permitted(collection)
+        pipeline = self._pipeline(user, variant)
+        return await self._answer(pipeline, question, collection, None, None, None)
+
+    async def openai_stream(
+        self,
+        question: str,
+        collection: str,
+        variant: str | None,
+        user: str | None,
+        report: dict[str, Any],
+    ) -> AsyncGenerator[str, None]:
+        """``query_stream``'s pieces. ``report`` gets answer_id and variant before the
+        first piece, index_version with it, and mode and ``cited`` (the Citations the
+        closing sources line numbers) at the end."""
+        _permitted(collection)
+        pipeline = self._pipeline(user, variant)
+        report["answer_id"] = _answer_id()
+        report["variant"] = pipeline.variant.name
+        top_k = pipeline.default_top_k
+        async with contextlib.aclosing(
+            self._answer_stream(
+                pipeline, report["answer_id"], question, collection, top_k, None, None, report
+            )
+        ) as pieces:
+            async for piece in pieces:
+                yield piece
+        report["cited"] = _citations(report.get("citations", []))
+
+    async def _answer(
+        self,
+        pipeline: Pipeline,
+        question: str,
+        collection: str,
+        top_k: int | None,
+        retrieval: str | None,
+        answer_style: str | None,
+    ) -> QueryResponse:
+        """The answer of ``query`` (and /v1), recorded for feedback and the rollout."""
+        started = time.perf_counter()
+        try:
+            async with self.batch.gate.interactive():
+                answer = await pipeline.answerer.answer(
+                    question,
+                    collection,
+                    pipeline.default_top_k if top_k is None else top_k,
+                    retrieval,
+                    answer_style,
+                )
+        except Exception as exc:
+            await self._failed(pipeline, started, exc)
+            raise
+        answer_id = _answer_id()
+        mode = "ungrounded" if answer.ungrounded else answer.mode
+        await self._answered(
+            pipeline, answer_id, collection, started, mode, answer.usage, question, answer
+        )
+        return self._query_response(answer, pipeline, answer_id)
+
+    async def _answer_stream(
+        self,
+        pipeline: Pipeline,
+        answer_id: str,
+        question: str,
+        collection: str,
+        top_k: int | None,
+        retrieval: str | None,
+        answer_style: str | None,
+        report: dict[str, Any],
+    ) -> AsyncGenerator[str, None]:
+        """The pieces of ``query_stream`` (and /v1), recorded once complete; ``report``
+        gets index_version with the first piece and the mode at the end."""
+        started = time.perf_counter()
+        pieces: list[str] = []
+        try:
+            async with self.batch.gate.interactive():
+                async for piece in pipeline.answerer.answer_stream(
+                    question,
+                    collection,
+                    pipeline.default_top_k if top_k is None else top_k,
+                    retrieval,
+                    answer_style,
+                    report=report,
+                ):
+                    pieces.append(piece)
+                    yield piece
+        except Exception as exc:
+            await self._failed(pipeline, started, exc)
+            raise
+        mode = report.get("mode", "extractive")
+        await self._answered(
+            pipeline, answer_id, collection, started, mode, {}, question, "".join(pieces)
+        )
 
     # -- index versions: snapshots and restore (README "Snapshots and restore") ----------
 
@@ -971,5 +1058,11 @@ def _ingest_response(result: IngestResult) -> IngestResponse:
 
 
 RAGService.mount_asgi_app(BATCH_RESULTS, path="/batch_query_result")
+# The incumbent model services on their own: `bentoml serve service:Embedder` (one
+# Deployment each, README "Deploy").
+Embedder = model_service(RAGService, CATALOG, "embedder")
+Generator = model_service(RAGService, CATALOG, "generator")
 RAGService.add_asgi_middleware(GatewayMiddleware, settings=settings)
 guard_unknown_routes(RAGService)
+# OpenAI's chat completions API over the collections (api/openai_api.py).
+RAGService.mount_asgi_app(openai_app(), path="/v1")

@@ -9,8 +9,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.keys import ApiKeySpec, KeyRing
@@ -115,6 +116,49 @@ class Settings(BaseSettings):
     embedder_threads: int = Field(2, ge=1, description="torch threads in the embedder.")
     generator_threads: int = Field(
         1, ge=1, description="Threads per generation in the generator (torch or ct2)."
+    )
+
+    # Model services as separate deployments (README "Deploy"): unset, `bentoml serve`
+    # runs them in the same graph; set, the API service calls that URL and starts none.
+    embedder_url: str | None = Field(
+        None,
+        description=(
+            "URL of a separately deployed embedder service (http://embedder:3000); unset = "
+            "the embedder runs in this `bentoml serve` graph."
+        ),
+    )
+    generator_url: str | None = Field(
+        None,
+        description=(
+            "URL of a separately deployed generator service (http://generator:3000); unset "
+            "= the generator runs in this `bentoml serve` graph."
+        ),
+    )
+    generator_backend: Literal["local", "openai"] = Field(
+        "local",
+        description=(
+            "Who writes generative answers: local (the generator service) or openai (any "
+            "OpenAI-compatible server at openai_base_url: vLLM, TGI, llama.cpp, Ollama...)."
+        ),
+    )
+    openai_base_url: str | None = Field(
+        None,
+        description="Base URL of the OpenAI-compatible API, ending in /v1 (backend openai).",
+    )
+    openai_model: str | None = Field(
+        None, description="Model name sent to the OpenAI-compatible API (backend openai)."
+    )
+    openai_api_key: SecretStr | None = Field(
+        None, description="Bearer key for the OpenAI-compatible API; never logged."
+    )
+    openai_timeout_s: float = Field(
+        30.0, gt=0, description="Per-attempt timeout of a call to the OpenAI-compatible API."
+    )
+    openai_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Retries, with exponential backoff, of a failed or timed-out call to it.",
     )
 
     embed_max_batch_size: int = Field(32, ge=1, description="Adaptive batch cap (texts).")
@@ -327,6 +371,32 @@ class Settings(BaseSettings):
     def _limit_notation(cls, spec: str) -> str:
         parse_limits(spec)
         return spec
+
+    @field_validator("embedder_url", "generator_url", "openai_base_url")
+    @classmethod
+    def _http_url(cls, url: str | None, info: ValidationInfo) -> str | None:
+        if url is None or not url.strip():
+            return None
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"RAG_{str(info.field_name).upper()} must be an http(s) URL such as "
+                f"http://host:3000, got {url!r}"
+            )
+        return url.strip().rstrip("/")
+
+    @model_validator(mode="after")
+    def _openai_backend_complete(self) -> Settings:
+        if self.generator_backend == "openai" and not (self.openai_base_url and self.openai_model):
+            raise ValueError(
+                "RAG_GENERATOR_BACKEND=openai needs RAG_OPENAI_BASE_URL and RAG_OPENAI_MODEL"
+            )
+        if self.generator_backend == "openai" and self.generator_url:
+            raise ValueError(
+                "RAG_GENERATOR_URL names a generator service, RAG_GENERATOR_BACKEND=openai a "
+                "remote API instead of one: set only one of them"
+            )
+        return self
 
     @property
     def max_upload_bytes(self) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 from experiments.variants import Experiment, ModelChoice, Variant
 from models.catalog import Catalog
-from models.clients import EmbedderClient, GeneratorClient
+from models.clients import EmbedderClient, GeneratorBackend
 from models.generator import Completion
 from retrieval.answering import Answerer, AnswerOptions
 from retrieval.cache import AnswerCache, ResilientCache, cached_embedder
@@ -87,7 +87,7 @@ def build_pipelines(
     experiment: Experiment,
     catalog: Catalog,
     embedders: dict[str, EmbedderPath],
-    generators: dict[str, GeneratorClient],
+    generators: dict[str, GeneratorBackend],
     index: ChunkIndex,
     lexical: LexicalIndex,
     answers: AnswerCache,
@@ -144,14 +144,14 @@ def build_pipelines(
 DEFAULT_TOP_K = 4
 
 
-def _generate(client: GeneratorClient, max_new_tokens: int) -> Any:
+def _generate(client: GeneratorBackend, max_new_tokens: int) -> Any:
     async def generate(system: str, user: str) -> Completion:
         return await client.generate(system, user, max_new_tokens)
 
     return generate
 
 
-def _stream(client: GeneratorClient, max_new_tokens: int) -> Any:
+def _stream(client: GeneratorBackend, max_new_tokens: int) -> Any:
     async def stream(system: str, user: str) -> AsyncGenerator[str, None]:
         async for piece in client.stream(system, user, max_new_tokens):
             yield piece

@@ -4,7 +4,8 @@ For every request, in this order: a request id (the client's X-Request-ID or a n
 echoed in the response); the API key and its role (401/403); the body size limit (413);
 the key's rate limit for the route class (429, with X-RateLimit-* headers on every limited
 route). Then the service runs, and the gateway finishes the exchange: errors the service
-raised on purpose get one JSON shape naming the problem, and one JSON access-log line and
+raised on purpose get one JSON shape naming the problem (OpenAI's under /v1/,
+gateway/errors.py), and one JSON access-log line and
 the metrics record how it ended.
 
 BentoML's own traffic controls run before this middleware: ``traffic.max_concurrency``
@@ -24,6 +25,7 @@ from urllib.parse import parse_qs
 from starlette.datastructures import Headers, MutableHeaders
 
 from gateway.context import RequestState, new_request_id, request_scope
+from gateway.errors import error_body
 from gateway.keys import ALL_COLLECTIONS, KeyRing, Principal, presented_key
 from gateway.metrics import Metrics, get_metrics
 from gateway.ratelimit import Decision, RateLimiter
@@ -224,9 +226,9 @@ class GatewayMiddleware:
             if exchange.close:
                 headers["connection"] = "close"
             if exchange.status >= 400 and isinstance(state.error, RagError):
-                # One shape for every deliberate error, with the message BentoML hides
-                # for 401, 403 and 5xx; the service's own body is dropped.
-                body = _error_body(state.error, state.request_id)
+                # One shape for every deliberate error (OpenAI's under /v1/), with the
+                # message BentoML hides for 401, 403 and 5xx; the service's body is dropped.
+                body = error_body(state.error, state.request_id, state.route)
                 headers["content-type"] = "application/json"
                 headers["content-length"] = str(len(body))
                 exchange.replaced = True
@@ -334,12 +336,6 @@ class _Exchange:
     # until the new task id is recorded.
     new_task: tuple[str, str, bool] | None = None
     held: list[Message] | None = None
-
-
-def _error_body(error: RagError, request_id: str) -> bytes:
-    return json.dumps(
-        {"error": str(error), "type": type(error).__name__, "request_id": request_id}
-    ).encode()
 
 
 def _too_large(size: int, limit: int, route: str) -> RequestTooLarge:

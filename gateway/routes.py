@@ -130,6 +130,10 @@ RULES: dict[str, RouteRule] = {
     "/reindex_status": RouteRule("write", "query", collection_in_body=True),
     "/rollback_index": RouteRule("write", "ingest", collection_in_body=True),
     **task_rules("export_embeddings", RouteRule("write", "ingest", collection_in_body=True)),
+    # The OpenAI-compatible API (api/openai_api.py): questions at the query rate. The
+    # collection is in the model name; the API checks it (404 model_not_found).
+    "/v1/models": _READ,
+    "/v1/chat/completions": _READ,
 }
 # A route added to the service but not to RULES is for admins only until someone decides.
 _UNLISTED = _WRITE

@@ -9,7 +9,6 @@ so an unknown path is answered here and counted under one label.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -19,7 +18,9 @@ from starlette.routing import BaseRoute, Match, Mount
 from starlette.staticfiles import StaticFiles
 
 from gateway.context import new_request_id
+from gateway.errors import error_body
 from gateway.metrics import get_metrics
+from retrieval.errors import RouteNotFound
 
 Scope = dict[str, Any]
 access_log = logging.getLogger("rag.access")
@@ -66,13 +67,8 @@ class UnknownRouteGuard:
             return
         request_id = new_request_id(Headers(scope=scope).get("x-request-id"))
         path = scope["path"][:_LOGGED_PATH_CHARS]
-        body = json.dumps(
-            {
-                "error": f"no API at {path}; see / for the API docs",
-                "type": "RouteNotFound",
-                "request_id": request_id,
-            }
-        ).encode()
+        error = RouteNotFound(f"no API at {path}; see / for the API docs")
+        body = error_body(error, request_id, path)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

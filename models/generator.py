@@ -17,6 +17,7 @@ import bentoml
 from pydantic import BaseModel, Field
 
 from models.decoding import Generated
+from models.openai_server import openai_app
 from models.store import ModelSource, engine_source, load_model, version_service
 from settings import get_settings
 
@@ -87,18 +88,39 @@ class GeneratorWorker:
         return self._complete(prompts)
 
     def _complete(self, prompts: list[ChatPrompt]) -> list[Completion]:
-        if not prompts:
-            return []
-        done = self._engine.generate(
+        return self.complete_texts(
             [self.render(p) for p in prompts], [p.max_new_tokens for p in prompts]
         )
-        return [self._completion(g) for g in done]
 
     @bentoml.api
     async def generate_stream(self, prompt: ChatPrompt) -> AsyncGenerator[str, None]:
         """The completion of one prompt, streamed as text pieces while it is generated."""
         text = self.render(prompt)
-        pieces: Iterator[str] = iter(self._engine.stream(text, prompt.max_new_tokens))
+        async with contextlib.aclosing(self.stream_text(text, prompt.max_new_tokens)) as pieces:
+            async for piece in pieces:
+                yield piece
+
+    # -- in-process, for the OpenAI-compatible /v1 (models/openai_server.py) ---------------
+
+    def render_chat(self, system: str, user: str) -> str:
+        """``render`` of a system and a user turn."""
+        return self.render(ChatPrompt(system=system, user=user))
+
+    def complete_texts(self, texts: list[str], caps: list[int]) -> list[Completion]:
+        """Greedy completions of prompts as the model reads them (rendered, or raw text),
+        at most ``caps`` new tokens each, generated as one batch. Blocking."""
+        if not texts:
+            return []
+        return [self._completion(g) for g in self._engine.generate(texts, caps)]
+
+    def token_count(self, text: str, *, prompt: bool = False) -> int:
+        """Tokens in ``text``; a ``prompt`` counts the special tokens the engines add."""
+        return len(self._tokenizer(text, add_special_tokens=prompt)["input_ids"])
+
+    async def stream_text(self, text: str, cap: int) -> AsyncGenerator[str, None]:
+        """The completion of ``text`` (as the model reads it), at most ``cap`` new tokens,
+        as text pieces while it is generated; closing it stops the generation."""
+        pieces: Iterator[str] = iter(self._engine.stream(text, cap))
         try:
             while True:
                 piece = await _next_in_thread(pieces)
@@ -130,7 +152,10 @@ def generator_service(source: ModelSource, name: str = "generator") -> Any:
     # The plain-named service packs every engine's version, so a built Bento can switch
     # RAG_GENERATOR_ENGINE at deployment.
     engines = ("torch", "ct2") if name == "generator" else ()
-    return version_service(GeneratorWorker, source, name, threads=PARALLEL, also_pack=engines)
+    service = version_service(GeneratorWorker, source, name, threads=PARALLEL, also_pack=engines)
+    # Every generator also speaks OpenAI's API (RAG_GENERATOR_BACKEND=openai can use it).
+    service.mount_asgi_app(openai_app(), path="/v1")
+    return service
 
 
 # The settings' version: the incumbent's when no variants file names another.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -268,11 +268,13 @@ class Answerer:
         top_k: int,
         retrieval: str | None = None,
         style: str | None = None,
-        report: dict[str, str] | None = None,
+        report: dict[str, Any] | None = None,
     ) -> AsyncIterator[str]:
         """The answer as it is generated, then a line naming the sources it rests on.
-        ``report`` gets the answer's ``mode`` once it is known (``ungrounded`` for a
-        generated answer that failed its check, as Answer.ungrounded).
+        ``report`` gets the ``index_version`` before the first piece, and the answer's
+        ``mode`` (``ungrounded`` for a generated answer that failed its check, as
+        Answer.ungrounded) and ``citations`` (the passages the closing line numbers) once
+        they are known.
 
         Text already sent cannot be taken back, so an answer that fails the grounding check
         is followed by a note and the supporting sentence that does answer. A question the
@@ -288,17 +290,17 @@ class Answerer:
         report = report if report is not None else {}
         report["index_version"] = version
         if assessment.reason:
-            report["mode"] = "not_found"
+            report["mode"], report["citations"] = "not_found", passages
             self._observer.answered("not_found", assessment.reason)
             yield not_found_answer(assessment.reason)
             if passages:
-                yield _related(passages)
+                yield sources_line(passages, related=True)
             return
         if style == "extractive":
-            report["mode"] = "extractive"
+            report["mode"], report["citations"] = "extractive", citations
             self._observer.answered("extractive", "")
             yield quote(support[0])
-            yield "\n\nSources: " + _listing(citations)
+            yield sources_line(citations, related=False)
             return
         pieces: list[str] = []
         clock = time.perf_counter()
@@ -311,12 +313,17 @@ class Answerer:
             "".join(pieces), support, citations, needs_number=asks_for_quantity(question)
         )
         if verdict.declined:
-            report["mode"] = "not_found"
+            report["mode"], report["citations"] = "not_found", passages
             self._observer.answered("not_found", PASSAGES_DO_NOT_ANSWER)
-            yield "\n\n" + not_found_answer(PASSAGES_DO_NOT_ANSWER) + _related(passages)
+            yield (
+                "\n\n"
+                + not_found_answer(PASSAGES_DO_NOT_ANSWER)
+                + sources_line(passages, related=True)
+            )
             return
         self._observer.answered("generated" if verdict.grounded else "extractive", "")
         report["mode"] = "generated" if verdict.grounded else "ungrounded"
+        report["citations"] = citations
         if verdict.grounded:
             yield " " + "".join(f"[{s}]" for s in verdict.sources)
         else:
@@ -325,7 +332,7 @@ class Answerer:
                 f"\n\n(Not supported by the sources: {verdict.reason}. "
                 f"The best supporting passage says: {best.text} [{best.source}])"
             )
-        yield "\n\nSources: " + _listing(citations)
+        yield sources_line(citations, related=False)
 
     async def _evidence(
         self, question: str, collection: str, top_k: int, mode: str, timings: dict[str, float]
@@ -433,15 +440,26 @@ class Answerer:
         return check_collection_name(collection)
 
 
-def _listing(passages: list[Passage]) -> str:
-    return "; ".join(f"[{n}] {p.filename} p.{_pages(p)}" for n, p in enumerate(passages, start=1))
+class Cited(Protocol):
+    """What a sources line shows of a cited passage (a Passage, or a response's citation)."""
+
+    filename: str
+    page_start: int
+    page_end: int
 
 
-def _related(passages: list[Passage]) -> str:
-    return "\n\nRelated passages (they do not answer it): " + _listing(passages)
+def sources_line(passages: Sequence[Cited], related: bool) -> str:
+    """The line that ends a streamed answer (and /v1's): the passages it rests on, or for a
+    not_found answer the related ones, numbered as cited; empty without passages."""
+    if not passages:
+        return ""
+    head = "\n\nRelated passages (they do not answer it): " if related else "\n\nSources: "
+    return head + "; ".join(
+        f"[{n}] {p.filename} p.{_pages(p)}" for n, p in enumerate(passages, start=1)
+    )
 
 
-def _pages(passage: Passage) -> str:
+def _pages(passage: Cited) -> str:
     if passage.page_start == passage.page_end:
         return str(passage.page_start)
     return f"{passage.page_start}-{passage.page_end}"

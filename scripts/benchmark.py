@@ -30,6 +30,7 @@ os.environ["GOMP_SPINCOUNT"] = "300000"
 
 from scripts.bench import (  # noqa: E402
     batch,
+    deploy,
     embedding,
     engines,
     generation,
@@ -53,6 +54,7 @@ SECTIONS = {
     "generation": generation.run,
     "variants": variants.run,
     "batch": batch.run,
+    "deploy": deploy.run,
 }
 
 

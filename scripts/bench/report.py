@@ -159,6 +159,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
         value = batch["interactive_p95_ratio"]
         row("interactive query p95 during a batch job / idle", value, "<= 1.5", value <= 1.5)
+    deploy = results.get("deploy")
+    if deploy:
+        value = deploy["url_path"]["tokens_per_s_ratio"]
+        row(
+            "generated tokens/s, model services by URL / in one graph (4 clients)",
+            value,
+            ">= 0.9",
+            value >= 0.9,
+        )
+        value = deploy["openai_overhead"]["p50_ratio"]
+        row("/v1/chat/completions p50 / `query` p50", value, "<= 1.05", value <= 1.05)
     return rows
 
 

@@ -3,13 +3,20 @@ Dockerfile."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import bentoml
+import httpx
+import psutil
 import pytest
 from bentoml.container import get_containerfile
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port, wait_for_http
+from tests.pdfs import MANUAL_PAGES, make_pdf
 
 pytestmark = pytest.mark.e2e
 
@@ -53,6 +60,13 @@ def test_bento_carries_the_code_and_offline_settings(bento):
         "gateway/middleware.py",
     ):
         assert (ROOT / name).read_text() == Path(src, name).read_text()
+    # Every package of the project travels (tests here import them from the editable
+    # install, so a package missing from bentofile.yaml's include would pass unnoticed).
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]
+    for package in packages:
+        assert Path(src, package, "__init__.py").is_file(), package
     envs = {e.name: e.value for e in bento.info.envs}
     assert envs["HF_HUB_OFFLINE"] == "1"
     assert envs["RAG_DATA_DIR"] == "/home/bentoml/rag-data"
@@ -67,3 +81,70 @@ def test_generated_dockerfile_installs_pinned_torch_and_serves(bento, tmp_path):
     assert "entrypoint.sh" in dockerfile
     requirements = Path(bento.path_of("env/python/requirements.txt")).read_text()
     assert "torch==2.13.0" in requirements
+
+
+def _pod(argv: list[str], bento, log: Path, env: dict[str, str]) -> subprocess.Popen:
+    """A command as deploy/k8s runs it in the image: the entrypoint turns the container's
+    args into `python -m bentoml_cli._internal.start start-http-server ... $BENTO_PATH`
+    (model pods) or `bentoml serve ... $BENTO_PATH` (the API), run in $BENTO_PATH."""
+    return subprocess.Popen(
+        [sys.executable, "-m", *argv, bento.path],
+        cwd=bento.path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_the_bento_runs_as_the_kubernetes_deployments_run_it(bento, tmp_path):
+    ports = {name: free_port() for name in ("embedder", "generator", "api")}
+    pods: dict[str, subprocess.Popen] = {}
+    start = "bentoml_cli._internal.start"
+    try:
+        for name in ("embedder", "generator"):
+            argv = [start, "start-http-server", "--service-name", name]
+            argv += ["--port", str(ports[name])]
+            pods[name] = _pod(argv, bento, tmp_path / f"{name}.log", {})
+        urls = {name: f"http://127.0.0.1:{ports[name]}" for name in ports}
+        api_env = {
+            "RAG_EMBEDDER_URL": urls["embedder"],
+            "RAG_GENERATOR_URL": urls["generator"],
+            "RAG_DATA_DIR": str(tmp_path / "data"),
+            "BENTOML_RESULT_STORE": str(tmp_path / "tasks.db"),
+        }
+        argv = ["bentoml", "serve", "--port", str(ports["api"])]
+        pods["api"] = _pod(argv, bento, tmp_path / "api.log", api_env)
+        for name, pod in pods.items():
+            wait_for_http(f"{urls[name]}/readyz", pod, 300, tmp_path / f"{name}.log")
+        # Each model pod serves its service alone; the API pod runs no model worker.
+        api_workers = psutil.Process(pods["api"].pid).children(recursive=True)
+        cmdlines = [" ".join(worker.cmdline()) for worker in api_workers]
+        assert any("--service-name rag" in c for c in cmdlines), cmdlines
+        assert not any("--service-name embedder" in c for c in cmdlines), cmdlines
+        assert not any("--service-name generator" in c for c in cmdlines), cmdlines
+        reply = httpx.post(
+            f"{urls['api']}/ingest",
+            files={"file": ("manual.pdf", make_pdf(MANUAL_PAGES), "application/pdf")},
+            data={"collection": "manual"},
+            timeout=300,
+        )
+        assert reply.status_code == 200, reply.text
+        answer = httpx.post(
+            f"{urls['api']}/query",
+            json={
+                "question": "How long is the warranty?",
+                "collection": "manual",
+                "answer_style": "generative",
+            },
+            timeout=300,
+        ).json()
+        assert "24 months" in answer["answer"]
+        assert answer["citations"][0]["page_start"] == 4
+    finally:
+        for pod in pods.values():
+            pod.terminate()
+        for pod in pods.values():
+            try:
+                pod.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pod.kill()

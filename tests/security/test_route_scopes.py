@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from gateway.routes import is_public
@@ -29,6 +30,9 @@ class Call:
     method: str
     writes: bool  # what this suite expects a reader to be refused
     request: Callable[[Secured], dict[str, Any]]  # httpx keyword arguments
+    # False: the route names no collection (a listing): a key of another collection is
+    # served, and must see none of alpha's data.
+    names_collection: bool = True
 
 
 def _json(**fields: Any) -> Callable[[Secured], dict[str, Any]]:
@@ -125,6 +129,15 @@ CALLS: dict[str, Call] = {
     "/restore": Call(
         "POST", True, _json(snapshot_id=lambda s: s.alpha_snapshot_id, collection="beta")
     ),
+    # The OpenAI-compatible API: the collection is in the model's name.
+    "/v1/models": Call("GET", False, lambda s: {}, names_collection=False),
+    "/v1/chat/completions": Call(
+        "POST",
+        False,
+        _json(
+            model="rag/alpha", messages=[{"role": "user", "content": "What is the coolant code?"}]
+        ),
+    ),
 }
 # What a response to a key that may not see alpha must never contain.
 ALPHA_DATA = (ALPHA_SECRET, ALPHA_SYNCED, "alpha-secret.pdf", "q3.pdf", "KESTREL", "alpha/",
@@ -132,13 +145,19 @@ ALPHA_DATA = (ALPHA_SECRET, ALPHA_SYNCED, "alpha-secret.pdf", "q3.pdf", "KESTREL
 
 
 def service_routes() -> list[str]:
-    """Every path the served app routes, from the app itself (mounts as 'path/')."""
+    """Every path the served app routes, from the app itself: a mounted app's own routes,
+    or the mount as 'path/' when its app has none (a plain ASGI app)."""
     from service import RAGService
 
     paths = []
     for route in RAGService.to_asgi().routes:
         path = route.path
-        paths.append(f"{path}/" if isinstance(route, Mount) else path)
+        if not isinstance(route, Mount):
+            paths.append(path)
+        elif isinstance(route.app, Starlette):
+            paths += [path + child.path for child in route.app.routes]
+        else:
+            paths.append(f"{path}/")
     return sorted(set(paths))
 
 
@@ -174,11 +193,22 @@ def _call(secured: Secured, path: str, key: str | None):
     return secured.call(call.method, path, key, **call.request(secured))
 
 
+def _refusal(reply) -> tuple[str, str]:
+    """(type, message) of an error: the service's shape, or OpenAI's under /v1/."""
+    body = reply.json()
+    if isinstance(body["error"], dict):
+        assert reply.url.path.startswith("/v1/"), body
+        assert set(body["error"]) == {"message", "type", "param", "code"}
+        return body["error"]["type"], body["error"]["message"]
+    return body["type"], body["error"]
+
+
 @pytest.mark.parametrize("path", PROTECTED)
 def test_no_key_gets_401(secured, path):
     reply = _call(secured, path, None)
     assert reply.status_code == 401, reply.text
-    assert reply.json()["type"] == "Unauthenticated"
+    expected = "authentication_error" if path.startswith("/v1/") else "Unauthenticated"
+    assert _refusal(reply)[0] == expected
 
 
 @pytest.mark.parametrize("path", PROTECTED)
@@ -186,13 +216,19 @@ def test_a_key_of_another_collection_gets_403_or_404_and_no_data(secured, path):
     before = secured.documents("alpha")
     # beta-admin may write (role) but only to beta: every refusal here is about scope.
     reply = _call(secured, path, secured.keys.beta_admin)
-    assert reply.status_code in (403, 404), reply.text
-    assert reply.json()["type"] in (
-        "Forbidden",
-        "TaskNotFound",
-        "DocumentNotFound",
-        "SnapshotNotFound",
-    )
+    if CALLS[path].names_collection:
+        assert reply.status_code in (403, 404), reply.text
+        assert _refusal(reply)[0] in (
+            "Forbidden",
+            "TaskNotFound",
+            "DocumentNotFound",
+            "SnapshotNotFound",
+            "permission_error",
+            "not_found_error",
+        )
+    else:
+        assert reply.status_code == 200, reply.text
+        assert "rag/alpha" not in reply.text
     for data in ALPHA_DATA:
         assert data not in reply.text
     assert secured.documents("alpha") == before
@@ -203,7 +239,7 @@ def test_a_reader_on_a_write_route_gets_403(secured, path):
     before = secured.documents("alpha")
     reply = _call(secured, path, secured.keys.alpha_reader)
     assert reply.status_code == 403, reply.text
-    assert "role 'reader'" in reply.json()["error"]
+    assert "role 'reader'" in _refusal(reply)[1]
     assert secured.documents("alpha") == before
 
 

@@ -1,0 +1,45 @@
+"""The JSON body of a deliberate error: the service's own shape, or OpenAI's under /v1/.
+
+Clients of the OpenAI-compatible API (api/openai_api.py) are OpenAI SDKs, which read
+``{"error": {"message", "type", "param", "code"}}``; every other route answers
+``{"error", "type", "request_id"}``. The gateway's own refusals (401, 403, 413, 429) and
+unknown paths follow the same rule, so a /v1 client sees one shape whatever refused it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from models.openai_wire import error_body as openai_error_body
+from retrieval.errors import RagError, RateLimited, RequestTooLarge, RouteNotFound, Unauthenticated
+
+OPENAI_PREFIX = "/v1/"
+# OpenAI's codes for the refusals it also makes; an error may carry its own instead
+# (``openai_code``), and name the request field it is about (``openai_param``).
+_OPENAI_CODES: tuple[tuple[type[RagError], str], ...] = (
+    (Unauthenticated, "invalid_api_key"),
+    (RateLimited, "rate_limit_exceeded"),
+    (RequestTooLarge, "request_too_large"),
+    (RouteNotFound, "unknown_url"),
+)
+
+
+def error_body(error: RagError, request_id: str, path: str) -> bytes:
+    """The body answering ``error`` on ``path`` (OpenAI's shape under /v1/)."""
+    if path.startswith(OPENAI_PREFIX):
+        return json.dumps(openai_error(error)).encode()
+    return json.dumps(
+        {"error": str(error), "type": type(error).__name__, "request_id": request_id}
+    ).encode()
+
+
+def openai_error(error: RagError) -> dict[str, Any]:
+    """``error`` as OpenAI shapes one: type from the HTTP status, code and param when
+    known."""
+    code = getattr(error, "openai_code", None) or next(
+        (code for kind, code in _OPENAI_CODES if isinstance(error, kind)), None
+    )
+    return openai_error_body(
+        str(error), int(error.error_code), getattr(error, "openai_param", None), code
+    )

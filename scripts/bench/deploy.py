@@ -6,8 +6,10 @@ OpenAI-compatible API in front of `query`.
    generator, the API calling them at RAG_EMBEDDER_URL / RAG_GENERATOR_URL). Generated
    tokens per second through the URL path / in the graph is the target (>= 0.9).
 2. **OpenAI overhead**: one client asks each question through `/query` and through
-   `/v1/chat/completions` in turn (answers in the shipped extractive style, cached 1 s
-   only, so each is computed); p50 of /v1 / p50 of `query` is the target (<= 1.05).
+   `/v1/chat/completions`, which goes first alternating from question to question
+   (the second finds the question's vector cached), each call more than the answer
+   cache's 1 s after the last, so every answer is computed; p50 of /v1 / p50 of `query`
+   is the target (<= 1.05).
 
 Both use the development set's PDFs and questions, ingested once into one data dir that
 each measurement's fresh `bentoml serve` reads in turn.
@@ -93,10 +95,14 @@ def openai_overhead(pool: list[str], n: int, data: Path, log_dir: Path) -> dict[
     with serve("service:RAGService", env, log_dir / "deploy-openai.log") as srv:
         print(f"   openai overhead: {n} questions, /query and /v1 in turn", flush=True)
         with httpx.Client(base_url=srv.url, timeout=120) as client:
-            for question in asked:
-                via_query.append(_timed(client, "/query", _query(question)))
-                via_openai.append(_timed(client, "/v1/chat/completions", _chat(question)))
-                time.sleep(1.05)  # past the answer cache's 1 s: the next pair computes
+            for i, question in enumerate(asked):
+                calls = [
+                    (via_query, "/query", _query(question)),
+                    (via_openai, "/v1/chat/completions", _chat(question)),
+                ]
+                for samples, route, body in calls if i % 2 == 0 else calls[::-1]:
+                    time.sleep(1.05)  # past the answer cache's 1 s: computed, not a hit
+                    samples.append(_timed(client, route, body))
     query, chat = latency_summary(via_query), latency_summary(via_openai)
     return {
         "questions": n,
@@ -132,5 +138,5 @@ def run(quick: bool, log_dir: Path) -> dict[str, Any]:
         ingest_all(s.url)
     return {
         "url_path": url_path(pool, 20 if quick else 60, data, log_dir),
-        "openai_overhead": openai_overhead(pool, 40 if quick else 150, data, log_dir),
+        "openai_overhead": openai_overhead(pool, 40 if quick else 100, data, log_dir),
     }

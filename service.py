@@ -14,9 +14,10 @@ import time
 import uuid
 from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import bentoml
+from bentoml.validators import ContentType
 from pydantic import BaseModel, Field
 
 from api.openai_api import openai_app
@@ -81,8 +82,10 @@ from retrieval.index import (
 )
 from retrieval.ingestion import IngestOptions, Ingestor, IngestResult
 from retrieval.lexical import LexicalIndex
+from retrieval.page_images import DEFAULT_WIDTH, PageRenderer
 from retrieval.s3sync import S3Sync
 from settings import get_settings
+from web.app import ui_app
 
 settings = get_settings()
 logger = logging.getLogger("rag")
@@ -280,6 +283,9 @@ class RAGService:
             s3_endpoint=settings.s3_endpoint_url,
             region=settings.s3_region,
         )
+        self.pages = PageRenderer(
+            self._read_pdf, settings.page_image_max_width, settings.page_image_cache_mb * 2**20
+        )
         self.snapshots = make_object_store(settings, "snapshots")
         self._ingest_with = embedders[ingest_with]
         self._ingest_with_name = ingest_with
@@ -454,6 +460,19 @@ class RAGService:
         async with self.batch.gate.interactive():
             passages, version = await self.answerer.search(query, collection, top_k, retrieval)
         return SearchResponse(results=_citations(passages), index_version=version)
+
+    @bentoml.api
+    @record_errors
+    async def page_image(
+        self, document_id: str, page: int, width: int = DEFAULT_WIDTH
+    ) -> Annotated[bytes, ContentType("image/png")]:
+        """Page ``page`` (1-based) of the document's PDF as a PNG ``width`` pixels wide
+        (100 to RAG_PAGE_IMAGE_MAX_WIDTH), for showing a cited page."""
+        record = await asyncio.to_thread(self.index.find_document, document_id)
+        # A document in a collection the caller may not touch does not exist for it.
+        if record is None or not caller().may_touch(record.collection):
+            raise DocumentNotFound(f"no document with id {document_id!r}")
+        return await asyncio.to_thread(self.pages.image, record, page, width)
 
     @bentoml.api
     @record_errors
@@ -1066,3 +1085,5 @@ RAGService.add_asgi_middleware(GatewayMiddleware, settings=settings)
 guard_unknown_routes(RAGService)
 # OpenAI's chat completions API over the collections (api/openai_api.py).
 RAGService.mount_asgi_app(openai_app(), path="/v1")
+# The web page (web/app.py): static files, no key needed to load them.
+RAGService.mount_asgi_app(ui_app(), path="/ui")

@@ -75,6 +75,19 @@ class Settings(BaseSettings):
     answer_cache_ttl_s: int = Field(
         24 * 3600, ge=1, description="How long a cached answer is kept (s)."
     )
+    page_image_max_width: int = Field(
+        2000,
+        ge=100,
+        description="Widest page image page_image renders (pixels; wider: 400 naming the bounds).",
+    )
+    page_image_cache_mb: int = Field(
+        64,
+        ge=0,
+        description=(
+            "Memory for rendered page images kept in this process (LRU by size, MiB); "
+            "0 = every request renders its page again."
+        ),
+    )
 
     # Models: BentoML model-store tags, imported by scripts/import_models.py.
     embedder_model: str = Field(

@@ -17,11 +17,12 @@ LimitClass = Literal["query", "ingest"]
 TaskStep = Literal["submit", "lookup", "resubmit"]
 # Routes anyone may call: health checks for orchestrators, /metrics for Prometheus (it holds
 # counts, never document text or keys), the API docs (the OpenAPI UI at / and the spec: they
-# describe the API, never data) and their assets.
+# describe the API, never data) and their assets, and the web page at /ui (static files: the
+# page asks its user for a key and sends it with every API call).
 PUBLIC_PATHS = frozenset(
-    {"/", "/docs.json", "/schema.json", "/metrics", "/healthz", "/livez", "/readyz"}
+    {"/", "/docs.json", "/schema.json", "/metrics", "/healthz", "/livez", "/readyz", "/ui"}
 )
-PUBLIC_PREFIXES = ("/assets/", "/static_content/")
+PUBLIC_PREFIXES = ("/assets/", "/static_content/", "/ui/")
 # JSON bodies of this service are a question and a few parameters; 1 MiB is far above any
 # legitimate one and stops a client from making a worker buffer an arbitrary body.
 JSON_BODY_LIMIT = 1024 * 1024
@@ -94,6 +95,9 @@ RULES: dict[str, RouteRule] = {
     "/query_stream": _READ,
     "/search": _READ,
     "/list_documents": _READ,
+    # A page of a document: the service answers 404 for one in a collection the key may
+    # not use (the collection is the document's, not in the request).
+    "/page_image": _READ,
     "/ingest": RouteRule("write", "ingest", upload=True),
     "/delete_document": _WRITE,
     **task_rules(

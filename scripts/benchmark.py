@@ -37,6 +37,7 @@ from scripts.bench import (  # noqa: E402
     generators,
     hybrid,
     memory,
+    pages,
     pipeline,
     report,
     scale,
@@ -55,6 +56,7 @@ SECTIONS = {
     "variants": variants.run,
     "batch": batch.run,
     "deploy": deploy.run,
+    "pages": pages.run,
 }
 
 

@@ -23,3 +23,13 @@ if [ -n "$extra" ] && ! command -v kubectl >/dev/null; then
     echo "warning: kubectl not found: tests/deploy will fail until it is on PATH" \
          "(https://kubernetes.io/docs/tasks/tools/)" >&2
 fi
+# The web page's tests (tests/e2e/test_ui.py) drive Debian's chromium through Playwright
+# (Playwright's own browser download needs the internet and is not used).
+if [ -n "$extra" ] && [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update --quiet && apt-get install --yes --quiet chromium
+    else
+        echo "warning: /usr/bin/chromium not found: tests/e2e/test_ui.py will fail until" \
+             "it is installed (sudo apt-get install -y chromium)" >&2
+    fi
+fi

@@ -170,6 +170,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
         value = deploy["openai_overhead"]["p50_ratio"]
         row("/v1/chat/completions p50 / `query` p50", value, "<= 1.05", value <= 1.05)
+    pages = results.get("pages")
+    if pages:
+        value = pages["cached"]["p50_ms"]
+        row(
+            f"page_image p50 at {pages['width']} px after the first render (ms)",
+            value,
+            "<= 150",
+            value <= 150,
+        )
     return rows
 
 
@@ -294,6 +303,18 @@ def markdown(results: dict[str, Any]) -> str:
             f"| beside a batch job | {during['requests']} | {during['p50_ms']} | "
             f"{during['p95_ms']} |",
             f"\ninteractive p95 ratio {batch['interactive_p95_ratio']}",
+        ]
+    pages = results.get("pages")
+    if pages:
+        first, cached = pages["first_render"], pages["cached"]
+        lines += [
+            "",
+            f"### Page images ({pages['pages']} A4 pages at {pages['width']} px, one client)",
+            "",
+            f"- first render of each page (PDFium + PNG, {pages['png_kib_mean']} KiB a page): "
+            f"p50 {first['p50_ms']} / p99 {first['p99_ms']} ms",
+            f"- cached, {cached['requests']} requests: p50 {cached['p50_ms']} / p95 "
+            f"{cached['p95_ms']} / p99 {cached['p99_ms']} ms",
         ]
     return "\n".join(lines) + "\n"
 

@@ -58,6 +58,11 @@ def test_bento_carries_the_code_and_offline_settings(bento):
         "models/embedder.py",
         "retrieval/index.py",
         "gateway/middleware.py",
+        # The web page at /ui: served from the Bento itself.
+        "web/app.py",
+        "web/static/index.html",
+        "web/static/app.js",
+        "web/static/style.css",
     ):
         assert (ROOT / name).read_text() == Path(src, name).read_text()
     # Every package of the project travels (tests here import them from the editable

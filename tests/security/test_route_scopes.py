@@ -74,6 +74,7 @@ CALLS: dict[str, Call] = {
     ),
     "/search": Call("POST", False, _json(query="coolant code", collection="alpha")),
     "/list_documents": Call("POST", False, _json(collection="alpha")),
+    "/page_image": Call("POST", False, _json(document_id=lambda s: s.alpha_document_id, page=1)),
     "/ingest": Call(
         "POST",
         True,
@@ -185,6 +186,7 @@ def test_public_routes_are_only_docs_health_and_metrics():
         "/readyz",
         "/metrics",
         "/static_content/",
+        "/ui/",  # the web page's static files (web/app.py); its API calls need a key
     }
 
 

@@ -1,0 +1,1 @@
+"""The web page at /ui: static files served by the Bento itself (web/app.py)."""

@@ -300,6 +300,20 @@ class Server:
         self.process = None
 
 
+def generative_stream(server: Server, question: str, collection: str = "manual") -> str:
+    """The whole text ``query_stream`` sends for a generative answer."""
+    import httpx
+
+    with httpx.stream(
+        "POST",
+        f"{server.url}/query_stream",
+        json={"question": question, "collection": collection, "answer_style": "generative"},
+        timeout=300,
+    ) as reply:
+        assert reply.status_code == 200
+        return "".join(reply.iter_text())
+
+
 @pytest.fixture(scope="session", params=["embedded", "chroma-server+redis+s3"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """A real `bentoml serve` on the embedded defaults, and on the production parts (a Chroma

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, generative_stream
 from tests.pdfs import MANUAL_PAGES, make_pdf
 
 pytestmark = pytest.mark.e2e
@@ -107,16 +107,7 @@ def test_remote_answers_equal_the_local_generator_s(remote):
 
 
 def test_streamed_remote_answers_equal_the_local_stream(remote):
-    texts = []
-    for server in (remote.api, remote.graph):
-        with httpx.stream(
-            "POST",
-            f"{server.url}/query_stream",
-            json={"question": QUESTIONS[1], "collection": "manual", "answer_style": "generative"},
-            timeout=300,
-        ) as reply:
-            assert reply.status_code == 200
-            texts.append("".join(reply.iter_text()))
+    texts = [generative_stream(server, QUESTIONS[1]) for server in (remote.api, remote.graph)]
     assert texts[0] == texts[1]
     assert "24 months" in texts[0]
 

@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import ROOT, Server
+from tests.conftest import ROOT, Server, generative_stream
 from tests.pdfs import MANUAL_PAGES, make_pdf
 
 pytestmark = pytest.mark.e2e
@@ -127,16 +127,7 @@ def test_answers_are_identical_to_the_single_process_graph(split, style):
 
 
 def test_streamed_answers_are_identical_too(split):
-    texts = []
-    for server in (split.api, split.graph):
-        with httpx.stream(
-            "POST",
-            f"{server.url}/query_stream",
-            json={"question": QUESTIONS[1], "collection": "manual", "answer_style": "generative"},
-            timeout=300,
-        ) as reply:
-            assert reply.status_code == 200
-            texts.append("".join(reply.iter_text()))
+    texts = [generative_stream(server, QUESTIONS[1]) for server in (split.api, split.graph)]
     assert texts[0] == texts[1]
     assert "24 months" in texts[0]
 

@@ -58,12 +58,12 @@ from starlette.routing import Route
 
 from gateway.context import current_request
 from gateway.errors import openai_error
+from models.openai_server import http_error
 from models.openai_wire import (
     DONE,
     ChatChunks,
     WireError,
     chat_completion,
-    error_body,
     json_body,
     model_list,
     parse_chat_request,
@@ -134,7 +134,7 @@ def openai_app() -> Starlette:
             Route("/models", _answering_errors(_models), methods=["GET"]),
             Route("/chat/completions", _answering_errors(_chat), methods=["POST"]),
         ],
-        exception_handlers={HTTPException: _http_error},
+        exception_handlers={HTTPException: http_error},
     )
 
 
@@ -344,13 +344,6 @@ def _remembered(exc: Exception) -> RagError:
     if state is not None:
         state.error = error
     return error
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-    code = "unknown_url" if status == 404 else None
-    return JSONResponse(error_body(str(detail), status, code=code), status_code=status)
 
 
 def _service() -> AnswerService:

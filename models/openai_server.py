@@ -128,7 +128,7 @@ def openai_app() -> Starlette:
             Route("/chat/completions", _refusing_errors(_chat, slots), methods=["POST"]),
             Route("/completions", _refusing_errors(_completions, slots), methods=["POST"]),
         ],
-        exception_handlers={HTTPException: _http_error},
+        exception_handlers={HTTPException: http_error},
     )
 
 
@@ -151,7 +151,8 @@ def _refusing_errors(handler: Handler, *args: Any) -> Callable[[Request], Awaita
     return endpoint
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (an unknown path, a wrong method) in OpenAI's shape."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
     code = "unknown_url" if status == 404 else None

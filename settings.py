@@ -243,7 +243,7 @@ class Settings(BaseSettings):
         ),
     )
 
-    # Measured on ../shared/eval/squad2-dev with the bundled SmolLM2-135M: the answer holds a
+    # Measured on eval/squad2-dev with the bundled SmolLM2-135M: the answer holds a
     # gold span for 0.66 of the answered questions when quoted, 0.49 when generated (the
     # model's checked answers hold one 0.25 of the time, the sentence it was given 0.68).
     answer_style: Literal["extractive", "generative"] = Field(
@@ -255,7 +255,7 @@ class Settings(BaseSettings):
             "generative with a larger generator; a request's 'answer_style' overrides it."
         ),
     )
-    # Chosen on ../shared/eval/squad2-dev: the lowest round value at which 95% of 50
+    # Chosen on eval/squad2-dev: the lowest round value at which 95% of 50
     # questions on subjects no document covers are not found (0.9: 96%), refusing 2.8% of
     # its answerable questions; see EVALUATION.md.
     min_evidence: float = Field(

@@ -16,6 +16,8 @@ The run fails (exit code 1) when, at the end:
   for a batch of four 96-token answers takes ~20 s).
 
 An API key, if the service has keys, comes from RAG_KEY (it needs the admin role to ingest).
+The PDFs are five samples that ship with the repository; RAG_LOAD_PDF_DIR=/path/to/pdfs
+uploads the *.pdf files of a folder of your own instead (the questions stay generic).
 """
 
 from __future__ import annotations
@@ -28,14 +30,30 @@ from typing import Any
 
 from locust import HttpUser, between, events, task
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "pdfs" / "sample-files"
-PDFS = [
-    SHARED / "002-trivial-libre-office-writer" / "002-trivial-libre-office-writer.pdf",
-    SHARED / "004-pdflatex-4-pages" / "pdflatex-4-pages.pdf",
-    SHARED / "006-pdflatex-outline" / "pdflatex-outline.pdf",
-    SHARED / "011-google-doc-document" / "google-doc-document.pdf",
-    SHARED / "026-latex-multicolumn" / "multicolumn.pdf",
+# Real PDFs that ship with the repository (tests/data/pdfs, CC BY-SA 4.0), unless
+# RAG_LOAD_PDF_DIR names a folder of the user's own.
+SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "pdfs" / "sample-files"
+SAMPLE_PDFS = [
+    SAMPLES / "002-trivial-libre-office-writer" / "002-trivial-libre-office-writer.pdf",
+    SAMPLES / "004-pdflatex-4-pages" / "pdflatex-4-pages.pdf",
+    SAMPLES / "006-pdflatex-outline" / "pdflatex-outline.pdf",
+    SAMPLES / "011-google-doc-document" / "google-doc-document.pdf",
+    SAMPLES / "026-latex-multicolumn" / "multicolumn.pdf",
 ]
+
+
+def pdfs_to_upload(folder: str | None) -> list[Path]:
+    """The PDFs of ``folder`` (its *.pdf files, sorted), or the samples when it is unset.
+    Exits naming the problem when the folder does not exist or holds no PDF."""
+    if not folder:
+        return SAMPLE_PDFS
+    found = sorted(Path(folder).expanduser().glob("*.pdf"))
+    if not found:
+        raise SystemExit(f"RAG_LOAD_PDF_DIR={folder!r}: no *.pdf files in that folder")
+    return found
+
+
+PDFS = pdfs_to_upload(os.environ.get("RAG_LOAD_PDF_DIR"))
 COLLECTION = "loadtest"
 QUESTIONS = [
     "What is this document about?",

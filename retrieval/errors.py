@@ -6,9 +6,20 @@ They subclass BentoML's exceptions so that BentoML's HTTP layer answers with the
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 
 from bentoml.exceptions import BentoMLException
+
+_INDIRECT_OBJECT = re.compile(r"IndirectObject\((\d+), (\d+), \d+\)")
+_HEX_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def without_addresses(text: str) -> str:
+    """``text`` without the server's memory addresses that library messages carry: pypdf
+    writes an object reference as ``IndirectObject(5, 0, <id of the reader>)`` and reprs
+    write ``<... at 0x7f...>``. A client learns nothing from them but the heap's layout."""
+    return _HEX_ADDRESS.sub("", _INDIRECT_OBJECT.sub(r"object \1 \2", text))
 
 
 class RagError(BentoMLException):

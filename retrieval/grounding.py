@@ -91,7 +91,7 @@ def pick_support(
     ``vectors`` are unit-length embeddings of the candidates, row for row. Given each
     sentence's ``coverage`` (the share of the question's rare words it holds), a sentence
     scores its answerability.evidence_score, else its cosine similarity: on
-    ../shared/eval/squad2-dev the best sentence holds a gold answer for 0.58 of the
+    eval/squad2-dev the best sentence holds a gold answer for 0.58 of the
     answerable questions by similarity, 0.66 by evidence. With ``prefer_numbers``,
     sentences that state a number get a small bonus.
     """
@@ -144,7 +144,7 @@ def check_answer(
     sources = tuple(sorted({support[i].source for i in cited}))
     if support[0].source not in sources:
         # The model's pick of a sentence is worse than the evidence ranking (measured on
-        # ../shared/eval/squad2-dev): an answer from another passage is a wrong-source one.
+        # eval/squad2-dev): an answer from another passage is a wrong-source one.
         return Verdict(False, sources, "the answer does not rest on the best supporting passage")
     evidence = " ".join(passages[s - 1].text for s in sources)
     if needs_number and not numbers(body):

@@ -14,7 +14,7 @@ from retrieval.index import ChunkIndex, LiveIndex, Passage
 from retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
 
 RETRIEVAL_MODES = ("dense", "lexical", "hybrid")
-# Chosen on ../shared/eval/squad2-dev (1 274 answerable questions), page-hit@1/@4 of search:
+# Chosen on eval/squad2-dev (1 274 answerable questions), page-hit@1/@4 of search:
 # dense 0.674/0.903, BM25 0.775/0.925, plain RRF (k=60) 0.768/0.941; a smaller k and BM25
 # counted twice 0.794/0.947. Every k in 1..60 with weight 2 was within 0.01 of that.
 RRF_K = 10

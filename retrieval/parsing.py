@@ -17,6 +17,7 @@ from retrieval.errors import (
     NotAPdf,
     NoTextLayer,
     RagError,
+    without_addresses,
 )
 from retrieval.isolation import ChildDied, OutOfTime, run_isolated
 
@@ -140,6 +141,7 @@ def check_pages(count: int, *, filename: str, max_pages: int | None) -> None:
 
 def _reason(exc: Exception) -> str:
     reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    reason = without_addresses(reason)
     return reason if len(reason) <= _REASON_CHARS else reason[: _REASON_CHARS - 3] + "..."
 
 

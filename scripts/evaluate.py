@@ -1,9 +1,9 @@
 """Evaluate retrieval and answers on a labelled folder: PDFs and a qa.jsonl.
 
-    python scripts/evaluate.py ../shared/eval/squad2-dev --limit 300 --seed 1
+    python scripts/evaluate.py eval/squad2-dev --limit 300 --seed 1
     python scripts/evaluate.py ./my-set --url http://localhost:3000 --api-key rag_... \\
         --mode search --out eval.json
-    python scripts/evaluate.py ../shared/eval/squad2-dev --mode query \\
+    python scripts/evaluate.py eval/squad2-dev --mode query \\
         --questions tests/data/off_topic_questions.jsonl
 
 The folder's PDFs are ingested into --collection (default "eval") unless already there,

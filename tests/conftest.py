@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_PDFS = ROOT.parent / "shared" / "pdfs"
+# Real PDFs that no one on this team wrote (tests/data/pdfs/README.md says whence).
+SAMPLE_PDFS = ROOT / "tests" / "data" / "pdfs"
 # moto accepts any credentials; boto3 insists there are some.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
@@ -26,20 +27,23 @@ UPLOAD_LIMIT_MB = 4
 BLOB_BUCKET = "rag-uploads"
 
 
-def shared_pdf(relative: str) -> Path:
-    path = SHARED_PDFS / relative
+def sample_pdf(relative: str) -> Path:
+    path = SAMPLE_PDFS / relative
     if not path.is_file():
-        pytest.fail(f"missing shared test PDF {path}: is ../shared beside the checkout?")
+        pytest.fail(f"missing sample PDF {path} (tests/data/pdfs/README.md lists them)")
     return path
 
 
-def all_shared_pdfs() -> list[Path]:
-    return sorted(SHARED_PDFS.rglob("*.pdf"))
+def all_sample_pdfs() -> list[Path]:
+    paths = sorted(SAMPLE_PDFS.rglob("*.pdf"))
+    # An empty list would make every test parametrized over it vanish without a failure.
+    assert len(paths) > 50, f"the sample PDFs under {SAMPLE_PDFS} are missing"
+    return paths
 
 
 def sample_file_pages() -> dict[str, int]:
     """Page counts from the sample-files collection's own files.json."""
-    listing = json.loads((SHARED_PDFS / "sample-files" / "files.json").read_text())
+    listing = json.loads((SAMPLE_PDFS / "sample-files" / "files.json").read_text())
     return {entry["path"]: entry["pages"] for entry in listing["data"]}
 
 

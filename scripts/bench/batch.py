@@ -30,10 +30,10 @@ import httpx
 
 from scripts.bench.common import closed_loop, latency_summary, percentile_ms, ratio, serve
 
-# The development set beside the checkout (../shared), unless RAG_BENCH_EVAL_DIR names one.
+# The development set that ships with the repository, unless RAG_BENCH_EVAL_DIR names one.
 EVAL = Path(
     os.environ.get("RAG_BENCH_EVAL_DIR")
-    or Path(__file__).resolve().parents[3] / "shared" / "eval" / "squad2-dev"
+    or Path(__file__).resolve().parents[2] / "eval" / "squad2-dev"
 )
 COLLECTION = "bench"
 # No rate limit: the open-mode key would be held to 600 queries a minute.

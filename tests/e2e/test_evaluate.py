@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +118,16 @@ def test_evaluating_in_process(tmp_path):
     done = evaluate(str(folder), "--mode", "search", env={"RAG_DATA_DIR": str(tmp_path / "d")})
     assert done.returncode == 0, done.stderr
     assert "| page_hit@4 | 1.000 |" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_readme_example_runs_on_the_set_in_the_repository(tmp_path):
+    # README: `scripts/evaluate.py eval/squad2-dev --limit 300 --seed 1`, here on 20 questions.
+    done = evaluate(
+        "eval/squad2-dev", "--limit", "20", "--seed", "1", "--mode", "search",
+        env={"RAG_DATA_DIR": str(tmp_path / "d")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "8 PDFs in collection 'eval' (8 uploaded, 0 already there)" in done.stdout
+    hit = re.search(r"\| page_hit@4 \| ([0-9.]+) \|", done.stdout)
+    assert hit and float(hit.group(1)) >= 0.7, done.stdout

@@ -9,7 +9,7 @@ from pypdf.errors import PdfReadError
 
 from retrieval.errors import RagError
 from retrieval.parsing import parse_pdf
-from tests.conftest import all_shared_pdfs
+from tests.conftest import all_sample_pdfs
 from tests.pdfs import (
     MANUAL_PAGES,
     deep_page_tree_pdf,
@@ -42,7 +42,7 @@ def failing_mutants(count: int) -> dict[str, bytes]:
     them): first those where pypdf raised something other than its own errors (once a 500),
     then other damaged files, then the rest (encrypted, no text...)."""
     failing = []
-    for n, (_, data) in enumerate(make_mutants(fuzz_seeds(all_shared_pdfs()), 400, seed=7)):
+    for n, (_, data) in enumerate(make_mutants(fuzz_seeds(all_sample_pdfs()), 400, seed=7)):
         try:
             parse_pdf(data, max_pages=2000)
         except RagError as exc:

@@ -18,7 +18,7 @@ import pytest
 from bentoml.exceptions import BentoMLException
 
 from retrieval.index import EmbedderId
-from tests.conftest import BLOB_BUCKET, ROOT, UPLOAD_LIMIT_MB, shared_pdf
+from tests.conftest import BLOB_BUCKET, ROOT, UPLOAD_LIMIT_MB, sample_pdf
 from tests.pdfs import MANUAL_PAGES, make_pdf
 
 pytestmark = pytest.mark.e2e
@@ -303,7 +303,7 @@ BAD_UPLOADS = [
 @pytest.mark.parametrize(("relative", "status", "reason"), BAD_UPLOADS)
 def test_bad_pdfs_get_a_4xx_naming_the_problem(client, manual, relative, status, reason):
     with pytest.raises(BentoMLException) as raised:
-        client.ingest(file=shared_pdf(relative), collection="manual")
+        client.ingest(file=sample_pdf(relative), collection="manual")
     assert raised.value.error_code.value == status
     assert reason in str(raised.value)
     assert "Traceback" not in str(raised.value)
@@ -375,7 +375,7 @@ def test_killed_ingest_leaves_nothing_and_restart_keeps_everything(server, manua
     """SIGKILL the server in the middle of a 117-page ingest, then start it again."""
     import bentoml
 
-    big = shared_pdf("sample-files/009-pdflatex-geotopo/GeoTopo-komprimiert.pdf")
+    big = sample_pdf("sample-files/009-pdflatex-geotopo/GeoTopo-komprimiert.pdf")
 
     def upload() -> None:
         with bentoml.SyncHTTPClient(server.url, timeout=300) as c, contextlib.suppress(Exception):

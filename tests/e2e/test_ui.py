@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from gateway.keys import hash_key
-from tests.conftest import ROOT, Server, shared_pdf
+from tests.conftest import ROOT, Server, sample_pdf
 from tests.pdfs import MANUAL_PAGES, make_pdf
 
 pytestmark = pytest.mark.e2e
@@ -183,7 +183,7 @@ def test_upload_shows_progress_and_each_files_outcome(page, served, tmp_path):
     use_key(page, served.keys.ops)
     pdf = tmp_path / "radio.pdf"
     pdf.write_bytes(make_pdf(MANUAL_PAGES))
-    scanned = shared_pdf(SCANNED)
+    scanned = sample_pdf(SCANNED)
     page.get_by_label("Into collection").fill("uploads")
     page.get_by_label("PDF files").set_input_files([pdf, scanned])
     page.get_by_role("button", name="Upload", exact=True).click()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_pdf
+from tests.conftest import sample_pdf
 from tests.pdfs import MANUAL_PAGES, make_pdf
 
 pytestmark = pytest.mark.slow
@@ -53,7 +53,7 @@ def test_two_uploads_of_one_file_at_once_make_one_document(service, tmp_path: Pa
 
 
 def test_cancelled_ingest_leaves_no_chunks(service):
-    big = shared_pdf("sample-files/009-pdflatex-geotopo/GeoTopo-komprimiert.pdf")
+    big = sample_pdf("sample-files/009-pdflatex-geotopo/GeoTopo-komprimiert.pdf")
 
     async def cancel_midway():
         task = asyncio.create_task(service.ingest(file=big, collection="cancelled"))

@@ -9,12 +9,12 @@ import pytest
 from retrieval.chunking import chunk_pages
 from retrieval.parsing import parse_pdf
 from retrieval.text import normalize_text, split_sentences
-from tests.conftest import shared_pdf
+from tests.conftest import sample_pdf
 from tests.pdfs import MANUAL_PAGES
 
 
 def test_no_chunk_exceeds_the_window_on_a_real_117_page_pdf(counter):
-    pdf = shared_pdf("sample-files/009-pdflatex-geotopo/GeoTopo-komprimiert.pdf")
+    pdf = sample_pdf("sample-files/009-pdflatex-geotopo/GeoTopo-komprimiert.pdf")
     pages = parse_pdf(pdf.read_bytes()).pages
     chunks = chunk_pages(pages, counter, max_tokens=200, overlap_tokens=32)
     real = counter.count([c.text for c in chunks])

@@ -15,7 +15,7 @@ from retrieval.blobs import LocalBlobStore
 from retrieval.errors import CorruptPdf, InvalidRequest
 from retrieval.index import DocumentRecord
 from retrieval.page_images import PageImageCache, PageRenderer, render_page
-from tests.conftest import shared_pdf
+from tests.conftest import sample_pdf
 from tests.pdfs import MANUAL_PAGES, make_pdf
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -62,7 +62,7 @@ def test_a_generated_a4_page_has_the_asked_width_and_its_aspect_ratio(width):
 
 def test_rotated_and_landscape_pages_come_out_as_a_viewer_shows_them():
     # Four pages with /Rotate 0, 90, 180 and 270.
-    pdf = shared_pdf("sample-files/015-arabic/habibi-rotated.pdf").read_bytes()
+    pdf = sample_pdf("sample-files/015-arabic/habibi-rotated.pdf").read_bytes()
     shapes = set()
     for page in range(1, 5):
         image = decoded(render_page(pdf, page, 800))

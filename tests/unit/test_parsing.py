@@ -1,4 +1,4 @@
-"""parse_pdf on every real PDF in ../shared/pdfs and on generated ones."""
+"""parse_pdf on every sample PDF in tests/data/pdfs and on generated ones."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from retrieval.errors import (
     NotAPdf,
     NoTextLayer,
     RagError,
+    without_addresses,
 )
 from retrieval.parsing import parse_pdf
-from tests.conftest import SHARED_PDFS, all_shared_pdfs, sample_file_pages, shared_pdf
+from tests.conftest import SAMPLE_PDFS, all_sample_pdfs, sample_file_pages, sample_pdf
 from tests.pdfs import (
     MANUAL_PAGES,
     deep_page_tree_pdf,
@@ -70,9 +71,9 @@ def expected_error(relative: str) -> type[RagError] | None:
     return None
 
 
-@pytest.mark.parametrize("path", all_shared_pdfs(), ids=lambda p: str(p.relative_to(SHARED_PDFS)))
-def test_every_shared_pdf_opens_or_fails_with_its_reason(path):
-    relative = str(path.relative_to(SHARED_PDFS))
+@pytest.mark.parametrize("path", all_sample_pdfs(), ids=lambda p: str(p.relative_to(SAMPLE_PDFS)))
+def test_every_sample_pdf_opens_or_fails_with_its_reason(path):
+    relative = str(path.relative_to(SAMPLE_PDFS))
     error = expected_error(relative)
     if error is None:
         parsed = parse_pdf(path.read_bytes(), filename=path.name)
@@ -91,13 +92,13 @@ def test_every_shared_pdf_opens_or_fails_with_its_reason(path):
     "name", ["r2-empty-password.pdf", "r4-aes-v2-no-key-length.pdf", "r6-empty-password.pdf"]
 )
 def test_empty_user_password_pdfs_are_ordinary_documents(name):
-    parsed = parse_pdf(shared_pdf(f"pypdf/resources/encryption/{name}").read_bytes())
-    plain = parse_pdf(shared_pdf("pypdf/resources/encryption/unencrypted.pdf").read_bytes())
+    parsed = parse_pdf(sample_pdf(f"pypdf/resources/encryption/{name}").read_bytes())
+    plain = parse_pdf(sample_pdf("pypdf/resources/encryption/unencrypted.pdf").read_bytes())
     assert parsed.pages == plain.pages
 
 
 def test_known_text_is_extracted():
-    parsed = parse_pdf(shared_pdf("pypdf/resources/crazyones.pdf").read_bytes())
+    parsed = parse_pdf(sample_pdf("pypdf/resources/crazyones.pdf").read_bytes())
     assert "The Crazy Ones" in parsed.pages[0]
     assert "round pegs in the square holes" in parsed.pages[0]
 
@@ -159,6 +160,25 @@ def test_malformed_pdf_is_corrupt_and_says_why(case):
     assert words in message
     assert len(message) < 300
     assert raised.value.error_code.value == 422
+
+
+def test_a_damaged_pdf_message_holds_no_memory_address():
+    # pypdf names the looping object as IndirectObject(4, 0, <id() of its reader>).
+    with pytest.raises(CorruptPdf) as raised:
+        parse_pdf(self_referencing_length_pdf(), filename="loop.pdf")
+    assert str(raised.value).endswith("Detected loop with self reference for object 4 0.")
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("loop for IndirectObject(5, 0, 139750950779600).", "loop for object 5 0."),
+        ("<pypdf._reader.PdfReader object at 0x7f1c2a3b4c50>", "<pypdf._reader.PdfReader object>"),
+        ("nothing to hide: 0x10 bytes", "nothing to hide: 0x10 bytes"),
+    ],
+)
+def test_messages_lose_addresses_and_nothing_else(text, shown):
+    assert without_addresses(text) == shown
 
 
 def test_the_generated_pdfs_are_valid_but_for_the_damage():

@@ -9,10 +9,10 @@ import pytest
 
 from retrieval.errors import DocumentTooLarge, UnsupportedDocument
 from retrieval.parsing import parse_pdf
-from tests.conftest import all_shared_pdfs
+from tests.conftest import all_sample_pdfs
 from tests.pdfs import MUTATIONS, fuzz_seeds, mutants
 
-SEEDS = fuzz_seeds(all_shared_pdfs())
+SEEDS = fuzz_seeds(all_sample_pdfs())
 MUTANTS = mutants(SEEDS, count=300, seed=20240611)
 # Far above the slowest mutant (about 0.5 s here): past it a parse has gone pathological.
 PARSE_SECONDS = 10

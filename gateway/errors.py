@@ -12,7 +12,14 @@ import json
 from typing import Any
 
 from models.openai_wire import error_body as openai_error_body
-from retrieval.errors import RagError, RateLimited, RequestTooLarge, RouteNotFound, Unauthenticated
+from retrieval.errors import (
+    RagError,
+    RateLimited,
+    RequestTooLarge,
+    RouteNotFound,
+    Unauthenticated,
+    without_addresses,
+)
 
 OPENAI_PREFIX = "/v1/"
 # OpenAI's codes for the refusals it also makes; an error may carry its own instead
@@ -30,8 +37,14 @@ def error_body(error: RagError, request_id: str, path: str) -> bytes:
     if path.startswith(OPENAI_PREFIX):
         return json.dumps(openai_error(error)).encode()
     return json.dumps(
-        {"error": str(error), "type": type(error).__name__, "request_id": request_id}
+        {"error": message(error), "type": type(error).__name__, "request_id": request_id}
     ).encode()
+
+
+def message(error: RagError) -> str:
+    """What a client is told of ``error``: its message without memory addresses, whichever
+    library text it quotes."""
+    return without_addresses(str(error))
 
 
 def openai_error(error: RagError) -> dict[str, Any]:
@@ -41,5 +54,5 @@ def openai_error(error: RagError) -> dict[str, Any]:
         (code for kind, code in _OPENAI_CODES if isinstance(error, kind)), None
     )
     return openai_error_body(
-        str(error), int(error.error_code), getattr(error, "openai_param", None), code
+        message(error), int(error.error_code), getattr(error, "openai_param", None), code
     )

@@ -24,7 +24,7 @@ from jobs.batch_runner import Answer, BatchGate, BatchProgress, Prepare, run_bat
 from jobs.object_store import ObjectStore
 from retrieval.errors import DependencyUnavailable, InvalidRequest, JobConflict, TaskNotFound
 
-_TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # fullmatch: "$" would let "id\n" in
 # Progress reports of this many most recent tasks are kept in memory (the journal has the
 # rest).
 _PROGRESS_KEPT = 256
@@ -137,7 +137,7 @@ class BatchJobs:
             yield "".join(f"{line}\n" for line in journal.read_segment(n))
 
     def _journal_of(self, task_id: str) -> BatchJournal:
-        if not _TASK_ID.match(task_id):
+        if not _TASK_ID.fullmatch(task_id):
             raise TaskNotFound(f"no batch_query task {task_id!r}")
         record = self._store.read(f"tasks/{task_id}.json")
         if record is None:

@@ -38,7 +38,8 @@ from retrieval.chunking import Chunk
 from retrieval.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
 
 DEFAULT_COLLECTION = "default"
-_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+# Matched whole (fullmatch): with match, "$" also matches before a final newline.
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _REGISTRY = "rag-documents"
 _CHUNKS_PREFIX = "rag-chunks-"
 _PENDING = "pending"
@@ -110,7 +111,7 @@ class EmbedderId:
 
 def check_collection_name(name: str) -> str:
     """Return ``name`` if it is a valid collection name, else raise InvalidRequest."""
-    if not isinstance(name, str) or not _COLLECTION_NAME.match(name):
+    if not isinstance(name, str) or not _COLLECTION_NAME.fullmatch(name):
         raise InvalidRequest(
             f"invalid collection name {name!r}: use 1-63 letters, digits, '-' or '_', "
             "starting with a letter or digit"

@@ -108,7 +108,9 @@ def test_persisted_across_reopen(backend):
     assert again.search("default", vec(1), 1)[0].text == "kept chunk 1"
 
 
-@pytest.mark.parametrize("name", ["", "-x", "a b", "x" * 64, "../etc", 5])
+@pytest.mark.parametrize(
+    "name", ["", "-x", "a b", "x" * 64, "../etc", 5, "alpha\n", "alpha\r\n", "\nalpha", "alpha\x00"]
+)
 def test_bad_collection_names(name):
     with pytest.raises(InvalidRequest):
         check_collection_name(name)

@@ -28,6 +28,7 @@ from gateway.context import RequestState, new_request_id, request_scope
 from gateway.errors import error_body
 from gateway.keys import ALL_COLLECTIONS, KeyRing, Principal, presented_key
 from gateway.metrics import Metrics, get_metrics
+from gateway.openapi import SPEC_PATH, with_gateway
 from gateway.ratelimit import Decision, RateLimiter
 from gateway.routes import RouteRule, body_limit, is_public, rule_for
 from gateway.sources import SourcePolicy
@@ -87,6 +88,8 @@ class GatewayMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"] == SPEC_PATH:
+            send = _spec_rewriter(send)
         headers = Headers(scope=scope)
         path: str = scope["path"]
         state = RequestState(new_request_id(headers.get("x-request-id")), route=path)
@@ -417,3 +420,31 @@ def _counting(receive: Receive, limit: int, exchange: _Exchange) -> Receive:
         return message
 
     return counted
+
+
+def _spec_rewriter(send: Send) -> Send:
+    """``send`` for BentoML's OpenAPI document: the body, once whole, rewritten by
+    gateway.openapi.with_gateway (the document is a few hundred KB at most)."""
+    start: Message | None = None
+    parts: list[bytes] = []
+
+    async def rewriting(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            start = message
+            return
+        if message["type"] != "http.response.body" or start is None:
+            await send(message)
+            return
+        parts.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = b"".join(parts)
+        if start["status"] == 200:
+            body = json.dumps(with_gateway(json.loads(body))).encode()
+            headers = MutableHeaders(scope=start)
+            headers["content-length"] = str(len(body))
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+    return rewriting

@@ -1,0 +1,103 @@
+"""The OpenAPI document as the gateway makes it true: keys, and one error shape.
+
+BentoML writes ``/docs.json`` from the service's APIs alone: it documents no API key and
+only its own 400/404/500 bodies (``{"error", "detail"}``), while every error a client gets
+passes through the gateway and has its shape (``{"error", "type", "request_id"}``) and
+statuses BentoML does not know of (401, 403, 413, 429...). A client generated from the
+document, or a fuzzer checking responses against it (tests/security/test_api_fuzz.py),
+must see what the service actually answers.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from gateway.routes import is_public
+
+SPEC_PATH = "/docs.json"
+ERROR_SCHEMA = "Error"
+# Every status the gateway or the service answers with the error shape, and what it means.
+ERROR_STATUSES: dict[int, str] = {
+    400: "The request is malformed: a parameter is out of range, repeated or not canonical",
+    401: "No API key, or an unknown one",
+    403: "The key's role or collections do not allow this",
+    404: "Not found (also what a key gets for what another collection holds)",
+    408: "The request body did not arrive in time",
+    409: "Conflicts with the current state (a running job, another embedder's index)",
+    413: "The request body is over the route's limit",
+    415: "The content type is not one this route takes",
+    422: "The document cannot be used (not a PDF, encrypted, damaged, too complex)",
+    429: "The key's rate limit, or the instance's in-flight limit, is reached",
+    500: "A bug: the server log has the cause under the request id",
+    503: "A dependency (Redis, S3, a model service) is unavailable",
+}
+_ERROR = {
+    "type": "object",
+    "title": ERROR_SCHEMA,
+    "required": ["error", "type", "request_id"],
+    "properties": {
+        "error": {"type": "string", "description": "What went wrong, for a person to act on."},
+        "type": {"type": "string", "description": "The error's name, e.g. InvalidRequest."},
+        "request_id": {
+            "type": "string",
+            "description": "The X-Request-ID of the exchange; the server log has it too.",
+        },
+    },
+}
+# What a task's /submit answers (BentoML documents its /status answer there, whose
+# created_at and executed_at a submission does not have).
+_SUBMITTED = {
+    "type": "object",
+    "title": "TaskSubmitted",
+    "required": ["task_id", "status"],
+    "properties": {
+        "task_id": {"type": "string", "description": "Names the task on its other routes."},
+        "status": {"type": "string", "enum": ["in_progress", "success", "failure", "cancelled"]},
+    },
+}
+_METHODS = ("get", "put", "post", "delete", "patch")
+
+
+def with_gateway(spec: dict[str, Any]) -> dict[str, Any]:
+    """A copy of BentoML's ``spec`` whose keyed operations declare the bearer key and answer
+    every error status with the gateway's error shape."""
+    spec = copy.deepcopy(spec)
+    components = spec.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas[ERROR_SCHEMA] = _ERROR
+    schemas["TaskSubmitted"] = _SUBMITTED
+    components.setdefault("securitySchemes", {})["apiKey"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (RAG_API_KEYS); none when the instance runs without keys.",
+    }
+    reference = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
+    for path, item in spec.get("paths", {}).items():
+        if is_public(path):
+            continue
+        for method in _METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            # An instance without keys takes requests without one: both are documented.
+            operation["security"] = [{"apiKey": []}, {}]
+            responses = operation.setdefault("responses", {})
+            if str(operation.get("x-bentoml-name", "")).endswith("_submit"):
+                responses["200"] = {
+                    "description": "The task is queued; poll its /status, read its /get",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/TaskSubmitted"}
+                        }
+                    },
+                }
+            for status, meaning in ERROR_STATUSES.items():
+                responses[str(status)] = {
+                    "description": meaning,
+                    "content": {"application/json": {"schema": reference}},
+                }
+            for stale in [code for code in responses if code.isdigit() and int(code) >= 400]:
+                if int(stale) not in ERROR_STATUSES:
+                    del responses[stale]
+    return spec

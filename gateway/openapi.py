@@ -13,7 +13,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pydantic.json_schema import models_json_schema
+
 from gateway.routes import is_public
+from models.openai_wire import ChatRequest
 
 SPEC_PATH = "/docs.json"
 ERROR_SCHEMA = "Error"
@@ -56,6 +59,27 @@ _SUBMITTED = {
         "status": {"type": "string", "enum": ["in_progress", "success", "failure", "cancelled"]},
     },
 }
+# OpenAI's error shape, which every error under /v1/ has (gateway/errors.py).
+_OPENAI_ERROR = {
+    "type": "object",
+    "title": "OpenAIError",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": "string", "nullable": True},
+                "code": {"type": "string", "nullable": True},
+            },
+        }
+    },
+}
+# The OpenAI-compatible API (api/openai_api.py) is a Starlette app mounted at /v1, which
+# BentoML's document leaves out; what it answers is OpenAI's, documented there.
+OPENAI_ROUTES = {"/v1/models": "get", "/v1/chat/completions": "post"}
 _METHODS = ("get", "put", "post", "delete", "patch")
 
 
@@ -67,12 +91,12 @@ def with_gateway(spec: dict[str, Any]) -> dict[str, Any]:
     schemas = components.setdefault("schemas", {})
     schemas[ERROR_SCHEMA] = _ERROR
     schemas["TaskSubmitted"] = _SUBMITTED
+    _add_openai_routes(spec)
     components.setdefault("securitySchemes", {})["apiKey"] = {
         "type": "http",
         "scheme": "bearer",
         "description": "An API key (RAG_API_KEYS); none when the instance runs without keys.",
     }
-    reference = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
     for path, item in spec.get("paths", {}).items():
         if is_public(path):
             continue
@@ -92,6 +116,8 @@ def with_gateway(spec: dict[str, Any]) -> dict[str, Any]:
                         }
                     },
                 }
+            shape = "OpenAIError" if path in OPENAI_ROUTES else ERROR_SCHEMA
+            reference = {"$ref": f"#/components/schemas/{shape}"}
             for status, meaning in ERROR_STATUSES.items():
                 responses[str(status)] = {
                     "description": meaning,
@@ -101,3 +127,34 @@ def with_gateway(spec: dict[str, Any]) -> dict[str, Any]:
                 if int(stale) not in ERROR_STATUSES:
                     del responses[stale]
     return spec
+
+
+def _add_openai_routes(spec: dict[str, Any]) -> None:
+    """Document /v1/models and /v1/chat/completions: the request body as the API parses it
+    (models.openai_wire.ChatRequest), answers as OpenAI's objects."""
+    schemas = spec["components"]["schemas"]
+    _, definitions = models_json_schema(
+        [(ChatRequest, "validation")], ref_template="#/components/schemas/{model}"
+    )
+    schemas.update(definitions.get("$defs", {}))
+    schemas["OpenAIError"] = _OPENAI_ERROR
+    ok = {"description": "OpenAI's answer", "content": {"application/json": {"schema": {}}}}
+    paths = spec.setdefault("paths", {})
+    paths["/v1/models"] = {
+        "get": {"operationId": "openai_models", "tags": ["OpenAI"], "responses": {"200": ok}}
+    }
+    paths["/v1/chat/completions"] = {
+        "post": {
+            "operationId": "openai_chat_completions",
+            "tags": ["OpenAI"],
+            "description": "An answer from a collection (model rag/<collection>), with sources.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ChatRequest"}}
+                },
+            },
+            # A stream (stream: true) is text/event-stream.
+            "responses": {"200": ok},
+        }
+    }

@@ -50,3 +50,14 @@ def test_a_submission_answers_a_task_id_and_status():
     ok = spec["paths"]["/batch_query/submit"]["post"]["responses"]["200"]
     assert ok["content"]["application/json"]["schema"]["$ref"].endswith("/TaskSubmitted")
     assert spec["components"]["schemas"]["TaskSubmitted"]["required"] == ["task_id", "status"]
+
+
+def test_the_openai_api_is_documented_with_its_own_error_shape():
+    spec = with_gateway(SPEC)
+    chat = spec["paths"]["/v1/chat/completions"]["post"]
+    body = chat["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert body == "#/components/schemas/ChatRequest"
+    assert spec["components"]["schemas"]["ChatRequest"]["required"] == ["model", "messages"]
+    error = chat["responses"]["400"]["content"]["application/json"]["schema"]["$ref"]
+    assert error == "#/components/schemas/OpenAIError"
+    assert "get" in spec["paths"]["/v1/models"]

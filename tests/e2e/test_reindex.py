@@ -178,8 +178,9 @@ def test_export_embeddings_writes_the_live_index_as_parquet(server, s3):
     # Named as the destination was given, never as a server path.
     assert local["file"] == f"offline/embeddings-fleet-{version}.parquet"
     assert (server.data_dir / "exports" / local["file"]).is_file()
-    outside = run_task(server, "export_embeddings", collection="fleet", destination="../../x")
-    assert outside.status_code == 400
+    # Refused on submission (the gateway parses the destination), before any task runs.
+    outside = post(server, "export_embeddings/submit", collection="fleet", destination="../../x")
+    assert outside.status_code == 400 and "exports/" in outside.json()["error"]
 
 
 def many_pages(i: int) -> list[str]:

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import bentoml
@@ -29,12 +29,13 @@ from experiments.querylog import log_entry
 from experiments.schemas import ExportResponse, FeedbackResponse, RolloutStatus
 from experiments.variants import load_experiment
 from gateway.context import caller, record_errors
+from gateway.keys import ALL_COLLECTIONS
 from gateway.logs import use_json_logs
 from gateway.metrics import get_metrics
 from gateway.middleware import GatewayMiddleware
-from gateway.sources import SourcePolicy
+from gateway.sources import BATCH_INPUT, BATCH_OUTPUT, EXPORT_DESTINATION, SourcePolicy
 from gateway.unknown_routes import guard_unknown_routes
-from jobs.batch_jobs import BatchJobs, BatchRequest, BatchResults
+from jobs.batch_jobs import BATCH_OUTPUTS, BatchJobs, BatchRequest, BatchResults
 from jobs.batch_rows import BatchRow, result_row
 from jobs.batch_runner import BatchGate
 from jobs.chunk_tables import table_vectors
@@ -82,6 +83,7 @@ from retrieval.index import (
 )
 from retrieval.ingestion import IngestOptions, Ingestor, IngestResult
 from retrieval.lexical import LexicalIndex
+from retrieval.locations import Location
 from retrieval.page_images import DEFAULT_WIDTH, PageRenderer
 from retrieval.s3sync import S3Sync
 from settings import get_settings
@@ -515,8 +517,9 @@ class RAGService:
         """Sync the PDFs under s3://bucket/prefix into the collection (a background task:
         submit, then poll ingest_s3_progress with its task id)."""
         _permitted(collection)
-        # The gateway refused this already on submission; checked again for any other path.
-        self.s3_sources.check(bucket, prefix, collection)
+        # The gateway refused this already on submission; checked again for any other path,
+        # and the sync lists exactly the bucket and prefix that were allowed.
+        source = self.s3_sources.allow_source(bucket, prefix, collection)
         task_id = str(getattr(ctx.request.state, "task_id", ""))
 
         def record(report: Any) -> None:
@@ -524,7 +527,7 @@ class RAGService:
             while len(self._progress) > _PROGRESS_KEPT:  # oldest first: dicts keep order
                 del self._progress[next(iter(self._progress))]
 
-        report = await self.s3_sync.sync(bucket, prefix, collection, record)
+        report = await self.s3_sync.sync(source.bucket, source.key, collection, record)
         return S3SyncReport(**report.to_dict())
 
     @bentoml.api
@@ -555,22 +558,35 @@ class RAGService:
         """Answer a file of questions (``file``: JSONL, CSV or Parquet upload, or
         ``input_uri``: s3://...), one per row (``question``; optional ``id``,
         ``collection``, ``top_k``, ``variant``), at a bounded share of the model services.
-        Output: one row per input row, in order, to ``output_uri`` (s3:// or a file under
-        the data dir's exports/) and GET /batch_query_result. The same input and
-        ``job_id`` again resume an interrupted job."""
+        Output: one row per input row, in order, to ``output_uri`` (s3://bucket/key or a
+        file name, kept in the job's own folder of the data dir's exports/batch/) and GET
+        /batch_query_result. The same input and ``job_id`` again, from the same key,
+        resume an interrupted job."""
         name = _permitted(collection)
-        # s3:// locations follow RAG_S3_SOURCES, as ingest_s3's do: the service's own
-        # credentials read and write them.
-        for uri in (input_uri, output_uri):
-            if uri and uri.startswith("s3://"):
-                self.s3_sources.check(*_bucket_and_key(uri), name)
+        who = caller()
+        # Parsed once and checked against RAG_S3_SOURCES, as ingest_s3's are (the service's
+        # own credentials read and write them); the job uses these Locations as they are.
+        source = None if input_uri is None else self.s3_sources.allow(input_uri, BATCH_INPUT, name)
+        output = (
+            None if output_uri is None else self.s3_sources.allow(output_uri, BATCH_OUTPUT, name)
+        )
+
+        def check_output(collections: frozenset[str]) -> None:
+            # The output holds the answers of every collection its rows name (those the
+            # key may read; the others are errors): each must be allowed to write there.
+            assert output is not None
+            for collection in sorted(c for c in collections if who.may_touch(c)):
+                self.s3_sources.check(output, collection, BATCH_OUTPUT.access)
+
         request = BatchRequest(
             data=file.read_bytes() if file is not None else None,
             filename=_TEMP_PREFIX.sub("", file.name) if file is not None else "",
-            input_uri=input_uri,
+            input=source,
             collection=name,
-            output_uri=output_uri,
+            output=output,
             job_id=job_id,
+            owner=who.name,
+            check_output=check_output,
         )
         task_id = str(getattr(ctx.request.state, "task_id", ""))
         summary = await self.batch.run(
@@ -834,14 +850,12 @@ class RAGService:
         tag) as one Parquet file, named after its index_version, in ``destination``:
         ``s3://bucket/prefix`` or a folder under RAG_DATA_DIR/exports."""
         name = _admin_of(collection)
-        try:
-            where = served_destination(destination, get_settings().data_dir / "exports")
-        except ValueError as exc:
-            raise InvalidRequest(str(exc)) from exc
-        if where.startswith("s3://"):
-            self.s3_sources.check(*_bucket_and_key(where), name)
+        target = self.s3_sources.allow(destination, EXPORT_DESTINATION, name)
+        where = _export_folder(target)
         report = await asyncio.to_thread(export_embeddings, self.index, name, where, self.s3)
-        return EmbeddingsExportReport(**vars(report))
+        # Named as the destination was given, never as a server path.
+        public = target.join(PurePosixPath(report.file).name)
+        return EmbeddingsExportReport(**{**vars(report), "file": public})
 
     def _reindex_status(self, collection: str) -> ReindexStatus:
         progress = self.reindexer.progress.get(collection)
@@ -914,10 +928,9 @@ class RAGService:
         _rollout_admin()
         if format not in FORMATS:
             raise InvalidRequest(f"format must be one of {list(FORMATS)}; got {format!r}")
-        try:
-            where = served_destination(destination, get_settings().data_dir / "exports")
-        except ValueError as exc:
-            raise InvalidRequest(str(exc)) from exc
+        # Every collection's questions: an S3 destination needs a write rule for '*'.
+        target = self.s3_sources.allow(destination, EXPORT_DESTINATION, ALL_COLLECTIONS)
+        where = _export_folder(target)
         report = await asyncio.to_thread(
             export_feedback,
             self.experiments.feedback_log,
@@ -925,7 +938,8 @@ class RAGService:
             format,  # type: ignore[arg-type]
             lambda: s3_client(settings.s3_endpoint_url, settings.s3_region),
         )
-        return ExportResponse(**vars(report), destination=where)
+        files = [target.join(PurePosixPath(f).name) for f in report.files]
+        return ExportResponse(**{**vars(report), "files": files}, destination=str(target))
 
     # -- keeping derived state in step ------------------------------------------------------
 
@@ -1030,6 +1044,16 @@ def _admin_of(collection: str) -> str:
     who = caller()
     who.require("write")
     return _permitted(collection)
+
+
+def _export_folder(target: Location) -> str:
+    """Where an export writes ``target``: the S3 folder, or a folder under the data dir's
+    exports/ (not in exports/batch/, which holds batch outputs). Raises InvalidRequest."""
+    exports = get_settings().data_dir / "exports"
+    try:
+        return served_destination(target, exports, reserved=(BATCH_OUTPUTS,))
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
 
 
 def _bucket_and_key(uri: str) -> tuple[str, str]:

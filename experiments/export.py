@@ -32,13 +32,14 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from experiments.feedback import EXPORT_FIELDS
+from retrieval.locations import Location
 
 ExportFormat = Literal["parquet", "jsonl"]
 FORMATS: tuple[str, ...] = ("parquet", "jsonl")
@@ -109,22 +110,29 @@ class Destination:
         return f"{self.name}/{filename}"
 
 
-def served_destination(destination: str, exports_root: Path) -> str:
-    """Where a service-side export may write: an ``s3://`` location as given, or a folder
-    under ``exports_root`` (never elsewhere on the server's disk). Raises ValueError."""
-    if destination.startswith("s3://"):
-        target = destination
-    else:
-        root = exports_root.resolve()
-        path = (root / destination).resolve()
-        if not path.is_relative_to(root):
-            raise ValueError(
-                f"export destination {destination!r} must be s3://bucket/prefix or a folder "
-                "name under the data directory's exports/"
-            )
-        target = str(path)
-    Destination.parse(target)
-    return target
+def served_destination(
+    destination: Location, exports_root: Path, reserved: Collection[str] = ()
+) -> str:
+    """Where a service-side export writes the folder ``destination`` (parsed and allowed by
+    the service): an S3 folder as it is, or a folder under ``exports_root`` -- never
+    elsewhere on the server's disk, nor in one of its ``reserved`` folders (batch outputs).
+    Raises ValueError."""
+    if destination.is_s3:
+        return str(destination)
+    if destination.key.split("/")[0] in reserved:
+        raise ValueError(
+            f"export destination {str(destination)!r} is in a folder of exports/ kept for "
+            f"other outputs ({', '.join(sorted(reserved))}/): name another folder"
+        )
+    root = exports_root.resolve()
+    path = (root / destination.key).resolve()
+    # The name is canonical (no '..'); resolving also catches a symlink out of exports/.
+    if not path.is_relative_to(root):
+        raise ValueError(
+            f"export destination {str(destination)!r} must be s3://bucket/prefix or a folder "
+            "name under the data directory's exports/"
+        )
+    return str(path)
 
 
 def export_feedback(

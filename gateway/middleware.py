@@ -167,7 +167,7 @@ class GatewayMiddleware:
                 )
             # An upload's form fields are not read here: the service checks the collection
             # it names. What needs no body is checked (an upload that submits a task).
-            unread = replace(rule, collection_in_body=False, s3_source_in_body=False)
+            unread = replace(rule, collection_in_body=False, s3_source_in_body=False, locations=())
             await self._check_scope(unread, principal, {}, scope, exchange)
             return _counting(receive, limit, exchange)
         # A JSON body is parsed here, once, so a malformed or pathologically nested one gets
@@ -196,9 +196,9 @@ class GatewayMiddleware:
             collection = ALL_COLLECTIONS
         if rule.collection_in_body:
             principal.require_collection(collection)
-        if rule.s3_source_in_body:
-            self._sources.check(
-                str(payload.get("bucket", "")), str(payload.get("prefix", "")), collection
+        if rule.s3_source_in_body or rule.locations:
+            self._sources.check_payload(
+                payload, collection, s3_source=rule.s3_source_in_body, fields=rule.locations
             )
         if rule.task is None:
             return

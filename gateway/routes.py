@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from gateway.keys import Action
+from gateway.sources import BATCH_INPUT, BATCH_OUTPUT, EXPORT_DESTINATION, LocationField
 
 LimitClass = Literal["query", "ingest"]
 # What a route does with a background task: "submit" hands out a new task id (recorded with
@@ -44,6 +45,9 @@ class RouteRule:
     spans_all: bool = False
     # The body names an S3 bucket and prefix to read: checked against RAG_S3_SOURCES.
     s3_source_in_body: bool = False
+    # Body fields that name a location to read or write: parsed and checked against
+    # RAG_S3_SOURCES (gateway/sources.py) with the body's collection.
+    locations: tuple[LocationField, ...] = ()
     task: str | None = None  # the task API this route belongs to
     task_step: TaskStep | None = None
     # Where a lookup finds the task id: BentoML's task routes take it in the query string.
@@ -58,6 +62,7 @@ class RouteRule:
         return (
             self.collection_in_body
             or self.s3_source_in_body
+            or bool(self.locations)
             or (self.task_step is not None and self.task_id_in == "body")
         )
 
@@ -85,7 +90,14 @@ def task_rules(name: str, submit: RouteRule) -> dict[str, RouteRule]:
 def _batch_rules(name: str) -> dict[str, RouteRule]:
     """``task_rules`` for a task that readers may submit (an upload or a JSON body) and
     only its submitter may look up."""
-    submit = RouteRule("read", "ingest", upload=True, collection_in_body=True, owner_only=True)
+    submit = RouteRule(
+        "read",
+        "ingest",
+        upload=True,
+        collection_in_body=True,
+        owner_only=True,
+        locations=(BATCH_INPUT, BATCH_OUTPUT),
+    )
     rules = task_rules(name, submit)
     return {path: replace(rule, action="read", owner_only=True) for path, rule in rules.items()}
 
@@ -115,7 +127,10 @@ RULES: dict[str, RouteRule] = {
     "/promote": _WRITE,
     "/rollback": _WRITE,
     "/rollout_status": RouteRule("write", "query"),
-    **task_rules("export_feedback", RouteRule("write", "ingest", spans_all=True)),
+    **task_rules(
+        "export_feedback",
+        RouteRule("write", "ingest", spans_all=True, locations=(EXPORT_DESTINATION,)),
+    ),
     # Index versions: admins of the collection (the service checks the snapshot's own
     # collection and a restore's target, which the body may leave out).
     # Batch jobs: any key may run one (each row is checked against the key's collections,
@@ -133,7 +148,10 @@ RULES: dict[str, RouteRule] = {
     **task_rules("reindex", RouteRule("write", "ingest", collection_in_body=True)),
     "/reindex_status": RouteRule("write", "query", collection_in_body=True),
     "/rollback_index": RouteRule("write", "ingest", collection_in_body=True),
-    **task_rules("export_embeddings", RouteRule("write", "ingest", collection_in_body=True)),
+    **task_rules(
+        "export_embeddings",
+        RouteRule("write", "ingest", collection_in_body=True, locations=(EXPORT_DESTINATION,)),
+    ),
     # The OpenAI-compatible API (api/openai_api.py): questions at the query rate. The
     # collection is in the model name; the API checks it (404 model_not_found).
     "/v1/models": _READ,

@@ -1,39 +1,57 @@
-"""Which S3 prefixes ``ingest_s3`` may sync into which collections: an operator's allow-list.
+"""Which S3 locations the service may read and write for a collection: an operator's
+allow-list, and the one decision every API that names a location goes through.
 
-A sync reads with the service's own S3 credentials, so without a list a key could point it
-at any bucket those credentials can read -- including the service's own upload storage,
-which holds every other collection's PDFs. Rules are matched like S3 prefixes (and IAM
-policies): ``reports/`` covers ``reports/2024/`` but not ``reports-old/``.
+The service reads and writes S3 with its own credentials, so without a list a key could
+point it at any bucket those credentials can reach -- including the service's own storage
+(uploads, batch journals, snapshots), which holds every other collection's data. Rules
+are matched like S3 prefixes (and IAM policies): ``reports/`` covers ``reports/2024/`` but
+not ``reports-old/``. A rule lets its collections read (``ingest_s3`` sources,
+``batch_query`` inputs); with ``write: true`` also write (``batch_query`` outputs,
+``export_embeddings``; ``export_feedback`` holds every collection, so only a rule for
+``'*'`` lets it write). The service's own storage is never read or written for a caller.
+
+Every location is parsed once (retrieval/locations.py) and the parsed ``Location`` is both
+what is checked here and what the API then uses: the gateway (on the JSON body) and the
+API (on its arguments) call the same ``allow``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from retrieval.errors import Forbidden
+from retrieval.locations import Kind, Location, parse_location, s3_location
 
 if TYPE_CHECKING:
     from settings import Settings
 
+Access = Literal["read", "write"]
 ANY_COLLECTION = "*"
 
 
 class S3SourceRule(BaseModel):
-    """One entry of ``RAG_S3_SOURCES``: this bucket and prefix may feed these collections."""
+    """One entry of ``RAG_S3_SOURCES``: this bucket and prefix may be read for these
+    collections, and written for them too when ``write`` is set."""
 
     model_config = ConfigDict(extra="forbid")
 
     bucket: str = Field(..., min_length=3, max_length=63, description="S3 bucket name.")
     prefix: str = Field(
         "",
-        description="Key prefix the sync's prefix must start with ('' = the whole bucket); "
+        description="Key prefix a location must start with ('' = the whole bucket); "
         "end it with '/' to mean a folder.",
     )
     collections: list[str] = Field(
-        ..., min_length=1, description="Collections it may be synced into; '*' means any."
+        ..., min_length=1, description="Collections it may be read for; '*' means any."
+    )
+    write: bool = Field(
+        False,
+        description="Also let batch_query outputs and exports of these collections write "
+        "under it (default: read only: ingest_s3 sources and batch_query inputs).",
     )
 
     @field_validator("prefix")
@@ -41,19 +59,45 @@ class S3SourceRule(BaseModel):
     def _no_leading_slash(cls, prefix: str) -> str:
         return prefix.lstrip("/")
 
-    def covers(self, bucket: str, prefix: str, collection: str) -> bool:
+    def covers(self, location: Location, collection: str, access: Access) -> bool:
         return (
-            bucket == self.bucket
-            and prefix.startswith(self.prefix)
-            and (ANY_COLLECTION in self.collections or collection in self.collections)
+            location.bucket == self.bucket
+            and location.scope.startswith(self.prefix)
+            and (access == "read" or self.write)
+            and self.serves(collection)
         )
+
+    def serves(self, collection: str) -> bool:
+        return ANY_COLLECTION in self.collections or collection in self.collections
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+@dataclass(frozen=True)
+class LocationField:
+    """A request field that names a location: what the API does there (``access``), the
+    shape it wants (``kind``) and whether a relative name under exports/ is allowed."""
+
+    name: str
+    access: Access
+    kind: Kind
+    local: bool = False
+
+
+# The fields of the APIs that take a location (the gateway checks the JSON body's, the
+# API its arguments, with the same field).
+BATCH_INPUT = LocationField("input_uri", "read", "object")
+BATCH_OUTPUT = LocationField("output_uri", "write", "object", local=True)
+EXPORT_DESTINATION = LocationField("destination", "write", "folder", local=True)
 
 
 class SourcePolicy:
-    """Decides whether ``ingest_s3`` may read ``s3://bucket/prefix`` into a collection.
+    """Decides whether a location may be read or written for a collection.
 
-    ``open_mode`` (no API keys configured, development only) with no rules allows any source;
-    otherwise only what a rule covers. The service's own blob storage is never a source.
+    ``open_mode`` (no API keys configured, development only) with no rules allows any S3
+    location; otherwise only what a rule covers. The service's own storage never is.
+    Local names are not decided here: each API keeps them under its own folder of exports/.
     """
 
     def __init__(
@@ -79,38 +123,77 @@ class SourcePolicy:
             open_mode=not settings.api_keys,
         )
 
-    def check(self, bucket: str, prefix: str, collection: str) -> None:
-        """Raise Forbidden, naming the rule that refuses it, unless the sync is allowed."""
-        prefix = prefix.lstrip("/")
-        source = f"s3://{bucket}/{prefix}"
-        if self._is_blob_storage(bucket, prefix):
+    def allow(self, text: str, field: LocationField, collection: str) -> Location:
+        """``text``, the value of ``field``, parsed once, when it may be used for
+        ``collection``: the Location the API must then read or write. Raises
+        InvalidRequest (not canonical) or Forbidden (not allowed)."""
+        location = parse_location(text, field=field.name, kind=field.kind, local=field.local)
+        self.check(location, collection, field.access)
+        return location
+
+    def allow_source(self, bucket: str, prefix: str, collection: str) -> Location:
+        """``ingest_s3``'s ``bucket`` and ``prefix`` as the Location it may list and read
+        into ``collection``. Raises InvalidRequest or Forbidden."""
+        location = s3_location(bucket, prefix, field="bucket/prefix", kind="prefix")
+        self.check(location, collection, "read")
+        return location
+
+    def check_payload(
+        self,
+        payload: Mapping[str, Any],
+        collection: str,
+        *,
+        s3_source: bool,
+        fields: Iterable[LocationField],
+    ) -> None:
+        """The gateway's check of a JSON body: its ingest_s3 source (``s3_source``) and the
+        location ``fields`` it holds (absent or null: the API's default, a local name)."""
+        if s3_source:
+            self.allow_source(
+                str(payload.get("bucket", "")), str(payload.get("prefix", "")), collection
+            )
+        for field in fields:
+            value = payload.get(field.name)
+            if value is not None:
+                self.allow(value, field, collection)
+
+    def check(self, location: Location, collection: str, access: Access = "read") -> None:
+        """Raise Forbidden, naming the rules that would allow it, unless ``access`` to the
+        S3 ``location`` is allowed for ``collection``. Local names pass."""
+        if not location.is_s3:
+            return
+        verb = "reading" if access == "read" else "writing"
+        if self._is_blob_storage(location):
             raise Forbidden(
-                f"{source} overlaps this service's own upload storage "
-                f"(s3://{bucket}/{self._blob_prefix}), which is never an ingest_s3 source"
+                f"{location} overlaps this service's own upload storage, which is never "
+                "read or written for a caller"
             )
         if self._allow_all:
             return
-        if any(rule.covers(bucket, prefix, collection) for rule in self._rules):
+        if any(rule.covers(location, collection, access) for rule in self._rules):
             return
         if not self._rules:
+            kinds = "sources" if access == "read" else "outputs"
             raise Forbidden(
-                f"ingest_s3 from {source} is refused: no S3 sources are allowed "
+                f"{verb} {location} is refused: no S3 {kinds} are allowed "
                 "(an operator lists them in RAG_S3_SOURCES)"
             )
         # Only the rules of a collection the caller may use (checked before this) are named.
         allowed = [
-            f"s3://{r.bucket}/{r.prefix}"
-            for r in self._rules
-            if ANY_COLLECTION in r.collections or collection in r.collections
+            str(r) for r in self._rules if r.serves(collection) and (access == "read" or r.write)
         ]
+        what = "sources" if access == "read" else "outputs (rules with write: true)"
         raise Forbidden(
-            f"ingest_s3 from {source} into collection {collection!r} is refused: no rule in "
+            f"{verb} {location} for collection {collection!r} is refused: no rule in "
             "RAG_S3_SOURCES allows it"
-            + (f" (allowed sources for it: {', '.join(allowed)})" if allowed else "")
+            + (f" (allowed {what} for it: {', '.join(allowed)})" if allowed else "")
         )
 
-    def _is_blob_storage(self, bucket: str, prefix: str) -> bool:
-        if bucket != self._blob_bucket:
+    def _is_blob_storage(self, location: Location) -> bool:
+        if location.bucket != self._blob_bucket:
             return False
-        # Either prefix containing the other means the sync would list our blobs.
-        return prefix.startswith(self._blob_prefix) or self._blob_prefix.startswith(prefix)
+        if location.kind == "object":
+            return location.key.startswith(self._blob_prefix)
+        # Either prefix containing the other means it would list or write our objects.
+        scope = location.scope
+        return scope.startswith(self._blob_prefix) or self._blob_prefix.startswith(scope)

@@ -18,8 +18,9 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from jobs.batch_rows import BatchRow
-from retrieval.blobs import call_s3, split_s3_uri
+from retrieval.blobs import call_s3
 from retrieval.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
+from retrieval.locations import Location
 
 MAX_ROWS = 100_000
 # An input is read into memory whole: this keeps one S3 object from taking the worker down.
@@ -69,21 +70,22 @@ def read_rows(
     return [_to_row(n, record, default_collection) for n, record in enumerate(records)]
 
 
-def fetch_input(uri: str, s3: Any, *, max_bytes: int = MAX_INPUT_BYTES) -> tuple[bytes, str]:
-    """The bytes of the object at ``uri`` (``s3://bucket/key``) and its file name.
+def fetch_input(
+    location: Location, s3: Any, *, max_bytes: int = MAX_INPUT_BYTES
+) -> tuple[bytes, str]:
+    """The bytes of the S3 object at ``location`` (parsed and allowed by the caller: this
+    reads exactly its bucket and key) and its file name.
 
-    Raises BatchInputError when the URI is not an S3 one, the bucket or key does not exist,
-    the object cannot be read (access denied...) or is over ``max_bytes``;
+    Raises BatchInputError when the location is not an S3 object, the bucket or key does
+    not exist, the object cannot be read (access denied...) or is over ``max_bytes``;
     DependencyUnavailable when S3 cannot be reached.
     """
     from botocore.exceptions import ClientError
 
-    try:
-        bucket, key = split_s3_uri(uri)
-    except ValueError:
-        raise BatchInputError(f"{uri} is not an s3://bucket/key URI") from None
-    if not key or key.endswith("/"):
-        raise BatchInputError(f"{uri} names no object: give s3://bucket/key of one file")
+    uri = str(location)
+    if not location.is_s3 or location.kind != "object":
+        raise BatchInputError(f"{uri} is not an s3://bucket/key location of one object")
+    bucket, key = location.bucket, location.key
 
     def download() -> bytes:
         reply = s3.get_object(Bucket=bucket, Key=key)

@@ -2,7 +2,8 @@
 progress of running and finished jobs, and the JSON Lines result of a task.
 
 A job is found again by its key (jobs.batch_journal.job_key): the same input and job_id
-submitted again, by a new task after a crash, resumes the same journal. The task id of
+submitted again by the same API key, by a new task after a crash, resumes the same journal;
+another key's submission is another job. The task id of
 each submission is recorded in the store (``tasks/<task_id>.json``) so that its progress
 and its result can be read from any replica, and after a restart.
 """
@@ -13,7 +14,7 @@ import asyncio
 import dataclasses
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,12 @@ from jobs.batch_journal import BatchJournal, BatchOutputError, JobManifest, chec
 from jobs.batch_runner import Answer, BatchGate, BatchProgress, Prepare, run_batch
 from jobs.object_store import ObjectStore
 from retrieval.errors import DependencyUnavailable, InvalidRequest, JobConflict, TaskNotFound
+from retrieval.locations import Location
 
 _TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # fullmatch: "$" would let "id\n" in
+# The folder of exports/ that holds batch outputs, one folder per job: no other export may
+# write there.
+BATCH_OUTPUTS = "batch"
 # Progress reports of this many most recent tasks are kept in memory (the journal has the
 # rest).
 _PROGRESS_KEPT = 256
@@ -32,15 +37,22 @@ _PROGRESS_KEPT = 256
 
 @dataclass(frozen=True)
 class BatchRequest:
-    """A submission: an upload's bytes (or an s3:// input), the job's default collection,
-    where the output goes and the id that makes a resubmission resume."""
+    """A submission: an upload's bytes (or an S3 input), the job's default collection,
+    where the output goes, the id that makes a resubmission resume and who submitted it.
+
+    ``input`` and ``output`` are the Locations the service parsed and allowed: they are
+    read and written as they are, never parsed again. A local ``output`` is a name inside
+    the job's own folder of exports/batch/. ``check_output`` raises (Forbidden) when the
+    output may not hold answers of the collections the rows name."""
 
     data: bytes | None
     filename: str
-    input_uri: str | None
+    input: Location | None
     collection: str
-    output_uri: str | None
+    output: Location | None
     job_id: str | None
+    owner: str
+    check_output: Callable[[frozenset[str]], None] | None = None
 
 
 class BatchJobs:
@@ -73,17 +85,22 @@ class BatchJobs:
         rows = await asyncio.to_thread(
             read_rows, data, name, request.collection, max_rows=self._max_rows
         )
-        output = self._output(request.output_uri)
+        params = {"collection": request.collection}
+        key = job_key(request.job_id, input_sha256(data), params, request.owner)
+        output = self._output(request.output, key)
         if output is not None:
+            if request.check_output is not None:
+                named = {row.collection for row in rows if row.collection}
+                request.check_output(frozenset(named | {request.collection}))
             await asyncio.to_thread(check_output, output, self.s3)
         manifest = JobManifest(
             job_id=request.job_id,
             input_sha256=input_sha256(data),
             rows_total=len(rows),
-            params={"collection": request.collection},
+            params=params,
             output_uri=output,
+            output_name=None if request.output is None else str(request.output),
         )
-        key = job_key(request.job_id, manifest.input_sha256, manifest.params)
         if key in self._running:
             raise JobConflict(
                 f"batch job {request.job_id or key!r} is running already; poll its task "
@@ -157,22 +174,26 @@ class BatchJobs:
             del self._progress[next(iter(self._progress))]
 
     async def _input(self, request: BatchRequest) -> tuple[bytes, str]:
-        if (request.data is None) == (request.input_uri is None):
+        if (request.data is None) == (request.input is None):
             raise InvalidRequest("send the questions as `file` (upload) or `input_uri`, not both")
         if request.data is not None:
             return request.data, request.filename
-        return await asyncio.to_thread(fetch_input, str(request.input_uri), self.s3)
+        assert request.input is not None
+        return await asyncio.to_thread(fetch_input, request.input, self.s3)
 
-    def _output(self, output_uri: str | None) -> str | None:
-        """``output_uri`` as the journal takes it: s3:// as given, a local one only as a
-        file under the exports folder (never elsewhere on the server's disk)."""
-        if not output_uri or output_uri.startswith("s3://"):
-            return output_uri or None
-        path = (self._exports / output_uri.removeprefix("file://")).resolve()
-        if not path.is_relative_to(self._exports) or path == self._exports:
+    def _output(self, output: Location | None, key: str) -> str | None:
+        """Where the journal writes ``output``: an S3 object as allowed, a local name inside
+        this job's own folder, exports/batch/<job key>/ -- a folder no other job (and no
+        embedding or feedback export) can name."""
+        if output is None or output.is_s3:
+            return None if output is None else str(output)
+        folder = self._exports / BATCH_OUTPUTS / key
+        path = (folder / output.key).resolve()
+        # The name is canonical (no '..'); resolving also catches a symlink in the folder.
+        if not path.is_relative_to(folder.resolve()):
             raise BatchOutputError(
-                f"output_uri {output_uri!r} must be s3://bucket/key or a file name under "
-                "the data directory's exports/"
+                f"output_uri {str(output)!r} must be s3://bucket/key or a file name; a local "
+                "output goes to the job's own folder under the data directory's exports/"
             )
         return str(path)
 

@@ -27,8 +27,9 @@ from typing import Any
 
 from jobs.batch_rows import dumps_row
 from jobs.object_store import ObjectStore, write_atomic
-from retrieval.blobs import call_s3, split_s3_uri
+from retrieval.blobs import call_s3
 from retrieval.errors import DocumentNotFound, InvalidRequest, JobConflict
+from retrieval.locations import parse_location
 
 SEGMENT_ROWS = 50
 MANIFEST = "manifest.json"
@@ -51,13 +52,16 @@ def _now() -> str:
 class JobManifest:
     """What a job is. ``params`` holds what shapes the answers (the default collection...):
     a job resumed with other params would mix two kinds of answers, so that is refused;
-    ``output_uri`` only says where the result goes and may change on resume."""
+    ``output_uri`` only says where the result goes (a local path or an s3:// URI) and may
+    change on resume; ``output_name`` is that place as the submitter named it, the only
+    spelling a response shows (never the server's path)."""
 
     job_id: str | None
     input_sha256: str
     rows_total: int
     params: dict[str, Any] = field(default_factory=dict)
     output_uri: str | None = None
+    output_name: str | None = None
     segment_rows: int = SEGMENT_ROWS
     created_at: str = field(default_factory=_now)
 
@@ -83,14 +87,16 @@ class Tally:
     errors: int
 
 
-def job_key(job_id: str | None, input_sha256: str, params: dict[str, Any]) -> str:
+def job_key(job_id: str | None, input_sha256: str, params: dict[str, Any], owner: str) -> str:
     """The folder name of a job: from ``job_id`` when given, else from the input and the
-    params, so that submitting the same input again resumes the same job."""
+    params, so that submitting the same input again resumes the same job -- of the same
+    ``owner`` (the submitting key's name) only: another key's same job_id or same input
+    is another job, which neither resumes nor learns anything about this one."""
     if job_id:
-        # Readable, yet the digest keeps "a/b" and "a_b" apart.
+        # Readable, yet the digest keeps "a/b" and "a_b" (and two owners) apart.
         readable = re.sub(r"[^A-Za-z0-9._-]+", "_", job_id)[:64].strip("._") or "job"
-        return f"id-{readable}-{_digest(job_id)[:12]}"
-    return f"input-{_digest(json.dumps([input_sha256, params], sort_keys=True))[:40]}"
+        return f"id-{readable}-{_digest(json.dumps([owner, job_id]))[:12]}"
+    return f"input-{_digest(json.dumps([owner, input_sha256, params], sort_keys=True))[:40]}"
 
 
 def _digest(text: str) -> str:
@@ -123,7 +129,9 @@ class BatchJournal:
         previous = JobManifest.from_json(stored)
         _check_same_job(previous, manifest)
         # The segments were cut by the first run's segment_rows: keep it.
-        resumed = dataclasses.replace(previous, output_uri=manifest.output_uri)
+        resumed = dataclasses.replace(
+            previous, output_uri=manifest.output_uri, output_name=manifest.output_name
+        )
         if resumed != previous:
             store.write(f"{key}/{MANIFEST}", resumed.to_json())
         return cls(store, key, resumed, s3)
@@ -197,20 +205,20 @@ class BatchJournal:
 
     def finish(self) -> dict[str, Any]:
         """Write the output (to ``output_uri``, else ``output.jsonl`` beside the segments)
-        and the summary, and return the summary: rows, answered, errors, output."""
+        and the summary, and return the summary: rows, answered, errors, output (as the
+        submitter named it, else ``output.jsonl``: never where this server keeps it)."""
         counts = _Counter()
         lines = counts.through(self.iter_output())
         if self.manifest.output_uri:
-            output = write_output(lines, self.manifest.output_uri, self._s3)
+            write_output(lines, self.manifest.output_uri, self._s3)
         else:
             self._store.write_lines(f"{self.key}/{OUTPUT}", lines)
-            output = self._store.uri(f"{self.key}/{OUTPUT}")
         summary = {
             "job_id": self.manifest.job_id,
             "rows": counts.rows,
             "answered": counts.rows - counts.errors,
             "errors": counts.errors,
-            "output": output,
+            "output": self.manifest.output_name or OUTPUT,
             "finished_at": _now(),
         }
         self._store.write(f"{self.key}/{FINISHED}", json.dumps(summary, indent=2).encode())
@@ -292,12 +300,12 @@ def check_output(output_uri: str, s3: Any) -> None:
 
 
 def _output_object(output_uri: str, s3: Any) -> tuple[str, str]:
-    bucket, key = split_s3_uri(output_uri)
-    if not key or key.endswith("/"):
-        raise BatchOutputError(f"{output_uri} names no object: give s3://bucket/key.jsonl")
+    # The canonical spelling of a Location the service allowed: the same parser reads it
+    # back to the same bucket and key.
+    location = parse_location(output_uri, field="output_uri", kind="object")
     if s3 is None:
         raise ValueError(f"writing {output_uri} needs an S3 client")
-    return bucket, key
+    return location.bucket, location.key
 
 
 def _output_path(output_uri: str) -> Path:

@@ -13,7 +13,10 @@ class SnapshotInfo(BaseModel):
     chunks: int
     created_at: float
     embedder: str = Field(description="The model tag of the embedder that made its vectors.")
-    location: str = Field(description="Its manifest: a path in the data dir or an s3:// URI.")
+    location: str = Field(
+        description="Its manifest, named within the service's snapshot store "
+        "(manifests/<snapshot_id>.json); where that store is is not shown."
+    )
 
 
 class SnapshotList(BaseModel):
@@ -41,8 +44,10 @@ class BatchSummary(BaseModel):
     answered: int = Field(description="Rows with an answer (not_found answers included).")
     errors: int = Field(description="Rows with an error instead of an answer.")
     output: str = Field(
-        description="Where the JSON Lines output was written (output_uri, else the job "
-        "store); GET /batch_query_result?task_id= returns it too."
+        description="Where the JSON Lines output was written, as submitted: output_uri "
+        "(an s3:// URI, or a file name in the job's own folder of the data dir's "
+        "exports/batch/), else output.jsonl in the job store; GET "
+        "/batch_query_result?task_id= returns it too. Never a server path."
     )
     finished_at: str
     resumed_from: int = Field(description="Rows already done by an earlier run of the job.")
@@ -118,4 +123,7 @@ class EmbeddingsExportReport(BaseModel):
     embedder: str
     documents: int
     chunks: int
-    file: str = Field(description="The Parquet file written (a local path or s3:// URI).")
+    file: str = Field(
+        description="The Parquet file written, named as the destination was given "
+        "(destination/file name: an s3:// URI or a name under exports/)."
+    )

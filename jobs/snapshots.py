@@ -91,7 +91,7 @@ def take_snapshot(
     snapshot_id = hashlib.sha256(_canonical(body)).hexdigest()[:_SNAPSHOT_ID_CHARS]
     existing = store.read(_manifest_path(snapshot_id))
     if existing is not None:
-        return _info(json.loads(existing), store)
+        return _info(json.loads(existing))
     for document in documents:
         path = _pdf_path(document.sha256)
         if document.source and store.read(path) is None:
@@ -105,7 +105,7 @@ def take_snapshot(
         "chunks": table.num_rows,
     }
     store.write(_manifest_path(snapshot_id), _canonical(manifest))
-    return _info(manifest, store)
+    return _info(manifest)
 
 
 def list_snapshots(store: ObjectStore, collection: str | None = None) -> list[SnapshotInfo]:
@@ -119,7 +119,7 @@ def list_snapshots(store: ObjectStore, collection: str | None = None) -> list[Sn
             continue
         manifest = json.loads(data)
         if collection is None or manifest["collection"] == collection:
-            found.append(_info(manifest, store))
+            found.append(_info(manifest))
     return sorted(found, key=lambda s: -s.created_at)
 
 
@@ -297,7 +297,7 @@ def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _info(manifest: dict[str, Any], store: ObjectStore) -> SnapshotInfo:
+def _info(manifest: dict[str, Any]) -> SnapshotInfo:
     return SnapshotInfo(
         snapshot_id=manifest["snapshot_id"],
         collection=manifest["collection"],
@@ -306,7 +306,9 @@ def _info(manifest: dict[str, Any], store: ObjectStore) -> SnapshotInfo:
         chunks=int(manifest["chunks"]),
         created_at=float(manifest["created_at"]),
         embedder=manifest["embedder"]["tag"],
-        location=store.uri(_manifest_path(manifest["snapshot_id"])),
+        # Named within the snapshot store: where that store is (a server path, the blob
+        # bucket) is not the caller's business.
+        location=_manifest_path(manifest["snapshot_id"]),
     )
 
 

@@ -12,6 +12,8 @@ import kubernetes_validate
 from pydantic import ValidationError
 
 from gateway.sources import S3SourceRule
+from retrieval.errors import InvalidRequest
+from retrieval.locations import s3_location
 from tests.deploy.k8s_objects import (
     MAIN_SERVICE,
     Obj,
@@ -521,16 +523,18 @@ def cronjob_problems(objects: list[Obj]) -> list[str]:
             why = _service_reaching(objects, url.hostname or "", url.port, MAIN_SERVICE)
             if why:
                 problems.append(f"{ref(cronjob)}: API_URL {env.get('API_URL')!r} -- {why}")
-            wanted = (
-                env.get("SYNC_BUCKET"),
-                env.get("SYNC_PREFIX") or "",
-                env.get("SYNC_COLLECTION"),
-            )
+            bucket, prefix = env.get("SYNC_BUCKET") or "", env.get("SYNC_PREFIX") or ""
+            collection = env.get("SYNC_COLLECTION") or ""
+            try:
+                # The API parses the sync's source this way: what it would list is checked.
+                source = s3_location(bucket, prefix, field="SYNC_PREFIX", kind="prefix")
+            except InvalidRequest as exc:
+                problems.append(f"{ref(cronjob)}: {exc}")
+                continue
             for api in api_env:
                 rules = [S3SourceRule(**r) for r in json.loads(api.get("RAG_S3_SOURCES") or "[]")]
-                if not any(rule.covers(*wanted) for rule in rules):  # type: ignore[arg-type]
+                if not any(rule.covers(source, collection, "read") for rule in rules):
                     problems.append(
-                        f"{ref(cronjob)}: s3://{wanted[0]}/{wanted[1]} into {wanted[2]} is "
-                        "not in RAG_S3_SOURCES"
+                        f"{ref(cronjob)}: {source} into {collection} is not in RAG_S3_SOURCES"
                     )
     return problems

@@ -8,7 +8,6 @@ import io
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -112,9 +111,12 @@ def test_a_jsonl_upload_is_answered_row_by_row_in_input_order(server):
         {k: c[k] for k in ("source", "document_id", "filename", "page_start", "page_end", "score")}
         for c in single["citations"]
     ]
-    # The output file in the job store holds the same bytes.
+    # The output file in the job store holds the same bytes; the summary names it within
+    # the job, not as a server path.
+    assert summary["output"] == "output.jsonl"
+    output = server.data_dir / "jobs" / "batch" / summary["job_key"] / "output.jsonl"
     assert (
-        Path(summary["output"]).read_text()
+        output.read_text()
         == httpx.get(f"{server.url}/batch_query_result", params={"task_id": task_id}).text
     )
     progress = httpx.post(f"{server.url}/batch_query_progress", json={"task_id": task_id})
@@ -213,5 +215,6 @@ def test_a_job_killed_mid_way_resumes_without_losing_or_repeating_a_row(tmp_path
     after = segments(server)
     # What was written before the crash was kept as it was, not answered again.
     assert {k: after[k] for k in before} == before
-    rows = [json.loads(line) for line in Path(summary["output"]).read_text().splitlines()]
+    output = server.data_dir / "jobs" / "batch" / summary["job_key"] / "output.jsonl"
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert [r["id"] for r in rows] == [f"q{i}" for i in range(600)]

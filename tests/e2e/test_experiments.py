@@ -9,7 +9,6 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -332,7 +331,10 @@ def test_export_feedback_writes_the_log_with_votes_incrementally_and_never_keys(
     )
     first = export(ab, "training")
     assert first["rows"] >= 2 and len(first["files"]) == 1
-    text = Path(first["files"][0]).read_text()
+    # Named as the destination was given; the file is under the data dir's exports/.
+    assert first["destination"] == "training" and first["files"][0].startswith("training/")
+    exports = ab.a.data_dir / "exports"
+    text = (exports / first["files"][0]).read_text()
     rows = {row["answer_id"]: row for row in map(json.loads, text.splitlines())}
     assert "alice" not in text and "ops" not in text.replace("answer_mode", "")
     logged = rows[answer["answer_id"]]
@@ -347,7 +349,7 @@ def test_export_feedback_writes_the_log_with_votes_incrementally_and_never_keys(
     assert export(ab, "training")["rows"] == 0
     ab.ok("/feedback", ab.keys.reader, {"answer_id": answer["answer_id"], "score": 1})
     third = export(ab, "training")
-    [row] = map(json.loads, Path(third["files"][0]).read_text().splitlines())
+    [row] = map(json.loads, (exports / third["files"][0]).read_text().splitlines())
     assert row["answer_id"] == answer["answer_id"] and row["score"] == 1
     outside = ab.post("/export_feedback", ab.keys.admin, {"destination": "../../etc"})
     assert outside.status_code == 400 and "exports" in outside.json()["error"]

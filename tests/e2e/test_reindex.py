@@ -175,9 +175,12 @@ def test_export_embeddings_writes_the_live_index_as_parquet(server, s3):
     assert report["file"] == f"s3://features/x/embeddings-fleet-{version}.parquet"
     assert report["chunks"] >= len(FACTS)
     local = ok(run_task(server, "export_embeddings", collection="fleet", destination="offline"))
-    assert local["file"].startswith(str(server.data_dir / "exports" / "offline"))
-    outside = run_task(server, "export_embeddings", collection="fleet", destination="../../x")
-    assert outside.status_code == 400
+    # Named as the destination was given, never as a server path.
+    assert local["file"] == f"offline/embeddings-fleet-{version}.parquet"
+    assert (server.data_dir / "exports" / local["file"]).is_file()
+    # Refused on submission (the gateway parses the destination), before any task runs.
+    outside = post(server, "export_embeddings/submit", collection="fleet", destination="../../x")
+    assert outside.status_code == 400 and "exports/" in outside.json()["error"]
 
 
 def many_pages(i: int) -> list[str]:

@@ -103,6 +103,13 @@ def s3_sources() -> str:
         [
             {"bucket": SOURCE_BUCKET, "prefix": "alpha/", "collections": ["alpha"]},
             {"bucket": SOURCE_BUCKET, "prefix": "beta/", "collections": ["beta"]},
+            # beta's outputs may go here (batch_query output_uri, export_embeddings).
+            {
+                "bucket": SOURCE_BUCKET,
+                "prefix": "beta/out/",
+                "collections": ["beta"],
+                "write": True,
+            },
         ]
     )
 

@@ -14,6 +14,7 @@ from jobs.batch_input import BatchInputError, fetch_input, input_sha256, read_ro
 from jobs.batch_rows import BatchRow
 from retrieval.blobs import s3_client
 from retrieval.errors import DependencyUnavailable
+from retrieval.locations import Location, parse_location
 from tests.conftest import free_port
 
 
@@ -148,26 +149,37 @@ def bucket(s3):
     return name
 
 
+def s3_object(uri: str) -> Location:
+    return parse_location(uri, field="input_uri", kind="object")
+
+
 def test_fetch_input_from_s3(s3, bucket):
     s3.client().put_object(Bucket=bucket, Key="runs/2024/questions.csv", Body=b"question\nq?\n")
-    data, name = fetch_input(f"s3://{bucket}/runs/2024/questions.csv", s3.client())
+    data, name = fetch_input(s3_object(f"s3://{bucket}/runs/2024/questions.csv"), s3.client())
     assert (data, name) == (b"question\nq?\n", "questions.csv")
     with pytest.raises(BatchInputError, match="over the 4-byte limit"):
-        fetch_input(f"s3://{bucket}/runs/2024/questions.csv", s3.client(), max_bytes=4)
+        fetch_input(s3_object(f"s3://{bucket}/runs/2024/questions.csv"), s3.client(), max_bytes=4)
+
+
+def test_fetch_input_reads_exactly_the_key_that_was_parsed(s3, bucket):
+    # Keys that urlsplit would read differently from the raw text: the one parsed is read.
+    client = s3.client()
+    client.put_object(Bucket=bucket, Key="a b/q;1.jsonl", Body=b'{"question": "q"}\n')
+    data, name = fetch_input(s3_object(f"s3://{bucket}/a b/q;1.jsonl"), client)
+    assert (data, name) == (b'{"question": "q"}\n', "q;1.jsonl")
 
 
 def test_fetch_input_names_what_is_missing(s3, bucket):
     with pytest.raises(BatchInputError, match=rf"s3://{bucket}/nope\.jsonl does not exist"):
-        fetch_input(f"s3://{bucket}/nope.jsonl", s3.client())
+        fetch_input(s3_object(f"s3://{bucket}/nope.jsonl"), s3.client())
     with pytest.raises(BatchInputError, match=r"s3://no-such-bucket-x/q\.jsonl does not exist"):
-        fetch_input("s3://no-such-bucket-x/q.jsonl", s3.client())
-    with pytest.raises(BatchInputError, match=r"https://example\.com/q\.csv is not an s3://"):
-        fetch_input("https://example.com/q.csv", s3.client())
-    with pytest.raises(BatchInputError, match="names no object"):
-        fetch_input(f"s3://{bucket}/folder/", s3.client())
+        fetch_input(s3_object("s3://no-such-bucket-x/q.jsonl"), s3.client())
+    local = parse_location("q.jsonl", field="input_uri", kind="object", local=True)
+    with pytest.raises(BatchInputError, match=r"q\.jsonl is not an s3://bucket/key location"):
+        fetch_input(local, s3.client())
 
 
 def test_fetch_input_from_an_unreachable_endpoint_is_a_503():
     client = s3_client(f"http://127.0.0.1:{free_port()}", "us-east-1")
     with pytest.raises(DependencyUnavailable, match="unreachable"):
-        fetch_input("s3://bucket/q.jsonl", client)
+        fetch_input(s3_object("s3://bucket/q.jsonl"), client)

@@ -57,12 +57,20 @@ def store(request, tmp_path):
 
 def test_job_keys():
     params = {"collection": "docs"}
-    assert job_key("nightly", SHA, params) == job_key("nightly", "b" * 64, {})
-    assert job_key("../a b/c", SHA, params).startswith("id-a_b_c-")
-    assert job_key("a/b", SHA, params) != job_key("a_b", SHA, params)
-    assert job_key(None, SHA, params) == job_key(None, SHA, {"collection": "docs"})
-    assert job_key(None, SHA, params) != job_key(None, SHA, {"collection": "hr"})
-    assert job_key(None, SHA, params) != job_key(None, "b" * 64, params)
+    owner = "ops"
+    assert job_key("nightly", SHA, params, owner) == job_key("nightly", "b" * 64, {}, owner)
+    assert job_key("../a b/c", SHA, params, owner).startswith("id-a_b_c-")
+    assert job_key("a/b", SHA, params, owner) != job_key("a_b", SHA, params, owner)
+    assert job_key(None, SHA, params, owner) == job_key(None, SHA, {"collection": "docs"}, owner)
+    assert job_key(None, SHA, params, owner) != job_key(None, SHA, {"collection": "hr"}, owner)
+    assert job_key(None, SHA, params, owner) != job_key(None, "b" * 64, params, owner)
+
+
+@pytest.mark.parametrize("job_id", ["nightly", None])
+def test_another_keys_job_is_another_job(job_id):
+    # Same job_id, same input, same params: still not the job of the key that ran it first.
+    params = {"collection": "docs"}
+    assert job_key(job_id, SHA, params, "alpha-reader") != job_key(job_id, SHA, params, "ops")
 
 
 def test_segments_are_written_and_found_again(store):
@@ -94,7 +102,8 @@ def test_finish_writes_the_output_in_order_and_the_summary(store):
     assert {k: summary[k] for k in ("job_id", "rows", "answered", "errors")} == {
         "job_id": "nightly", "rows": 7, "answered": 6, "errors": 1,
     }  # fmt: skip
-    assert summary["output"] == store.uri("job1/output.jsonl")
+    # Named within the job, never as the store's path or bucket.
+    assert summary["output"] == "output.jsonl"
     output = store.read("job1/output.jsonl").decode().splitlines()
     assert [json.loads(line)["id"] for line in output] == [f"r{p}" for p in range(7)]
     assert output == list(journal.iter_output())
@@ -102,12 +111,24 @@ def test_finish_writes_the_output_in_order_and_the_summary(store):
     assert BatchJournal.open(store, "job1", manifest()).summary() == summary
 
 
+def test_the_summary_names_the_output_as_it_was_submitted(store, tmp_path):
+    target = tmp_path / "exports" / "batch" / "job1" / "answers.jsonl"
+    changes = {"output_uri": str(target), "output_name": "answers.jsonl"}
+    journal = BatchJournal.open(store, "job1", manifest(**changes))
+    for n in range(journal.segment_count):
+        journal.write_segment(n, [result(p) for p in journal.segment_span(n)])
+    summary = journal.finish()
+    assert summary["output"] == "answers.jsonl"
+    assert str(tmp_path) not in json.dumps(summary)
+    assert target.read_text().count("\n") == 7
+
+
 def test_the_manifest_says_what_the_job_is(store):
     BatchJournal.open(store, "job1", manifest(output_uri="/out/a.jsonl"))
     stored = json.loads(store.read("job1/manifest.json"))
     assert {k: v for k, v in stored.items() if k != "created_at"} == {
         "job_id": "nightly", "input_sha256": SHA, "params": {"collection": "docs"},
-        "output_uri": "/out/a.jsonl", "rows_total": 7, "segment_rows": 3,
+        "output_uri": "/out/a.jsonl", "output_name": None, "rows_total": 7, "segment_rows": 3,
     }  # fmt: skip
     assert stored["created_at"].startswith("20")
 

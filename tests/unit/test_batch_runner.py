@@ -103,7 +103,8 @@ def test_every_row_is_answered_once_and_written_in_order(tmp_path):
     assert (progress.state, progress.rows_done, progress.answered, progress.errors) == (
         "done", 23, 21, 2,
     )  # fmt: skip
-    assert progress.output == str(tmp_path / "job" / "output.jsonl")
+    assert progress.output == "output.jsonl"  # named within the job, not as a server path
+    assert (tmp_path / "job" / "output.jsonl").read_text() == journal.output_bytes().decode()
     assert journal.summary()["rows"] == 23
 
 

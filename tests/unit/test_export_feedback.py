@@ -16,6 +16,7 @@ import pytest
 
 from experiments.export import Destination, export_feedback, parquet_schema, served_destination
 from experiments.feedback import EXPORT_FIELDS, AnswerRecord, RedisFeedback, SqliteFeedback
+from retrieval.locations import Location, parse_location
 
 KEY = "key-name-alice-7f3e"
 STAMP = 1_704_164_645.0  # 2024-01-02T03:04:05Z
@@ -294,12 +295,24 @@ def test_redis_skips_expired_answers_and_drops_their_change_log_entries(redis_se
     assert [row["answer_id"] for row in store.changes_since(0)[0]] == ["later"]
 
 
+def folder(text: str) -> Location:
+    return parse_location(text, field="destination", kind="folder", local=True)
+
+
 def test_a_served_export_stays_under_the_exports_folder_or_goes_to_s3(tmp_path: Path):
     root = tmp_path / "exports"
-    assert served_destination("training", root) == str(root.resolve() / "training")
-    assert served_destination("s3://ml-data/rag", root) == "s3://ml-data/rag"
-    for outside in ("../elsewhere", "/etc", "training/../../x"):
-        with pytest.raises(ValueError, match="under the data directory's exports"):
-            served_destination(outside, root)
-    with pytest.raises(ValueError, match="not a valid S3 bucket"):
-        served_destination("s3://A_bad_bucket/x", root)
+    assert served_destination(folder("training"), root) == str(root.resolve() / "training")
+    assert served_destination(folder("s3://ml-data/rag/"), root) == "s3://ml-data/rag"
+    # A symlink out of exports/ is not a way out either.
+    root.mkdir()
+    (root / "link").symlink_to(tmp_path)
+    with pytest.raises(ValueError, match="under the data directory's exports"):
+        served_destination(folder("link/x"), root)
+
+
+def test_a_served_export_never_writes_into_a_reserved_folder(tmp_path: Path):
+    root = tmp_path / "exports"
+    assert served_destination(folder("batches"), root, reserved=("batch",)).endswith("batches")
+    for name in ("batch", "batch/x"):
+        with pytest.raises(ValueError, match=r"kept for other outputs \(batch/\)"):
+            served_destination(folder(name), root, reserved=("batch",))

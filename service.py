@@ -82,7 +82,7 @@ from retrieval.index import (
 )
 from retrieval.ingestion import IngestOptions, Ingestor, IngestResult
 from retrieval.lexical import LexicalIndex
-from retrieval.page_images import DEFAULT_WIDTH, PageRenderer
+from retrieval.page_images import DEFAULT_WIDTH, PageRenderer, render_page
 from retrieval.s3sync import S3Sync
 from settings import get_settings
 from web.app import ui_app
@@ -284,7 +284,10 @@ class RAGService:
             region=settings.s3_region,
         )
         self.pages = PageRenderer(
-            self._read_pdf, settings.page_image_max_width, settings.page_image_cache_mb * 2**20
+            self._read_pdf,
+            render_page,
+            settings.page_image_max_width,
+            settings.page_image_cache_mb * 2**20,
         )
         self.snapshots = make_object_store(settings, "snapshots")
         self._ingest_with = embedders[ingest_with]
@@ -466,8 +469,9 @@ class RAGService:
     async def page_image(
         self, document_id: str, page: int, width: int = DEFAULT_WIDTH
     ) -> Annotated[bytes, ContentType("image/png")]:
-        """Page ``page`` (1-based) of the document's PDF as a PNG ``width`` pixels wide
-        (100 to RAG_PAGE_IMAGE_MAX_WIDTH), for showing a cited page."""
+        """Page ``page`` (1-based) of the document's PDF as a PNG, for showing a cited page:
+        ``width`` (100 to RAG_PAGE_IMAGE_MAX_WIDTH) rounded up to a multiple of 200 pixels,
+        at most RAG_PAGE_IMAGE_MAX_WIDTH, so 500 and 501 both give the 600-pixel image."""
         record = await asyncio.to_thread(self.index.find_document, document_id)
         # A document in a collection the caller may not touch does not exist for it.
         if record is None or not caller().may_touch(record.collection):

@@ -78,7 +78,10 @@ class Settings(BaseSettings):
     page_image_max_width: int = Field(
         2000,
         ge=100,
-        description="Widest page image page_image renders (pixels; wider: 400 naming the bounds).",
+        description=(
+            "Widest page image page_image renders (pixels; wider: 400 naming the bounds). "
+            "Images come in widths of multiples of 200 up to it."
+        ),
     )
     page_image_cache_mb: int = Field(
         64,

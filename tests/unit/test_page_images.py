@@ -14,7 +14,7 @@ from pypdf import PdfReader
 from retrieval.blobs import LocalBlobStore
 from retrieval.errors import CorruptPdf, InvalidRequest
 from retrieval.index import DocumentRecord
-from retrieval.page_images import PageImageCache, PageRenderer, render_page
+from retrieval.page_images import PageImageCache, PageRenderer, image_width, render_page
 from tests.conftest import shared_pdf
 from tests.pdfs import MANUAL_PAGES, make_pdf
 
@@ -48,7 +48,9 @@ def stored(tmp_path, pdf: bytes, name: str = "manual.pdf") -> tuple[DocumentReco
         indexed_at=time.time(),
         source=blobs.put(f"manuals/{name}", pdf),
     )
-    return record, PageRenderer(blobs.get, max_width=2000, cache_bytes=16 * 2**20)
+    # Rendered in this process: the boxed render processes have tests of their own
+    # (test_render_pool.py); these are about widths, pages and the cache.
+    return record, PageRenderer(blobs.get, render_page, max_width=2000, cache_bytes=16 * 2**20)
 
 
 @pytest.mark.parametrize("width", [100, 600, 1000, 2000])
@@ -99,7 +101,7 @@ def test_the_second_request_is_served_from_the_cache_without_rendering(tmp_path)
     assert renderer.image(record, 2, 600) == first
     assert renderer.renders == 1
     # Another width or page is another image.
-    assert decoded(renderer.image(record, 2, 300)).width == 300
+    assert decoded(renderer.image(record, 2, 300)).width == 400
     assert renderer.image(record, 3, 600) != first
     assert renderer.renders == 3
     assert renderer.image(record, 2, 600) == first
@@ -129,7 +131,36 @@ def test_the_renderer_names_the_bounds_and_the_page_count(tmp_path):
             renderer.image(record, page, 600)
     assert renderer.renders == 0
     with pytest.raises(ValueError, match="max_width must be >= 100"):
-        PageRenderer(lambda uri: b"", max_width=50, cache_bytes=0)
+        PageRenderer(lambda uri: b"", render_page, max_width=50, cache_bytes=0)
+
+
+@pytest.mark.parametrize(
+    ("asked", "served"),
+    [(100, 200), (200, 200), (201, 400), (500, 600), (501, 600), (600, 600), (999, 1000),
+     (1000, 1000), (1001, 1200), (1801, 2000), (2000, 2000)],
+)  # fmt: skip
+def test_a_width_is_rounded_up_to_a_multiple_of_200(asked, served):
+    assert image_width(asked, 2000) == served
+
+
+def test_the_widest_image_is_the_maximum_even_between_steps():
+    assert image_width(1401, 1500) == 1500
+    assert image_width(1500, 1500) == 1500
+    assert image_width(1400, 1500) == 1400
+    assert image_width(100, 100) == 100  # a maximum below the first step
+    for width in (99, 1501):
+        with pytest.raises(InvalidRequest, match=f"width must be 100 to 1500 pixels; got {width}"):
+            image_width(width, 1500)
+
+
+def test_widths_500_and_501_are_one_image_rendered_once(tmp_path):
+    record, renderer = stored(tmp_path, make_pdf(MANUAL_PAGES))
+    first = renderer.image(record, 1, 500)
+    assert renderer.image(record, 1, 501) == first
+    assert renderer.image(record, 1, 600) == first
+    assert renderer.renders == 1
+    assert (len(renderer.cache), decoded(first).width) == (1, 600)
+    assert first == render_page(make_pdf(MANUAL_PAGES), 1, 600)
 
 
 def test_concurrent_renders_in_threads_agree(tmp_path):

@@ -82,7 +82,8 @@ from retrieval.index import (
 )
 from retrieval.ingestion import IngestOptions, Ingestor, IngestResult
 from retrieval.lexical import LexicalIndex
-from retrieval.page_images import DEFAULT_WIDTH, PageRenderer, render_page
+from retrieval.page_images import DEFAULT_WIDTH, PageRenderer
+from retrieval.render_pool import RenderLimits, RenderPool
 from retrieval.s3sync import S3Sync
 from settings import get_settings
 from web.app import ui_app
@@ -283,9 +284,17 @@ class RAGService:
             s3_endpoint=settings.s3_endpoint_url,
             region=settings.s3_region,
         )
+        self.renderers = RenderPool(
+            RenderLimits(
+                settings.page_image_render_memory_mb,
+                settings.page_image_render_timeout_s,
+                settings.page_image_max_content_mb,
+            ),
+            settings.page_image_render_workers,
+        )
         self.pages = PageRenderer(
             self._read_pdf,
-            render_page,
+            self.renderers.render,
             settings.page_image_max_width,
             settings.page_image_cache_mb * 2**20,
         )
@@ -375,6 +384,10 @@ class RAGService:
                 name="guardrails",
                 daemon=True,
             ).start()
+
+    @bentoml.on_shutdown
+    def _stop_renderers(self) -> None:
+        self.renderers.close()
 
     @bentoml.api
     @record_errors

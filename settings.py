@@ -91,6 +91,38 @@ class Settings(BaseSettings):
             "0 = every request renders its page again."
         ),
     )
+    # Rendering runs in worker processes boxed by these limits (retrieval/render_pool.py):
+    # a crafted 124 KB page made PDFium take 5 GB and seconds per width in the API process.
+    page_image_render_workers: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Processes that render page images, one page at a time each.",
+    )
+    page_image_render_memory_mb: int = Field(
+        1024,
+        ge=256,
+        description=(
+            "Address space one render process may use (MiB, RLIMIT_AS); a page that needs "
+            "more gets 422 PageTooComplex and the process is replaced."
+        ),
+    )
+    page_image_render_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Longest one page may take to render (s); past it the process is killed and "
+            "replaced, and the request gets 422 PageTooComplex."
+        ),
+    )
+    page_image_max_content_mb: float = Field(
+        32.0,
+        gt=0,
+        description=(
+            "Most content a page may draw (MiB of decoded content streams, a form counted "
+            "each time it is drawn), checked before rendering: 422 PageTooComplex beyond."
+        ),
+    )
 
     # Models: BentoML model-store tags, imported by scripts/import_models.py.
     embedder_model: str = Field(

@@ -294,7 +294,7 @@ class RAGService:
         )
         self.pages = PageRenderer(
             self._read_pdf,
-            self.renderers.render,
+            self.renderers.render_async,
             settings.page_image_max_width,
             settings.page_image_cache_mb * 2**20,
         )
@@ -489,7 +489,7 @@ class RAGService:
         # A document in a collection the caller may not touch does not exist for it.
         if record is None or not caller().may_touch(record.collection):
             raise DocumentNotFound(f"no document with id {document_id!r}")
-        return await asyncio.to_thread(self.pages.image, record, page, width)
+        return await self.pages.image(record, page, width)
 
     @bentoml.api
     @record_errors

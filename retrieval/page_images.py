@@ -5,13 +5,15 @@ of them runs, and what a test or a script may call in its own process."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from retrieval.errors import CorruptPdf, InvalidRequest
+from retrieval.cache import MemoryCache
+from retrieval.errors import CorruptPdf, InvalidRequest, PageTooComplex
 from retrieval.index import DocumentRecord
 
 MIN_WIDTH = 100
@@ -27,6 +29,10 @@ MAX_HEIGHT = 20_000
 # asks (a render worker has one thread; this is for callers in their own process). PNG
 # encoding happens outside the lock.
 _PDFIUM = threading.Lock()
+# Refusals (PageTooComplex) kept, and for how long: minutes, as a time limit broken on a
+# busy machine might not be broken on an idle one.
+_REFUSALS_KEPT = 4096
+_REFUSAL_TTL_S = 600
 
 
 def check_width(width: int, max_width: int) -> int:
@@ -126,14 +132,15 @@ class PageRenderer:
     """PNG images of the pages of indexed documents, from their stored PDFs, cached.
 
     ``read_pdf(uri)`` returns the bytes of a document's PDF (the blob store, or the S3
-    object a synced document came from); ``render(pdf, page, width)`` makes a page's PNG
-    (RenderPool.render in the service, render_page in a test). A cached image is served
-    without waiting on any render. Blocking: call it in a worker thread."""
+    object a synced document came from; blocking, so it runs in a thread);
+    ``render(pdf, page, width)`` makes a page's PNG (RenderPool.render_async in the
+    service). A cached image, or a cached refusal, is answered in the event loop at once,
+    without waiting on any render or any thread."""
 
     def __init__(
         self,
         read_pdf: Callable[[str], bytes],
-        render: Callable[[bytes, int, int], bytes],
+        render: Callable[[bytes, int, int], Awaitable[bytes]],
         max_width: int,
         cache_bytes: int,
     ) -> None:
@@ -143,13 +150,15 @@ class PageRenderer:
         self._render = render
         self.max_width = max_width
         self.cache = PageImageCache(cache_bytes)
-        self.renders = 0  # pages rendered (not served from the cache) so far
-        self._counting = threading.Lock()
+        # A page over the render limits costs a render worker up to its time limit at each
+        # try, and would fail the same way again: its refusal is kept too.
+        self._refused = MemoryCache(_REFUSALS_KEPT)
+        self.renders = 0  # renders tried (not answered from a cache) so far
 
-    def image(self, record: DocumentRecord, page: int, width: int = DEFAULT_WIDTH) -> bytes:
+    async def image(self, record: DocumentRecord, page: int, width: int = DEFAULT_WIDTH) -> bytes:
         """PNG bytes of ``page`` (1-based) of the document, ``image_width(width)`` pixels
         wide. Raises InvalidRequest naming the bounds (width) or the document's page count
-        (page), and what ``render`` raises (PageTooComplex, for one)."""
+        (page), and what ``render`` raises (PageTooComplex, DependencyUnavailable...)."""
         width = image_width(width, self.max_width)
         if not 1 <= page <= record.pages:
             raise InvalidRequest(
@@ -157,9 +166,18 @@ class PageRenderer:
             )
         key = (record.sha256, page, width)
         png = self.cache.get(key)
-        if png is None:
-            png = self._render(self._read_pdf(record.source), page, width)
-            with self._counting:
-                self.renders += 1
-            self.cache.put(key, png)
+        if png is not None:
+            return png
+        refusal_key = f"{record.sha256}:{page}:{width}"
+        (refused,) = self._refused.get_many([refusal_key])
+        if refused is not None:
+            raise PageTooComplex(refused.decode())
+        pdf = await asyncio.to_thread(self._read_pdf, record.source)
+        self.renders += 1
+        try:
+            png = await self._render(pdf, page, width)
+        except PageTooComplex as exc:
+            self._refused.set_many({refusal_key: str(exc).encode()}, _REFUSAL_TTL_S)
+            raise
+        self.cache.put(key, png)
         return png

@@ -13,6 +13,7 @@ start) and serve one render at a time: PDFium stays single-threaded in every pro
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import multiprocessing
@@ -20,6 +21,7 @@ import queue
 import resource
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -41,6 +43,8 @@ _RETIRE_SHARE = 0.5
 _STOP_S = 2.0
 _START_S = 30.0
 _READY = "ready"
+# Renders that may wait for a worker at once, beyond one per worker; more get 503 at once.
+_MAX_WAITING = 16
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,9 @@ class RenderPool:
     Blocking: call ``render`` from a worker thread. A render waits for a free worker at most
     ``wait_s`` (default: twice the time limit, the render ahead of it killed at its limit
     plus a worker restart), then gets DependencyUnavailable (503): waits are bounded, never
-    a queue without end. Workers start when first needed; ``close`` stops them."""
+    a queue without end. Workers start when first needed; ``close`` stops them.
+
+    From async code, ``render_async`` does the same on the pool's own threads."""
 
     def __init__(
         self, limits: RenderLimits, workers: int = 1, *, wait_s: float | None = None
@@ -86,6 +92,25 @@ class RenderPool:
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()  # guards _all, never held during a render or a start
         self._closed = False
+        # Threads of its own, one per render admitted: renders waiting here never hold the
+        # threads (asyncio's default executor) that the rest of the service runs on.
+        self._threads = ThreadPoolExecutor(workers + _MAX_WAITING, thread_name_prefix="page-render")
+        self._admitted = threading.BoundedSemaphore(workers + _MAX_WAITING)
+
+    async def render_async(self, pdf: bytes, page: int, width: int) -> bytes:
+        """``render`` on the pool's own threads, for async callers. Raises what ``render``
+        raises, and DependencyUnavailable (503) at once when ``workers`` + 16 renders are
+        in flight already."""
+        if not self._admitted.acquire(blocking=False):
+            raise DependencyUnavailable(
+                f"{self.size + _MAX_WAITING} page renders are in flight already; retry shortly"
+            )
+        try:
+            future = self._threads.submit(self._render_admitted, pdf, page, width)
+        except RuntimeError:  # the pool is closed: its threads are shut down
+            self._admitted.release()
+            raise DependencyUnavailable("the page renderer is shutting down") from None
+        return await asyncio.wrap_future(future)
 
     def render(self, pdf: bytes, page: int, width: int) -> bytes:
         """PNG bytes of ``page`` (1-based) of ``pdf``, ``width`` pixels wide (render_page in a
@@ -128,6 +153,7 @@ class RenderPool:
         with self._lock:
             self._closed = True
             workers = list(self._all)
+        self._threads.shutdown(wait=False, cancel_futures=True)
         for worker in workers:
             worker.stop()
 
@@ -135,6 +161,13 @@ class RenderPool:
         """Process ids of the workers running now."""
         with self._lock:
             return sorted(w.pid for w in self._all if w.is_alive())
+
+    def _render_admitted(self, pdf: bytes, page: int, width: int) -> bytes:
+        try:
+            return self.render(pdf, page, width)
+        finally:
+            # Here, not in render_async: a cancelled request's render still runs.
+            self._admitted.release()
 
     def _alive(self, worker: _Worker | None) -> _Worker:
         """``worker`` if it is running, else a new one in its place."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import hashlib
 import io
@@ -50,7 +51,15 @@ def stored(tmp_path, pdf: bytes, name: str = "manual.pdf") -> tuple[DocumentReco
     )
     # Rendered in this process: the boxed render processes have tests of their own
     # (test_render_pool.py); these are about widths, pages and the cache.
-    return record, PageRenderer(blobs.get, render_page, max_width=2000, cache_bytes=16 * 2**20)
+    return record, PageRenderer(blobs.get, rendered_here, max_width=2000, cache_bytes=16 * 2**20)
+
+
+async def rendered_here(pdf: bytes, page: int, width: int) -> bytes:
+    return render_page(pdf, page, width)
+
+
+def served(renderer: PageRenderer, record: DocumentRecord, page: int, width: int) -> bytes:
+    return asyncio.run(renderer.image(record, page, width))
 
 
 @pytest.mark.parametrize("width", [100, 600, 1000, 2000])
@@ -96,24 +105,24 @@ def test_a_page_the_pdf_does_not_have_and_a_broken_pdf_are_named():
 
 def test_the_second_request_is_served_from_the_cache_without_rendering(tmp_path):
     record, renderer = stored(tmp_path, make_pdf(MANUAL_PAGES))
-    first = renderer.image(record, 2, 600)
+    first = served(renderer, record, 2, 600)
     assert renderer.renders == 1
-    assert renderer.image(record, 2, 600) == first
+    assert served(renderer, record, 2, 600) == first
     assert renderer.renders == 1
     # Another width or page is another image.
-    assert decoded(renderer.image(record, 2, 300)).width == 400
-    assert renderer.image(record, 3, 600) != first
+    assert decoded(served(renderer, record, 2, 300)).width == 400
+    assert served(renderer, record, 3, 600) != first
     assert renderer.renders == 3
-    assert renderer.image(record, 2, 600) == first
+    assert served(renderer, record, 2, 600) == first
     assert renderer.renders == 3
 
 
 def test_a_replaced_document_is_rendered_again_never_served_stale(tmp_path):
     record, renderer = stored(tmp_path, make_pdf(["Old text. " * 30, "Page two."]))
-    old = renderer.image(record, 1, 600)
+    old = served(renderer, record, 1, 600)
     # Same file name, new bytes: the blob is overwritten, the record gets the new sha256.
     new_record, _ = stored(tmp_path, make_pdf(["New, different text. " * 30, "Page two."]))
-    new = renderer.image(new_record, 1, 600)
+    new = served(renderer, new_record, 1, 600)
     assert new != old
     assert new == render_page(make_pdf(["New, different text. " * 30, "Page two."]), 1, 600)
     assert renderer.renders == 2
@@ -123,15 +132,15 @@ def test_the_renderer_names_the_bounds_and_the_page_count(tmp_path):
     record, renderer = stored(tmp_path, make_pdf(MANUAL_PAGES))
     for width in (99, 2001, 0, -5):
         with pytest.raises(InvalidRequest, match=f"width must be 100 to 2000 pixels; got {width}"):
-            renderer.image(record, 1, width)
+            served(renderer, record, 1, width)
     for page in (0, 5, 99):
         with pytest.raises(
             InvalidRequest, match=f"page {page} is out of range: 'manual.pdf' has 4 pages"
         ):
-            renderer.image(record, page, 600)
+            served(renderer, record, page, 600)
     assert renderer.renders == 0
     with pytest.raises(ValueError, match="max_width must be >= 100"):
-        PageRenderer(lambda uri: b"", render_page, max_width=50, cache_bytes=0)
+        PageRenderer(lambda uri: b"", rendered_here, max_width=50, cache_bytes=0)
 
 
 @pytest.mark.parametrize(
@@ -155,9 +164,9 @@ def test_the_widest_image_is_the_maximum_even_between_steps():
 
 def test_widths_500_and_501_are_one_image_rendered_once(tmp_path):
     record, renderer = stored(tmp_path, make_pdf(MANUAL_PAGES))
-    first = renderer.image(record, 1, 500)
-    assert renderer.image(record, 1, 501) == first
-    assert renderer.image(record, 1, 600) == first
+    first = served(renderer, record, 1, 500)
+    assert served(renderer, record, 1, 501) == first
+    assert served(renderer, record, 1, 600) == first
     assert renderer.renders == 1
     assert (len(renderer.cache), decoded(first).width) == (1, 600)
     assert first == render_page(make_pdf(MANUAL_PAGES), 1, 600)

@@ -3,6 +3,7 @@ render bomb of tests/pdfs.py (one form of 50,000 rectangles drawn 100 times)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -12,7 +13,9 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from retrieval.blobs import LocalBlobStore
 from retrieval.errors import CorruptPdf, DependencyUnavailable, InvalidRequest, PageTooComplex
+from retrieval.index import DocumentRecord
 from retrieval.page_images import PageRenderer, render_page
 from retrieval.render_pool import RenderLimits, RenderPool
 from tests.pdfs import MANUAL_PAGES, make_pdf, render_bomb_pdf
@@ -167,22 +170,69 @@ def test_with_two_workers_a_slow_page_delays_no_other_render(pools):
     assert isinstance(outcome["error"], PageTooComplex)
 
 
+def boxed_renderer(
+    tmp_path, pool: RenderPool
+) -> tuple[PageRenderer, DocumentRecord, DocumentRecord]:
+    """A PageRenderer on ``pool``, and the records of the manual and of the bomb, stored."""
+    manual, _ = stored(tmp_path, PDF)
+    bomb, _ = stored(tmp_path, BOMB, "bomb.pdf")
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    return PageRenderer(blobs.get, pool.render_async, 2000, 16 * MB), manual, bomb
+
+
 def test_a_cached_page_is_served_while_the_only_worker_renders_a_bomb(tmp_path, pools):
     pool = pool_of(pools, RenderLimits(1536, 3.0, NO_CONTENT_LIMIT))
-    record, _ = stored(tmp_path, PDF)
-    renderer = PageRenderer(lambda uri: PDF, pool.render, 2000, 16 * MB)
-    cached = renderer.image(record, 2, 600)
-    bomb, outcome = in_background(pool.render, BOMB, 1, 1000)
-    wait_until_busy(pool)
-    slowest = 0.0
-    for _ in range(50):
+    renderer, manual, bomb = boxed_renderer(tmp_path, pool)
+
+    async def scenario() -> float:
+        cached = await renderer.image(manual, 2, 600)
+        rendering = asyncio.create_task(renderer.image(bomb, 1, 1000))
+        await asyncio.sleep(0.5)
+        slowest = 0.0
+        for _ in range(50):
+            started = time.monotonic()
+            assert await renderer.image(manual, 2, 600) == cached
+            slowest = max(slowest, time.monotonic() - started)
+        assert not rendering.done()  # the bomb was being rendered all along
+        with pytest.raises(PageTooComplex):
+            await rendering
+        return slowest
+
+    assert asyncio.run(scenario()) < 0.05
+
+
+def test_a_refused_page_is_refused_again_at_once_without_a_render(tmp_path, pools):
+    pool = pool_of(pools, RenderLimits(1024, 10, 32))
+    renderer, _, bomb = boxed_renderer(tmp_path, pool)
+    for width in (500, 501, 600):  # one image, 600 pixels wide: one try
+        with pytest.raises(PageTooComplex, match="page 1 is too complex to show as an image"):
+            asyncio.run(renderer.image(bomb, 1, width))
+    assert renderer.renders == 1
+    with pytest.raises(PageTooComplex):
+        asyncio.run(renderer.image(bomb, 1, 1000))
+    assert renderer.renders == 2  # another width is another try
+
+
+def test_a_flood_of_renders_waits_on_the_pools_own_threads_and_the_excess_gets_503(pools):
+    pool = pool_of(pools, RenderLimits(1536, 3.0, NO_CONTENT_LIMIT))
+
+    async def flood() -> list[bytes]:
+        rendering = asyncio.create_task(pool.render_async(BOMB, 1, 1000))
+        await asyncio.sleep(0.5)
+        waiting = [asyncio.create_task(pool.render_async(PDF, 1 + n % 4, 200)) for n in range(16)]
+        await asyncio.sleep(0.2)
+        with pytest.raises(DependencyUnavailable, match="17 page renders are in flight already"):
+            await pool.render_async(PDF, 1, 200)
+        # asyncio's default threads (6 on 2 cores) stay free for the rest of the service.
         started = time.monotonic()
-        assert renderer.image(record, 2, 600) == cached
-        slowest = max(slowest, time.monotonic() - started)
-    assert bomb.is_alive()
-    assert slowest < 0.05
-    bomb.join()
-    assert isinstance(outcome["error"], PageTooComplex)
+        assert await asyncio.to_thread(sum, [1, 2]) == 3
+        assert time.monotonic() - started < 0.1
+        with pytest.raises(PageTooComplex):
+            await rendering
+        return await asyncio.gather(*waiting)
+
+    pngs = asyncio.run(flood())
+    assert pngs == [render_page(PDF, 1 + n % 4, 200) for n in range(16)]
 
 
 def test_a_render_that_cannot_get_a_worker_in_time_gets_503(pools):

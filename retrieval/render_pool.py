@@ -117,7 +117,6 @@ class RenderPool:
         worker). Raises PageTooComplex (422) naming the page and the limit it broke,
         DependencyUnavailable (503) when no worker was free in time, and render_page's
         errors (InvalidRequest, CorruptPdf) as they are."""
-        limits = self.limits
         try:
             worker = self._free.get(timeout=self.wait_s)
         except queue.Empty:
@@ -126,23 +125,9 @@ class RenderPool:
             ) from None
         try:
             worker = self._alive(worker)
-            (ok, value), retire = worker.ask((pdf, page, width), limits.timeout_s)
-            if retire:
-                worker = self._drop(worker)
-        except OutOfTime:
-            logger.warning("page %d: render killed after %g s", page, limits.timeout_s)
-            worker = self._drop(worker, kill=True)
-            raise _too_complex(
-                page,
-                f"took longer than {limits.timeout_s:g} s to render "
-                "(RAG_PAGE_IMAGE_RENDER_TIMEOUT_S)",
-            ) from None
-        except ChildDied as exc:
-            # At the memory limit PDFium aborts the process: that is this, almost always.
-            logger.warning("page %d: render worker died (exit code %s)", page, exc.exitcode)
-            worker = self._drop(worker)
-            raise _too_complex(page, _over_memory(limits)) from None
+            ok, value = self._ask(worker, pdf, page, width)
         finally:
+            # A worker dropped on the way goes back too: the next render replaces it.
             self._give_back(worker)
         if ok:
             return value
@@ -182,21 +167,43 @@ class RenderPool:
             self._all.add(started)
         return started
 
-    def _drop(self, worker: _Worker | None, *, kill: bool = False) -> None:
-        """Stop (or kill) ``worker`` and forget it; None, for the caller's variable."""
-        if worker is None:
-            return None
+    def _ask(self, worker: _Worker, pdf: bytes, page: int, width: int) -> tuple[bool, Any]:
+        """The worker's answer: (True, PNG) or (False, the exception to raise). Drops a
+        worker that is retiring, and raises PageTooComplex after dropping one that ran out
+        of time (killed) or died (at the memory limit)."""
+        limits = self.limits
+        try:
+            answer, retire = worker.ask((pdf, page, width), limits.timeout_s)
+        except OutOfTime:
+            logger.warning("page %d: render killed after %g s", page, limits.timeout_s)
+            self._drop(worker, kill=True)
+            raise _too_complex(
+                page,
+                f"took longer than {limits.timeout_s:g} s to render "
+                "(RAG_PAGE_IMAGE_RENDER_TIMEOUT_S)",
+            ) from None
+        except ChildDied as exc:
+            # At the memory limit PDFium aborts the process: that is this, almost always.
+            logger.warning("page %d: render worker died (exit code %s)", page, exc.exitcode)
+            self._drop(worker)
+            raise _too_complex(page, _over_memory(limits)) from None
+        if retire:
+            self._drop(worker)
+        return answer
+
+    def _drop(self, worker: _Worker, *, kill: bool = False) -> None:
+        """Stop (or kill) ``worker`` and forget it."""
         with self._lock:
             self._all.discard(worker)
         if kill:
             worker.kill()
         else:
             worker.stop()
-        return None
 
     def _give_back(self, worker: _Worker | None) -> None:
-        if self._closed:
-            worker = self._drop(worker)
+        if self._closed and worker is not None:
+            self._drop(worker)
+            worker = None
         self._free.put(worker)
 
 

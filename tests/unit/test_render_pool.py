@@ -272,3 +272,17 @@ def test_limits_and_pool_sizes_are_checked():
         RenderLimits(1024, 10, 0)
     with pytest.raises(ValueError, match="workers must be >= 1"):
         RenderPool(RenderLimits(1024, 10, 32), 0)
+
+
+def test_a_worker_that_used_over_half_its_memory_is_replaced_after_answering(pools):
+    # 20,000 rectangles drawn 100 times: ~0.7 GB in PDFium, under the 1 GB limit.
+    heavy = render_bomb_pdf(rectangles=20_000, calls=100)
+    pool = pool_of(pools, RenderLimits(1024, 20, NO_CONTENT_LIMIT))
+    pool.render(PDF, 1, 200)
+    (first,) = pool.pids()
+    png = pool.render(heavy, 1, 200)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert pool.pids() == []  # retired with its answer, not kept at its peak
+    assert not psutil.pid_exists(first)
+    assert pool.render(PDF, 1, 200) == render_page(PDF, 1, 200)
+    assert pool.pids() not in ([], [first])

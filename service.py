@@ -85,6 +85,7 @@ from retrieval.ingestion import IngestOptions, Ingestor, IngestResult
 from retrieval.lexical import LexicalIndex
 from retrieval.locations import Location
 from retrieval.page_images import DEFAULT_WIDTH, PageRenderer
+from retrieval.render_pool import RenderLimits, RenderPool
 from retrieval.s3sync import S3Sync
 from settings import get_settings
 from web.app import ui_app
@@ -285,8 +286,19 @@ class RAGService:
             s3_endpoint=settings.s3_endpoint_url,
             region=settings.s3_region,
         )
+        self.renderers = RenderPool(
+            RenderLimits(
+                settings.page_image_render_memory_mb,
+                settings.page_image_render_timeout_s,
+                settings.page_image_max_content_mb,
+            ),
+            settings.page_image_render_workers,
+        )
         self.pages = PageRenderer(
-            self._read_pdf, settings.page_image_max_width, settings.page_image_cache_mb * 2**20
+            self._read_pdf,
+            self.renderers.render_async,
+            settings.page_image_max_width,
+            settings.page_image_cache_mb * 2**20,
         )
         self.snapshots = make_object_store(settings, "snapshots")
         self._ingest_with = embedders[ingest_with]
@@ -374,6 +386,10 @@ class RAGService:
                 name="guardrails",
                 daemon=True,
             ).start()
+
+    @bentoml.on_shutdown
+    def _stop_renderers(self) -> None:
+        self.renderers.close()
 
     @bentoml.api
     @record_errors
@@ -468,13 +484,14 @@ class RAGService:
     async def page_image(
         self, document_id: str, page: int, width: int = DEFAULT_WIDTH
     ) -> Annotated[bytes, ContentType("image/png")]:
-        """Page ``page`` (1-based) of the document's PDF as a PNG ``width`` pixels wide
-        (100 to RAG_PAGE_IMAGE_MAX_WIDTH), for showing a cited page."""
+        """Page ``page`` (1-based) of the document's PDF as a PNG, for showing a cited page:
+        ``width`` (100 to RAG_PAGE_IMAGE_MAX_WIDTH) rounded up to a multiple of 200 pixels,
+        at most RAG_PAGE_IMAGE_MAX_WIDTH, so 500 and 501 both give the 600-pixel image."""
         record = await asyncio.to_thread(self.index.find_document, document_id)
         # A document in a collection the caller may not touch does not exist for it.
         if record is None or not caller().may_touch(record.collection):
             raise DocumentNotFound(f"no document with id {document_id!r}")
-        return await asyncio.to_thread(self.pages.image, record, page, width)
+        return await self.pages.image(record, page, width)
 
     @bentoml.api
     @record_errors

@@ -78,7 +78,10 @@ class Settings(BaseSettings):
     page_image_max_width: int = Field(
         2000,
         ge=100,
-        description="Widest page image page_image renders (pixels; wider: 400 naming the bounds).",
+        description=(
+            "Widest page image page_image renders (pixels; wider: 400 naming the bounds). "
+            "Images come in widths of multiples of 200 up to it."
+        ),
     )
     page_image_cache_mb: int = Field(
         64,
@@ -86,6 +89,38 @@ class Settings(BaseSettings):
         description=(
             "Memory for rendered page images kept in this process (LRU by size, MiB); "
             "0 = every request renders its page again."
+        ),
+    )
+    # Rendering runs in worker processes boxed by these limits (retrieval/render_pool.py):
+    # a crafted 124 KB page made PDFium take 5 GB and seconds per width in the API process.
+    page_image_render_workers: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Processes that render page images, one page at a time each.",
+    )
+    page_image_render_memory_mb: int = Field(
+        1024,
+        ge=256,
+        description=(
+            "Address space one render process may use (MiB, RLIMIT_AS); a page that needs "
+            "more gets 422 PageTooComplex and the process is replaced."
+        ),
+    )
+    page_image_render_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Longest one page may take to render (s); past it the process is killed and "
+            "replaced, and the request gets 422 PageTooComplex."
+        ),
+    )
+    page_image_max_content_mb: float = Field(
+        32.0,
+        gt=0,
+        description=(
+            "Most content a page may draw (MiB of decoded content streams, a form counted "
+            "each time it is drawn), checked before rendering: 422 PageTooComplex beyond."
         ),
     )
 

@@ -62,6 +62,13 @@ class NoTextLayer(UnsupportedDocument):
     """Pages of images only (a scan without OCR)."""
 
 
+class PageTooComplex(RagError):
+    """A page that would take more memory, time or drawing than rendering is allowed (its
+    document stays indexed and searchable; only its picture is refused)."""
+
+    error_code = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
 class RequestTooLarge(RagError):
     """A request body over the route's size limit."""
 

@@ -1,24 +1,38 @@
-"""Pages of stored PDFs as PNG images: rendered with PDFium (pypdfium2), cached in process."""
+"""Pages of stored PDFs as PNG images: rendered with PDFium (pypdfium2), cached in process.
+
+The service renders in boxed worker processes (render_pool.py); ``render_page`` is what each
+of them runs, and what a test or a script may call in its own process."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from retrieval.errors import CorruptPdf, InvalidRequest
+from retrieval.cache import MemoryCache
+from retrieval.errors import CorruptPdf, InvalidRequest, PageTooComplex
 from retrieval.index import DocumentRecord
 
 MIN_WIDTH = 100
 DEFAULT_WIDTH = 1000
+# Images come in widths that are multiples of this (see image_width): every width asked for
+# would be another render and another cache entry, and a client could walk 100..2000 to
+# render one page 1,900 times.
+WIDTH_STEP = 200
 # A page of extreme aspect ratio (PDF allows 3 x 14 400 points) would make a bitmap of
 # gigabytes at an ordinary width: refuse it rather than allocate it.
 MAX_HEIGHT = 20_000
 # PDFium is not thread-safe: one rendering at a time in this process, whatever thread
-# asks. PNG encoding (the larger part of the time) happens outside the lock.
+# asks (a render worker has one thread; this is for callers in their own process). PNG
+# encoding happens outside the lock.
 _PDFIUM = threading.Lock()
+# Refusals (PageTooComplex) kept, and for how long: minutes, as a time limit broken on a
+# busy machine might not be broken on an idle one.
+_REFUSALS_KEPT = 4096
+_REFUSAL_TTL_S = 600
 
 
 def check_width(width: int, max_width: int) -> int:
@@ -26,6 +40,15 @@ def check_width(width: int, max_width: int) -> int:
     if not MIN_WIDTH <= width <= max_width:
         raise InvalidRequest(f"width must be {MIN_WIDTH} to {max_width} pixels; got {width}")
     return width
+
+
+def image_width(width: int, max_width: int) -> int:
+    """The width of the image served for a request of ``width`` pixels: ``width`` rounded up
+    to a multiple of WIDTH_STEP, or ``max_width`` if that is smaller (500 and 501 give 600;
+    1900 gives 2000; with max_width 1500, 1401 gives 1500). Raises InvalidRequest (400)
+    naming the bounds when ``width`` is not MIN_WIDTH..``max_width``."""
+    check_width(width, max_width)
+    return min(-(-width // WIDTH_STEP) * WIDTH_STEP, max_width)
 
 
 def render_page(pdf: bytes, page: int, width: int) -> bytes:
@@ -109,30 +132,52 @@ class PageRenderer:
     """PNG images of the pages of indexed documents, from their stored PDFs, cached.
 
     ``read_pdf(uri)`` returns the bytes of a document's PDF (the blob store, or the S3
-    object a synced document came from). Blocking: call it in a worker thread."""
+    object a synced document came from; blocking, so it runs in a thread);
+    ``render(pdf, page, width)`` makes a page's PNG (RenderPool.render_async in the
+    service). A cached image, or a cached refusal, is answered in the event loop at once,
+    without waiting on any render or any thread."""
 
-    def __init__(self, read_pdf: Callable[[str], bytes], max_width: int, cache_bytes: int) -> None:
+    def __init__(
+        self,
+        read_pdf: Callable[[str], bytes],
+        render: Callable[[bytes, int, int], Awaitable[bytes]],
+        max_width: int,
+        cache_bytes: int,
+    ) -> None:
         if max_width < MIN_WIDTH:
             raise ValueError(f"max_width must be >= {MIN_WIDTH}; got {max_width}")
         self._read_pdf = read_pdf
+        self._render = render
         self.max_width = max_width
         self.cache = PageImageCache(cache_bytes)
-        self.renders = 0  # pages rendered (not served from the cache) so far
-        self._counting = threading.Lock()
+        # A page over the render limits costs a render worker up to its time limit at each
+        # try, and would fail the same way again: its refusal is kept too.
+        self._refused = MemoryCache(_REFUSALS_KEPT)
+        self.renders = 0  # renders tried (not answered from a cache) so far
 
-    def image(self, record: DocumentRecord, page: int, width: int = DEFAULT_WIDTH) -> bytes:
-        """PNG bytes of ``page`` (1-based) of the document, ``width`` pixels wide. Raises
-        InvalidRequest naming the bounds (width) or the document's page count (page)."""
-        check_width(width, self.max_width)
+    async def image(self, record: DocumentRecord, page: int, width: int = DEFAULT_WIDTH) -> bytes:
+        """PNG bytes of ``page`` (1-based) of the document, ``image_width(width)`` pixels
+        wide. Raises InvalidRequest naming the bounds (width) or the document's page count
+        (page), and what ``render`` raises (PageTooComplex, DependencyUnavailable...)."""
+        width = image_width(width, self.max_width)
         if not 1 <= page <= record.pages:
             raise InvalidRequest(
                 f"page {page} is out of range: {record.filename!r} has {record.pages} pages"
             )
         key = (record.sha256, page, width)
         png = self.cache.get(key)
-        if png is None:
-            png = render_page(self._read_pdf(record.source), page, width)
-            with self._counting:
-                self.renders += 1
-            self.cache.put(key, png)
+        if png is not None:
+            return png
+        refusal_key = f"{record.sha256}:{page}:{width}"
+        (refused,) = self._refused.get_many([refusal_key])
+        if refused is not None:
+            raise PageTooComplex(refused.decode())
+        pdf = await asyncio.to_thread(self._read_pdf, record.source)
+        self.renders += 1
+        try:
+            png = await self._render(pdf, page, width)
+        except PageTooComplex as exc:
+            self._refused.set_many({refusal_key: str(exc).encode()}, _REFUSAL_TTL_S)
+            raise
+        self.cache.put(key, png)
         return png

@@ -147,6 +147,28 @@ def form_bomb_pdf(form_kb: int = 400, calls: int = 100) -> bytes:
     return raw_pdf(objects)
 
 
+def render_bomb_pdf(rectangles: int = 50_000, calls: int = 100) -> bytes:
+    """A ~125 KB PDF (at the defaults) whose one page has a line of text and then draws a
+    form of ``rectangles`` small filled rectangles ``calls`` times: PDFium builds every
+    rectangle of every use (5 million paths, ~6 s and ~1.7 GB to load the page), while
+    pypdf reads its text in milliseconds, so it ingests like any other PDF."""
+    form = b"".join(b"%d %d 3 3 re f\n" % (n % 600, n // 600 % 780) for n in range(rectangles))
+    packed = zlib.compress(form, 9)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> "
+        b"/XObject << /X 5 0 R >> >> >>",
+        raw_stream(
+            b"BT /F1 12 Tf 72 720 Td (A page that draws a lot.) Tj ET\n" + b"/X Do\n" * calls
+        ),
+        b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Filter /FlateDecode "
+        b"/Length %d >>\nstream\n%s\nendstream" % (len(packed), packed),
+    ]
+    return raw_pdf(objects)
+
+
 def object_stream_pdf(*, stream_type: bytes = b"/ObjStm") -> bytes:
     """A one-page PDF 1.5 whose /Pages and /Page objects live in an object stream, indexed by
     a cross-reference stream. ``stream_type`` is the object stream's /Type: anything but

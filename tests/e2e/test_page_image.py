@@ -89,4 +89,16 @@ def test_a_replaced_document_shows_its_new_pages(server, client, manual, tmp_pat
     assert (replaced["status"], replaced["document_id"]) == ("replaced", document["document_id"])
     new = page_image(server, document_id=document["document_id"], page=1, width=500)
     assert new.status_code == 200, new.text
-    assert new.content == render_page(changed, 1, 500) != old.content
+    # 500 pixels asked, 600 served: widths come in multiples of 200.
+    assert new.content == render_page(changed, 1, 600) != old.content
+
+
+def test_nearby_widths_get_one_image_of_the_next_multiple_of_200(server, manual):
+    document, pdf = manual
+    replies = [
+        page_image(server, document_id=document["document_id"], page=3, width=width)
+        for width in (500, 501, 600)
+    ]
+    assert [reply.status_code for reply in replies] == [200, 200, 200]
+    assert {reply.content for reply in replies} == {render_page(pdf, 3, 600)}
+    assert Image.open(io.BytesIO(replies[0].content)).width == 600

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import hashlib
 import io
@@ -14,7 +15,7 @@ from pypdf import PdfReader
 from retrieval.blobs import LocalBlobStore
 from retrieval.errors import CorruptPdf, InvalidRequest
 from retrieval.index import DocumentRecord
-from retrieval.page_images import PageImageCache, PageRenderer, render_page
+from retrieval.page_images import PageImageCache, PageRenderer, image_width, render_page
 from tests.conftest import sample_pdf
 from tests.pdfs import MANUAL_PAGES, make_pdf
 
@@ -48,7 +49,17 @@ def stored(tmp_path, pdf: bytes, name: str = "manual.pdf") -> tuple[DocumentReco
         indexed_at=time.time(),
         source=blobs.put(f"manuals/{name}", pdf),
     )
-    return record, PageRenderer(blobs.get, max_width=2000, cache_bytes=16 * 2**20)
+    # Rendered in this process: the boxed render processes have tests of their own
+    # (test_render_pool.py); these are about widths, pages and the cache.
+    return record, PageRenderer(blobs.get, rendered_here, max_width=2000, cache_bytes=16 * 2**20)
+
+
+async def rendered_here(pdf: bytes, page: int, width: int) -> bytes:
+    return render_page(pdf, page, width)
+
+
+def served(renderer: PageRenderer, record: DocumentRecord, page: int, width: int) -> bytes:
+    return asyncio.run(renderer.image(record, page, width))
 
 
 @pytest.mark.parametrize("width", [100, 600, 1000, 2000])
@@ -94,24 +105,24 @@ def test_a_page_the_pdf_does_not_have_and_a_broken_pdf_are_named():
 
 def test_the_second_request_is_served_from_the_cache_without_rendering(tmp_path):
     record, renderer = stored(tmp_path, make_pdf(MANUAL_PAGES))
-    first = renderer.image(record, 2, 600)
+    first = served(renderer, record, 2, 600)
     assert renderer.renders == 1
-    assert renderer.image(record, 2, 600) == first
+    assert served(renderer, record, 2, 600) == first
     assert renderer.renders == 1
     # Another width or page is another image.
-    assert decoded(renderer.image(record, 2, 300)).width == 300
-    assert renderer.image(record, 3, 600) != first
+    assert decoded(served(renderer, record, 2, 300)).width == 400
+    assert served(renderer, record, 3, 600) != first
     assert renderer.renders == 3
-    assert renderer.image(record, 2, 600) == first
+    assert served(renderer, record, 2, 600) == first
     assert renderer.renders == 3
 
 
 def test_a_replaced_document_is_rendered_again_never_served_stale(tmp_path):
     record, renderer = stored(tmp_path, make_pdf(["Old text. " * 30, "Page two."]))
-    old = renderer.image(record, 1, 600)
+    old = served(renderer, record, 1, 600)
     # Same file name, new bytes: the blob is overwritten, the record gets the new sha256.
     new_record, _ = stored(tmp_path, make_pdf(["New, different text. " * 30, "Page two."]))
-    new = renderer.image(new_record, 1, 600)
+    new = served(renderer, new_record, 1, 600)
     assert new != old
     assert new == render_page(make_pdf(["New, different text. " * 30, "Page two."]), 1, 600)
     assert renderer.renders == 2
@@ -121,15 +132,44 @@ def test_the_renderer_names_the_bounds_and_the_page_count(tmp_path):
     record, renderer = stored(tmp_path, make_pdf(MANUAL_PAGES))
     for width in (99, 2001, 0, -5):
         with pytest.raises(InvalidRequest, match=f"width must be 100 to 2000 pixels; got {width}"):
-            renderer.image(record, 1, width)
+            served(renderer, record, 1, width)
     for page in (0, 5, 99):
         with pytest.raises(
             InvalidRequest, match=f"page {page} is out of range: 'manual.pdf' has 4 pages"
         ):
-            renderer.image(record, page, 600)
+            served(renderer, record, page, 600)
     assert renderer.renders == 0
     with pytest.raises(ValueError, match="max_width must be >= 100"):
-        PageRenderer(lambda uri: b"", max_width=50, cache_bytes=0)
+        PageRenderer(lambda uri: b"", rendered_here, max_width=50, cache_bytes=0)
+
+
+@pytest.mark.parametrize(
+    ("asked", "served"),
+    [(100, 200), (200, 200), (201, 400), (500, 600), (501, 600), (600, 600), (999, 1000),
+     (1000, 1000), (1001, 1200), (1801, 2000), (2000, 2000)],
+)  # fmt: skip
+def test_a_width_is_rounded_up_to_a_multiple_of_200(asked, served):
+    assert image_width(asked, 2000) == served
+
+
+def test_the_widest_image_is_the_maximum_even_between_steps():
+    assert image_width(1401, 1500) == 1500
+    assert image_width(1500, 1500) == 1500
+    assert image_width(1400, 1500) == 1400
+    assert image_width(100, 100) == 100  # a maximum below the first step
+    for width in (99, 1501):
+        with pytest.raises(InvalidRequest, match=f"width must be 100 to 1500 pixels; got {width}"):
+            image_width(width, 1500)
+
+
+def test_widths_500_and_501_are_one_image_rendered_once(tmp_path):
+    record, renderer = stored(tmp_path, make_pdf(MANUAL_PAGES))
+    first = served(renderer, record, 1, 500)
+    assert served(renderer, record, 1, 501) == first
+    assert served(renderer, record, 1, 600) == first
+    assert renderer.renders == 1
+    assert (len(renderer.cache), decoded(first).width) == (1, 600)
+    assert first == render_page(make_pdf(MANUAL_PAGES), 1, 600)
 
 
 def test_concurrent_renders_in_threads_agree(tmp_path):

@@ -263,7 +263,9 @@ class RAGService:
         clients = model_clients(self, CATALOG, PLACEMENT)
         self.index = open_index(settings.data_dir, settings.chroma_url)
         self.lexical = LexicalIndex(self.index)
-        cache = make_cache(settings.redis_url, settings.cache_memory_entries)
+        cache = make_cache(
+            settings.redis_url, settings.cache_memory_entries, settings.redis_timeout_s
+        )
         self._answers = AnswerCache(cache, settings.answer_cache_ttl_s)
         embedders = embedder_paths(
             clients.embedders, clients.directories, self.index, cache, settings, metrics
@@ -376,6 +378,7 @@ class RAGService:
             settings.feedback_ttl_s,
             refresh_s=settings.rollout_refresh_s,
             observer=metrics,
+            redis_timeout_s=settings.redis_timeout_s,
         )
         metrics.known_variants(EXPERIMENT.names)
         self._unlogged = set(settings.unlogged_collections)

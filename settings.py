@@ -66,6 +66,15 @@ class Settings(BaseSettings):
             "an in-process cache. Redis being down never fails a request."
         ),
     )
+    redis_timeout_s: float = Field(
+        0.5,
+        gt=0,
+        description=(
+            "Seconds any Redis call (caches, rate limits, task records, experiments) may take "
+            "before Redis counts as down for that call: a Redis that hangs costs this, never "
+            "a request."
+        ),
+    )
     cache_memory_entries: int = Field(
         20000, ge=1, description="Entries kept by the in-process cache (LRU)."
     )

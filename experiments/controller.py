@@ -40,6 +40,7 @@ from experiments.outcomes import (
 from experiments.rollouts import Change, RedisRolloutLog, Rollouts, SqliteRolloutLog
 from experiments.variants import Experiment, VariantsError
 from retrieval import errors
+from storage.redis_connections import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger("rag.experiments")
 GUARDRAIL = "guardrail"
@@ -97,12 +98,13 @@ class Experiments:
         data_dir: Path,
         redis_url: str | None,
         feedback_ttl_s: int,
+        redis_timeout_s: float = DEFAULT_TIMEOUT_S,
         **options: Any,
     ) -> Experiments:
         if redis_url:
-            log: Any = RedisRolloutLog(redis_url)
-            feedback: Any = RedisFeedback(redis_url, feedback_ttl_s)
-            outcomes: Any = RedisOutcomes(redis_url)
+            log: Any = RedisRolloutLog(redis_url, timeout_s=redis_timeout_s)
+            feedback: Any = RedisFeedback(redis_url, feedback_ttl_s, timeout_s=redis_timeout_s)
+            outcomes: Any = RedisOutcomes(redis_url, timeout_s=redis_timeout_s)
         else:
             path = data_dir / "experiments.sqlite"
             log, feedback, outcomes = (

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from experiments.sqlite import SqliteFile
+from storage.redis_connections import DEFAULT_TIMEOUT_S, connect
 
 logger = logging.getLogger(__name__)
 
@@ -313,10 +314,9 @@ class RedisFeedback:
         ttl_s: int,
         prefix: str = "rag:experiments",
         clock: Callable[[], float] = time.time,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url)
+        self._redis = connect(url, timeout_s)
         self._ttl_s = ttl_s
         self._prefix = prefix
         self._clock = clock

@@ -18,6 +18,7 @@ import numpy as np
 
 from experiments.sqlite import SqliteFile
 from experiments.stats import Interval, vote_mean
+from storage.redis_connections import DEFAULT_TIMEOUT_S, connect
 
 KEPT = 20_000
 
@@ -72,10 +73,10 @@ class SqliteOutcomes:
 
 
 class RedisOutcomes:
-    def __init__(self, url: str, prefix: str = "rag:experiments") -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url)
+    def __init__(
+        self, url: str, prefix: str = "rag:experiments", timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        self._redis = connect(url, timeout_s)
         self._prefix = prefix
 
     def record(self, outcome: Outcome) -> None:

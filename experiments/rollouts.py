@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from experiments.sqlite import SqliteFile
 from experiments.variants import Experiment, checked_weights
+from storage.redis_connections import DEFAULT_TIMEOUT_S, connect
 
 
 @dataclass(frozen=True)
@@ -108,10 +109,10 @@ class SqliteRolloutLog:
 
 
 class RedisRolloutLog:
-    def __init__(self, url: str, prefix: str = "rag:experiments") -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url)
+    def __init__(
+        self, url: str, prefix: str = "rag:experiments", timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        self._redis = connect(url, timeout_s)
         self._prefix = prefix
 
     def append(self, experiment: str, change: Change) -> None:

@@ -77,12 +77,15 @@ class GatewayMiddleware:
         self._limiter = RateLimiter(
             {"query": settings.rate_limit_query, "ingest": settings.rate_limit_ingest},
             settings.redis_url,
+            timeout_s=settings.redis_timeout_s,
         )
         self._max_upload = settings.max_upload_bytes
         self._log_payloads = settings.log_payloads
         self._metrics: Metrics = get_metrics()
         self._sources = SourcePolicy.from_settings(settings)
-        self._tasks = TaskRegistry(make_task_records(settings.data_dir, settings.redis_url))
+        self._tasks = TaskRegistry(
+            make_task_records(settings.data_dir, settings.redis_url, settings.redis_timeout_s)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

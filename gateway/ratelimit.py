@@ -19,6 +19,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from gateway.keys import Principal
+from storage.redis_connections import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class RateLimiter:
         defaults: Mapping[str, str],
         redis_url: str | None = None,
         retry_redis_s: float = 5.0,
-        timeout_s: float = 0.25,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         """``defaults`` maps a route class to its limit string (``limits`` notation)."""
         for spec in defaults.values():

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from gateway.keys import Principal
 from retrieval.errors import DependencyUnavailable, TaskNotFound
+from storage.redis_connections import DEFAULT_TIMEOUT_S, connect
 
 # A task's record is kept this long after submission; BentoML's own result store keeps
 # results no longer than a worker's lifetime.
@@ -80,10 +81,8 @@ class SqliteTaskRecords:
 class RedisTaskRecords:
     """Records in Redis, seen by every replica."""
 
-    def __init__(self, url: str) -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+    def __init__(self, url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self._redis = connect(url, timeout_s)
 
     def put(self, record: TaskRecord) -> None:
         self._call(
@@ -110,9 +109,11 @@ def _redis_key(task_id: str) -> str:
     return f"rag:task:{task_id}"
 
 
-def make_task_records(data_dir: Path, redis_url: str | None) -> TaskRecordStore:
+def make_task_records(
+    data_dir: Path, redis_url: str | None, redis_timeout_s: float = DEFAULT_TIMEOUT_S
+) -> TaskRecordStore:
     if redis_url:
-        return RedisTaskRecords(redis_url)
+        return RedisTaskRecords(redis_url, redis_timeout_s)
     return SqliteTaskRecords(data_dir / "tasks.sqlite3")
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from retrieval.engines import EmbedFn
 from retrieval.observer import NullObserver, Observer
+from storage.redis_connections import DEFAULT_TIMEOUT_S, connect
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,12 +86,8 @@ class MemoryCache:
 class RedisCache:
     """Redis, with short timeouts so an unreachable server costs milliseconds, not seconds."""
 
-    def __init__(self, url: str, timeout_s: float = 0.25) -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
-        )
+    def __init__(self, url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self._redis = connect(url, timeout_s)
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         return list(self._redis.mget(keys)) if keys else []
@@ -175,10 +172,12 @@ class ResilientCache:
                 )
 
 
-def make_cache(redis_url: str | None, memory_entries: int) -> ResilientCache:
+def make_cache(
+    redis_url: str | None, memory_entries: int, redis_timeout_s: float = DEFAULT_TIMEOUT_S
+) -> ResilientCache:
     """The cache configuration asks for: Redis if a URL is set, else in-process."""
     if redis_url:
-        return ResilientCache(RedisCache(redis_url), "redis")
+        return ResilientCache(RedisCache(redis_url, redis_timeout_s), "redis")
     return ResilientCache(MemoryCache(memory_entries), "memory")
 
 

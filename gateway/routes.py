@@ -12,6 +12,10 @@ from typing import Literal
 from gateway.keys import Action
 
 LimitClass = Literal["query", "ingest"]
+# The request bodies a route takes, by media type (BentoML picks its parser by it: JSON,
+# or multipart for an upload).
+JSON = "application/json"
+MULTIPART = "multipart/form-data"
 # What a route does with a background task: "submit" hands out a new task id (recorded with
 # its owner), "lookup" names an existing one (checked against its owner), "resubmit" both.
 TaskStep = Literal["submit", "lookup", "resubmit"]
@@ -34,8 +38,9 @@ UPLOAD_OVERHEAD = 1024 * 1024
 class RouteRule:
     action: Action
     limit_class: LimitClass
-    # A multipart upload; every other route takes a JSON body (or none).
-    upload: bool = False
+    # The media types of the bodies it takes; a JSON route also takes a body that declares
+    # no type (BentoML reads it as JSON). Anything else gets 415.
+    accepts: tuple[str, ...] = (JSON,)
     # A background task answers only after the submission: its collection is checked on the
     # submitted JSON body, so a forbidden collection gets 403 at once, not a failed task.
     collection_in_body: bool = False
@@ -53,13 +58,15 @@ class RouteRule:
     owner_only: bool = False
 
     @property
-    def needs_body(self) -> bool:
-        """Must the gateway read the JSON body to check the caller's scope?"""
-        return (
-            self.collection_in_body
-            or self.s3_source_in_body
-            or (self.task_step is not None and self.task_id_in == "body")
-        )
+    def upload(self) -> bool:
+        """Does the route take a multipart upload (and so the larger body limit)?"""
+        return MULTIPART in self.accepts
+
+    @property
+    def query_params(self) -> frozenset[str]:
+        """The query parameters the route takes; any other gets 400."""
+        looks_up = self.task_step in ("lookup", "resubmit") and self.task_id_in == "query"
+        return frozenset({"task_id"}) if looks_up else frozenset()
 
 
 _READ = RouteRule("read", "query")
@@ -85,7 +92,9 @@ def task_rules(name: str, submit: RouteRule) -> dict[str, RouteRule]:
 def _batch_rules(name: str) -> dict[str, RouteRule]:
     """``task_rules`` for a task that readers may submit (an upload or a JSON body) and
     only its submitter may look up."""
-    submit = RouteRule("read", "ingest", upload=True, collection_in_body=True, owner_only=True)
+    submit = RouteRule(
+        "read", "ingest", accepts=(MULTIPART, JSON), collection_in_body=True, owner_only=True
+    )
     rules = task_rules(name, submit)
     return {path: replace(rule, action="read", owner_only=True) for path, rule in rules.items()}
 
@@ -98,7 +107,7 @@ RULES: dict[str, RouteRule] = {
     # A page of a document: the service answers 404 for one in a collection the key may
     # not use (the collection is the document's, not in the request).
     "/page_image": _READ,
-    "/ingest": RouteRule("write", "ingest", upload=True),
+    "/ingest": RouteRule("write", "ingest", accepts=(MULTIPART,)),
     "/delete_document": _WRITE,
     **task_rules(
         "ingest_s3",

@@ -241,8 +241,10 @@ class DeleteResponse(BaseModel):
     # scale out with replicas). The APIs are async, so that worker serves many requests at
     # once while the model services do the heavy work.
     workers=1,
-    # Long ingests hold a slot too; past max_concurrency a request gets 429 at once.
-    traffic={"timeout": 600, "max_concurrency": settings.max_concurrency},
+    # BentoML counts a request from its first byte, before the gateway reads its body; the
+    # gateway caps requests in flight (RAG_MAX_CONCURRENCY) once their body is in, so this
+    # outer cap leaves room for slow senders, cut at RAG_BODY_READ_TIMEOUT_S.
+    traffic={"timeout": 600, "max_concurrency": settings.server_max_concurrency},
     # The gateway writes one JSON access-log line per request instead.
     logging={"access": {"enabled": False}},
 )

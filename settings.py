@@ -18,6 +18,9 @@ from gateway.keys import ApiKeySpec, KeyRing
 from gateway.ratelimit import parse_limits
 from gateway.sources import S3SourceRule
 
+# BentoML's own cap on requests per instance, as a multiple of RAG_MAX_CONCURRENCY.
+SERVER_CONCURRENCY_FACTOR = 4
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
@@ -337,8 +340,36 @@ class Settings(BaseSettings):
         32,
         ge=1,
         description=(
-            "Requests in flight per instance (BentoML traffic.max_concurrency); more get an "
-            "immediate 429 instead of a queue."
+            "Requests in flight per instance, counted by the gateway once their body is in; "
+            "more get an immediate 429 instead of a queue."
+        ),
+    )
+    max_inflight_per_key: int = Field(
+        8,
+        ge=1,
+        description=(
+            "Requests one API key may have in flight at once (counted once their body is "
+            "in), and request bodies it may be sending at once; more get 429. Not applied "
+            "in open development mode."
+        ),
+    )
+    # A JSON body is a question and a few parameters: a client that has not sent it after
+    # 10 s is stalled or hostile, and holds a connection meanwhile.
+    body_read_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Longest a request body may take to arrive, plus 1 s per RAG_BODY_MIN_RATE_KIB "
+            "KiB of its size; later: 408."
+        ),
+    )
+    # 64 KiB/s (about 0.5 Mbit/s, a poor mobile uplink) lets a 50 MiB upload take 13 min.
+    body_min_rate_kib: float = Field(
+        64.0,
+        gt=0,
+        description=(
+            "Slowest rate (KiB/s) at which the size-dependent part of a body's time to "
+            "arrive is counted: a large upload over a slow link still gets in."
         ),
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -458,6 +489,14 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def server_max_concurrency(self) -> int:
+        """BentoML's traffic.max_concurrency: it counts a request from its first byte, before
+        the gateway runs, so it leaves room beyond RAG_MAX_CONCURRENCY (which the gateway
+        enforces once a body is in) for bodies still arriving and for submitted tasks,
+        which keep their request's place in it while they run."""
+        return self.max_concurrency * SERVER_CONCURRENCY_FACTOR
 
 
 @lru_cache(maxsize=1)

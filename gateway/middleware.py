@@ -3,13 +3,18 @@
 For every request, in this order: a request id (the client's X-Request-ID or a new one,
 echoed in the response); the API key and its role (401/403); the body size limit (413);
 the key's rate limit for the route class (429, with X-RateLimit-* headers on every limited
-route). Then the service runs, and the gateway finishes the exchange: errors the service
-raised on purpose get one JSON shape naming the problem (OpenAI's under /v1/,
-gateway/errors.py), and one JSON access-log line and
-the metrics record how it ended.
+route); the query string and the body's type (400/415, gateway/query.py and content.py);
+the body, read within its time (408, gateway/bodies.py) and checked (400); the scope of
+what the request names (403/404); a place among the requests in flight, the key's and the
+instance's (429, gateway/inflight.py). Then the service runs, on exactly what the gateway
+checked, and the gateway finishes the exchange: errors the service raised on purpose get
+one JSON shape naming the problem (OpenAI's under /v1/, gateway/errors.py), and one JSON
+access-log line and the metrics record how it ended.
 
 BentoML's own traffic controls run before this middleware: ``traffic.max_concurrency``
-answers 429 when the worker is full, ``traffic.timeout`` ends a request that runs too long.
+counts a request from its first byte (so it is set well above RAG_MAX_CONCURRENCY, which
+the gateway enforces once the body is in), ``traffic.timeout`` ends a request that runs
+too long.
 """
 
 from __future__ import annotations
@@ -20,26 +25,30 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
 from starlette.datastructures import Headers, MutableHeaders
 
+from gateway.bodies import ClientDisconnected, ReadLimits, read_body, replay, too_large
+from gateway.content import body_type, check_multipart, json_object
 from gateway.context import RequestState, new_request_id, request_scope
 from gateway.errors import error_body
+from gateway.inflight import InFlight, Slot
 from gateway.keys import ALL_COLLECTIONS, KeyRing, Principal, presented_key
 from gateway.metrics import Metrics, get_metrics
 from gateway.openapi import SPEC_PATH, with_gateway
+from gateway.query import encode_query, parse_query
 from gateway.ratelimit import Decision, RateLimiter
 from gateway.routes import RouteRule, body_limit, is_public, rule_for
 from gateway.sources import SourcePolicy
-from gateway.tasks import TaskRegistry, make_task_records
+from gateway.tasks import TaskRegistry, make_task_records, unknown_task
 from retrieval.errors import (
     Forbidden,
     InternalError,
-    InvalidRequest,
     RagError,
     RateLimited,
+    RequestTimeout,
     RequestTooLarge,
+    TooManyInFlight,
     Unauthenticated,
 )
 from retrieval.index import DEFAULT_COLLECTION
@@ -61,13 +70,11 @@ _REJECTION_REASONS: dict[type[RagError], str] = {
     Forbidden: "forbidden",
     RequestTooLarge: "too_large",
     RateLimited: "rate_limited",
+    TooManyInFlight: "in_flight",
+    RequestTimeout: "slow_body",
 }
 # nginx's status for "the client closed the connection before the response".
 CLIENT_CLOSED = 499
-
-
-class ClientDisconnected(Exception):
-    """The client went away before sending its whole request."""
 
 
 class GatewayMiddleware:
@@ -80,6 +87,9 @@ class GatewayMiddleware:
             timeout_s=settings.redis_timeout_s,
         )
         self._max_upload = settings.max_upload_bytes
+        self._read_timeout_s = settings.body_read_timeout_s
+        self._min_rate = settings.body_min_rate_kib * 1024
+        self._inflight = InFlight(settings.max_inflight_per_key, settings.max_concurrency)
         self._log_payloads = settings.log_payloads
         self._metrics: Metrics = get_metrics()
         self._sources = SourcePolicy.from_settings(settings)
@@ -108,6 +118,10 @@ class GatewayMiddleware:
                     raise
                 # Turned away before the service ran; `respond` writes the error body.
                 state.error = exc
+                if isinstance(exc, RequestTimeout | RequestTooLarge):
+                    # The rest of the body may still come: the connection is not worth
+                    # keeping for it.
+                    exchange.close = True
                 await respond({"type": "http.response.start", "status": exc.error_code.value})
             except ClientDisconnected:
                 exchange.disconnected = True
@@ -155,40 +169,54 @@ class GatewayMiddleware:
         principal.require(rule.action)
         limit = body_limit(rule, self._max_upload)
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _too_large(int(declared), limit, state.route)
+        size = int(declared) if declared is not None and declared.isdigit() else None
+        if size is not None and size > limit:
+            raise too_large(size, limit, state.route)
         exchange.rate = await self._limiter.hit(principal, rule.limit_class)
         if exchange.rate is not None and not exchange.rate.allowed:
             raise RateLimited(
                 f"API key {principal.name!r} used its {rule.limit_class} limit of "
                 f"{exchange.rate.limit} requests; retry in {max(exchange.rate.reset_s, 1)} s"
             )
-        if not _is_json(headers):
-            if rule.needs_body and not rule.upload:
-                raise InvalidRequest(
-                    f"{state.route} takes a JSON body (Content-Type: application/json)"
+        # Parsed once; the service reads the canonical encoding of what is checked here.
+        query = parse_query(scope.get("query_string", b""), rule.query_params)
+        scope["query_string"] = encode_query(query)
+        # Open development mode: every caller is one anonymous key, so no per-key caps.
+        key = None if self._keys.open else principal.name
+        body = b""
+        payload: dict[str, Any] = {}
+        checked = rule
+        if scope["method"] not in ("GET", "HEAD"):
+            kind = body_type(headers, rule.accepts, state.route)
+            _set_content_type(scope, kind.header)
+            receiving = self._inflight.receive(key)
+            try:
+                limits = ReadLimits(limit, self._read_timeout_s, self._min_rate)
+                body = await read_body(receive, limits, size, state.route)
+            finally:
+                receiving.release()
+            if kind.is_json:
+                # Parsed here, once, so a malformed, repeated-key or pathologically nested
+                # body gets a 400 from the gateway before anything else reads it.
+                payload = json_object(body)
+                exchange.payload = payload if self._log_payloads else None
+            else:
+                await check_multipart(kind, body)
+                # An upload's form fields are not read here: the service checks the
+                # collection it names. What needs no body is checked (a task submission).
+                checked = replace(
+                    rule, collection_in_body=False, s3_source_in_body=False, locations=()
                 )
-            # An upload's form fields are not read here: the service checks the collection
-            # it names. What needs no body is checked (an upload that submits a task).
-            unread = replace(rule, collection_in_body=False, s3_source_in_body=False, locations=())
-            await self._check_scope(unread, principal, {}, scope, exchange)
-            return _counting(receive, limit, exchange)
-        # A JSON body is parsed here, once, so a malformed or pathologically nested one gets
-        # a 400 from the gateway before anything else reads it.
-        has_body = scope["method"] not in ("GET", "HEAD")
-        body = await _read_body(receive, limit, state.route) if has_body else b""
-        payload = _json_object(body)
-        if self._log_payloads:
-            exchange.payload = payload
-        await self._check_scope(rule, principal, payload, scope, exchange)
-        return _replay(body, receive)
+        await self._check_scope(checked, principal, payload, query, exchange)
+        exchange.slot = self._inflight.run(key, principal.name)
+        return replay(body, receive)
 
     async def _check_scope(
         self,
         rule: RouteRule,
         principal: Principal,
         payload: dict[str, Any],
-        scope: Scope,
+        query: dict[str, str],
         exchange: _Exchange,
     ) -> None:
         """Raise Forbidden / TaskNotFound unless ``principal`` may use what the request
@@ -209,10 +237,10 @@ class GatewayMiddleware:
             if rule.task_id_in == "body":
                 task_id = str(payload.get("task_id", ""))
             else:
-                query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-                task_id = query.get("task_id", [""])[0]
+                task_id = query.get("task_id", "")
             record = await self._tasks.authorize(task_id, rule.task, principal)
             collection = record.collection
+            exchange.looked_up = (rule.task, task_id)
         if rule.task_step in ("submit", "resubmit"):
             exchange.new_task = (rule.task, collection, rule.owner_only)
 
@@ -250,9 +278,27 @@ class GatewayMiddleware:
                     # The client must not learn a task id before its owner is on record.
                     exchange.held = [message]
                     return
+                if (
+                    message["status"] == 404
+                    and exchange.looked_up is not None
+                    and state.error is None
+                ):
+                    # BentoML's own "task_id not found" (or the batch result app's):
+                    # reshaped once its body is in.
+                    exchange.unknown = []
+                    return
                 await start(message)
             elif message["type"] == "http.response.body":
                 if exchange.replaced:
+                    return
+                if exchange.unknown is not None:
+                    exchange.unknown.append(message)
+                    if message.get("more_body", False):
+                        return
+                    assert exchange.looked_up is not None
+                    body = b"".join(m.get("body", b"") for m in exchange.unknown)
+                    state.error = unknown_task(*exchange.looked_up, body)
+                    await start({"type": "http.response.start", "status": 404})
                     return
                 if exchange.held is not None:
                     exchange.held.append(message)
@@ -292,6 +338,9 @@ class GatewayMiddleware:
         )
 
     def _finish(self, exchange: _Exchange) -> None:
+        # The client has its answer: a submitted task that still runs holds no slot.
+        if exchange.slot is not None:
+            exchange.slot.release()
         exchange.logged = True
         state = exchange.state
         status = exchange.status or 500
@@ -342,87 +391,19 @@ class _Exchange:
     # until the new task id is recorded.
     new_task: tuple[str, str, bool] | None = None
     held: list[Message] | None = None
+    # (task, task_id) of the task this request looks up, once the gateway has found its
+    # record; a 404 from the service then means the server lost the task.
+    looked_up: tuple[str, str] | None = None
+    unknown: list[Message] | None = None  # that 404's response, held to be reshaped
+    slot: Slot | None = None  # this request's place among the requests in flight
 
 
-def _too_large(size: int, limit: int, route: str) -> RequestTooLarge:
-    return RequestTooLarge(
-        f"the request body is {_mib(size)}; {route} accepts at most {_mib(limit)}"
-    )
-
-
-def _mib(size: int) -> str:
-    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size} bytes"
-
-
-async def _read_body(receive: Receive, limit: int, route: str) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(size, limit, route)
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
-
-
-def _is_json(headers: Headers) -> bool:
-    """Does the request declare a JSON body (or no type, which BentoML reads as JSON)?"""
-    content_type = headers.get("content-type", "")
-    return not content_type or "json" in content_type.lower()
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body or b"{}")
-    except RecursionError as exc:
-        raise InvalidRequest("the request body is JSON nested too deeply") from exc
-    except ValueError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    return payload
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A receive channel that gives ``body`` once, then whatever the client sends next."""
-    pending = True
-
-    async def replayed() -> Message:
-        nonlocal pending
-        if pending:
-            pending = False
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
-
-
-def _counting(receive: Receive, limit: int, exchange: _Exchange) -> Receive:
-    """``receive`` that fails with 413 once a body sent without Content-Length (chunked)
-    grows past ``limit``, and notes a client that disconnects before the end of it."""
-    seen = 0
-    state = exchange.state
-
-    async def counted() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.disconnect" and exchange.status is None:
-            exchange.disconnected = True
-        elif message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                # Raised inside the service's body parsing; remembered so the response
-                # says why.
-                state.error = _too_large(seen, limit, state.route)
-                raise state.error
-        return message
-
-    return counted
+def _set_content_type(scope: Scope, header: bytes | None) -> None:
+    """Hand the service ``header`` as the request's only Content-Type (or none)."""
+    headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+    if header is not None:
+        headers.append((b"content-type", header))
+    scope["headers"] = headers
 
 
 def _spec_rewriter(send: Send) -> Send:

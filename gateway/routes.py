@@ -13,6 +13,10 @@ from gateway.keys import Action
 from gateway.sources import BATCH_INPUT, BATCH_OUTPUT, EXPORT_DESTINATION, LocationField
 
 LimitClass = Literal["query", "ingest"]
+# The request bodies a route takes, by media type (BentoML picks its parser by it: JSON,
+# or multipart for an upload).
+JSON = "application/json"
+MULTIPART = "multipart/form-data"
 # What a route does with a background task: "submit" hands out a new task id (recorded with
 # its owner), "lookup" names an existing one (checked against its owner), "resubmit" both.
 TaskStep = Literal["submit", "lookup", "resubmit"]
@@ -35,8 +39,9 @@ UPLOAD_OVERHEAD = 1024 * 1024
 class RouteRule:
     action: Action
     limit_class: LimitClass
-    # A multipart upload; every other route takes a JSON body (or none).
-    upload: bool = False
+    # The media types of the bodies it takes; a JSON route also takes a body that declares
+    # no type (BentoML reads it as JSON). Anything else gets 415.
+    accepts: tuple[str, ...] = (JSON,)
     # A background task answers only after the submission: its collection is checked on the
     # submitted JSON body, so a forbidden collection gets 403 at once, not a failed task.
     collection_in_body: bool = False
@@ -57,14 +62,15 @@ class RouteRule:
     owner_only: bool = False
 
     @property
-    def needs_body(self) -> bool:
-        """Must the gateway read the JSON body to check the caller's scope?"""
-        return (
-            self.collection_in_body
-            or self.s3_source_in_body
-            or bool(self.locations)
-            or (self.task_step is not None and self.task_id_in == "body")
-        )
+    def upload(self) -> bool:
+        """Does the route take a multipart upload (and so the larger body limit)?"""
+        return MULTIPART in self.accepts
+
+    @property
+    def query_params(self) -> frozenset[str]:
+        """The query parameters the route takes; any other gets 400."""
+        looks_up = self.task_step in ("lookup", "resubmit") and self.task_id_in == "query"
+        return frozenset({"task_id"}) if looks_up else frozenset()
 
 
 _READ = RouteRule("read", "query")
@@ -93,7 +99,7 @@ def _batch_rules(name: str) -> dict[str, RouteRule]:
     submit = RouteRule(
         "read",
         "ingest",
-        upload=True,
+        accepts=(MULTIPART, JSON),
         collection_in_body=True,
         owner_only=True,
         locations=(BATCH_INPUT, BATCH_OUTPUT),
@@ -110,7 +116,7 @@ RULES: dict[str, RouteRule] = {
     # A page of a document: the service answers 404 for one in a collection the key may
     # not use (the collection is the document's, not in the request).
     "/page_image": _READ,
-    "/ingest": RouteRule("write", "ingest", upload=True),
+    "/ingest": RouteRule("write", "ingest", accepts=(MULTIPART,)),
     "/delete_document": _WRITE,
     **task_rules(
         "ingest_s3",

@@ -141,3 +141,20 @@ class TaskRegistry:
         if not allowed:
             raise TaskNotFound(f"no {task} task {task_id!r}")
         return record
+
+
+def unknown_task(task: str, task_id: str, answer: bytes) -> TaskNotFound:
+    """The error for a task the gateway has on record but the service answered 404 for
+    (``answer``, its body). BentoML keeps tasks in its worker's result store, which a
+    restart empties: its bare ``{"error": "task_id not found"}`` says so to no one. A 404
+    that names its own TaskNotFound (the batch result route's) keeps its message."""
+    try:
+        said = json.loads(answer)
+    except ValueError:
+        said = None
+    if isinstance(said, dict) and said.get("type") == "TaskNotFound" and said.get("error"):
+        return TaskNotFound(str(said["error"]))
+    return TaskNotFound(
+        f"{task} task {task_id!r} is not known to this server: it may have been lost with a "
+        "restart; submit it again"
+    )

@@ -69,6 +69,18 @@ class PageTooComplex(RagError):
     error_code = HTTPStatus.UNPROCESSABLE_ENTITY
 
 
+class UnsupportedContentType(RagError):
+    """A request body of a type the route does not take (it names the ones it does)."""
+
+    error_code = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+class RequestTimeout(RagError):
+    """The request body did not arrive in time: a slow client may not hold a slot."""
+
+    error_code = HTTPStatus.REQUEST_TIMEOUT
+
+
 class RequestTooLarge(RagError):
     """A request body over the route's size limit."""
 
@@ -139,6 +151,10 @@ class RateLimited(RagError):
     """The key has used up its requests for the current window."""
 
     error_code = HTTPStatus.TOO_MANY_REQUESTS
+
+
+class TooManyInFlight(RateLimited):
+    """The key (or the instance) already has as many requests in flight as it may."""
 
 
 class SnapshotNotFound(DocumentNotFound):

@@ -31,7 +31,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from gateway.bodies import ClientDisconnected, ReadLimits, read_body, replay, too_large
 from gateway.content import body_type, check_multipart, json_object
 from gateway.context import RequestState, new_request_id, request_scope
-from gateway.errors import error_body
+from gateway.errors import OPENAI_PREFIX, error_body, framework_error, is_error_body
 from gateway.inflight import InFlight, Slot
 from gateway.keys import ALL_COLLECTIONS, KeyRing, Principal, presented_key
 from gateway.metrics import Metrics, get_metrics
@@ -279,13 +279,15 @@ class GatewayMiddleware:
                     exchange.held = [message]
                     return
                 if (
-                    message["status"] == 404
-                    and exchange.looked_up is not None
-                    and state.error is None
+                    message["status"] >= 400
+                    and not isinstance(state.error, RagError)
+                    and not state.route.startswith(OPENAI_PREFIX)  # OpenAI's shape already
+                    and not is_public(state.route)
                 ):
-                    # BentoML's own "task_id not found" (or the batch result app's):
-                    # reshaped once its body is in.
-                    exchange.unknown = []
+                    # An error BentoML or Starlette answered on their own (validation, a
+                    # task id its store lost, a method the route does not take): reshaped
+                    # once its body is in.
+                    exchange.unknown = [message]
                     return
                 await start(message)
             elif message["type"] == "http.response.body":
@@ -295,10 +297,19 @@ class GatewayMiddleware:
                     exchange.unknown.append(message)
                     if message.get("more_body", False):
                         return
-                    assert exchange.looked_up is not None
-                    body = b"".join(m.get("body", b"") for m in exchange.unknown)
-                    state.error = unknown_task(*exchange.looked_up, body)
-                    await start({"type": "http.response.start", "status": 404})
+                    held, exchange.unknown = exchange.unknown, None
+                    status = held[0]["status"]
+                    body = b"".join(m.get("body", b"") for m in held[1:])
+                    if is_error_body(body):  # a mounted app's own error, already shaped
+                        await start(held[0])
+                        await send({"type": "http.response.body", "body": body})
+                        self._finish(exchange)
+                        return
+                    if status == 404 and exchange.looked_up is not None:
+                        state.error = unknown_task(*exchange.looked_up, body)
+                    else:
+                        state.error = framework_error(status, body, state.request_id)
+                    await start({"type": "http.response.start", "status": status})
                     return
                 if exchange.held is not None:
                     exchange.held.append(message)
@@ -394,7 +405,8 @@ class _Exchange:
     # (task, task_id) of the task this request looks up, once the gateway has found its
     # record; a 404 from the service then means the server lost the task.
     looked_up: tuple[str, str] | None = None
-    unknown: list[Message] | None = None  # that 404's response, held to be reshaped
+    # An error response the framework made (its start, then its body), held to be reshaped.
+    unknown: list[Message] | None = None
     slot: Slot | None = None  # this request's place among the requests in flight
 
 

@@ -26,6 +26,7 @@ ERROR_STATUSES: dict[int, str] = {
     401: "No API key, or an unknown one",
     403: "The key's role or collections do not allow this",
     404: "Not found (also what a key gets for what another collection holds)",
+    405: "The route does not take that HTTP method",
     408: "The request body did not arrive in time",
     409: "Conflicts with the current state (a running job, another embedder's index)",
     413: "The request body is over the route's limit",

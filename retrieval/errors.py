@@ -127,6 +127,12 @@ class JobConflict(RagError):
     error_code = HTTPStatus.CONFLICT
 
 
+class MethodNotAllowed(RagError):
+    """The route exists, but not for that HTTP method."""
+
+    error_code = HTTPStatus.METHOD_NOT_ALLOWED
+
+
 class InternalError(RagError):
     """A bug: the cause is in the server log under the request id."""
 

@@ -132,6 +132,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory, s3: MotoS3) -> Iterator[Se
         "RAG_S3_SOURCES": s3_sources(),
         "RAG_MAX_PAGES": str(MAX_PAGES),
         "RAG_PARSE_TIMEOUT_S": str(PARSE_TIMEOUT_S),
+        # Every security module submits through this one instance with the same few keys;
+        # rate limits themselves are tested in tests/e2e/test_gateway.py.
+        "RAG_RATE_LIMIT_INGEST": "10000/minute",
     }
     server = Server(base / "data", base / "serve.log", None, redis, s3, blobs_in_s3=True, env=env)
     server.start()

@@ -74,8 +74,8 @@ class Settings(BaseSettings):
         gt=0,
         description=(
             "Seconds any Redis call (caches, rate limits, task records, experiments) may take "
-            "before Redis counts as down for that call: a Redis that hangs costs this, never "
-            "a request."
+            "before Redis counts as down; it is then skipped for 5 s by every client, so a "
+            "Redis that hangs costs a request at most this, never a hang."
         ),
     )
     cache_memory_entries: int = Field(

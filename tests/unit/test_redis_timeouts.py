@@ -22,7 +22,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.tasks import RedisTaskRecords
 from retrieval.cache import RedisCache, make_cache
 from retrieval.errors import DependencyUnavailable
-from storage.redis_connections import connect
+from storage.redis_connections import breaker_for, connect
 
 TIMEOUT_S = 0.3
 # Connect, a reply, and the client's own retry on a timeout: well under this.
@@ -112,3 +112,23 @@ def test_no_redis_client_can_be_made_without_a_timeout():
         connect("redis://127.0.0.1:6379/0", 0)
     options = connect("redis://127.0.0.1:6379/0", 0.2).connection_pool.connection_kwargs
     assert options["socket_timeout"] == options["socket_connect_timeout"] == 0.2
+
+
+def test_after_one_timeout_every_client_of_the_url_fails_at_once_for_a_while(hung):
+    breaker_for(hung.url, down_s=1.0)  # made before any client: this URL's window is 1 s
+    first, _ = within_bound(CLIENTS["outcomes"](hung.url))
+    assert TIMEOUT_S * 0.9 < first < BOUND_S
+    # Another client of the same Redis, a moment later: no second wait.
+    took, outcome = within_bound(CLIENTS["feedback"](hung.url))
+    assert took < 0.05 and isinstance(outcome, redis.ConnectionError), (took, outcome)
+    assert "not tried again" in str(outcome)
+    time.sleep(1.1)
+    again, outcome = within_bound(CLIENTS["rollout log"](hung.url))
+    assert again > TIMEOUT_S * 0.9 and isinstance(outcome, redis.TimeoutError)
+
+
+def test_a_working_redis_is_not_held_back_by_the_breaker(redis_server):
+    client = connect(redis_server.url, TIMEOUT_S)
+    for n in range(3):
+        assert client.set(f"breaker-test-{n}", "1")
+    assert client.get("breaker-test-2") == b"1"

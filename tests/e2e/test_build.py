@@ -47,7 +47,9 @@ def test_bento_carries_both_models_and_the_service_graph(bento):
     assert set(services) == {"rag", "embedder", "generator"}
     assert {d.service for d in services["rag"].dependencies} == {"embedder", "generator"}
     assert services["rag"].config["workers"] == 1
-    assert services["rag"].config["traffic"]["max_concurrency"] == 32
+    # BentoML counts from the first byte: 4 x the gateway's cap (RAG_MAX_CONCURRENCY, 32),
+    # which counts requests whose body is in (Settings.server_max_concurrency).
+    assert services["rag"].config["traffic"]["max_concurrency"] == 4 * 32
 
 
 def test_bento_carries_the_code_and_offline_settings(bento):

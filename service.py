@@ -21,6 +21,13 @@ from bentoml.validators import ContentType
 from pydantic import BaseModel, Field
 
 from api.openai_api import openai_app
+from core.errors import (
+    DocumentNotFound,
+    InvalidRequest,
+    RagError,
+    SnapshotNotFound,
+    TaskNotFound,
+)
 from experiments.controller import Experiments
 from experiments.export import FORMATS, export_feedback, served_destination
 from experiments.feedback import AnswerRecord
@@ -67,13 +74,6 @@ from retrieval.answering import Answer
 from retrieval.blobs import call_s3, make_blob_store, s3_client
 from retrieval.cache import AnswerCache, make_cache
 from retrieval.embedders import EmbedderRouter
-from retrieval.errors import (
-    DocumentNotFound,
-    InvalidRequest,
-    RagError,
-    SnapshotNotFound,
-    TaskNotFound,
-)
 from retrieval.index import (
     DEFAULT_COLLECTION,
     DocumentRecord,

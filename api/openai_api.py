@@ -56,6 +56,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from core.errors import DocumentNotFound, InternalError, InvalidRequest, RagError
 from gateway.context import current_request
 from gateway.errors import openai_error
 from models.openai_server import http_error
@@ -71,7 +72,6 @@ from models.openai_wire import (
     usage,
 )
 from retrieval.answering import sources_line
-from retrieval.errors import DocumentNotFound, InternalError, InvalidRequest, RagError
 
 logger = logging.getLogger("rag.openai")
 MODEL_PREFIX = "rag/"

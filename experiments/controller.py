@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from core import errors
 from experiments.assignment import assign
 from experiments.feedback import (
     AlreadyVoted,
@@ -39,7 +40,6 @@ from experiments.outcomes import (
 )
 from experiments.rollouts import Change, RedisRolloutLog, Rollouts, SqliteRolloutLog
 from experiments.variants import Experiment, VariantsError
-from retrieval import errors
 from storage.redis_connections import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger("rag.experiments")

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from retrieval.errors import RequestTimeout, RequestTooLarge
+from core.errors import RequestTimeout, RequestTooLarge
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]

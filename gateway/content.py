@@ -18,8 +18,8 @@ from python_multipart.multipart import parse_options_header
 from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from core.errors import InvalidRequest, UnsupportedContentType
 from gateway.routes import JSON, MULTIPART
-from retrieval.errors import InvalidRequest, UnsupportedContentType
 
 
 @dataclass(frozen=True)

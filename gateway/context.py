@@ -16,8 +16,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from core.errors import Unauthenticated
 from gateway.keys import UNRESTRICTED, Principal
-from retrieval.errors import Unauthenticated
 
 F = TypeVar("F", bound=Callable[..., Any])
 # UUIDs, trace ids, ULIDs and the like; nothing that could break a header or a log line.

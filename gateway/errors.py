@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from models.openai_wire import error_body as openai_error_body
-from retrieval.errors import (
+from core.errors import (
     DocumentNotFound,
     InternalError,
     InvalidRequest,
@@ -24,6 +23,7 @@ from retrieval.errors import (
     Unauthenticated,
     without_addresses,
 )
+from models.openai_wire import error_body as openai_error_body
 
 OPENAI_PREFIX = "/v1/"
 # OpenAI's codes for the refusals it also makes; an error may carry its own instead

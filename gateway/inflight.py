@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from retrieval.errors import TooManyInFlight
+from core.errors import TooManyInFlight
 
 
 class Slot:

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from retrieval.errors import Forbidden, Unauthenticated
+from core.errors import Forbidden, Unauthenticated
 
 Role = Literal["reader", "admin"]
 # What a route needs: "read" (query, search, list) or "write" (ingest, delete).

@@ -28,6 +28,16 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import Headers, MutableHeaders
 
+from core.errors import (
+    Forbidden,
+    InternalError,
+    RagError,
+    RateLimited,
+    RequestTimeout,
+    RequestTooLarge,
+    TooManyInFlight,
+    Unauthenticated,
+)
 from gateway.bodies import ClientDisconnected, ReadLimits, read_body, replay, too_large
 from gateway.content import body_type, check_multipart, json_object
 from gateway.context import RequestState, new_request_id, request_scope
@@ -41,16 +51,6 @@ from gateway.ratelimit import Decision, RateLimiter
 from gateway.routes import RouteRule, body_limit, is_public, rule_for
 from gateway.sources import SourcePolicy
 from gateway.tasks import TaskRegistry, make_task_records, unknown_task
-from retrieval.errors import (
-    Forbidden,
-    InternalError,
-    RagError,
-    RateLimited,
-    RequestTimeout,
-    RequestTooLarge,
-    TooManyInFlight,
-    Unauthenticated,
-)
 from retrieval.index import DEFAULT_COLLECTION
 
 if TYPE_CHECKING:

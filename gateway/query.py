@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote_plus, unquote_to_bytes, urlencode
 
-from retrieval.errors import InvalidRequest
+from core.errors import InvalidRequest
 
 # A '%' must start an escape of two hex digits; anything else decodes differently in
 # different parsers (kept as is, dropped, or an error).

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from retrieval.errors import Forbidden
+from core.errors import Forbidden
 from retrieval.locations import Kind, Location, parse_location, s3_location
 
 if TYPE_CHECKING:

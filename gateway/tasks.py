@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
+from core.errors import DependencyUnavailable, TaskNotFound
 from gateway.keys import Principal
-from retrieval.errors import DependencyUnavailable, TaskNotFound
 from storage.redis_connections import DEFAULT_TIMEOUT_S, connect
 
 # A task's record is kept this long after submission; BentoML's own result store keeps

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
+from core.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
 from jobs.batch_rows import BatchRow
 from retrieval.blobs import call_s3
-from retrieval.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
 from retrieval.locations import Location
 
 MAX_ROWS = 100_000

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.errors import DependencyUnavailable, InvalidRequest, JobConflict, TaskNotFound
 from jobs.batch_input import fetch_input, input_sha256, read_rows
 from jobs.batch_journal import BatchJournal, BatchOutputError, JobManifest, check_output, job_key
 from jobs.batch_runner import Answer, BatchGate, BatchProgress, Prepare, run_batch
 from jobs.object_store import ObjectStore
-from retrieval.errors import DependencyUnavailable, InvalidRequest, JobConflict, TaskNotFound
 from retrieval.locations import Location
 
 _TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # fullmatch: "$" would let "id\n" in

@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.errors import DocumentNotFound, InvalidRequest, JobConflict
 from jobs.batch_rows import dumps_row
 from jobs.object_store import ObjectStore, write_atomic
 from retrieval.blobs import call_s3
-from retrieval.errors import DocumentNotFound, InvalidRequest, JobConflict
 from retrieval.locations import parse_location
 
 SEGMENT_ROWS = 50

@@ -20,9 +20,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from core.errors import RagError
 from jobs.batch_journal import BatchJournal
 from jobs.batch_rows import BatchRow, result_row
-from retrieval.errors import RagError
 
 logger = logging.getLogger(__name__)
 

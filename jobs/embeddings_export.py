@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.errors import InvalidRequest
 from experiments.export import Destination
 from jobs.chunk_tables import chunk_table, read_chunks, to_parquet
 from jobs.object_store import write_atomic
 from retrieval.blobs import call_s3
-from retrieval.errors import InvalidRequest
 from retrieval.index import ChunkIndex
 
 

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from core.errors import DependencyUnavailable, DocumentNotFound
 from retrieval.blobs import call_s3, s3_client
-from retrieval.errors import DependencyUnavailable, DocumentNotFound
 from settings import Settings
 
 

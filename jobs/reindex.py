@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core.errors import IndexConflict, InvalidRequest
 from retrieval.chunking import TokenCounter, chunk_pages
 from retrieval.embedders import ServedEmbedder
 from retrieval.engines import EmbedFn
-from retrieval.errors import IndexConflict, InvalidRequest
 from retrieval.index import ChunkIndex, DocumentRecord, EmbedderId, LiveIndex
 from retrieval.parsing import parse_pdf
 

@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from core.errors import EmbedderMismatch, InvalidRequest, SnapshotNotFound
 from jobs.chunk_tables import chunk_table, from_parquet, read_chunks, table_vectors, to_parquet
 from jobs.object_store import ObjectStore
 from retrieval.blobs import BlobStore
 from retrieval.engines import EmbedFn
-from retrieval.errors import EmbedderMismatch, InvalidRequest, SnapshotNotFound
 from retrieval.index import ChunkIndex, DocumentRecord, EmbedderId, LiveIndex
 from retrieval.ingestion import document_id_for
 

@@ -12,12 +12,12 @@ from typing import Any, Protocol
 import aiohttp
 import bentoml
 
+from core.errors import DependencyUnavailable
 from models.catalog import Catalog, ModelVersion
 from models.embedder import embedder_service
 from models.generator import ChatPrompt, Completion, generator_service
 from models.routing import AloneOrBatched
 from models.store import ModelSource
-from retrieval.errors import DependencyUnavailable
 from settings import Settings
 
 

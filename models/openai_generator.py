@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import openai
 
+from core.errors import DependencyUnavailable
 from models.generator import Completion
-from retrieval.errors import DependencyUnavailable
 
 logger = logging.getLogger(__name__)
 # Servers that take no key (vLLM, llama.cpp, Ollama by default) still need one sent.

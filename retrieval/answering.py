@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from core.errors import InvalidRequest
 from retrieval.answerability import (
     PASSAGES_DO_NOT_ANSWER,
     Assessment,
@@ -20,7 +21,6 @@ from retrieval.answerability import (
 from retrieval.cache import AnswerCache
 from retrieval.embedders import EmbedderRouter
 from retrieval.engines import EmbedFn, GenerateFn, StreamFn, ms_since
-from retrieval.errors import InvalidRequest
 from retrieval.grounding import (
     QUOTED,
     SupportingSentence,

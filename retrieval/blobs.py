@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from retrieval.errors import DependencyUnavailable, DocumentNotFound
+from core.errors import DependencyUnavailable, DocumentNotFound
 
 
 class BlobStore(Protocol):

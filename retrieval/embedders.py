@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import EmbedderMismatch
 from retrieval.chunking import TokenCounter
 from retrieval.engines import EmbedFn
-from retrieval.errors import EmbedderMismatch
 from retrieval.index import ChunkIndex, EmbedderId
 
 logger = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import InvalidRequest
 from retrieval.answerability import evidence_score, key_term_coverage
 from retrieval.embedders import EmbedderGuard
-from retrieval.errors import InvalidRequest
 from retrieval.index import ChunkIndex, LiveIndex, Passage
 from retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
 

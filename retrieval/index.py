@@ -34,8 +34,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from core.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
 from retrieval.chunking import Chunk
-from retrieval.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
 
 DEFAULT_COLLECTION = "default"
 # Matched whole (fullmatch): with match, "$" also matches before a final newline.

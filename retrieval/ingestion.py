@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+from core.errors import DocumentTooLarge, InvalidRequest, NoTextLayer, RagError
 from retrieval.blobs import BlobStore
 from retrieval.chunking import TokenCounter, chunk_pages
 from retrieval.embedders import EmbedderGuard, EmbedderRouter
 from retrieval.engines import EmbedFn, ms_since
-from retrieval.errors import DocumentTooLarge, InvalidRequest, NoTextLayer, RagError
 from retrieval.index import (
     DEFAULT_COLLECTION,
     ChunkIndex,

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from retrieval.errors import InvalidRequest
+from core.errors import InvalidRequest
 
 Kind = Literal["object", "folder", "prefix"]
 S3_SCHEME = "s3://"

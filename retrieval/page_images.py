@@ -12,8 +12,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+from core.errors import CorruptPdf, InvalidRequest, PageTooComplex
 from retrieval.cache import MemoryCache
-from retrieval.errors import CorruptPdf, InvalidRequest, PageTooComplex
 from retrieval.index import DocumentRecord
 
 MIN_WIDTH = 100

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
 
-from retrieval.errors import (
+from core.errors import (
     CorruptPdf,
     DocumentTooLarge,
     EmptyDocument,

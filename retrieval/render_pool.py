@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from retrieval.errors import DependencyUnavailable, PageTooComplex
+from core.errors import DependencyUnavailable, PageTooComplex
 from retrieval.isolation import ChildDied, OutOfTime
 from retrieval.page_complexity import drawn_content_bytes
 from retrieval.page_images import render_page

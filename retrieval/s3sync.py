@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from core.errors import RagError, UnsupportedDocument
 from retrieval.blobs import call_s3
-from retrieval.errors import RagError, UnsupportedDocument
 from retrieval.index import ChunkIndex, check_collection_name
 from retrieval.ingestion import Ingestor
 

@@ -246,7 +246,7 @@ class InProcessBackend:
         self._loop = asyncio.new_event_loop()
 
     def _run(self, coro: Any) -> Any:
-        from retrieval.errors import RagError
+        from core.errors import RagError
 
         try:
             return self._loop.run_until_complete(coro)

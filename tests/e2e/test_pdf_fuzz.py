@@ -7,7 +7,7 @@ import httpx
 import pytest
 from pypdf.errors import PdfReadError
 
-from retrieval.errors import RagError
+from core.errors import RagError
 from retrieval.parsing import parse_pdf
 from tests.conftest import all_sample_pdfs
 from tests.pdfs import (

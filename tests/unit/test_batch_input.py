@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.errors import DependencyUnavailable
 from jobs.batch_input import BatchInputError, fetch_input, input_sha256, read_rows
 from jobs.batch_rows import BatchRow
 from retrieval.blobs import s3_client
-from retrieval.errors import DependencyUnavailable
 from retrieval.locations import Location, parse_location
 from tests.conftest import free_port
 

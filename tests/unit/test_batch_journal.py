@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from core.errors import DependencyUnavailable, JobConflict
 from jobs.batch_journal import (
     BatchJournal,
     BatchOutputError,
@@ -17,7 +18,6 @@ from jobs.batch_journal import (
 )
 from jobs.batch_rows import BatchRow, result_row
 from jobs.object_store import LocalObjectStore, S3ObjectStore
-from retrieval.errors import DependencyUnavailable, JobConflict
 
 SHA = "a" * 64
 

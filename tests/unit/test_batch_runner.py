@@ -11,11 +11,11 @@ from collections import Counter
 
 import pytest
 
+from core.errors import DependencyUnavailable, InvalidRequest
 from jobs.batch_journal import BatchJournal, JobManifest
 from jobs.batch_rows import BatchRow, result_row
 from jobs.batch_runner import BatchGate, BatchProgress, run_batch
 from jobs.object_store import LocalObjectStore, S3ObjectStore
-from retrieval.errors import DependencyUnavailable, InvalidRequest
 
 SEGMENT_ROWS = 5
 

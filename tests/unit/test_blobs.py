@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import DependencyUnavailable, DocumentNotFound
 from retrieval.blobs import LocalBlobStore, S3BlobStore, s3_client
-from retrieval.errors import DependencyUnavailable, DocumentNotFound
 from tests.conftest import free_port
 
 

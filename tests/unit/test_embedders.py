@@ -9,9 +9,9 @@ import bentoml
 import numpy as np
 import pytest
 
+from core.errors import EmbedderMismatch
 from retrieval.chunking import Chunk
 from retrieval.embedders import EmbedderGuard, embedding_dimension
-from retrieval.errors import EmbedderMismatch
 from retrieval.index import DocumentRecord, EmbedderId
 
 V1 = EmbedderId("rag-embedder:v1", 8)

@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from core.errors import InvalidRequest
 from jobs.embeddings_export import export_embeddings
-from retrieval.errors import InvalidRequest
 from retrieval.index import EmbedderId
 from tests.unit.test_index import record, stage, vec
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from core import errors
 from experiments.controller import Experiments
 from experiments.feedback import AnswerRecord
 from experiments.guardrails import Guardrails, breaches
 from experiments.outcomes import Outcome, summarise
 from experiments.variants import parse_experiment
 from models.catalog import catalog
-from retrieval import errors
 
 EXPERIMENT = parse_experiment(
     '{"experiment": "e", "incumbent": "v1", "variants": [{"name": "v1"}, '

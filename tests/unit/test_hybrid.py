@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.errors import InvalidRequest
 from retrieval.chunking import Chunk
-from retrieval.errors import InvalidRequest
 from retrieval.hybrid import Retriever, check_retrieval_mode
 from retrieval.index import DocumentRecord
 from retrieval.lexical import LexicalIndex, reciprocal_rank_fusion

@@ -9,8 +9,8 @@ import hypothesis.strategies
 import numpy as np
 import pytest
 
+from core.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
 from retrieval.chunking import Chunk
-from retrieval.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
 from retrieval.index import ChunkIndex, DocumentRecord, check_collection_name
 
 DIM = 8

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from core.errors import DocumentTooLarge
 from retrieval.blobs import LocalBlobStore
-from retrieval.errors import DocumentTooLarge
 from retrieval.index import open_index
 from retrieval.ingestion import IngestOptions, Ingestor
 from tests.pdfs import make_pdf, many_pages_pdf

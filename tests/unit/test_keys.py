@@ -9,6 +9,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
+from core.errors import Forbidden, Unauthenticated
 from gateway.keys import ApiKeySpec, KeyRing, hash_key, presented_key
 from gateway.routes import (
     JSON_BODY_LIMIT,
@@ -18,7 +19,6 @@ from gateway.routes import (
     is_public,
     rule_for,
 )
-from retrieval.errors import Forbidden, Unauthenticated
 from settings import Settings
 from tests.conftest import ROOT
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from core.errors import InvalidRequest
 from retrieval.blobs import split_s3_uri
-from retrieval.errors import InvalidRequest
 from retrieval.locations import Location, parse_location, s3_location
 
 # Characters of real keys, and the ones that make a location ambiguous.

@@ -9,9 +9,9 @@ import logging
 
 import pytest
 
+from core.errors import DependencyUnavailable, InvalidRequest
 from gateway.context import RequestState, request_scope
 from gateway.logs import json_handler, use_json_logs
-from retrieval.errors import DependencyUnavailable, InvalidRequest
 
 
 @pytest.fixture()

@@ -18,12 +18,12 @@ from starlette.testclient import TestClient
 
 from api import openai_api
 from api.openai_api import model_ids
+from core.errors import InvalidRequest
 from gateway.context import caller
 from gateway.keys import ApiKeySpec, hash_key
 from gateway.middleware import GatewayMiddleware
 from gateway.unknown_routes import UnknownRouteGuard
 from retrieval.answering import sources_line
-from retrieval.errors import InvalidRequest
 from settings import Settings
 
 ADMIN = "rag_unit-admin-key"

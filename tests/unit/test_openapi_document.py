@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.errors import RagError
 from gateway.openapi import ERROR_STATUSES, with_gateway
-from retrieval.errors import RagError
 
 BENTOML_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/x/InvalidArgument"}}}}
 SPEC = {

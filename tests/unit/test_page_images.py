@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader
 
+from core.errors import CorruptPdf, InvalidRequest
 from retrieval.blobs import LocalBlobStore
-from retrieval.errors import CorruptPdf, InvalidRequest
 from retrieval.index import DocumentRecord
 from retrieval.page_images import PageImageCache, PageRenderer, image_width, render_page
 from tests.conftest import sample_pdf

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from retrieval.errors import (
+from core.errors import (
     CorruptPdf,
     DocumentTooLarge,
     EmptyDocument,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from retrieval.errors import DocumentTooLarge, UnsupportedDocument
+from core.errors import DocumentTooLarge, UnsupportedDocument
 from retrieval.parsing import parse_pdf
 from tests.conftest import all_sample_pdfs
 from tests.pdfs import MUTATIONS, fuzz_seeds, mutants

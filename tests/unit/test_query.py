@@ -8,8 +8,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from starlette.datastructures import QueryParams
 
+from core.errors import InvalidRequest
 from gateway.query import encode_query, parse_query
-from retrieval.errors import InvalidRequest
 
 NAMES = frozenset({"task_id", "format", "x"})
 # Text a parameter may hold: printable, no whitespace at its ends.

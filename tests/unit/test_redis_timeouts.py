@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis
 
+from core.errors import DependencyUnavailable
 from experiments.feedback import AnswerRecord, RedisFeedback
 from experiments.outcomes import RedisOutcomes
 from experiments.rollouts import RedisRolloutLog
@@ -21,7 +22,6 @@ from gateway.keys import KeyRing
 from gateway.ratelimit import RateLimiter
 from gateway.tasks import RedisTaskRecords
 from retrieval.cache import RedisCache, make_cache
-from retrieval.errors import DependencyUnavailable
 from storage.redis_connections import breaker_for, connect
 
 TIMEOUT_S = 0.3

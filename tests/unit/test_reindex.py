@@ -12,10 +12,10 @@ import uuid
 import numpy as np
 import pytest
 
+from core.errors import IndexConflict
 from jobs.reindex import Reindexer, ReindexLimits, ReindexTarget
 from retrieval.blobs import LocalBlobStore
 from retrieval.chunking import chunk_pages
-from retrieval.errors import IndexConflict
 from retrieval.index import ChunkIndex, DocumentRecord, EmbedderId
 from retrieval.ingestion import document_id_for
 from retrieval.parsing import parse_pdf

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from core.errors import CorruptPdf, DependencyUnavailable, InvalidRequest, PageTooComplex
 from retrieval.blobs import LocalBlobStore
-from retrieval.errors import CorruptPdf, DependencyUnavailable, InvalidRequest, PageTooComplex
 from retrieval.index import DocumentRecord
 from retrieval.page_images import PageRenderer, render_page
 from retrieval.render_pool import RenderLimits, RenderPool

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from core.errors import EmbedderMismatch, InvalidRequest, SnapshotNotFound
 from jobs.object_store import LocalObjectStore, S3ObjectStore
 from jobs.snapshots import (
     check_embedder,
@@ -22,7 +23,6 @@ from jobs.snapshots import (
     take_snapshot,
 )
 from retrieval.blobs import LocalBlobStore
-from retrieval.errors import EmbedderMismatch, InvalidRequest, SnapshotNotFound
 from retrieval.index import ChunkIndex, EmbedderId
 from tests.unit.test_index import record, stage, vec
 

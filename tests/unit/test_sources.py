@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from core.errors import Forbidden, InvalidRequest
 from gateway.sources import (
     BATCH_INPUT,
     BATCH_OUTPUT,
@@ -12,7 +13,6 @@ from gateway.sources import (
     S3SourceRule,
     SourcePolicy,
 )
-from retrieval.errors import Forbidden, InvalidRequest
 from settings import Settings
 
 RULES = [

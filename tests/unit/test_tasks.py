@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
+from core.errors import DependencyUnavailable, TaskNotFound
 from gateway.keys import UNRESTRICTED, Principal
 from gateway.tasks import RedisTaskRecords, SqliteTaskRecords, TaskRegistry
-from retrieval.errors import DependencyUnavailable, TaskNotFound
 
 ALPHA = Principal("alpha-admin", "admin", frozenset({"alpha"}), {})
 BETA = Principal("beta-admin", "admin", frozenset({"beta"}), {})

@@ -58,7 +58,6 @@ from starlette.routing import Route
 
 from core.errors import DocumentNotFound, InternalError, InvalidRequest, RagError
 from gateway.context import current_request
-from gateway.errors import openai_error
 from models.openai_server import http_error
 from models.openai_wire import (
     DONE,
@@ -67,6 +66,7 @@ from models.openai_wire import (
     chat_completion,
     json_body,
     model_list,
+    openai_error,
     parse_chat_request,
     sse,
     usage,

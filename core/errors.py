@@ -22,6 +22,12 @@ def without_addresses(text: str) -> str:
     return _HEX_ADDRESS.sub("", _INDIRECT_OBJECT.sub(r"object \1 \2", text))
 
 
+def public_message(error: BaseException) -> str:
+    """What a client is told of ``error``: its message without memory addresses, whichever
+    library text it quotes."""
+    return without_addresses(str(error))
+
+
 class RagError(BentoMLException):
     """Base class of every error this service raises on purpose."""
 

@@ -9,7 +9,6 @@ unknown paths follow the same rule, so a /v1 client sees one shape whatever refu
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from core.errors import (
     DocumentNotFound,
@@ -17,23 +16,11 @@ from core.errors import (
     InvalidRequest,
     MethodNotAllowed,
     RagError,
-    RateLimited,
-    RequestTooLarge,
-    RouteNotFound,
-    Unauthenticated,
-    without_addresses,
+    public_message,
 )
-from models.openai_wire import error_body as openai_error_body
+from models.openai_wire import openai_error
 
 OPENAI_PREFIX = "/v1/"
-# OpenAI's codes for the refusals it also makes; an error may carry its own instead
-# (``openai_code``), and name the request field it is about (``openai_param``).
-_OPENAI_CODES: tuple[tuple[type[RagError], str], ...] = (
-    (Unauthenticated, "invalid_api_key"),
-    (RateLimited, "rate_limit_exceeded"),
-    (RequestTooLarge, "request_too_large"),
-    (RouteNotFound, "unknown_url"),
-)
 
 
 def error_body(error: RagError, request_id: str, path: str) -> bytes:
@@ -41,25 +28,8 @@ def error_body(error: RagError, request_id: str, path: str) -> bytes:
     if path.startswith(OPENAI_PREFIX):
         return json.dumps(openai_error(error)).encode()
     return json.dumps(
-        {"error": message(error), "type": type(error).__name__, "request_id": request_id}
+        {"error": public_message(error), "type": type(error).__name__, "request_id": request_id}
     ).encode()
-
-
-def message(error: RagError) -> str:
-    """What a client is told of ``error``: its message without memory addresses, whichever
-    library text it quotes."""
-    return without_addresses(str(error))
-
-
-def openai_error(error: RagError) -> dict[str, Any]:
-    """``error`` as OpenAI shapes one: type from the HTTP status, code and param when
-    known."""
-    code = getattr(error, "openai_code", None) or next(
-        (code for kind, code in _OPENAI_CODES if isinstance(error, kind)), None
-    )
-    return openai_error_body(
-        message(error), int(error.error_code), getattr(error, "openai_param", None), code
-    )
 
 
 def framework_error(status: int, body: bytes, request_id: str) -> RagError:

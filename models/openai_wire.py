@@ -26,6 +26,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.errors import (
+    RagError,
+    RateLimited,
+    RequestTooLarge,
+    RouteNotFound,
+    Unauthenticated,
+    public_message,
+)
+
 DONE = b"data: [DONE]\n\n"
 # OpenAI's error types by HTTP status; every 5xx is a server_error.
 _ERROR_TYPES = {
@@ -52,6 +61,27 @@ def error_body(
 ) -> dict[str, Any]:
     """``{"error": {...}}`` as OpenAI answers an error with ``status``."""
     return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
+
+
+# OpenAI's codes for the refusals it also makes; an error may carry its own instead
+# (``openai_code``), and name the request field it is about (``openai_param``).
+_OPENAI_CODES: tuple[tuple[type[RagError], str], ...] = (
+    (Unauthenticated, "invalid_api_key"),
+    (RateLimited, "rate_limit_exceeded"),
+    (RequestTooLarge, "request_too_large"),
+    (RouteNotFound, "unknown_url"),
+)
+
+
+def openai_error(error: RagError) -> dict[str, Any]:
+    """The service's ``error`` as OpenAI shapes one: type from the HTTP status, code and
+    param when known, the message as a client may see it (core.errors.public_message)."""
+    code = getattr(error, "openai_code", None) or next(
+        (code for kind, code in _OPENAI_CODES if isinstance(error, kind)), None
+    )
+    return error_body(
+        public_message(error), int(error.error_code), getattr(error, "openai_param", None), code
+    )
 
 
 class WireError(Exception):

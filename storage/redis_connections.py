@@ -86,28 +86,24 @@ def _guarded(breaker: Breaker) -> type:
 
     failures = (redis.ConnectionError, redis.TimeoutError)
 
+    def guard(call: Any, *args: Any, ask: bool = True, **kwargs: Any) -> Any:
+        if ask:
+            breaker.check()
+        try:
+            return call(*args, **kwargs)
+        except failures:
+            breaker.failed()
+            raise
+
     class GuardedConnection(redis.Connection):
         def connect(self, *args: Any, **kwargs: Any) -> Any:
-            breaker.check()
-            try:
-                return super().connect(*args, **kwargs)
-            except failures:
-                breaker.failed()
-                raise
+            return guard(super().connect, *args, **kwargs)
 
         def send_packed_command(self, *args: Any, **kwargs: Any) -> Any:
-            breaker.check()
-            try:
-                return super().send_packed_command(*args, **kwargs)
-            except failures:
-                breaker.failed()
-                raise
+            return guard(super().send_packed_command, *args, **kwargs)
 
         def read_response(self, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return super().read_response(*args, **kwargs)
-            except failures:
-                breaker.failed()
-                raise
+            # Not asked first: the reply to a command already sent is read either way.
+            return guard(super().read_response, *args, ask=False, **kwargs)
 
     return GuardedConnection

@@ -114,21 +114,38 @@ def s3_sources() -> str:
     )
 
 
-@pytest.fixture(scope="session")
-def secured(tmp_path_factory: pytest.TempPathFactory, s3: MotoS3) -> Iterator[Secured]:
-    base: Path = tmp_path_factory.mktemp("security")
+@contextlib.contextmanager
+def keyed_instance(
+    base: Path, s3: MotoS3, buckets: tuple[str, ...], env: dict[str, str]
+) -> Iterator[Secured]:
+    """A served instance with four fresh keys (Keys), its own Redis, uploads kept in S3 and
+    ``buckets`` created; ``env`` adds to RAG_API_KEYS. Stopped on exit."""
     keys = Keys(*(f"rag_{secrets.token_urlsafe(24)}" for _ in range(4)))
     redis = RedisServer()
     redis.start()
     client = s3.client()
-    for bucket in (BLOB_BUCKET, SOURCE_BUCKET):
+    for bucket in (BLOB_BUCKET, *buckets):
         with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
             client.create_bucket(Bucket=bucket)
+    env = {"RAG_API_KEYS": keys.config(), **env}
+    server = Server(base / "data", base / "serve.log", None, redis, s3, blobs_in_s3=True, env=env)
+    server.start()
+    try:
+        yield Secured(server, keys, s3, "", "")
+    finally:
+        server.stop()
+        redis.stop()
+
+
+@pytest.fixture(scope="session")
+def secured(tmp_path_factory: pytest.TempPathFactory, s3: MotoS3) -> Iterator[Secured]:
+    client = s3.client()
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=SOURCE_BUCKET)
     client.put_object(Bucket=SOURCE_BUCKET, Key="alpha/q3.pdf", Body=make_pdf([ALPHA_SYNCED]))
     client.put_object(Bucket=SOURCE_BUCKET, Key="beta/notes.pdf", Body=make_pdf([BETA_TEXT]))
     client.put_object(Bucket=SOURCE_BUCKET, Key="alpha/questions.jsonl", Body=BATCH_QUESTIONS)
     env = {
-        "RAG_API_KEYS": keys.config(),
         "RAG_S3_SOURCES": s3_sources(),
         "RAG_MAX_PAGES": str(MAX_PAGES),
         "RAG_PARSE_TIMEOUT_S": str(PARSE_TIMEOUT_S),
@@ -136,10 +153,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory, s3: MotoS3) -> Iterator[Se
         # rate limits themselves are tested in tests/e2e/test_gateway.py.
         "RAG_RATE_LIMIT_INGEST": "10000/minute",
     }
-    server = Server(base / "data", base / "serve.log", None, redis, s3, blobs_in_s3=True, env=env)
-    server.start()
-    try:
-        secured = Secured(server, keys, s3, "", "")
+    base: Path = tmp_path_factory.mktemp("security")
+    with keyed_instance(base, s3, (SOURCE_BUCKET,), env) as secured:
+        keys = secured.keys
         upload = secured.call(
             "POST",
             "/ingest",
@@ -198,6 +214,3 @@ def secured(tmp_path_factory: pytest.TempPathFactory, s3: MotoS3) -> Iterator[Se
             done = secured.wait_for_task(submitted.json()["task_id"], keys.alpha_admin, task)
             assert done["status"] == "completed", done
         yield secured
-    finally:
-        server.stop()
-        redis.stop()

@@ -36,9 +36,9 @@ from schemathesis.checks import (
 from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.generation import GenerationMode
 
-from tests.conftest import BLOB_BUCKET, MotoS3, RedisServer, Server
+from tests.conftest import MotoS3
 from tests.pdfs import make_pdf
-from tests.security.conftest import Keys, Secured
+from tests.security.conftest import Secured, keyed_instance
 
 pytestmark = pytest.mark.e2e
 
@@ -65,26 +65,14 @@ class Fuzzed:
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory, s3: MotoS3) -> Iterator[Fuzzed]:
     base: Path = tmp_path_factory.mktemp("fuzz")
-    keys = Keys(*(f"rag_{secrets.token_urlsafe(24)}" for _ in range(4)))
-    redis = RedisServer()
-    redis.start()
-    client = s3.client()
-    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-        client.create_bucket(Bucket=BLOB_BUCKET)
-    env = {"RAG_API_KEYS": keys.config(), "RAG_BLOB_S3_PREFIX": "fuzz-blobs"}
-    server = Server(base / "data", base / "serve.log", None, redis, s3, blobs_in_s3=True, env=env)
-    server.start()
-    try:
-        secured = Secured(server, keys, s3, "", "")
+    with keyed_instance(base, s3, (), {"RAG_BLOB_S3_PREFIX": "fuzz-blobs"}) as secured:
+        keys = secured.keys
         targets = {
             "alpha": plant(secured, "alpha", keys.alpha_admin, keys.alpha_reader),
             "beta": plant(secured, "beta", keys.beta_admin, keys.beta_admin),
         }
-        schema = schemathesis.openapi.from_url(f"{server.url}/docs.json")
+        schema = schemathesis.openapi.from_url(f"{secured.url}/docs.json")
         yield Fuzzed(secured, targets, schema)
-    finally:
-        server.stop()
-        redis.stop()
 
 
 def plant(secured: Secured, collection: str, admin: str, reader: str) -> Target:

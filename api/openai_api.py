@@ -49,15 +49,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
-import bentoml
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from app.answering import Answering, AnswerStream
+from app.context import current_request
+from app.schemas import QueryResponse
 from core.errors import DocumentNotFound, InternalError, InvalidRequest, RagError
-from gateway.context import current_request
 from models.openai_server import http_error
 from models.openai_wire import (
     DONE,
@@ -97,7 +98,7 @@ class UnsupportedRequest(InvalidRequest):
 
 
 class CitedPassage(Protocol):
-    """A citation as the service returns it (service.Citation)."""
+    """A citation as the service returns it (app.schemas.Citation)."""
 
     source: int
     document_id: str
@@ -108,27 +109,9 @@ class CitedPassage(Protocol):
     score: float
 
 
-class AnswerService(Protocol):
-    """What /v1 needs of the RAG service (service.py, section "OpenAI-compatible API")."""
-
-    async def openai_models(self) -> tuple[list[str], list[str]]: ...
-
-    async def openai_answer(
-        self, question: str, collection: str, variant: str | None, user: str | None
-    ) -> Any: ...
-
-    def openai_stream(
-        self,
-        question: str,
-        collection: str,
-        variant: str | None,
-        user: str | None,
-        report: dict[str, Any],
-    ) -> AsyncIterator[str]: ...
-
-
 def openai_app() -> Starlette:
-    """The app to mount at /v1 on the RAG service."""
+    """The app to mount at /v1 on the RAG service. It answers through the application's
+    ``Answering``, which the service sets as its ``state.answering`` when it starts."""
     return Starlette(
         routes=[
             Route("/models", _answering_errors(_models), methods=["GET"]),
@@ -151,9 +134,9 @@ def model_ids(collections: list[str], variants: list[str]) -> list[str]:
     ]
 
 
-async def _resolve(service: AnswerService, model: str) -> tuple[str, str | None]:
+async def _resolve(answering: Answering, model: str) -> tuple[str, str | None]:
     """(collection, variant) of a model the caller may use. Raises ModelNotFound."""
-    collections, variants = await service.openai_models()
+    collections, variants = await answering.models()
     if model not in model_ids(collections, variants):
         raise ModelNotFound(f"The model '{model}' does not exist or you do not have access to it")
     collection, _, variant = model.removeprefix(MODEL_PREFIX).partition("@")
@@ -161,7 +144,7 @@ async def _resolve(service: AnswerService, model: str) -> tuple[str, str | None]
 
 
 async def _models(request: Request) -> Response:
-    collections, variants = await _service().openai_models()
+    collections, variants = await _answering(request).models()
     return JSONResponse(model_list(model_ids(collections, variants), "rag", _STARTED))
 
 
@@ -169,7 +152,7 @@ async def _models(request: Request) -> Response:
 
 
 async def _chat(request: Request) -> Response:
-    service = _service()
+    answering = _answering(request)
     chat = parse_chat_request(json_body(await request.body()))
     if chat.stop:
         raise WireError(
@@ -185,14 +168,14 @@ async def _chat(request: Request) -> Response:
             param="stream_options",
             code="unsupported_parameter",
         )
-    collection, variant = await _resolve(service, chat.model)
+    collection, variant = await _resolve(answering, chat.model)
     question = chat.last_user_text()
     created = int(time.time())
     if not chat.stream:
-        reply = await service.openai_answer(question, collection, variant, chat.user)
+        reply = await answering.answer(question, collection, user=chat.user, variant=variant)
         return JSONResponse(_completion(reply, chat.model, created))
-    report: dict[str, Any] = {}
-    relay = _Relay(service.openai_stream(question, collection, variant, chat.user, report))
+    stream = answering.stream(question, collection, user=chat.user, variant=variant)
+    relay = _Relay(stream.pieces)
     try:
         # Refusals (a bad question, a variant...) come before the first piece: answered
         # as errors, not as a stream that fails.
@@ -200,16 +183,16 @@ async def _chat(request: Request) -> Response:
     except BaseException:
         relay.cancel()
         raise
-    chunks = ChatChunks(f"chatcmpl-{report['answer_id']}", chat.model, created)
+    chunks = ChatChunks(f"chatcmpl-{stream.answer_id}", chat.model, created)
     return StreamingResponse(
-        _events(first, relay, report, chunks),
+        _events(first, relay, stream, chunks),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-def _completion(reply: Any, model: str, created: int) -> dict[str, Any]:
-    """A query answer (service.QueryResponse) as a chat.completion."""
+def _completion(reply: QueryResponse, model: str, created: int) -> dict[str, Any]:
+    """A query answer as a chat.completion."""
     citations = list(reply.citations)
     related = reply.answer_mode == "not_found"
     tokens = reply.usage
@@ -231,7 +214,7 @@ def _completion(reply: Any, model: str, created: int) -> dict[str, Any]:
 
 
 async def _events(
-    first: str | None, relay: _Relay, report: dict[str, Any], chunks: ChatChunks
+    first: str | None, relay: _Relay, stream: AnswerStream, chunks: ChatChunks
 ) -> AsyncIterator[bytes]:
     pieces: list[str] = []
     try:
@@ -241,13 +224,12 @@ async def _events(
             pieces.append(piece)
             yield chunks.content(piece)
             piece = await relay.next()
-        mode = str(report.get("mode", "extractive"))
         extra = {
-            "citations": [citation(c, c.source) for c in report.get("cited", [])],
-            "index_version": report.get("index_version", ""),
-            "variant": report["variant"],
-            "answer_id": report["answer_id"],
-            "answer_mode": _QUERY_MODES.get(mode, mode),
+            "citations": [citation(c, c.source) for c in stream.cited],
+            "index_version": stream.report.index_version,
+            "variant": stream.variant,
+            "answer_id": stream.answer_id,
+            "answer_mode": _QUERY_MODES.get(stream.mode, stream.mode),
         }
         yield chunks.finish("stop", extra)
         yield DONE
@@ -346,8 +328,9 @@ def _remembered(exc: Exception) -> RagError:
     return error
 
 
-def _service() -> AnswerService:
-    return bentoml.get_current_service()  # type: ignore[no-any-return]
+def _answering(request: Request) -> Answering:
+    answering: Answering = request.app.state.answering
+    return answering
 
 
 # Collections have no creation time to show: the server's start stands for it.

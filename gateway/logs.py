@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from pythonjsonlogger.json import JsonFormatter
 from starlette.requests import ClientDisconnect
 
+from app.context import current_request
 from core.errors import RagError
-from gateway.context import current_request
 
 # The handler name BentoML's server logging configuration gives its stdout handler.
 _BENTOML_HANDLER = "tracehandler"

@@ -28,6 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import Headers, MutableHeaders
 
+from app.context import RequestState, new_request_id, request_scope
+from app.metrics import Metrics, get_metrics
+from app.sources import SourcePolicy
 from core.errors import (
     Forbidden,
     InternalError,
@@ -40,16 +43,13 @@ from core.errors import (
 )
 from gateway.bodies import ClientDisconnected, ReadLimits, read_body, replay, too_large
 from gateway.content import body_type, check_multipart, json_object
-from gateway.context import RequestState, new_request_id, request_scope
 from gateway.errors import OPENAI_PREFIX, error_body, framework_error, is_error_body
 from gateway.inflight import InFlight, Slot
 from gateway.keys import ALL_COLLECTIONS, KeyRing, Principal, presented_key
-from gateway.metrics import Metrics, get_metrics
 from gateway.openapi import SPEC_PATH, with_gateway
 from gateway.query import encode_query, parse_query
 from gateway.ratelimit import Decision, RateLimiter
 from gateway.routes import RouteRule, body_limit, is_public, rule_for
-from gateway.sources import SourcePolicy
 from gateway.tasks import TaskRegistry, make_task_records, unknown_task
 from retrieval.index import DEFAULT_COLLECTION
 

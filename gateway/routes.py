@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from app.sources import BATCH_INPUT, BATCH_OUTPUT, EXPORT_DESTINATION, LocationField
 from gateway.keys import Action
-from gateway.sources import BATCH_INPUT, BATCH_OUTPUT, EXPORT_DESTINATION, LocationField
 
 LimitClass = Literal["query", "ingest"]
 # The request bodies a route takes, by media type (BentoML picks its parser by it: JSON,
@@ -51,7 +51,7 @@ class RouteRule:
     # The body names an S3 bucket and prefix to read: checked against RAG_S3_SOURCES.
     s3_source_in_body: bool = False
     # Body fields that name a location to read or write: parsed and checked against
-    # RAG_S3_SOURCES (gateway/sources.py) with the body's collection.
+    # RAG_S3_SOURCES (app/sources.py) with the body's collection.
     locations: tuple[LocationField, ...] = ()
     task: str | None = None  # the task API this route belongs to
     task_step: TaskStep | None = None

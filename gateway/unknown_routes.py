@@ -17,10 +17,10 @@ from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.staticfiles import StaticFiles
 
+from app.context import new_request_id
+from app.metrics import get_metrics
 from core.errors import RouteNotFound
-from gateway.context import new_request_id
 from gateway.errors import error_body
-from gateway.metrics import get_metrics
 
 Scope = dict[str, Any]
 access_log = logging.getLogger("rag.access")

@@ -46,6 +46,22 @@ ABOUTNESS_CHUNKS = 1000
 PIPELINE_VERSION = 3
 
 
+@dataclass
+class StreamReport:
+    """What a streamed answer tells besides its text, filled in as it goes."""
+
+    # The version of the collection's index it is read from: set before the first piece.
+    index_version: str = ""
+    # Set at the end: generated, extractive, not_found, or ungrounded (a generated answer
+    # that failed its check, as Answer.ungrounded).
+    mode: str = ""
+    # The passages its closing line numbers, as cited [1], [2]...: set at the end.
+    citations: list[Passage] = field(default_factory=list)
+
+    def ended(self, mode: str, citations: list[Passage]) -> None:
+        self.mode, self.citations = mode, citations
+
+
 @dataclass(frozen=True)
 class AnswerOptions:
     max_question_chars: int
@@ -268,13 +284,11 @@ class Answerer:
         top_k: int,
         retrieval: str | None = None,
         style: str | None = None,
-        report: dict[str, Any] | None = None,
+        report: StreamReport | None = None,
     ) -> AsyncIterator[str]:
         """The answer as it is generated, then a line naming the sources it rests on.
-        ``report`` gets the ``index_version`` before the first piece, and the answer's
-        ``mode`` (``ungrounded`` for a generated answer that failed its check, as
-        Answer.ungrounded) and ``citations`` (the passages the closing line numbers) once
-        they are known.
+        ``report`` (a StreamReport) gets the index version before the first piece, the
+        mode and citations once they are known.
 
         Text already sent cannot be taken back, so an answer that fails the grounding check
         is followed by a note and the supporting sentence that does answer. A question the
@@ -287,17 +301,17 @@ class Answerer:
         passages, citations, support, assessment, version = await self._evidence(
             question, collection, top_k, mode, {}
         )
-        report = report if report is not None else {}
-        report["index_version"] = version
+        report = report if report is not None else StreamReport()
+        report.index_version = version
         if assessment.reason:
-            report["mode"], report["citations"] = "not_found", passages
+            report.ended("not_found", passages)
             self._observer.answered("not_found", assessment.reason)
             yield not_found_answer(assessment.reason)
             if passages:
                 yield sources_line(passages, related=True)
             return
         if style == "extractive":
-            report["mode"], report["citations"] = "extractive", citations
+            report.ended("extractive", citations)
             self._observer.answered("extractive", "")
             yield quote(support[0])
             yield sources_line(citations, related=False)
@@ -313,7 +327,7 @@ class Answerer:
             "".join(pieces), support, citations, needs_number=asks_for_quantity(question)
         )
         if verdict.declined:
-            report["mode"], report["citations"] = "not_found", passages
+            report.ended("not_found", passages)
             self._observer.answered("not_found", PASSAGES_DO_NOT_ANSWER)
             yield (
                 "\n\n"
@@ -322,8 +336,7 @@ class Answerer:
             )
             return
         self._observer.answered("generated" if verdict.grounded else "extractive", "")
-        report["mode"] = "generated" if verdict.grounded else "ungrounded"
-        report["citations"] = citations
+        report.ended("generated" if verdict.grounded else "ungrounded", citations)
         if verdict.grounded:
             yield " " + "".join(f"[{s}]" for s in verdict.sources)
         else:

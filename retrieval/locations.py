@@ -2,7 +2,7 @@
 data dir's exports/.
 
 The service reads and writes these with its own credentials, so the string that the
-allow-list (gateway/sources.py) checks must be exactly the place that is then read or
+allow-list (app/sources.py) checks must be exactly the place that is then read or
 written. Parsers disagree on text that is not canonical -- ``urlsplit`` lower-cases
 ``S3://`` and drops a leading space, S3 gateways may resolve ``..`` or ``%2e`` -- so such
 text is refused here with a 400, never repaired: the ``Location`` this returns is what both

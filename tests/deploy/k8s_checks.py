@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 from pydantic import ValidationError
 
+from app.sources import S3SourceRule
 from core.errors import InvalidRequest
-from gateway.sources import S3SourceRule
 from retrieval.locations import s3_location
 from tests.deploy.k8s_objects import (
     MAIN_SERVICE,

@@ -24,7 +24,7 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     import service as service_module
 
     svc = service_module.RAGService()
-    assert svc.index is not None
+    assert svc.app.parts.index is not None
     yield svc
     os.environ.pop("RAG_DATA_DIR", None)
     get_settings.cache_clear()
@@ -49,7 +49,7 @@ def test_two_uploads_of_one_file_at_once_make_one_document(service, tmp_path: Pa
     assert first.document_id == second.document_id
     docs = run(service.list_documents(collection="twice")).documents
     assert len(docs) == 1
-    assert service.index.count_chunks("twice") == first.chunks == docs[0].chunks
+    assert service.app.parts.index.count_chunks("twice") == first.chunks == docs[0].chunks
 
 
 def test_cancelled_ingest_leaves_no_chunks(service):
@@ -57,14 +57,14 @@ def test_cancelled_ingest_leaves_no_chunks(service):
 
     async def cancel_midway():
         task = asyncio.create_task(service.ingest(file=big, collection="cancelled"))
-        while service.index.count_chunks("cancelled") == 0:
+        while service.app.parts.index.count_chunks("cancelled") == 0:
             await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     run(cancel_midway())
-    assert service.index.count_chunks("cancelled") == 0
+    assert service.app.parts.index.count_chunks("cancelled") == 0
     assert run(service.list_documents(collection="cancelled")).documents == []
 
 

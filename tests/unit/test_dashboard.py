@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gateway.metrics import METRICS
+from app.metrics import METRICS
 from tests.conftest import DASHBOARD, dashboard_series
 
 

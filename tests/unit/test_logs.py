@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
+from app.context import RequestState, request_scope
 from core.errors import DependencyUnavailable, InvalidRequest
-from gateway.context import RequestState, request_scope
 from gateway.logs import json_handler, use_json_logs
 
 

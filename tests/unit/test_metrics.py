@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import ROOT
 
 WORKER = """
-from gateway.metrics import get_metrics
+from app.metrics import get_metrics
 m = get_metrics()
 m.ingested("indexed", pages=3, chunks=7, seconds=0.5)
 m.rejected("rate_limited", "query")

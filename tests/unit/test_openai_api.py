@@ -18,12 +18,14 @@ from starlette.testclient import TestClient
 
 from api import openai_api
 from api.openai_api import model_ids
+from app.answering import AnswerStream
+from app.context import caller
 from core.errors import InvalidRequest
-from gateway.context import caller
 from gateway.keys import ApiKeySpec, hash_key
 from gateway.middleware import GatewayMiddleware
 from gateway.unknown_routes import UnknownRouteGuard
-from retrieval.answering import sources_line
+from retrieval.answering import StreamReport, sources_line
+from retrieval.index import Passage
 from settings import Settings
 
 ADMIN = "rag_unit-admin-key"
@@ -50,7 +52,8 @@ SPECS = passage(3, "specs.pdf", 1, 0.6, last=2)
 
 
 class StandIn:
-    """What /v1 calls on the service, answering from fixed passages."""
+    """What /v1 calls on the application (app.answering.Answering), answering from fixed
+    passages."""
 
     collections = ("alpha", "beta")
 
@@ -58,12 +61,12 @@ class StandIn:
         self.variants: list[str] = []
         self.asked: list[tuple[str, str, str | None, str | None]] = []
 
-    async def openai_models(self) -> tuple[list[str], list[str]]:
+    async def models(self) -> tuple[list[str], list[str]]:
         who = caller()
         mine = [c for c in self.collections if who.may_touch(c)]
         return mine, self.variants if who.role == "admin" else []
 
-    async def openai_answer(self, question, collection, variant, user) -> Any:
+    async def answer(self, question, collection, user=None, variant=None) -> Any:
         self.asked.append((question, collection, variant, user))
         return SimpleNamespace(
             answer="The warranty lasts 24 months [1].",
@@ -75,15 +78,21 @@ class StandIn:
             variant=variant or "default",
         )
 
-    async def openai_stream(self, question, collection, variant, user, report) -> AsyncIterator:
+    def stream(self, question, collection, user=None, variant=None) -> AnswerStream:
+        report = StreamReport(index_version="v7")
+        return AnswerStream("a2", "default", self._pieces(question, report), report)
+
+    async def _pieces(self, question: str, report: StreamReport) -> AsyncIterator[str]:
         if not question.strip():
             raise InvalidRequest("the question is empty")
-        report.update(answer_id="a2", variant="default", index_version="v7")
         for piece in ("The warranty ", "lasts 24 months", " [1]"):
             yield piece
         yield "\n\nSources: [1] manual.pdf p.4; [2] specs.pdf p.1-2"
-        report["mode"] = "ungrounded"
-        report["cited"] = [WARRANTY, passage(2, "specs.pdf", 1, 0.6, last=2)]
+        report.ended("ungrounded", [cited(WARRANTY), cited(passage(2, "specs.pdf", 1, 0.6, 2))])
+
+
+def cited(p: Any) -> Passage:
+    return Passage(p.document_id, p.filename, p.page_start, p.page_end, p.text, p.score, 0)
 
 
 def keys() -> list[ApiKeySpec]:
@@ -104,17 +113,15 @@ async def old_style(request: Request) -> JSONResponse:
 
 
 @pytest.fixture()
-def stand_in(monkeypatch) -> StandIn:
-    service = StandIn()
-    monkeypatch.setattr(openai_api, "_service", lambda: service)
-    return service
+def stand_in() -> StandIn:
+    return StandIn()
 
 
 @pytest.fixture()
 def http(stand_in) -> TestClient:
-    app = Starlette(
-        routes=[Route("/query", old_style, methods=["POST"]), Mount("/v1", openai_api.openai_app())]
-    )
+    v1 = openai_api.openai_app()
+    v1.state.answering = stand_in
+    app = Starlette(routes=[Route("/query", old_style, methods=["POST"]), Mount("/v1", v1)])
     app.add_middleware(GatewayMiddleware, settings=Settings(api_keys=keys()))
     return TestClient(UnknownRouteGuard(app))
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from core.errors import Forbidden, InvalidRequest
-from gateway.sources import (
+from app.sources import (
     BATCH_INPUT,
     BATCH_OUTPUT,
     EXPORT_DESTINATION,
     S3SourceRule,
     SourcePolicy,
 )
+from core.errors import Forbidden, InvalidRequest
 from settings import Settings
 
 RULES = [

@@ -1,0 +1,51 @@
+"""Feedback and rollouts (README "Model versions, A/B tests and canaries"): votes on
+answers, traffic weights with guardrails, promote and roll back."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from app import authorization
+from app.wiring import Components
+from core.errors import InvalidRequest
+from experiments.schemas import FeedbackResponse, RolloutStatus
+
+_MAX_COMMENT_CHARS = 2000
+
+
+class Rollouts:
+    def __init__(self, parts: Components) -> None:
+        self._experiments = parts.experiments
+
+    async def vote(self, answer_id: str, score: int, comment: str) -> FeedbackResponse:
+        if len(comment) > _MAX_COMMENT_CHARS:
+            raise InvalidRequest(f"comment is longer than {_MAX_COMMENT_CHARS} characters")
+        vote = await asyncio.to_thread(
+            self._experiments.vote, answer_id, authorization.caller_name(), score, comment
+        )
+        return FeedbackResponse(answer_id=answer_id, variant=vote.variant, score=vote.score)
+
+    async def split(
+        self, weights: dict[str, Any], guardrails: dict[str, Any] | None
+    ) -> RolloutStatus:
+        by = authorization.rollout_admin()
+        await asyncio.to_thread(self._experiments.rollout, weights, by, guardrails)
+        return await self._status()
+
+    async def promote(self, variant: str) -> RolloutStatus:
+        by = authorization.rollout_admin()
+        await asyncio.to_thread(self._experiments.promote, variant, by)
+        return await self._status()
+
+    async def roll_back(self) -> RolloutStatus:
+        by = authorization.rollout_admin()
+        await asyncio.to_thread(self._experiments.rollback, by)
+        return await self._status()
+
+    async def status(self) -> RolloutStatus:
+        authorization.rollout_admin()
+        return await self._status()
+
+    async def _status(self) -> RolloutStatus:
+        return RolloutStatus(**await asyncio.to_thread(self._experiments.status))

@@ -1,0 +1,273 @@
+"""Everything the service is made of, built from the settings in one place, and the
+background threads that keep derived state in step (BM25 indexes, guardrails).
+
+The API service (service.py) builds one ``Components`` when its worker starts, from its
+model services' clients, and closes it when the worker stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from app.metrics import get_metrics
+from app.sources import SourcePolicy
+from experiments.controller import Experiments
+from experiments.pipelines import (
+    EmbedderPath,
+    Pipeline,
+    build_pipelines,
+    embedder_paths,
+    served_embedders,
+)
+from experiments.variants import Experiment
+from jobs.batch_jobs import BatchJobs
+from jobs.batch_runner import BatchGate
+from jobs.object_store import ObjectStore, make_object_store
+from jobs.reindex import Reindexer, ReindexLimits
+from models.catalog import Catalog
+from models.clients import ModelClients
+from retrieval.blobs import BlobStore, call_s3, make_blob_store, s3_client, split_s3_uri
+from retrieval.cache import AnswerCache, make_cache
+from retrieval.embedders import EmbedderRouter, ServedEmbedder
+from retrieval.index import ChunkIndex, EmbedderId, open_index
+from retrieval.ingestion import IngestOptions, Ingestor
+from retrieval.lexical import LexicalIndex
+from retrieval.page_images import PageRenderer
+from retrieval.render_pool import RenderLimits, RenderPool
+from retrieval.s3sync import S3Sync
+from settings import Settings
+
+logger = logging.getLogger("rag")
+
+
+@dataclass
+class Components:
+    settings: Settings
+    experiment: Experiment
+    index: ChunkIndex
+    lexical: LexicalIndex
+    answers: AnswerCache
+    blobs: BlobStore
+    renderers: RenderPool
+    pages: PageRenderer
+    snapshots: ObjectStore
+    ingestor: Ingestor
+    reindexer: Reindexer
+    batch: BatchJobs
+    s3: object  # a boto3 S3 client: batch inputs/outputs, synced PDFs, exports
+    s3_sources: SourcePolicy
+    s3_sync: S3Sync
+    pipelines: dict[str, Pipeline]
+    experiments: Experiments
+    # The embedder new documents are indexed with (the incumbent's), by service name.
+    ingest_with: EmbedderPath
+    ingest_with_name: str
+    # Per embedder service: what a re-index may build with.
+    served: dict[str, ServedEmbedder]
+
+    @property
+    def chunking(self) -> dict[str, int]:
+        return {
+            "chunk_tokens": self.settings.chunk_tokens,
+            "overlap_tokens": self.settings.chunk_overlap_tokens,
+        }
+
+    def served_ids(self) -> set[EmbedderId]:
+        return {s.id for s in self.served.values()}
+
+    def read_pdf(self, uri: str) -> bytes:
+        """A document's PDF: from the blob store, or its own S3 object (synced ones)."""
+        if uri.startswith("s3://") and not self.blobs.owns(uri):
+            bucket, key = split_s3_uri(uri)
+            reply = call_s3(lambda: self.s3.get_object(Bucket=bucket, Key=key), uri)  # type: ignore[attr-defined]
+            return bytes(reply["Body"].read())
+        return self.blobs.get(uri)
+
+    def changed(self, collection: str) -> None:
+        """After a commit or delete in ``collection``: no stale cached answer, and its BM25
+        index rebuilt in the background rather than by the next search."""
+        self.answers.invalidate(collection)
+        threading.Thread(
+            target=self.lexical.warm, args=(collection,), name="bm25-refresh", daemon=True
+        ).start()
+
+    def close(self) -> None:
+        self.renderers.close()
+
+
+def build(
+    settings: Settings, experiment: Experiment, catalog: Catalog, clients: ModelClients
+) -> Components:
+    """The service's parts, from the settings and its model services' clients; the
+    background threads are started."""
+    if not settings.api_keys:
+        logger.warning(
+            "OPEN DEVELOPMENT MODE: no API keys configured (RAG_API_KEYS), so every "
+            "caller is an admin of every collection. Never expose this instance."
+        )
+    metrics = get_metrics()
+    index = open_index(settings.data_dir, settings.chroma_url)
+    lexical = LexicalIndex(index)
+    cache = make_cache(settings.redis_url, settings.cache_memory_entries, settings.redis_timeout_s)
+    answers = AnswerCache(cache, settings.answer_cache_ttl_s)
+    embedders = embedder_paths(
+        clients.embedders, clients.directories, index, cache, settings, metrics
+    )
+    # Documents are indexed by the incumbent's embedder (the service named "embedder").
+    ingest_with = catalog.of_kind("embedder")[0].service_name
+    # Embedded, this process is the only writer: whatever is pending was interrupted.
+    # A shared server may have replicas ingesting right now: sweep only old leftovers.
+    swept = index.sweep_abandoned(
+        older_than_s=settings.abandoned_ingest_s if settings.chroma_url else 0
+    )
+    if swept:
+        logger.warning("removed chunks of %d interrupted ingest(s)", swept)
+    # BM25 indexes of existing collections are built now, not by their first search.
+    threading.Thread(target=_warm_all, args=(index, lexical), name="bm25-warm", daemon=True).start()
+    blobs = make_blob_store(
+        settings.data_dir,
+        s3_bucket=settings.blob_s3_bucket,
+        s3_prefix=settings.blob_s3_prefix,
+        s3_endpoint=settings.s3_endpoint_url,
+        region=settings.s3_region,
+    )
+    renderers = RenderPool(
+        RenderLimits(
+            settings.page_image_render_memory_mb,
+            settings.page_image_render_timeout_s,
+            settings.page_image_max_content_mb,
+        ),
+        settings.page_image_render_workers,
+    )
+    # Components refer to each other through callbacks (read a PDF, a collection changed):
+    # they are bound to the finished object below.
+    parts: list[Components] = []
+
+    def read_pdf(uri: str) -> bytes:
+        return parts[0].read_pdf(uri)
+
+    def changed(collection: str) -> None:
+        parts[0].changed(collection)
+
+    pages = PageRenderer(
+        read_pdf,
+        renderers.render_async,
+        settings.page_image_max_width,
+        settings.page_image_cache_mb * 2**20,
+    )
+    reindexer = Reindexer(
+        index,
+        read_pdf,
+        ReindexLimits(settings.ingest_embed_batch, settings.max_pages, settings.parse_timeout_s),
+        on_switch=changed,
+    )
+    ingestor = Ingestor(
+        index,
+        embedders[ingest_with].counter,
+        embedders[ingest_with].embed,
+        IngestOptions(
+            max_bytes=settings.max_upload_bytes,
+            chunk_tokens=settings.chunk_tokens,
+            overlap_tokens=settings.chunk_overlap_tokens,
+            embed_batch=settings.ingest_embed_batch,
+            max_pages=settings.max_pages,
+            max_chunks=settings.max_chunks,
+            parse_timeout_s=settings.parse_timeout_s,
+        ),
+        blobs=blobs,
+        on_change=changed,
+        observer=metrics,
+        # New documents join a collection with the embedder of its index.
+        router=EmbedderRouter(
+            embedders[ingest_with].guard, served_embedders(embedders), follow_index=True
+        ),
+    )
+    # For batch inputs and outputs, synced documents' PDFs and exports to S3.
+    s3 = s3_client(settings.s3_endpoint_url, settings.s3_region)
+    batch = BatchJobs(
+        make_object_store(settings, "jobs/batch"),
+        BatchGate(
+            settings.batch_concurrency,
+            settings.batch_busy_concurrency,
+            yield_s=settings.batch_yield_s,
+        ),
+        s3,
+        settings.data_dir / "exports",
+        settings.batch_max_rows,
+    )
+    pipelines = build_pipelines(
+        experiment,
+        catalog,
+        embedders,
+        clients.generators,
+        index,
+        lexical,
+        answers,
+        settings,
+        metrics,
+    )
+    experiments = Experiments.open(
+        experiment,
+        settings.data_dir,
+        settings.redis_url,
+        settings.feedback_ttl_s,
+        refresh_s=settings.rollout_refresh_s,
+        observer=metrics,
+        redis_timeout_s=settings.redis_timeout_s,
+    )
+    metrics.known_variants(experiment.names)
+    parts.append(
+        Components(
+            settings=settings,
+            experiment=experiment,
+            index=index,
+            lexical=lexical,
+            answers=answers,
+            blobs=blobs,
+            renderers=renderers,
+            pages=pages,
+            snapshots=make_object_store(settings, "snapshots"),
+            ingestor=ingestor,
+            reindexer=reindexer,
+            batch=batch,
+            s3=s3,
+            s3_sources=SourcePolicy.from_settings(settings),
+            s3_sync=S3Sync(
+                ingestor, index, s3_client(settings.s3_endpoint_url, settings.s3_region)
+            ),
+            pipelines=pipelines,
+            experiments=experiments,
+            ingest_with=embedders[ingest_with],
+            ingest_with_name=ingest_with,
+            served={service: path.served for service, path in embedders.items()},
+        )
+    )
+    if len(experiment.variants) > 1:
+        threading.Thread(
+            target=_watch_guardrails,
+            args=(experiments, settings.guardrail_interval_s),
+            name="guardrails",
+            daemon=True,
+        ).start()
+    return parts[0]
+
+
+def _warm_all(index: ChunkIndex, lexical: LexicalIndex) -> None:
+    try:
+        for collection in index.collections():
+            lexical.warm(collection)
+    except Exception:
+        # Only a head start: each collection's first search builds its index anyway.
+        logger.warning("could not build the BM25 indexes at start-up", exc_info=True)
+
+
+def _watch_guardrails(experiments: Experiments, interval_s: float) -> None:
+    while True:
+        time.sleep(interval_s)
+        try:
+            experiments.check_guardrails()
+        except Exception:
+            logger.warning("could not check the rollout's guardrails", exc_info=True)

@@ -1,50 +1,24 @@
-"""RAGService: the HTTP API. Each endpoint is a few lines over the application layer
-(app/), which does the work; the README documents every endpoint.
-
-Run it with ``bentoml serve``.
-"""
+"""RAGService: the HTTP API, run with ``bentoml serve``. Each endpoint is a few lines over
+the application layer (app/), which does the work; the README documents every endpoint."""
 
 from __future__ import annotations
 
 import contextlib
-import re
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import bentoml
 from bentoml.validators import ContentType
 
 from api.openai_api import openai_app
-from app.application import Application
-from app.context import record_errors
-from app.schemas import (
-    DeleteResponse,
-    DocumentList,
-    IngestResponse,
-    QueryResponse,
-    S3SyncReport,
-    SearchResponse,
-)
-from experiments.schemas import ExportResponse, FeedbackResponse, RolloutStatus
-from experiments.variants import load_experiment
+from app import schemas
+from app.application import Application, ServingPlan
+from gateway.apis import api, behind_gateway, task, task_id, upload_name
 from gateway.logs import use_json_logs
-from gateway.middleware import GatewayMiddleware
-from gateway.unknown_routes import guard_unknown_routes
 from jobs.batch_jobs import BatchResults
-from jobs.schemas import (
-    BatchProgressReport,
-    BatchSummary,
-    EmbeddingsExportReport,
-    ReindexReport,
-    ReindexStatus,
-    RestoreResponse,
-    SnapshotInfo,
-    SnapshotList,
-)
-from models.catalog import serving_catalog
-from models.clients import model_clients, model_placement, model_service, with_model_services
-from retrieval.index import DEFAULT_COLLECTION
+from models.clients import model_clients, model_service, with_model_services
+from retrieval.index import DEFAULT_COLLECTION as DEFAULT
 from retrieval.page_images import DEFAULT_WIDTH
 from settings import get_settings
 from web.app import ui_app
@@ -52,28 +26,11 @@ from web.app import ui_app
 settings = get_settings()
 # BentoML set up its logging in this process before importing this module: make it JSON.
 use_json_logs(settings.log_level)
-# The variants (answer pipelines) and the model services they need, read at start-up: a
-# bad variants file or a missing model version stops the service with the problem named.
-EXPERIMENT = load_experiment(settings.variants_file)
-CATALOG = serving_catalog(EXPERIMENT, settings)
-# In this graph, at a URL, or (the generator) a remote OpenAI-compatible API.
-PLACEMENT = model_placement(settings)
+# The variants, their model services and where each runs: a problem stops start-up here.
+PLAN = ServingPlan.read(settings)
 # The apps mounted below; the service hands them the application when it starts.
 BATCH_RESULTS = BatchResults()
 OPENAI = openai_app()
-DEFAULT = DEFAULT_COLLECTION
-# BentoML stores an upload as NamedTemporaryFile("tmp" + 8 random chars + original name).
-_TEMP_PREFIX = re.compile(r"^tmp[a-z0-9_]{8}")
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def api(method: F) -> F:
-    """An API whose errors the gateway names in its log line and metrics."""
-    return bentoml.api(record_errors(method))  # type: ignore[no-any-return]
-
-
-def task(method: F) -> F:
-    return bentoml.task(record_errors(method))  # type: ignore[no-any-return]
 
 
 @bentoml.service(
@@ -89,15 +46,12 @@ def task(method: F) -> F:
     # The gateway writes one JSON access-log line per request instead.
     logging={"access": {"enabled": False}},
 )
-# One model service per model version a variant uses, each with its own batch queue; the
-# incumbent's at RAG_EMBEDDER_URL / RAG_GENERATOR_URL when deployed apart (README "Deploy").
-@with_model_services(CATALOG, PLACEMENT)
+# One model service (and batch queue) per model version a variant uses (README "Deploy").
+@with_model_services(PLAN.catalog, PLAN.placement)
 class RAGService:
     def __init__(self) -> None:
-        # Read again, not the import-time copy: tests and tools may change the environment
-        # between importing this module and starting the service.
-        clients = model_clients(self, CATALOG, PLACEMENT)
-        self.app = Application.start(get_settings(), EXPERIMENT, CATALOG, clients)
+        clients = model_clients(self, PLAN.catalog, PLAN.placement)
+        self.app = Application.start(PLAN, clients)
         BATCH_RESULTS.jobs = self.app.parts.batch
         OPENAI.state.answering = self.app.answering
 
@@ -112,9 +66,9 @@ class RAGService:
         collection: str = DEFAULT,
         metadata: dict[str, Any] | None = None,
         filename: str | None = None,
-    ) -> IngestResponse:
+    ) -> schemas.IngestResponse:
         """Index a PDF. Same bytes again: unchanged; same file name, new bytes: replaced."""
-        name = filename or _upload_name(file)
+        name = filename or upload_name(file)
         return await self.app.documents.ingest(file.read_bytes(), name, collection, metadata)
 
     @api
@@ -127,7 +81,7 @@ class RAGService:
         answer_style: str | None = None,
         user: str | None = None,
         variant: str | None = None,
-    ) -> QueryResponse:
+    ) -> schemas.QueryResponse:
         """Answer a question from the collection, citing document and page. ``retrieval``:
         dense, lexical or hybrid; ``answer_style``: extractive or generative (defaults: the
         variant's, else RAG_RETRIEVAL / RAG_ANSWER_STYLE); ``top_k``: passages to cite
@@ -155,19 +109,17 @@ class RAGService:
         stream = self.app.answering.stream(
             question, collection, top_k, retrieval, answer_style, user, variant
         )
-        headers = ctx.response.headers
-        headers["X-Answer-Id"], headers["X-Variant"] = stream.answer_id, stream.variant
+        ctx.response.headers.update({"X-Answer-Id": stream.answer_id, "X-Variant": stream.variant})
         async with contextlib.aclosing(stream.pieces) as pieces:  # type: ignore[type-var]
             async for piece in pieces:
-                # Known once retrieval is done, before the first piece: BentoML sends the
-                # headers after the first piece is yielded.
-                headers["X-Index-Version"] = stream.report.index_version
+                # Known before the first piece; BentoML sends the headers once it is yielded.
+                ctx.response.headers["X-Index-Version"] = stream.report.index_version
                 yield piece
 
     @api
     async def search(
         self, query: str, collection: str = DEFAULT, top_k: int = 8, retrieval: str | None = None
-    ) -> SearchResponse:
+    ) -> schemas.SearchResponse:
         """Retrieval only: the passages that best match the query, best first. ``retrieval``:
         dense, lexical or hybrid (default: RAG_RETRIEVAL)."""
         return await self.app.answering.search(query, collection, top_k, retrieval)
@@ -182,25 +134,25 @@ class RAGService:
         return await self.app.documents.page_image(document_id, page, width)
 
     @api
-    async def list_documents(self, collection: str = DEFAULT) -> DocumentList:
+    async def list_documents(self, collection: str = DEFAULT) -> schemas.DocumentList:
         """Every document in the collection, by file name."""
         return await self.app.documents.list(collection)
 
     @api
-    async def delete_document(self, document_id: str) -> DeleteResponse:
+    async def delete_document(self, document_id: str) -> schemas.DeleteResponse:
         """Remove a document and all its chunks."""
         return await self.app.documents.delete(document_id)
 
     @task
     async def ingest_s3(
         self, ctx: bentoml.Context, bucket: str, prefix: str = "", collection: str = DEFAULT
-    ) -> S3SyncReport:
+    ) -> schemas.S3SyncReport:
         """Sync the PDFs under s3://bucket/prefix into the collection (a background task:
         submit, then poll ingest_s3_progress with its task id)."""
-        return await self.app.documents.sync_s3(_task_id(ctx), bucket, prefix, collection)
+        return await self.app.documents.sync_s3(task_id(ctx), bucket, prefix, collection)
 
     @api
-    async def ingest_s3_progress(self, task_id: str) -> S3SyncReport:
+    async def ingest_s3_progress(self, task_id: str) -> schemas.S3SyncReport:
         """Objects and pages done so far by a running (or finished) ingest_s3 task."""
         return self.app.documents.sync_progress(task_id)
 
@@ -215,7 +167,7 @@ class RAGService:
         collection: str = DEFAULT,
         output_uri: str | None = None,
         job_id: str | None = None,
-    ) -> BatchSummary:
+    ) -> schemas.BatchSummary:
         """Answer a file of questions (``file``: JSONL, CSV or Parquet upload, or
         ``input_uri``: s3://...), one per row (``question``; optional ``id``,
         ``collection``, ``top_k``, ``variant``), at a bounded share of the model services.
@@ -223,25 +175,25 @@ class RAGService:
         file name, kept in the job's own folder of the data dir's exports/batch/) and GET
         /batch_query_result. The same input and ``job_id`` again, from the same key,
         resume an interrupted job."""
-        data, name = (None, "") if file is None else (file.read_bytes(), _upload_name(file))
+        data, name = (None, "") if file is None else (file.read_bytes(), upload_name(file))
         return await self.app.batches.run(
-            _task_id(ctx), data, name, input_uri, collection, output_uri, job_id
+            task_id(ctx), data, name, input_uri, collection, output_uri, job_id
         )
 
     @api
-    async def batch_query_progress(self, task_id: str) -> BatchProgressReport:
+    async def batch_query_progress(self, task_id: str) -> schemas.BatchProgressReport:
         """Rows done of total, errors, rate and ETA of a batch_query task (yours only)."""
         return await self.app.batches.progress(task_id)
 
     @api
-    async def snapshot(self, collection: str = DEFAULT) -> SnapshotInfo:
+    async def snapshot(self, collection: str = DEFAULT) -> schemas.SnapshotInfo:
         """Admin: an immutable snapshot of the collection's live index (manifest, chunks
         and vectors as Parquet, PDFs), in the data dir or S3. The same content gives the
         same snapshot_id."""
         return await self.app.versions.snapshot(collection)
 
     @api
-    async def list_snapshots(self, collection: str | None = None) -> SnapshotList:
+    async def list_snapshots(self, collection: str | None = None) -> schemas.SnapshotList:
         """Admin: the snapshots of ``collection`` (default: of every collection this key
         administers), newest first."""
         return await self.app.versions.snapshots(collection)
@@ -249,7 +201,7 @@ class RAGService:
     @api
     async def restore(
         self, snapshot_id: str, collection: str | None = None, reindex: bool = False
-    ) -> RestoreResponse:
+    ) -> schemas.RestoreResponse:
         """Admin: make the snapshot the live index of ``collection`` (default: the one it
         was taken of) in one switch; queries meanwhile read the old index. A snapshot
         made by another embedder is refused (409) unless ``reindex`` embeds its chunks
@@ -263,7 +215,7 @@ class RAGService:
         embedder: str | None = None,
         chunk_tokens: int | None = None,
         overlap_tokens: int | None = None,
-    ) -> ReindexReport:
+    ) -> schemas.ReindexReport:
         """Admin: build the collection's index again beside the live one -- with
         ``embedder`` (a served embedder's tag or service name; default: the one new
         collections get) and/or new chunk settings -- then switch to it in one write.
@@ -271,13 +223,13 @@ class RAGService:
         return await self.app.versions.reindex(collection, embedder, chunk_tokens, overlap_tokens)
 
     @api
-    async def reindex_status(self, collection: str = DEFAULT) -> ReindexStatus:
+    async def reindex_status(self, collection: str = DEFAULT) -> schemas.ReindexStatus:
         """Admin: the live index (generation, version, embedder), the one rollback_index
         would return to, and the progress of a re-index."""
         return await self.app.versions.status(collection)
 
     @api
-    async def rollback_index(self, collection: str = DEFAULT) -> ReindexStatus:
+    async def rollback_index(self, collection: str = DEFAULT) -> schemas.ReindexStatus:
         """Admin: switch the collection back to its previous index (kept until the next
         restore or re-index switch). 409 when there is none, or when its embedder is not
         served any more."""
@@ -286,38 +238,40 @@ class RAGService:
     @task
     async def export_embeddings(
         self, collection: str = DEFAULT, destination: str = "embeddings"
-    ) -> EmbeddingsExportReport:
+    ) -> schemas.EmbeddingsExportReport:
         """Admin: the collection's chunks and vectors (ids, document, pages, text, embedder
         tag) as one Parquet file, named after its index_version, in ``destination``:
         ``s3://bucket/prefix`` or a folder under RAG_DATA_DIR/exports."""
         return await self.app.exports.embeddings(collection, destination)
 
     @api
-    async def feedback(self, answer_id: str, score: int, comment: str = "") -> FeedbackResponse:
+    async def feedback(
+        self, answer_id: str, score: int, comment: str = ""
+    ) -> schemas.FeedbackResponse:
         """Vote on an answer this key received: ``score`` 1 (good) or -1 (bad), once."""
         return await self.app.rollouts.vote(answer_id, score, comment)
 
     @api
     async def rollout(
         self, weights: dict[str, Any], guardrails: dict[str, Any] | None = None
-    ) -> RolloutStatus:
+    ) -> schemas.RolloutStatus:
         """Admin: split traffic by ``weights`` (percent per variant, summing to 100), with
         ``guardrails`` that set a candidate's weight to 0 when breached (default: the
         variants file's)."""
         return await self.app.rollouts.split(weights, guardrails)
 
     @api
-    async def promote(self, variant: str) -> RolloutStatus:
+    async def promote(self, variant: str) -> schemas.RolloutStatus:
         """Admin: ``variant`` to 100% of traffic."""
         return await self.app.rollouts.promote(variant)
 
     @api
-    async def rollback(self) -> RolloutStatus:
+    async def rollback(self) -> schemas.RolloutStatus:
         """Admin: the incumbent to 100% of traffic."""
         return await self.app.rollouts.roll_back()
 
     @api
-    async def rollout_status(self) -> RolloutStatus:
+    async def rollout_status(self) -> schemas.RolloutStatus:
         """Admin: per variant its weight, requests, error rate, p50/p95 latency, not_found
         and ungrounded rates and feedback since the current rollout began; the history of
         the weights (who changed them, when, why) and guardrail breaches."""
@@ -326,28 +280,19 @@ class RAGService:
     @task
     async def export_feedback(
         self, destination: str = "feedback", format: str = "parquet"
-    ) -> ExportResponse:
+    ) -> schemas.ExportResponse:
         """Admin of every collection: write the query log joined with feedback (never API
         keys) since the last export to ``destination`` -- ``s3://bucket/prefix`` or a
         folder under RAG_DATA_DIR/exports -- as one new Parquet or JSONL file."""
         return await self.app.exports.feedback(destination, format)
 
 
-def _upload_name(file: Path) -> str:
-    return _TEMP_PREFIX.sub("", file.name)
-
-
-def _task_id(ctx: bentoml.Context) -> str:
-    return str(getattr(ctx.request.state, "task_id", ""))
-
-
 RAGService.mount_asgi_app(BATCH_RESULTS, path="/batch_query_result")
 # The incumbent model services on their own: `bentoml serve service:Embedder` (one
 # Deployment each, README "Deploy").
-Embedder = model_service(RAGService, CATALOG, "embedder")
-Generator = model_service(RAGService, CATALOG, "generator")
-RAGService.add_asgi_middleware(GatewayMiddleware, settings=settings)
-guard_unknown_routes(RAGService)
+Embedder = model_service(RAGService, PLAN.catalog, "embedder")
+Generator = model_service(RAGService, PLAN.catalog, "generator")
+behind_gateway(RAGService, settings)
 # OpenAI's chat completions API over the collections (api/openai_api.py), answered by
 # the same application as query and query_stream.
 RAGService.mount_asgi_app(OPENAI, path="/v1")

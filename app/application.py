@@ -3,6 +3,8 @@ Every surface (service.py, /v1, batch rows) calls these, never the components.""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from app.answering import Answering
 from app.batch import Batches
 from app.documents import Documents
@@ -10,10 +12,28 @@ from app.exports import Exports
 from app.index_versions import IndexVersions
 from app.rollouts import Rollouts
 from app.wiring import Components, build
-from experiments.variants import Experiment
-from models.catalog import Catalog
-from models.clients import ModelClients
-from settings import Settings
+from experiments.variants import Experiment, load_experiment
+from models.catalog import Catalog, serving_catalog
+from models.clients import ModelClients, Placement, model_placement
+from settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    """What the service serves, read before its class is declared: the variants (answer
+    pipelines), the model services they need, and where each runs (in this graph, at a URL,
+    or the generator behind a remote OpenAI-compatible API)."""
+
+    experiment: Experiment
+    catalog: Catalog
+    placement: Placement
+
+    @classmethod
+    def read(cls, settings: Settings) -> ServingPlan:
+        """Raises VariantsError naming the problem: a bad variants file or a model version
+        the store does not hold stops the service at start-up."""
+        experiment = load_experiment(settings.variants_file)
+        return cls(experiment, serving_catalog(experiment, settings), model_placement(settings))
 
 
 class Application:
@@ -27,10 +47,10 @@ class Application:
         self.rollouts = Rollouts(parts)
 
     @classmethod
-    def start(
-        cls, settings: Settings, experiment: Experiment, catalog: Catalog, clients: ModelClients
-    ) -> Application:
-        return cls(build(settings, experiment, catalog, clients))
+    def start(cls, plan: ServingPlan, clients: ModelClients) -> Application:
+        """The application under the settings of now (not those the service module was
+        imported with: tests and tools may change the environment in between)."""
+        return cls(build(get_settings(), plan.experiment, plan.catalog, clients))
 
     def close(self) -> None:
         self.parts.close()

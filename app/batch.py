@@ -8,10 +8,10 @@ import asyncio
 from app import authorization
 from app.answering import Answering
 from app.context import caller
+from app.schemas import BatchProgressReport, BatchSummary
 from app.sources import BATCH_INPUT, BATCH_OUTPUT
 from app.wiring import Components
 from jobs.batch_jobs import BatchRequest
-from jobs.schemas import BatchProgressReport, BatchSummary
 
 
 class Batches:

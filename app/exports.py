@@ -7,15 +7,14 @@ import asyncio
 from pathlib import PurePosixPath
 
 from app import authorization
+from app.schemas import EmbeddingsExportReport, ExportResponse
 from app.sources import EXPORT_DESTINATION
 from app.wiring import Components
 from core.errors import InvalidRequest
 from experiments.export import FORMATS, export_feedback, served_destination
-from experiments.schemas import ExportResponse
 from gateway.keys import ALL_COLLECTIONS
 from jobs.batch_jobs import BATCH_OUTPUTS
 from jobs.embeddings_export import export_embeddings
-from jobs.schemas import EmbeddingsExportReport
 from retrieval.blobs import s3_client
 from retrieval.locations import Location
 

@@ -6,16 +6,16 @@ from __future__ import annotations
 import asyncio
 
 from app import authorization
-from app.wiring import Components
-from jobs.chunk_tables import table_vectors
-from jobs.reindex import choose_target, index_status, roll_back
-from jobs.schemas import (
+from app.schemas import (
     ReindexReport,
     ReindexStatus,
     RestoreResponse,
     SnapshotInfo,
     SnapshotList,
 )
+from app.wiring import Components
+from jobs.chunk_tables import table_vectors
+from jobs.reindex import choose_target, index_status, roll_back
 from jobs.snapshots import (
     check_embedder,
     embed_texts,

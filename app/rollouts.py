@@ -7,9 +7,9 @@ import asyncio
 from typing import Any
 
 from app import authorization
+from app.schemas import FeedbackResponse, RolloutStatus
 from app.wiring import Components
 from core.errors import InvalidRequest
-from experiments.schemas import FeedbackResponse, RolloutStatus
 
 _MAX_COMMENT_CHARS = 2000
 

@@ -266,7 +266,7 @@ def summaries_from_status(status: dict[str, Any]) -> dict[str, VariantSummary]:
     its requests, its vote count times the share of +1 votes."""
     from pydantic import ValidationError
 
-    from experiments.schemas import RolloutStatus
+    from app.schemas import RolloutStatus
 
     try:
         parsed = RolloutStatus.model_validate(status)

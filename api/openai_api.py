@@ -52,26 +52,26 @@ from typing import Any, Protocol
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.answering import Answering, AnswerStream
 from app.context import current_request
 from app.schemas import QueryResponse
 from core.errors import DocumentNotFound, InternalError, InvalidRequest, RagError
-from models.openai_server import http_error
-from models.openai_wire import (
+from models.openai_responses import (
     DONE,
     ChatChunks,
-    WireError,
     chat_completion,
-    json_body,
+    error_response,
+    event_stream,
+    http_error,
     model_list,
     openai_error,
-    parse_chat_request,
     sse,
     usage,
 )
+from models.openai_wire import WireError, json_body, parse_chat_request
 from retrieval.answering import sources_line
 
 logger = logging.getLogger("rag.openai")
@@ -184,11 +184,7 @@ async def _chat(request: Request) -> Response:
         relay.cancel()
         raise
     chunks = ChatChunks(f"chatcmpl-{stream.answer_id}", chat.model, created)
-    return StreamingResponse(
-        _events(first, relay, stream, chunks),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return event_stream(_events(first, relay, stream, chunks))
 
 
 def _completion(reply: QueryResponse, model: str, created: int) -> dict[str, Any]:
@@ -304,7 +300,7 @@ def _answering_errors(handler: Handler) -> Handler:
             return await handler(request)
         except Exception as exc:
             error = _remembered(exc)
-            return JSONResponse(openai_error(error), status_code=int(error.error_code))
+            return error_response(openai_error(error), int(error.error_code))
 
     return endpoint
 

@@ -18,7 +18,7 @@ from core.errors import (
     RagError,
     public_message,
 )
-from models.openai_wire import openai_error
+from models.openai_responses import openai_error
 
 OPENAI_PREFIX = "/v1/"
 

@@ -38,25 +38,29 @@ import bentoml
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from models.openai_wire import (
+from models.openai_responses import (
     DONE,
     ChatChunks,
-    StopScanner,
     TextChunks,
-    WireError,
     chat_completion,
-    cut_at_stop,
-    error_body,
-    json_body,
+    error_response,
+    event_stream,
+    http_error,
     model_list,
-    parse_chat_request,
-    parse_completion_request,
     sse,
     text_completion,
     usage,
+)
+from models.openai_wire import (
+    StopScanner,
+    WireError,
+    cut_at_stop,
+    json_body,
+    parse_chat_request,
+    parse_completion_request,
 )
 from settings import get_settings
 
@@ -143,20 +147,12 @@ def _refusing_errors(handler: Handler, *args: Any) -> Callable[[Request], Awaita
         try:
             return await handler(request, *args)
         except WireError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status)
+            return error_response(exc.body(), exc.status)
         except Exception as exc:
             failed = _failure(exc)
-            return JSONResponse(failed.body(), status_code=failed.status)
+            return error_response(failed.body(), failed.status)
 
     return endpoint
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own errors (an unknown path, a wrong method) in OpenAI's shape."""
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-    code = "unknown_url" if status == 404 else None
-    return JSONResponse(error_body(str(detail), status, code=code), status_code=status)
 
 
 async def _models(request: Request) -> Response:
@@ -176,7 +172,7 @@ async def _chat(request: Request, slots: GenerationSlots) -> Response:
         slots.check()
         chunks = ChatChunks(completion_id, chat.model, created, chat.include_usage)
         events = _stream_events(worker, slots, text, cap, chat.stops, chunks)
-        return _event_stream(events)
+        return event_stream(events)
     async with slots.hold():
         (done,) = await anyio.to_thread.run_sync(worker.complete_texts, [text], [cap])
     content, reason = _stopped(done, chat.stops)
@@ -203,7 +199,7 @@ async def _completions(request: Request, slots: GenerationSlots) -> Response:
         slots.check()
         chunks = TextChunks(completion_id, wanted.model, created, wanted.include_usage)
         events = _stream_events(worker, slots, wanted.prompts[0], cap, wanted.stops, chunks)
-        return _event_stream(events)
+        return event_stream(events)
     prompts = wanted.prompts
     async with slots.hold():
         done = await anyio.to_thread.run_sync(worker.complete_texts, prompts, [cap] * len(prompts))
@@ -290,14 +286,6 @@ def _failure(exc: Exception) -> WireError:
         return exc
     logger.error("generation for /v1 failed", exc_info=exc)
     return WireError("the generation failed; the generator's log has the cause", status=500)
-
-
-def _event_stream(events: AsyncIterator[bytes]) -> StreamingResponse:
-    return StreamingResponse(
-        events,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
 
 
 def _stopped(done: GeneratedText, stops: list[str]) -> tuple[str, str]:

@@ -1,8 +1,8 @@
-"""The OpenAI chat/completions wire format as pure data: requests parsed and checked,
-responses and stream chunks built, errors shaped.
+"""The OpenAI chat/completions wire format, requests: parsed and checked as pure data.
 
 Shared by the two OpenAI-compatible servers: the generator's own /v1
-(models/openai_server.py) and the RAG service's /v1 (api/openai_api.py). No I/O here.
+(models/openai_server.py) and the RAG service's /v1 (api/openai_api.py); the responses,
+stream chunks and errors they send are built by models/openai_responses.py. No I/O here.
 
 What is accepted is what greedy, text-only generation can honour. A parameter that asks
 for more -- ``n`` > 1, tools or functions, logprobs, a JSON response format, image or audio
@@ -12,76 +12,20 @@ accepted with the value that asks for nothing (``n: 1``, ``tools: []``, ``logpro
 false``...). ``temperature``, ``top_p`` and ``seed`` are checked for range and otherwise
 ignored: decoding is always greedy, which is what ``temperature: 0`` asks for; SDKs send
 them by default, and refusing them would turn most clients away for no gain.
-
-Errors have OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, the one
-its SDKs read (``openai.BadRequestError`` and friends are chosen by the HTTP status).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.errors import (
-    RagError,
-    RateLimited,
-    RequestTooLarge,
-    RouteNotFound,
-    Unauthenticated,
-    public_message,
-)
+from models.openai_responses import error_body
 
-DONE = b"data: [DONE]\n\n"
-# OpenAI's error types by HTTP status; every 5xx is a server_error.
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    429: "rate_limit_error",
-}
 # OpenAI allows up to four stop sequences.
 _MAX_STOPS = 4
-
-
-def error_type(status: int) -> str:
-    """The OpenAI error type of an HTTP status (4xx without one of its own: a request
-    error)."""
-    if status >= 500:
-        return "server_error"
-    return _ERROR_TYPES.get(status, "invalid_request_error")
-
-
-def error_body(
-    message: str, status: int, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    """``{"error": {...}}`` as OpenAI answers an error with ``status``."""
-    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
-
-
-# OpenAI's codes for the refusals it also makes; an error may carry its own instead
-# (``openai_code``), and name the request field it is about (``openai_param``).
-_OPENAI_CODES: tuple[tuple[type[RagError], str], ...] = (
-    (Unauthenticated, "invalid_api_key"),
-    (RateLimited, "rate_limit_exceeded"),
-    (RequestTooLarge, "request_too_large"),
-    (RouteNotFound, "unknown_url"),
-)
-
-
-def openai_error(error: RagError) -> dict[str, Any]:
-    """The service's ``error`` as OpenAI shapes one: type from the HTTP status, code and
-    param when known, the message as a client may see it (core.errors.public_message)."""
-    code = getattr(error, "openai_code", None) or next(
-        (code for kind, code in _OPENAI_CODES if isinstance(error, kind)), None
-    )
-    return error_body(
-        public_message(error), int(error.error_code), getattr(error, "openai_param", None), code
-    )
 
 
 class WireError(Exception):
@@ -392,162 +336,3 @@ def _overlap(text: str, stop: str) -> int:
         if stop.startswith(text[-size:]):
             return size
     return 0
-
-
-# -- responses ----------------------------------------------------------------------------
-
-
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
-
-
-def model_list(ids: list[str], owned_by: str, created: int) -> dict[str, Any]:
-    """The body of ``GET /v1/models``."""
-    return {
-        "object": "list",
-        "data": [
-            {"id": name, "object": "model", "created": created, "owned_by": owned_by}
-            for name in ids
-        ],
-    }
-
-
-def chat_completion(
-    completion_id: str,
-    model: str,
-    created: int,
-    content: str,
-    finish_reason: str,
-    token_usage: dict[str, int],
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A ``chat.completion`` with one choice; ``extra`` adds top-level fields (OpenAI's
-    SDKs keep unknown fields: ``response.model_extra``)."""
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None},
-                "logprobs": None,
-                "finish_reason": finish_reason,
-            }
-        ],
-        "usage": token_usage,
-        **(extra or {}),
-    }
-
-
-def text_completion(
-    completion_id: str,
-    model: str,
-    created: int,
-    choices: list[tuple[str, str]],
-    token_usage: dict[str, int],
-) -> dict[str, Any]:
-    """A ``text_completion``, one choice per (text, finish_reason)."""
-    return {
-        "id": completion_id,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {"index": i, "text": text, "logprobs": None, "finish_reason": reason}
-            for i, (text, reason) in enumerate(choices)
-        ],
-        "usage": token_usage,
-    }
-
-
-def sse(data: dict[str, Any]) -> bytes:
-    """One server-sent event carrying ``data`` as JSON."""
-    return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
-
-
-@dataclass(frozen=True)
-class ChatChunks:
-    """The events of one streamed chat completion, in order: ``role()``, ``content()``
-    per piece, ``finish()``, ``usage()`` when the request asked for it, then DONE."""
-
-    completion_id: str
-    model: str
-    created: int
-    include_usage: bool = False
-
-    def role(self) -> bytes:
-        return self._chunk([self._choice({"role": "assistant", "content": ""})])
-
-    def content(self, text: str) -> bytes:
-        return self._chunk([self._choice({"content": text})])
-
-    def finish(self, reason: str, extra: dict[str, Any] | None = None) -> bytes:
-        """The chunk that ends the choice; ``extra`` adds top-level fields to it."""
-        return self._chunk([self._choice({}, reason)], extra=extra)
-
-    def usage(self, token_usage: dict[str, int]) -> bytes:
-        return self._chunk([], token_usage)
-
-    def _choice(self, delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
-        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
-
-    def _chunk(
-        self,
-        choices: list[dict[str, Any]],
-        token_usage: dict[str, int] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> bytes:
-        chunk: dict[str, Any] = {
-            "id": self.completion_id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        }
-        if self.include_usage:
-            # With include_usage every chunk has the field, null but in the last.
-            chunk["usage"] = token_usage
-        return sse({**chunk, **(extra or {})})
-
-
-@dataclass(frozen=True)
-class TextChunks:
-    """The events of one streamed text completion: ``text()`` per piece, ``finish()``,
-    ``usage()`` when asked for, then DONE."""
-
-    completion_id: str
-    model: str
-    created: int
-    include_usage: bool = False
-
-    def text(self, text: str) -> bytes:
-        return self._chunk([self._choice(text)])
-
-    def finish(self, reason: str) -> bytes:
-        return self._chunk([self._choice("", reason)])
-
-    def usage(self, token_usage: dict[str, int]) -> bytes:
-        return self._chunk([], token_usage)
-
-    def _choice(self, text: str, reason: str | None = None) -> dict[str, Any]:
-        return {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
-
-    def _chunk(
-        self, choices: list[dict[str, Any]], token_usage: dict[str, int] | None = None
-    ) -> bytes:
-        chunk: dict[str, Any] = {
-            "id": self.completion_id,
-            "object": "text_completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        }
-        if self.include_usage:
-            chunk["usage"] = token_usage
-        return sse(chunk)

@@ -9,22 +9,24 @@ import pytest
 from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from models.openai_wire import (
+from models.openai_responses import (
     DONE,
     ChatChunks,
-    StopScanner,
     TextChunks,
-    WireError,
     chat_completion,
-    cut_at_stop,
     error_body,
     error_type,
     model_list,
-    parse_chat_request,
-    parse_completion_request,
     sse,
     text_completion,
     usage,
+)
+from models.openai_wire import (
+    StopScanner,
+    WireError,
+    cut_at_stop,
+    parse_chat_request,
+    parse_completion_request,
 )
 
 USER = {"role": "user", "content": "How long is the warranty?"}

@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -32,23 +32,21 @@ from app.context import RequestState, new_request_id, request_scope
 from app.metrics import Metrics, get_metrics
 from app.sources import SourcePolicy
 from core.errors import (
-    Forbidden,
     InternalError,
     RagError,
     RateLimited,
     RequestTimeout,
     RequestTooLarge,
-    TooManyInFlight,
-    Unauthenticated,
 )
 from gateway.bodies import ClientDisconnected, ReadLimits, read_body, replay, too_large
 from gateway.content import body_type, check_multipart, json_object
 from gateway.errors import OPENAI_PREFIX, error_body, framework_error, is_error_body
-from gateway.inflight import InFlight, Slot
+from gateway.exchanges import Exchange, finish
+from gateway.inflight import InFlight
 from gateway.keys import ALL_COLLECTIONS, KeyRing, Principal, presented_key
-from gateway.openapi import SPEC_PATH, with_gateway
+from gateway.openapi import SPEC_PATH, spec_rewriter
 from gateway.query import encode_query, parse_query
-from gateway.ratelimit import Decision, RateLimiter
+from gateway.ratelimit import RateLimiter
 from gateway.routes import RouteRule, body_limit, is_public, rule_for
 from gateway.tasks import TaskRegistry, make_task_records, unknown_task
 from retrieval.index import DEFAULT_COLLECTION
@@ -61,20 +59,7 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-access_log = logging.getLogger("rag.access")
 logger = logging.getLogger("rag.gateway")
-# Probes and scrapes every few seconds would drown the log (BentoML skips the same paths).
-_UNLOGGED = frozenset({"/metrics", "/healthz", "/livez", "/readyz"})
-_REJECTION_REASONS: dict[type[RagError], str] = {
-    Unauthenticated: "unauthenticated",
-    Forbidden: "forbidden",
-    RequestTooLarge: "too_large",
-    RateLimited: "rate_limited",
-    TooManyInFlight: "in_flight",
-    RequestTimeout: "slow_body",
-}
-# nginx's status for "the client closed the connection before the response".
-CLIENT_CLOSED = 499
 
 
 class GatewayMiddleware:
@@ -102,11 +87,11 @@ class GatewayMiddleware:
             await self.app(scope, receive, send)
             return
         if scope["path"] == SPEC_PATH:
-            send = _spec_rewriter(send)
+            send = spec_rewriter(send)
         headers = Headers(scope=scope)
         path: str = scope["path"]
         state = RequestState(new_request_id(headers.get("x-request-id")), route=path)
-        exchange = _Exchange(state, scope["method"], time.perf_counter())
+        exchange = Exchange(state, scope["method"], time.perf_counter())
         with request_scope(state):
             respond = self._responder(exchange, send)
             try:
@@ -149,7 +134,7 @@ class GatewayMiddleware:
                 raise
             finally:
                 if not exchange.logged:
-                    self._finish(exchange)
+                    finish(exchange, self._metrics)
 
     async def _admit(
         self,
@@ -157,7 +142,7 @@ class GatewayMiddleware:
         receive: Receive,
         headers: Headers,
         rule: RouteRule,
-        exchange: _Exchange,
+        exchange: Exchange,
     ) -> Receive:
         """Check the request against key, role, size, rate limit and the scope of what it
         names; return the receive channel the service should read the body from. Raises
@@ -217,7 +202,7 @@ class GatewayMiddleware:
         principal: Principal,
         payload: dict[str, Any],
         query: dict[str, str],
-        exchange: _Exchange,
+        exchange: Exchange,
     ) -> None:
         """Raise Forbidden / TaskNotFound unless ``principal`` may use what the request
         names: its collection, its S3 source, its task id."""
@@ -244,7 +229,7 @@ class GatewayMiddleware:
         if rule.task_step in ("submit", "resubmit"):
             exchange.new_task = (rule.task, collection, rule.owner_only)
 
-    def _responder(self, exchange: _Exchange, send: Send) -> Send:
+    def _responder(self, exchange: Exchange, send: Send) -> Send:
         """``send`` with the gateway's headers added, errors reshaped, new task ids
         recorded with their owner, and the exchange finished when the last byte of the
         response has gone out."""
@@ -268,7 +253,7 @@ class GatewayMiddleware:
                 exchange.replaced = True
                 await send(message)
                 await send({"type": "http.response.body", "body": body})
-                self._finish(exchange)
+                finish(exchange, self._metrics)
                 return
             await send(message)
 
@@ -303,7 +288,7 @@ class GatewayMiddleware:
                     if is_error_body(body):  # a mounted app's own error, already shaped
                         await start(held[0])
                         await send({"type": "http.response.body", "body": body})
-                        self._finish(exchange)
+                        finish(exchange, self._metrics)
                         return
                     if status == 404 and exchange.looked_up is not None:
                         state.error = unknown_task(*exchange.looked_up, body)
@@ -330,13 +315,13 @@ class GatewayMiddleware:
                 if not message.get("more_body", False):
                     # Background work (a submitted task) may still run; the client has
                     # its answer, which is what the log line and metrics describe.
-                    self._finish(exchange)
+                    finish(exchange, self._metrics)
             else:
                 await send(message)
 
         return respond
 
-    async def _record_task(self, exchange: _Exchange, body: list[Message]) -> None:
+    async def _record_task(self, exchange: Exchange, body: list[Message]) -> None:
         """Record the owner of the task whose id is in the response ``body``."""
         assert exchange.new_task is not None and exchange.state.principal is not None
         task, collection, owner_only = exchange.new_task
@@ -348,67 +333,6 @@ class GatewayMiddleware:
             str(task_id), task, collection, exchange.state.principal, owner_only
         )
 
-    def _finish(self, exchange: _Exchange) -> None:
-        # The client has its answer: a submitted task that still runs holds no slot.
-        if exchange.slot is not None:
-            exchange.slot.release()
-        exchange.logged = True
-        state = exchange.state
-        status = exchange.status or 500
-        error = state.error
-        fields: dict[str, Any] = {
-            "request_id": state.request_id,
-            "method": exchange.method,
-            "route": state.route,
-            "status": status,
-            "duration_ms": round((time.perf_counter() - exchange.started) * 1000, 1),
-        }
-        if state.principal is not None:
-            fields["key"] = state.principal.name
-        reason = _REJECTION_REASONS.get(type(error)) if error is not None else None
-        if exchange.disconnected:
-            # The client left mid-request: nothing for the operator to fix.
-            status = fields["status"] = CLIENT_CLOSED
-            fields["error"] = "ClientDisconnected"
-            self._metrics.error("ClientDisconnected", status)
-        elif reason is not None and exchange.limit_class is not None:
-            fields["rejected"] = reason
-            self._metrics.rejected(reason, exchange.limit_class)
-        elif status >= 400:
-            error_type = type(error).__name__ if error is not None else f"http_{status}"
-            fields["error"] = error_type
-            self._metrics.error(error_type, status)
-        if exchange.payload is not None:
-            fields["payload"] = exchange.payload
-        if state.route not in _UNLOGGED:
-            level = logging.ERROR if 500 <= status < 600 else logging.INFO
-            access_log.log(level, "%s %s %d", exchange.method, state.route, status, extra=fields)
-
-
-@dataclass
-class _Exchange:
-    state: RequestState
-    method: str
-    started: float
-    status: int | None = None
-    limit_class: str | None = None  # set once the route is known to need a key
-    rate: Decision | None = None
-    payload: dict[str, Any] | None = None
-    replaced: bool = False
-    logged: bool = False
-    disconnected: bool = False
-    close: bool = False  # ask the server to close the connection after the response
-    # (task, collection) of a task this request submits; its response is held in `held`
-    # until the new task id is recorded.
-    new_task: tuple[str, str, bool] | None = None
-    held: list[Message] | None = None
-    # (task, task_id) of the task this request looks up, once the gateway has found its
-    # record; a 404 from the service then means the server lost the task.
-    looked_up: tuple[str, str] | None = None
-    # An error response the framework made (its start, then its body), held to be reshaped.
-    unknown: list[Message] | None = None
-    slot: Slot | None = None  # this request's place among the requests in flight
-
 
 def _set_content_type(scope: Scope, header: bytes | None) -> None:
     """Hand the service ``header`` as the request's only Content-Type (or none)."""
@@ -416,31 +340,3 @@ def _set_content_type(scope: Scope, header: bytes | None) -> None:
     if header is not None:
         headers.append((b"content-type", header))
     scope["headers"] = headers
-
-
-def _spec_rewriter(send: Send) -> Send:
-    """``send`` for BentoML's OpenAPI document: the body, once whole, rewritten by
-    gateway.openapi.with_gateway (the document is a few hundred KB at most)."""
-    start: Message | None = None
-    parts: list[bytes] = []
-
-    async def rewriting(message: Message) -> None:
-        nonlocal start
-        if message["type"] == "http.response.start":
-            start = message
-            return
-        if message["type"] != "http.response.body" or start is None:
-            await send(message)
-            return
-        parts.append(message.get("body", b""))
-        if message.get("more_body", False):
-            return
-        body = b"".join(parts)
-        if start["status"] == 200:
-            body = json.dumps(with_gateway(json.loads(body))).encode()
-            headers = MutableHeaders(scope=start)
-            headers["content-length"] = str(len(body))
-        await send(start)
-        await send({"type": "http.response.body", "body": body})
-
-    return rewriting

@@ -11,12 +11,18 @@ must see what the service actually answers.
 from __future__ import annotations
 
 import copy
+import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
+from starlette.datastructures import MutableHeaders
 
 from gateway.routes import is_public
 from models.openai_wire import ChatRequest
+
+Message = dict[str, Any]
+Send = Callable[[Message], Awaitable[None]]
 
 SPEC_PATH = "/docs.json"
 ERROR_SCHEMA = "Error"
@@ -159,3 +165,31 @@ def _add_openai_routes(spec: dict[str, Any]) -> None:
             "responses": {"200": ok},
         }
     }
+
+
+def spec_rewriter(send: Send) -> Send:
+    """``send`` for BentoML's OpenAPI document: the body, once whole, rewritten by
+    with_gateway (the document is a few hundred KB at most)."""
+    start: Message | None = None
+    parts: list[bytes] = []
+
+    async def rewriting(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            start = message
+            return
+        if message["type"] != "http.response.body" or start is None:
+            await send(message)
+            return
+        parts.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = b"".join(parts)
+        if start["status"] == 200:
+            body = json.dumps(with_gateway(json.loads(body))).encode()
+            headers = MutableHeaders(scope=start)
+            headers["content-length"] = str(len(body))
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+    return rewriting

@@ -28,6 +28,7 @@ from core.errors import (
     SnapshotNotFound,
     TaskNotFound,
 )
+from core.keys import ALL_COLLECTIONS
 from experiments.controller import Experiments
 from experiments.export import FORMATS, export_feedback, served_destination
 from experiments.feedback import AnswerRecord
@@ -36,7 +37,6 @@ from experiments.querylog import log_entry
 from experiments.schemas import ExportResponse, FeedbackResponse, RolloutStatus
 from experiments.variants import load_experiment
 from gateway.context import caller, record_errors
-from gateway.keys import ALL_COLLECTIONS
 from gateway.logs import use_json_logs
 from gateway.metrics import get_metrics
 from gateway.middleware import GatewayMiddleware

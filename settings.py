@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.keys import ApiKeySpec, KeyRing
-from gateway.ratelimit import parse_limits
-from gateway.sources import S3SourceRule
+from core.keys import ApiKeySpec, KeyRing
+from core.rate_limits import parse_limits
+from core.s3_sources import S3SourceRule
 
 # BentoML's own cap on requests per instance, as a multiple of RAG_MAX_CONCURRENCY.
 SERVER_CONCURRENCY_FACTOR = 4

@@ -38,12 +38,12 @@ from core.errors import (
     TooManyInFlight,
     Unauthenticated,
 )
+from core.keys import ALL_COLLECTIONS, KeyRing, Principal, presented_key
 from gateway.bodies import ClientDisconnected, ReadLimits, read_body, replay, too_large
 from gateway.content import body_type, check_multipart, json_object
 from gateway.context import RequestState, new_request_id, request_scope
 from gateway.errors import OPENAI_PREFIX, error_body, framework_error, is_error_body
 from gateway.inflight import InFlight, Slot
-from gateway.keys import ALL_COLLECTIONS, KeyRing, Principal, presented_key
 from gateway.metrics import Metrics, get_metrics
 from gateway.openapi import SPEC_PATH, with_gateway
 from gateway.query import encode_query, parse_query

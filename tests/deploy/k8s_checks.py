@@ -12,7 +12,7 @@ import kubernetes_validate
 from pydantic import ValidationError
 
 from core.errors import InvalidRequest
-from gateway.sources import S3SourceRule
+from core.s3_sources import S3SourceRule
 from retrieval.locations import s3_location
 from tests.deploy.k8s_objects import (
     MAIN_SERVICE,

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from core.errors import Forbidden, Unauthenticated
-from gateway.keys import ApiKeySpec, KeyRing, hash_key, presented_key
+from core.keys import ApiKeySpec, KeyRing, hash_key, presented_key
 from gateway.routes import (
     JSON_BODY_LIMIT,
     RULES,

@@ -19,8 +19,8 @@ from starlette.testclient import TestClient
 from api import openai_api
 from api.openai_api import model_ids
 from core.errors import InvalidRequest
+from core.keys import ApiKeySpec, hash_key
 from gateway.context import caller
-from gateway.keys import ApiKeySpec, hash_key
 from gateway.middleware import GatewayMiddleware
 from gateway.unknown_routes import UnknownRouteGuard
 from retrieval.answering import sources_line

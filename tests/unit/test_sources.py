@@ -6,11 +6,11 @@ import pytest
 from pydantic import ValidationError
 
 from core.errors import Forbidden, InvalidRequest
+from core.s3_sources import S3SourceRule
 from gateway.sources import (
     BATCH_INPUT,
     BATCH_OUTPUT,
     EXPORT_DESTINATION,
-    S3SourceRule,
     SourcePolicy,
 )
 from settings import Settings

@@ -29,6 +29,7 @@ from core.errors import (
     TaskNotFound,
 )
 from core.keys import ALL_COLLECTIONS
+from core.settings import get_settings
 from experiments.controller import Experiments
 from experiments.export import FORMATS, export_feedback, served_destination
 from experiments.feedback import AnswerRecord
@@ -87,7 +88,6 @@ from retrieval.locations import Location
 from retrieval.page_images import DEFAULT_WIDTH, PageRenderer
 from retrieval.render_pool import RenderLimits, RenderPool
 from retrieval.s3sync import S3Sync
-from settings import get_settings
 from web.app import ui_app
 
 settings = get_settings()

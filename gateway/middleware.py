@@ -54,7 +54,7 @@ from gateway.tasks import TaskRegistry, make_task_records, unknown_task
 from retrieval.index import DEFAULT_COLLECTION
 
 if TYPE_CHECKING:
-    from settings import Settings
+    from core.settings import Settings
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

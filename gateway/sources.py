@@ -28,7 +28,7 @@ from core.s3_sources import Access, S3SourceRule
 from retrieval.locations import Kind, Location, parse_location, s3_location
 
 if TYPE_CHECKING:
-    from settings import Settings
+    from core.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.errors import DependencyUnavailable, DocumentNotFound
+from core.settings import Settings
 from retrieval.blobs import call_s3, s3_client
-from settings import Settings
 
 
 class ObjectStore(Protocol):

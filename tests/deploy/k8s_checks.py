@@ -142,7 +142,7 @@ def env_name_problems(objects: list[Obj], allowed: Collection[str]) -> list[str]
             if name not in allowed:
                 problems.append(
                     f"{ref(deployment)} container {container['name']}: {name} is not a "
-                    "setting (RAG_<FIELD> of settings.Settings) nor an allowed variable"
+                    "setting (RAG_<FIELD> of core.settings.Settings) nor an allowed variable"
                 )
     return problems
 

@@ -15,8 +15,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from core.keys import ApiKeySpec, hash_key
+from core.settings import Settings
 from gateway.middleware import GatewayMiddleware
-from settings import Settings
 
 KEY = "rag_unit-test-key"
 

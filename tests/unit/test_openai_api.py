@@ -20,11 +20,11 @@ from api import openai_api
 from api.openai_api import model_ids
 from core.errors import InvalidRequest
 from core.keys import ApiKeySpec, hash_key
+from core.settings import Settings
 from gateway.context import caller
 from gateway.middleware import GatewayMiddleware
 from gateway.unknown_routes import UnknownRouteGuard
 from retrieval.answering import sources_line
-from settings import Settings
 
 ADMIN = "rag_unit-admin-key"
 ALPHA_READER = "rag_unit-alpha-reader"

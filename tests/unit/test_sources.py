@@ -7,13 +7,13 @@ from pydantic import ValidationError
 
 from core.errors import Forbidden, InvalidRequest
 from core.s3_sources import S3SourceRule
+from core.settings import Settings
 from gateway.sources import (
     BATCH_INPUT,
     BATCH_OUTPUT,
     EXPORT_DESTINATION,
     SourcePolicy,
 )
-from settings import Settings
 
 RULES = [
     S3SourceRule(bucket="reports", prefix="finance/", collections=["finance"]),

@@ -2,6 +2,10 @@
 
 Every field can be set with an environment variable named ``RAG_<FIELD>`` (for example
 ``RAG_DATA_DIR=/var/lib/rag``) or in a ``.env`` file in the working directory.
+
+Over 400 lines on purpose: it is the one list of every setting, each with its description
+and the measurement behind its default, read top to bottom as the configuration reference
+(the README's table is checked against it). Its value types live beside it in core/.
 """
 
 from __future__ import annotations

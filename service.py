@@ -48,7 +48,6 @@ from jobs.batch_rows import BatchRow, result_row
 from jobs.batch_runner import BatchGate
 from jobs.chunk_tables import table_vectors
 from jobs.embeddings_export import export_embeddings
-from jobs.object_store import make_object_store
 from jobs.reindex import Reindexer, ReindexLimits, choose_target, index_status, roll_back
 from jobs.schemas import (
     BatchProgressReport,
@@ -72,7 +71,6 @@ from jobs.snapshots import (
 from models.catalog import serving_catalog
 from models.clients import model_clients, model_placement, model_service, with_model_services
 from retrieval.answering import Answer
-from retrieval.blobs import call_s3, make_blob_store, s3_client
 from retrieval.cache import AnswerCache, make_cache
 from retrieval.embedders import EmbedderRouter
 from retrieval.index import (
@@ -88,6 +86,8 @@ from retrieval.locations import Location
 from retrieval.page_images import DEFAULT_WIDTH, PageRenderer
 from retrieval.render_pool import RenderLimits, RenderPool
 from retrieval.s3sync import S3Sync
+from storage.object_store import make_blob_store, make_object_store
+from storage.s3 import call_s3, s3_client
 from web.app import ui_app
 
 settings = get_settings()

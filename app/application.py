@@ -12,10 +12,10 @@ from app.exports import Exports
 from app.index_versions import IndexVersions
 from app.rollouts import Rollouts
 from app.wiring import Components, build
+from core.settings import Settings, get_settings
 from experiments.variants import Experiment, load_experiment
 from models.catalog import Catalog, serving_catalog
 from models.clients import ModelClients, Placement, model_placement
-from settings import Settings, get_settings
 
 
 @dataclass(frozen=True)

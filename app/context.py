@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from core.errors import Unauthenticated
-from gateway.keys import UNRESTRICTED, Principal
+from core.keys import UNRESTRICTED, Principal
 
 F = TypeVar("F", bound=Callable[..., Any])
 # UUIDs, trace ids, ULIDs and the like; nothing that could break a header or a log line.

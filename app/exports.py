@@ -11,12 +11,12 @@ from app.schemas import EmbeddingsExportReport, ExportResponse
 from app.sources import EXPORT_DESTINATION
 from app.wiring import Components
 from core.errors import InvalidRequest
+from core.keys import ALL_COLLECTIONS
 from experiments.export import FORMATS, export_feedback, served_destination
-from gateway.keys import ALL_COLLECTIONS
 from jobs.batch_jobs import BATCH_OUTPUTS
 from jobs.embeddings_export import export_embeddings
-from retrieval.blobs import s3_client
 from retrieval.locations import Location
+from storage.s3 import s3_client
 
 
 class Exports:

@@ -9,6 +9,8 @@ not ``reports-old/``. A rule lets its collections read (``ingest_s3`` sources,
 ``batch_query`` inputs); with ``write: true`` also write (``batch_query`` outputs,
 ``export_embeddings``; ``export_feedback`` holds every collection, so only a rule for
 ``'*'`` lets it write). The service's own storage is never read or written for a caller.
+The rules themselves (``S3SourceRule``, an entry of ``RAG_S3_SOURCES``) are a value type of
+the settings, in core/s3_sources.py.
 
 Every location is parsed once (retrieval/locations.py) and the parsed ``Location`` is both
 what is checked here and what the API then uses: the gateway (on the JSON body) and the
@@ -19,59 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import TYPE_CHECKING, Any
 
 from core.errors import Forbidden
+from core.s3_sources import Access, S3SourceRule
 from retrieval.locations import Kind, Location, parse_location, s3_location
 
 if TYPE_CHECKING:
-    from settings import Settings
-
-Access = Literal["read", "write"]
-ANY_COLLECTION = "*"
-
-
-class S3SourceRule(BaseModel):
-    """One entry of ``RAG_S3_SOURCES``: this bucket and prefix may be read for these
-    collections, and written for them too when ``write`` is set."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    bucket: str = Field(..., min_length=3, max_length=63, description="S3 bucket name.")
-    prefix: str = Field(
-        "",
-        description="Key prefix a location must start with ('' = the whole bucket); "
-        "end it with '/' to mean a folder.",
-    )
-    collections: list[str] = Field(
-        ..., min_length=1, description="Collections it may be read for; '*' means any."
-    )
-    write: bool = Field(
-        False,
-        description="Also let batch_query outputs and exports of these collections write "
-        "under it (default: read only: ingest_s3 sources and batch_query inputs).",
-    )
-
-    @field_validator("prefix")
-    @classmethod
-    def _no_leading_slash(cls, prefix: str) -> str:
-        return prefix.lstrip("/")
-
-    def covers(self, location: Location, collection: str, access: Access) -> bool:
-        return (
-            location.bucket == self.bucket
-            and location.scope.startswith(self.prefix)
-            and (access == "read" or self.write)
-            and self.serves(collection)
-        )
-
-    def serves(self, collection: str) -> bool:
-        return ANY_COLLECTION in self.collections or collection in self.collections
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
+    from core.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from app.metrics import get_metrics
 from app.sources import SourcePolicy
+from core.settings import Settings
 from experiments.controller import Experiments
 from experiments.pipelines import (
     EmbedderPath,
@@ -25,11 +26,9 @@ from experiments.pipelines import (
 from experiments.variants import Experiment
 from jobs.batch_jobs import BatchJobs
 from jobs.batch_runner import BatchGate
-from jobs.object_store import ObjectStore, make_object_store
 from jobs.reindex import Reindexer, ReindexLimits
 from models.catalog import Catalog
 from models.clients import ModelClients
-from retrieval.blobs import BlobStore, call_s3, make_blob_store, s3_client, split_s3_uri
 from retrieval.cache import AnswerCache, make_cache
 from retrieval.embedders import EmbedderRouter, ServedEmbedder
 from retrieval.index import ChunkIndex, EmbedderId, open_index
@@ -38,7 +37,8 @@ from retrieval.lexical import LexicalIndex
 from retrieval.page_images import PageRenderer
 from retrieval.render_pool import RenderLimits, RenderPool
 from retrieval.s3sync import S3Sync
-from settings import Settings
+from storage.object_store import ObjectStore, make_blob_store, make_object_store
+from storage.s3 import call_s3, s3_client, split_s3_uri
 
 logger = logging.getLogger("rag")
 
@@ -50,7 +50,7 @@ class Components:
     index: ChunkIndex
     lexical: LexicalIndex
     answers: AnswerCache
-    blobs: BlobStore
+    blobs: ObjectStore
     renderers: RenderPool
     pages: PageRenderer
     snapshots: ObjectStore

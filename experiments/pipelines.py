@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
+from core.settings import Settings
 from experiments.variants import Experiment, ModelChoice, Variant
 from models.catalog import Catalog
 from models.clients import EmbedderClient, GeneratorBackend
@@ -32,7 +33,6 @@ from retrieval.hybrid import Retriever
 from retrieval.index import ChunkIndex, EmbedderId
 from retrieval.lexical import LexicalIndex
 from retrieval.observer import Observer
-from settings import Settings
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 import bentoml
 
 from app.context import record_errors
+from core.settings import Settings
 from gateway.middleware import GatewayMiddleware
 from gateway.unknown_routes import guard_unknown_routes
-from settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 # BentoML stores an upload as NamedTemporaryFile("tmp" + 8 random chars + original name).

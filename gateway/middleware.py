@@ -38,12 +38,12 @@ from core.errors import (
     RequestTimeout,
     RequestTooLarge,
 )
+from core.keys import ALL_COLLECTIONS, KeyRing, Principal, presented_key
 from gateway.bodies import ClientDisconnected, ReadLimits, read_body, replay, too_large
 from gateway.content import body_type, check_multipart, json_object
 from gateway.errors import OPENAI_PREFIX, error_body, framework_error, is_error_body
 from gateway.exchanges import Exchange, finish
 from gateway.inflight import InFlight
-from gateway.keys import ALL_COLLECTIONS, KeyRing, Principal, presented_key
 from gateway.openapi import SPEC_PATH, spec_rewriter
 from gateway.query import encode_query, parse_query
 from gateway.ratelimit import RateLimiter
@@ -52,7 +52,7 @@ from gateway.tasks import TaskRegistry, make_task_records, unknown_task
 from retrieval.index import DEFAULT_COLLECTION
 
 if TYPE_CHECKING:
-    from settings import Settings
+    from core.settings import Settings
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

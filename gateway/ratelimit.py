@@ -12,13 +12,13 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 
-from limits import RateLimitItem, parse_many
+from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from gateway.keys import Principal
+from core.keys import Principal
+from core.rate_limits import parse_limits
 from storage.redis_connections import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
@@ -40,14 +40,6 @@ class Decision:
         if not self.allowed:
             headers["Retry-After"] = str(max(self.reset_s, 1))
         return headers
-
-
-@lru_cache(maxsize=256)
-def parse_limits(spec: str) -> tuple[RateLimitItem, ...]:
-    """``"10/second;600/minute"`` -> its limits; ``""`` -> none. Raises ValueError."""
-    if not spec.strip():
-        return ()
-    return tuple(parse_many(spec))
 
 
 class RateLimiter:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from app.sources import BATCH_INPUT, BATCH_OUTPUT, EXPORT_DESTINATION, LocationField
-from gateway.keys import Action
+from core.keys import Action
 
 LimitClass = Literal["query", "ingest"]
 # The request bodies a route takes, by media type (BentoML picks its parser by it: JSON,
@@ -128,7 +128,7 @@ RULES: dict[str, RouteRule] = {
     # Any key may vote, on the answers it received (checked by the feedback store).
     "/feedback": _READ,
     # Rollouts span every collection: admins of every collection only (the service checks
-    # the scope: gateway/keys.Principal.require_every_collection).
+    # the scope: core/keys.Principal.require_every_collection).
     "/rollout": _WRITE,
     "/promote": _WRITE,
     "/rollback": _WRITE,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from core.errors import DependencyUnavailable, TaskNotFound
-from gateway.keys import Principal
+from core.keys import Principal
 from storage.redis_connections import DEFAULT_TIMEOUT_S, connect
 
 # A task's record is kept this long after submission; BentoML's own result store keeps

@@ -19,8 +19,8 @@ from typing import Any
 
 from core.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
 from jobs.batch_rows import BatchRow
-from retrieval.blobs import call_s3
 from retrieval.locations import Location
+from storage.s3 import call_s3
 
 MAX_ROWS = 100_000
 # An input is read into memory whole: this keeps one S3 object from taking the worker down.

@@ -23,8 +23,8 @@ from core.errors import DependencyUnavailable, InvalidRequest, JobConflict, Task
 from jobs.batch_input import fetch_input, input_sha256, read_rows
 from jobs.batch_journal import BatchJournal, BatchOutputError, JobManifest, check_output, job_key
 from jobs.batch_runner import Answer, BatchGate, BatchProgress, Prepare, run_batch
-from jobs.object_store import ObjectStore
 from retrieval.locations import Location
+from storage.object_store import ObjectStore
 
 _TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # fullmatch: "$" would let "id\n" in
 # The folder of exports/ that holds batch outputs, one folder per job: no other export may

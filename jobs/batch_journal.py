@@ -9,7 +9,7 @@ concatenated in order, as JSON Lines (``jobs.batch_rows.dumps_row``).
 
 A job's folder (``<root>/<job key>/``) holds ``manifest.json`` (what the job is),
 ``segments/<n>.jsonl`` and, once done, ``output.jsonl`` (when no output URI was given)
-and ``finished.json`` (the summary). The root is a ``jobs.object_store`` store: a local
+and ``finished.json`` (the summary). The root is a ``storage.object_store`` store: a local
 folder or an S3 prefix (``make_object_store(settings, "jobs/batch")``).
 """
 
@@ -27,9 +27,9 @@ from typing import Any
 
 from core.errors import DocumentNotFound, InvalidRequest, JobConflict
 from jobs.batch_rows import dumps_row
-from jobs.object_store import ObjectStore, write_atomic
-from retrieval.blobs import call_s3
 from retrieval.locations import parse_location
+from storage.object_store import ObjectStore, write_atomic
+from storage.s3 import call_s3
 
 SEGMENT_ROWS = 50
 MANIFEST = "manifest.json"

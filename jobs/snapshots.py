@@ -32,11 +32,10 @@ import pyarrow as pa
 
 from core.errors import EmbedderMismatch, InvalidRequest, SnapshotNotFound
 from jobs.chunk_tables import chunk_table, from_parquet, read_chunks, table_vectors, to_parquet
-from jobs.object_store import ObjectStore
-from retrieval.blobs import BlobStore
 from retrieval.engines import EmbedFn
 from retrieval.index import ChunkIndex, DocumentRecord, EmbedderId, LiveIndex
 from retrieval.ingestion import document_id_for
+from storage.object_store import ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def take_snapshot(
     index: ChunkIndex,
     collection: str,
     store: ObjectStore,
-    blobs: BlobStore,
+    blobs: ObjectStore,
     settings: dict[str, Any],
 ) -> SnapshotInfo:
     """Snapshot the live index of ``collection``. ``settings``: the chunk settings of the
@@ -172,7 +171,7 @@ def restore_snapshot(
     vectors: np.ndarray,
     target: str,
     store: ObjectStore,
-    blobs: BlobStore,
+    blobs: ObjectStore,
     embedder: EmbedderId,
 ) -> LiveIndex:
     """Build ``target``'s new generation from the snapshot's ``table`` with ``vectors``
@@ -241,7 +240,7 @@ def _restored_record(
     target: str,
     generation: str,
     store: ObjectStore,
-    blobs: BlobStore,
+    blobs: ObjectStore,
 ) -> DocumentRecord:
     """The record of a document of a snapshot of ``collection`` restored into ``target``."""
     external = fields["metadata"].get("s3_uri")

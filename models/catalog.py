@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from core.settings import Settings
 from experiments.variants import Experiment, ModelChoice, VariantsError, missing_models, resolved
-from settings import Settings
 
 Kind = Literal["embedder", "generator"]
 KINDS: tuple[Kind, ...] = ("embedder", "generator")

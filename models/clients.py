@@ -13,12 +13,12 @@ import aiohttp
 import bentoml
 
 from core.errors import DependencyUnavailable
+from core.settings import Settings
 from models.catalog import Catalog, ModelVersion
 from models.embedder import embedder_service
 from models.generator import ChatPrompt, Completion, generator_service
 from models.routing import AloneOrBatched
 from models.store import ModelSource
-from settings import Settings
 
 
 class EmbedderClient:

@@ -13,9 +13,9 @@ from typing import Any
 import bentoml
 import numpy as np
 
+from core.settings import get_settings
 from models.store import ModelSource, engine_source, load_model, version_service
 from models.threads import use_torch_threads
-from settings import get_settings
 
 settings = get_settings()
 logger = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ from typing import Any
 import bentoml
 from pydantic import BaseModel, Field
 
+from core.settings import get_settings
 from models.decoding import Generated
 from models.openai_server import openai_app
 from models.store import ModelSource, engine_source, load_model, version_service
-from settings import get_settings
 
 settings = get_settings()
 logger = logging.getLogger(__name__)

@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from core.settings import get_settings
 from models.openai_responses import (
     DONE,
     ChatChunks,
@@ -62,7 +63,6 @@ from models.openai_wire import (
     parse_chat_request,
     parse_completion_request,
 )
-from settings import get_settings
 
 logger = logging.getLogger(__name__)
 # Generations of /v1 at once (one batch and a stream, as the BentoML APIs), and how many

@@ -15,7 +15,6 @@ from pathlib import PurePath
 from typing import Any
 
 from core.errors import DocumentTooLarge, InvalidRequest, NoTextLayer, RagError
-from retrieval.blobs import BlobStore
 from retrieval.chunking import TokenCounter, chunk_pages
 from retrieval.embedders import EmbedderGuard, EmbedderRouter
 from retrieval.engines import EmbedFn, ms_since
@@ -28,6 +27,7 @@ from retrieval.index import (
 )
 from retrieval.observer import NullObserver, Observer
 from retrieval.parsing import check_size, parse_pdf
+from storage.object_store import ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class Ingestor:
         counter: TokenCounter,
         embed: EmbedFn,
         options: IngestOptions,
-        blobs: BlobStore,
+        blobs: ObjectStore,
         on_change: Callable[[str], None] | None = None,
         observer: Observer | None = None,
         guard: EmbedderGuard | None = None,

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.errors import RagError, UnsupportedDocument
-from retrieval.blobs import call_s3
 from retrieval.index import ChunkIndex, check_collection_name
 from retrieval.ingestion import Ingestor
+from storage.s3 import call_s3
 
 logger = logging.getLogger(__name__)
 

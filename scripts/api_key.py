@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.keys import KEY_PREFIX, ApiKeySpec, hash_key
+from core.keys import KEY_PREFIX, ApiKeySpec, hash_key
 
 
 def main() -> None:

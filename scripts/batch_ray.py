@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

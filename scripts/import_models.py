@@ -27,8 +27,8 @@ from pathlib import Path
 import bentoml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from core.settings import get_settings
 from models.store import DEFAULT_ENGINE, ENGINE_LABEL, ModelSource
-from settings import get_settings
 
 SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -144,7 +144,7 @@ class MotoS3:
         wait_for_http(f"{self.endpoint}/moto-api/", self.process, 60, log)
 
     def client(self):
-        from retrieval.blobs import s3_client
+        from storage.s3 import s3_client
 
         return s3_client(self.endpoint, "us-east-1")
 

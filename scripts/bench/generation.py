@@ -51,7 +51,7 @@ def served(prompts: list[dict[str, Any]], log_dir: Path) -> dict[str, Any]:
 
 
 def run(quick: bool, log_dir: Path) -> dict[str, Any]:
-    from settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     prompts = [

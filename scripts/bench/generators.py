@@ -26,8 +26,8 @@ BATCHES = (1, 8)
 
 
 def measure(quick: bool) -> dict[str, Any]:
+    from core.settings import get_settings
     from models.generator import ChatPrompt, Generator
-    from settings import get_settings
 
     generator = Generator()
     cap = get_settings().max_new_tokens

@@ -19,9 +19,9 @@ from scripts.bench.workload import embedder_counter, make_pdf, page_texts, query
 
 def chunks_of(pdf: bytes) -> tuple[int, list[Any], float]:
     """(pages, chunks, seconds to parse and chunk) as the service does it."""
+    from core.settings import get_settings
     from retrieval.chunking import chunk_pages
     from retrieval.parsing import parse_pdf
-    from settings import get_settings
 
     settings = get_settings()
     started = time.perf_counter()
@@ -41,8 +41,8 @@ def baseline(chunks: list[Any], queries: list[str], work: Path) -> dict[str, Any
     import numpy as np
     import torch
 
+    from core.settings import get_settings
     from retrieval.index import ChunkIndex, DocumentRecord
-    from settings import get_settings
 
     batch = get_settings().ingest_embed_batch
     texts = [c.text for c in chunks]

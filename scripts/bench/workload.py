@@ -42,9 +42,9 @@ def query_texts(n: int, seed: int = 1) -> list[str]:
 
 def embedder_counter() -> Any:
     """The embedder's own word-piece counter (what chunking measures with)."""
+    from core.settings import get_settings
     from models.store import ModelSource
     from retrieval.chunking import WordPieceCounter
-    from settings import get_settings
 
     path, _ = ModelSource(get_settings().embedder_model).resolve()
     return WordPieceCounter(path / "tokenizer.json")

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 from pydantic import ValidationError
 
-from app.sources import S3SourceRule
 from core.errors import InvalidRequest
+from core.s3_sources import S3SourceRule
 from retrieval.locations import s3_location
 from tests.deploy.k8s_objects import (
     MAIN_SERVICE,
@@ -142,7 +142,7 @@ def env_name_problems(objects: list[Obj], allowed: Collection[str]) -> list[str]
             if name not in allowed:
                 problems.append(
                     f"{ref(deployment)} container {container['name']}: {name} is not a "
-                    "setting (RAG_<FIELD> of settings.Settings) nor an allowed variable"
+                    "setting (RAG_<FIELD> of core.settings.Settings) nor an allowed variable"
                 )
     return problems
 

@@ -1,5 +1,5 @@
 """What a deployment may put in a service's environment: the service's settings (RAG_<FIELD>
-of settings.Settings) and a few standard variables, with values Settings accepts."""
+of core.settings.Settings) and a few standard variables, with values Settings accepts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource
 
-from settings import Settings
+from core.settings import Settings
 
 # Besides RAG_<FIELD>: OpenMP's thread count and boto3's credentials and region.
 NON_SETTINGS_ENV = frozenset(

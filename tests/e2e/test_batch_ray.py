@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gateway.keys import hash_key
+from core.keys import hash_key
 from jobs.batch_rows import RESULT_FIELDS
 from tests.conftest import ROOT, Server
 from tests.pdfs import MANUAL_PAGES, make_pdf

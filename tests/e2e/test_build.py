@@ -56,7 +56,7 @@ def test_bento_carries_the_code_and_offline_settings(bento):
     src = bento.path_of("src")
     for name in (
         "service.py",
-        "settings.py",
+        "core/settings.py",
         "models/embedder.py",
         "retrieval/index.py",
         "gateway/middleware.py",

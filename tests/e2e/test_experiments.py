@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.keys import hash_key
+from core.keys import hash_key
 from tests.conftest import RedisServer, Server
 from tests.pdfs import MANUAL_PAGES, make_pdf
 

@@ -20,7 +20,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.keys import hash_key
+from core.keys import hash_key
 from tests.conftest import ROOT, RedisServer, Server, dashboard_series
 from tests.pdfs import MANUAL_PAGES, make_pdf
 

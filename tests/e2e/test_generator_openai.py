@@ -11,8 +11,8 @@ import openai
 import pytest
 from openai import OpenAI
 
+from core.settings import get_settings
 from models.openai_generator import OpenAIGenerator
-from settings import get_settings
 from tests.conftest import Server
 
 pytestmark = pytest.mark.e2e

@@ -17,7 +17,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from gateway.keys import hash_key
+from core.keys import hash_key
 from tests.conftest import Server
 from tests.pdfs import MANUAL_PAGES, make_pdf
 

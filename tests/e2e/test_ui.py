@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.keys import hash_key
+from core.keys import hash_key
 from tests.conftest import ROOT, Server, sample_pdf
 from tests.pdfs import MANUAL_PAGES, make_pdf
 

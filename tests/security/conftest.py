@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.keys import hash_key
+from core.keys import hash_key
 from tests.conftest import BLOB_BUCKET, MotoS3, RedisServer, Server
 from tests.pdfs import make_pdf
 

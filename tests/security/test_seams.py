@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.keys import hash_key
+from core.keys import hash_key
 from tests.conftest import RedisServer, Server
 from tests.security.conftest import ALPHA_SECRET, BATCH_QUESTIONS, SOURCE_BUCKET, Secured
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def service(tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp("inprocess")
     os.environ["RAG_DATA_DIR"] = str(data_dir)
-    from settings import get_settings
+    from core.settings import get_settings
 
     get_settings.cache_clear()
     import service as service_module

@@ -13,8 +13,8 @@ import pytest
 from core.errors import DependencyUnavailable
 from jobs.batch_input import BatchInputError, fetch_input, input_sha256, read_rows
 from jobs.batch_rows import BatchRow
-from retrieval.blobs import s3_client
 from retrieval.locations import Location, parse_location
+from storage.s3 import s3_client
 from tests.conftest import free_port
 
 

@@ -17,7 +17,7 @@ from jobs.batch_journal import (
     write_output,
 )
 from jobs.batch_rows import BatchRow, result_row
-from jobs.object_store import LocalObjectStore, S3ObjectStore
+from storage.object_store import LocalObjectStore, S3ObjectStore
 
 SHA = "a" * 64
 

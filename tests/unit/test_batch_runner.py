@@ -15,7 +15,7 @@ from core.errors import DependencyUnavailable, InvalidRequest
 from jobs.batch_journal import BatchJournal, JobManifest
 from jobs.batch_rows import BatchRow, result_row
 from jobs.batch_runner import BatchGate, BatchProgress, run_batch
-from jobs.object_store import LocalObjectStore, S3ObjectStore
+from storage.object_store import LocalObjectStore, S3ObjectStore
 
 SEGMENT_ROWS = 5
 

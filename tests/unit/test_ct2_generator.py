@@ -93,7 +93,7 @@ def test_a_generator_directory_has_no_ct2_version_and_serves_with_torch(tmp_path
 def test_an_unknown_generator_engine_is_refused_naming_the_engines(monkeypatch):
     from pydantic import ValidationError
 
-    from settings import Settings
+    from core.settings import Settings
 
     monkeypatch.setenv("RAG_GENERATOR_ENGINE", "vllm")
     with pytest.raises(ValidationError) as raised:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from settings import Settings
+from core.settings import Settings
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()

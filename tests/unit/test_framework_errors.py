@@ -12,9 +12,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from core.settings import Settings
 from gateway.errors import framework_error, is_error_body
 from gateway.middleware import GatewayMiddleware
-from settings import Settings
 
 # What BentoML answers when pydantic refuses a request body.
 VALIDATION = json.dumps(

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from core.errors import DocumentTooLarge
-from retrieval.blobs import LocalBlobStore
 from retrieval.index import open_index
 from retrieval.ingestion import IngestOptions, Ingestor
+from storage.object_store import LocalObjectStore
 from tests.pdfs import make_pdf, many_pages_pdf
 
 
@@ -24,7 +24,7 @@ def ingestor(tmp_path, counter):
             max_bytes=2**20, chunk_tokens=64, overlap_tokens=0, embed_batch=16, **limits
         )
         index = open_index(tmp_path / "index", None)
-        return Ingestor(index, counter, never_embed, options, LocalBlobStore(tmp_path / "blobs"))
+        return Ingestor(index, counter, never_embed, options, LocalObjectStore(tmp_path / "blobs"))
 
     return make
 

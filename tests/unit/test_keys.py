@@ -10,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from core.errors import Forbidden, Unauthenticated
-from gateway.keys import ApiKeySpec, KeyRing, hash_key, presented_key
+from core.keys import ApiKeySpec, KeyRing, hash_key, presented_key
+from core.settings import Settings
 from gateway.routes import (
     JSON_BODY_LIMIT,
     RULES,
@@ -19,7 +20,6 @@ from gateway.routes import (
     is_public,
     rule_for,
 )
-from settings import Settings
 from tests.conftest import ROOT
 
 

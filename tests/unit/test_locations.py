@@ -10,8 +10,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from core.errors import InvalidRequest
-from retrieval.blobs import split_s3_uri
 from retrieval.locations import Location, parse_location, s3_location
+from storage.s3 import split_s3_uri
 
 # Characters of real keys, and the ones that make a location ambiguous.
 SAFE = "abcxyz0189-_.~!$&'()*+,;=@ éü"
@@ -33,7 +33,7 @@ def test_a_canonical_s3_object_is_accepted_as_it_is_and_urlsplit_reads_the_same(
     location = parse(text)
     assert (location.scheme, location.bucket, location.key) == ("s3", bucket, key)
     assert str(location) == text
-    # What the old code fetched (urlsplit) is what was checked.
+    # What the object store fetches (split_s3_uri) is what was checked.
     assert split_s3_uri(text) == (location.bucket, location.key)
 
 

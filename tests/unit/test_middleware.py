@@ -14,9 +14,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from gateway.keys import ApiKeySpec, hash_key
+from core.keys import ApiKeySpec, hash_key
+from core.settings import Settings
 from gateway.middleware import GatewayMiddleware
-from settings import Settings
 
 KEY = "rag_unit-test-key"
 

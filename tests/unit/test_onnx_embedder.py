@@ -101,7 +101,7 @@ def test_an_engine_without_a_stored_version_falls_back_to_torch_with_a_warning(c
 def test_an_unknown_engine_is_refused_naming_the_engines(monkeypatch):
     from pydantic import ValidationError
 
-    from settings import Settings
+    from core.settings import Settings
 
     monkeypatch.setenv("RAG_EMBEDDER_ENGINE", "tensorrt")
     with pytest.raises(ValidationError) as raised:

@@ -21,12 +21,12 @@ from api.openai_api import model_ids
 from app.answering import AnswerStream
 from app.context import caller
 from core.errors import InvalidRequest
-from gateway.keys import ApiKeySpec, hash_key
+from core.keys import ApiKeySpec, hash_key
+from core.settings import Settings
 from gateway.middleware import GatewayMiddleware
 from gateway.unknown_routes import UnknownRouteGuard
 from retrieval.answering import StreamReport, sources_line
 from retrieval.index import Passage
-from settings import Settings
 
 ADMIN = "rag_unit-admin-key"
 ALPHA_READER = "rag_unit-alpha-reader"

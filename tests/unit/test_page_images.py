@@ -13,9 +13,9 @@ from PIL import Image
 from pypdf import PdfReader
 
 from core.errors import CorruptPdf, InvalidRequest
-from retrieval.blobs import LocalBlobStore
 from retrieval.index import DocumentRecord
 from retrieval.page_images import PageImageCache, PageRenderer, image_width, render_page
+from storage.object_store import LocalObjectStore
 from tests.conftest import sample_pdf
 from tests.pdfs import MANUAL_PAGES, make_pdf
 
@@ -37,7 +37,7 @@ def shown_size(pdf: bytes, page: int) -> tuple[float, float]:
 
 
 def stored(tmp_path, pdf: bytes, name: str = "manual.pdf") -> tuple[DocumentRecord, PageRenderer]:
-    blobs = LocalBlobStore(tmp_path / "blobs")
+    blobs = LocalObjectStore(tmp_path / "blobs")
     record = DocumentRecord(
         document_id="doc-1",
         collection="manuals",

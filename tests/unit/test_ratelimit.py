@@ -7,8 +7,9 @@ import logging
 
 import pytest
 
-from gateway.keys import Principal
-from gateway.ratelimit import RateLimiter, parse_limits
+from core.keys import Principal
+from core.rate_limits import parse_limits
+from gateway.ratelimit import RateLimiter
 
 
 def key(name: str = "k", **limits: str) -> Principal:

@@ -15,10 +15,10 @@ import pytest
 import redis
 
 from core.errors import DependencyUnavailable
+from core.keys import KeyRing
 from experiments.feedback import AnswerRecord, RedisFeedback
 from experiments.outcomes import RedisOutcomes
 from experiments.rollouts import RedisRolloutLog
-from gateway.keys import KeyRing
 from gateway.ratelimit import RateLimiter
 from gateway.tasks import RedisTaskRecords
 from retrieval.cache import RedisCache, make_cache

@@ -14,11 +14,11 @@ import pytest
 
 from core.errors import IndexConflict
 from jobs.reindex import Reindexer, ReindexLimits, ReindexTarget
-from retrieval.blobs import LocalBlobStore
 from retrieval.chunking import chunk_pages
 from retrieval.index import ChunkIndex, DocumentRecord, EmbedderId
 from retrieval.ingestion import document_id_for
 from retrieval.parsing import parse_pdf
+from storage.object_store import LocalObjectStore
 from tests.pdfs import make_pdf
 
 OLD = EmbedderId("rag-embedder:torch", 8)
@@ -55,7 +55,7 @@ class Embedder:
 
 @pytest.fixture()
 def blobs(tmp_path):
-    return LocalBlobStore(tmp_path / "blobs")
+    return LocalObjectStore(tmp_path / "blobs")
 
 
 def ingest(index: ChunkIndex, blobs, counter, name: str, pages: list[str]) -> DocumentRecord:

@@ -14,10 +14,10 @@ import psutil
 import pytest
 
 from core.errors import CorruptPdf, DependencyUnavailable, InvalidRequest, PageTooComplex
-from retrieval.blobs import LocalBlobStore
 from retrieval.index import DocumentRecord
 from retrieval.page_images import PageRenderer, render_page
 from retrieval.render_pool import RenderLimits, RenderPool
+from storage.object_store import LocalObjectStore
 from tests.pdfs import MANUAL_PAGES, make_pdf, render_bomb_pdf
 from tests.unit.test_page_images import stored
 
@@ -176,7 +176,7 @@ def boxed_renderer(
     """A PageRenderer on ``pool``, and the records of the manual and of the bomb, stored."""
     manual, _ = stored(tmp_path, PDF)
     bomb, _ = stored(tmp_path, BOMB, "bomb.pdf")
-    blobs = LocalBlobStore(tmp_path / "blobs")
+    blobs = LocalObjectStore(tmp_path / "blobs")
     return PageRenderer(blobs.get, pool.render_async, 2000, 16 * MB), manual, bomb
 
 

@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.errors import EmbedderMismatch, InvalidRequest, SnapshotNotFound
-from jobs.object_store import LocalObjectStore, S3ObjectStore
 from jobs.snapshots import (
     check_embedder,
     list_snapshots,
@@ -22,8 +21,8 @@ from jobs.snapshots import (
     snapshot_chunks,
     take_snapshot,
 )
-from retrieval.blobs import LocalBlobStore
 from retrieval.index import ChunkIndex, EmbedderId
+from storage.object_store import LocalObjectStore, S3ObjectStore
 from tests.unit.test_index import record, stage, vec
 
 EMBEDDER = EmbedderId("rag-embedder:v1", 8)
@@ -43,7 +42,7 @@ def store(request, tmp_path):
 
 @pytest.fixture()
 def blobs(tmp_path):
-    return LocalBlobStore(tmp_path / "blobs")
+    return LocalObjectStore(tmp_path / "blobs")
 
 
 def ingest(index: ChunkIndex, blobs, ingest_id: str, name: str) -> None:
@@ -152,7 +151,8 @@ def test_a_failed_restore_leaves_the_live_index_as_it_was(index, store, blobs, t
     ingest(index, blobs, "two", "b.pdf")
     before, live = results(index), index.live("default")
     # A blob store that cannot take the PDFs back: a file sits where a folder must go.
-    broken = LocalBlobStore(tmp_path / "broken")
+    broken = LocalObjectStore(tmp_path / "broken")
+    (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "default").write_bytes(b"")
     with pytest.raises(OSError):
         restore(index, store, broken, info.snapshot_id)

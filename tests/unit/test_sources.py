@@ -9,11 +9,11 @@ from app.sources import (
     BATCH_INPUT,
     BATCH_OUTPUT,
     EXPORT_DESTINATION,
-    S3SourceRule,
     SourcePolicy,
 )
 from core.errors import Forbidden, InvalidRequest
-from settings import Settings
+from core.s3_sources import S3SourceRule
+from core.settings import Settings
 
 RULES = [
     S3SourceRule(bucket="reports", prefix="finance/", collections=["finance"]),

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from core.errors import DependencyUnavailable, TaskNotFound
-from gateway.keys import UNRESTRICTED, Principal
+from core.keys import UNRESTRICTED, Principal
 from gateway.tasks import RedisTaskRecords, SqliteTaskRecords, TaskRegistry
 
 ALPHA = Principal("alpha-admin", "admin", frozenset({"alpha"}), {})

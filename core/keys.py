@@ -111,8 +111,12 @@ class KeyRing:
             if spec.sha256 in self._by_hash:
                 raise ValueError(f"API key {spec.name!r} has the same hash as another key")
             names.add(spec.name)
+            # Keyed by any route class name, as the limiter looks them up.
+            limits: dict[str, str] = {
+                route_class: limit for route_class, limit in spec.rate_limits.items()
+            }
             self._by_hash[spec.sha256] = Principal(
-                spec.name, spec.role, frozenset(spec.collections), dict(spec.rate_limits)
+                spec.name, spec.role, frozenset(spec.collections), limits
             )
 
     @property

@@ -21,6 +21,7 @@ from bentoml.validators import ContentType
 from pydantic import BaseModel, Field
 
 from api.openai_api import openai_app
+from core.collection_names import DEFAULT_COLLECTION, check_collection_name
 from core.errors import (
     DocumentNotFound,
     InvalidRequest,
@@ -28,6 +29,7 @@ from core.errors import (
     SnapshotNotFound,
     TaskNotFound,
 )
+from core.records import DocumentRecord, Passage
 from experiments.controller import Experiments
 from experiments.export import FORMATS, export_feedback, served_destination
 from experiments.feedback import AnswerRecord
@@ -74,13 +76,7 @@ from retrieval.answering import Answer
 from retrieval.blobs import call_s3, make_blob_store, s3_client
 from retrieval.cache import AnswerCache, make_cache
 from retrieval.embedders import EmbedderRouter
-from retrieval.index import (
-    DEFAULT_COLLECTION,
-    DocumentRecord,
-    Passage,
-    check_collection_name,
-    open_index,
-)
+from retrieval.index import open_index
 from retrieval.ingestion import IngestOptions, Ingestor, IngestResult
 from retrieval.lexical import LexicalIndex
 from retrieval.locations import Location

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import Headers, MutableHeaders
 
+from core.collection_names import DEFAULT_COLLECTION
 from core.errors import (
     Forbidden,
     InternalError,
@@ -51,7 +52,6 @@ from gateway.ratelimit import Decision, RateLimiter
 from gateway.routes import RouteRule, body_limit, is_public, rule_for
 from gateway.sources import SourcePolicy
 from gateway.tasks import TaskRegistry, make_task_records, unknown_task
-from retrieval.index import DEFAULT_COLLECTION
 
 if TYPE_CHECKING:
     from settings import Settings

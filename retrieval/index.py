@@ -23,100 +23,37 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from core.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
+from core.errors import DependencyUnavailable, DocumentNotFound
+from core.records import (
+    FIRST_GENERATION,
+    ChunkRow,
+    DocumentRecord,
+    EmbedderId,
+    LiveIndex,
+    Passage,
+)
 from retrieval.chunking import Chunk
 
-DEFAULT_COLLECTION = "default"
-# Matched whole (fullmatch): with match, "$" also matches before a final newline.
-_COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _REGISTRY = "rag-documents"
 _CHUNKS_PREFIX = "rag-chunks-"
 _PENDING = "pending"
 _DOCUMENT = "document"
 _LIVE = "live"
 _GENERATION = "generation"
-# The generation of indexes made before generations existed.
-FIRST_GENERATION = "0"
 # Chunks read at once when the lexical index loads a document.
 _READ_PAGE = 5000
 # Registry records need a vector in Chroma; they are never searched by it.
 _NO_VECTOR = [1.0]
-
-
-@dataclass(frozen=True)
-class DocumentRecord:
-    document_id: str
-    collection: str
-    filename: str
-    sha256: str
-    pages: int
-    chunks: int
-    ingest_id: str
-    indexed_at: float
-    metadata: dict[str, Any] = field(default_factory=dict)
-    source: str = ""  # URI of the PDF's bytes in the blob store
-    generation: str = FIRST_GENERATION  # the index generation that holds its chunks
-
-    def to_public(self) -> dict[str, Any]:
-        public = asdict(self)
-        del public["ingest_id"], public["generation"]
-        return public
-
-
-@dataclass(frozen=True)
-class LiveIndex:
-    """What a reader of a collection reads: the live generation and its version."""
-
-    collection: str
-    generation: str
-    index_version: str
-    previous: str = ""  # the generation rollback_index goes back to ("" when none)
-
-
-@dataclass(frozen=True)
-class Passage:
-    document_id: str
-    filename: str
-    page_start: int
-    page_end: int
-    text: str
-    score: float
-    chunk_index: int
-    chunk_id: str = ""
-    # 1-based rank of this passage in each retriever that found it ("dense", "lexical").
-    ranks: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class EmbedderId:
-    """Which embedder made a collection's vectors: its model tag and vector length."""
-
-    tag: str
-    dimension: int
-
-    def __str__(self) -> str:
-        return f"{self.tag} ({self.dimension} dimensions)"
-
-
-def check_collection_name(name: str) -> str:
-    """Return ``name`` if it is a valid collection name, else raise InvalidRequest."""
-    if not isinstance(name, str) or not _COLLECTION_NAME.fullmatch(name):
-        raise InvalidRequest(
-            f"invalid collection name {name!r}: use 1-63 letters, digits, '-' or '_', "
-            "starting with a letter or digit"
-        )
-    return name
 
 
 class ChunkIndex:
@@ -710,18 +647,6 @@ class ChunkIndex:
                         embeddings=[_NO_VECTOR],
                         metadatas=[self._bumped(collection, FIRST_GENERATION)],
                     )
-
-
-@dataclass(frozen=True)
-class ChunkRow:
-    """One stored chunk as a snapshot or an export reads it."""
-
-    chunk_id: str
-    text: str
-    page_start: int
-    page_end: int
-    chunk_index: int
-    vector: np.ndarray | None
 
 
 def open_index(data_dir: Path, chroma_url: str | None) -> ChunkIndex:

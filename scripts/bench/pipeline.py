@@ -41,7 +41,8 @@ def baseline(chunks: list[Any], queries: list[str], work: Path) -> dict[str, Any
     import numpy as np
     import torch
 
-    from retrieval.index import ChunkIndex, DocumentRecord
+    from core.records import DocumentRecord
+    from retrieval.index import ChunkIndex
     from settings import get_settings
 
     batch = get_settings().ingest_embed_batch

@@ -9,9 +9,11 @@ import hypothesis.strategies
 import numpy as np
 import pytest
 
+from core.collection_names import check_collection_name
 from core.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
+from core.records import DocumentRecord
 from retrieval.chunking import Chunk
-from retrieval.index import ChunkIndex, DocumentRecord, check_collection_name
+from retrieval.index import ChunkIndex
 
 DIM = 8
 

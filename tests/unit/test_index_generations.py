@@ -9,7 +9,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from retrieval.index import FIRST_GENERATION, ChunkIndex
+from core.records import FIRST_GENERATION
+from retrieval.index import ChunkIndex
 from tests.unit.test_index import record, stage, vec
 
 

@@ -13,8 +13,8 @@ from PIL import Image
 from pypdf import PdfReader
 
 from core.errors import CorruptPdf, InvalidRequest
+from core.records import DocumentRecord
 from retrieval.blobs import LocalBlobStore
-from retrieval.index import DocumentRecord
 from retrieval.page_images import PageImageCache, PageRenderer, image_width, render_page
 from tests.conftest import sample_pdf
 from tests.pdfs import MANUAL_PAGES, make_pdf

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from core.errors import IndexConflict
+from core.records import DocumentRecord, EmbedderId
 from jobs.reindex import Reindexer, ReindexLimits, ReindexTarget
 from retrieval.blobs import LocalBlobStore
 from retrieval.chunking import chunk_pages
-from retrieval.index import ChunkIndex, DocumentRecord, EmbedderId
+from retrieval.index import ChunkIndex
 from retrieval.ingestion import document_id_for
 from retrieval.parsing import parse_pdf
 from tests.pdfs import make_pdf

@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from core.errors import CorruptPdf, DependencyUnavailable, InvalidRequest, PageTooComplex
+from core.records import DocumentRecord
 from retrieval.blobs import LocalBlobStore
-from retrieval.index import DocumentRecord
 from retrieval.page_images import PageRenderer, render_page
 from retrieval.render_pool import RenderLimits, RenderPool
 from tests.pdfs import MANUAL_PAGES, make_pdf, render_bomb_pdf

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.errors import EmbedderMismatch, InvalidRequest, SnapshotNotFound
+from core.records import EmbedderId
 from jobs.object_store import LocalObjectStore, S3ObjectStore
 from jobs.snapshots import (
     check_embedder,
@@ -23,7 +24,7 @@ from jobs.snapshots import (
     take_snapshot,
 )
 from retrieval.blobs import LocalBlobStore
-from retrieval.index import ChunkIndex, EmbedderId
+from retrieval.index import ChunkIndex
 from tests.unit.test_index import record, stage, vec
 
 EMBEDDER = EmbedderId("rag-embedder:v1", 8)

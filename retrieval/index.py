@@ -21,15 +21,12 @@ version it read before retrieving.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -42,63 +39,58 @@ from core.records import (
     LiveIndex,
     Passage,
 )
+from retrieval.chroma_store import ChromaStore, embedded_client, parse_server_url, server_client
 from retrieval.chunking import Chunk
+from retrieval.index_format import (
+    DOCUMENT,
+    GENERATION,
+    NO_VECTOR,
+    PENDING,
+    chunk_metadata,
+    document_metadata,
+    document_record,
+    document_registry_id,
+    generation_id,
+    generation_metadata,
+    live_id,
+    live_metadata,
+    next_version,
+    pending_id,
+    pending_metadata,
+    registry_id,
+)
+from retrieval.index_format import (
+    chunk_id as make_chunk_id,
+)
 
-_REGISTRY = "rag-documents"
-_CHUNKS_PREFIX = "rag-chunks-"
-_PENDING = "pending"
-_DOCUMENT = "document"
-_LIVE = "live"
-_GENERATION = "generation"
 # Chunks read at once when the lexical index loads a document.
 _READ_PAGE = 5000
-# Registry records need a vector in Chroma; they are never searched by it.
-_NO_VECTOR = [1.0]
 
 
 class ChunkIndex:
     """Documents and chunks in Chroma. Methods are blocking; call them from a thread."""
 
     def __init__(self, client: Any) -> None:
-        self._client = client
-        self._collections: dict[str, Any] = {}
-        self._registry = client.get_or_create_collection(_REGISTRY, embedding_function=None)
+        self._store = ChromaStore(client)
+        self._registry = self._store.registry
         self._migrate()
 
     @classmethod
     def embedded(cls, data_dir: Path) -> ChunkIndex:
         """An index in a local Chroma PersistentClient under ``data_dir``."""
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        data_dir.mkdir(parents=True, exist_ok=True)
-        client = chromadb.PersistentClient(
-            path=str(data_dir / "chroma"),
-            settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False),
-        )
-        return cls(client)
+        return cls(embedded_client(data_dir))
 
     @classmethod
     def server(cls, url: str) -> ChunkIndex:
         """An index in the Chroma server at ``url`` (``http[s]://host:port``).
 
         Raises:
+            ValueError: ``url`` is not such a URL.
             DependencyUnavailable: the server does not answer.
         """
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        parsed = urlsplit(url)
-        if parsed.scheme not in {"http", "https"} or not parsed.hostname:
-            raise ValueError(f"Chroma URL must look like http://host:8000, got {url!r}")
+        parsed = parse_server_url(url)
         try:
-            client = chromadb.HttpClient(
-                host=parsed.hostname,
-                port=parsed.port or (443 if parsed.scheme == "https" else 8000),
-                ssl=parsed.scheme == "https",
-                settings=ChromaSettings(anonymized_telemetry=False),
-            )
-            return cls(client)
+            return cls(server_client(parsed))
         except Exception as exc:  # chromadb raises many types for "cannot connect"
             raise DependencyUnavailable(f"Chroma server at {url} is unavailable: {exc}") from exc
 
@@ -121,10 +113,10 @@ class ChunkIndex:
             generation = generation or self.live(collection).generation
             return self._documents_by_id(collection, generation, [document_id]).get(document_id)
         got = self._registry.get(
-            where={"$and": [{"kind": _DOCUMENT}, {"document_id": document_id}]},
+            where={"$and": [{"kind": DOCUMENT}, {"document_id": document_id}]},
             include=["metadatas"],
         )
-        for record in (_record(m) for m in got["metadatas"]):
+        for record in (document_record(m) for m in got["metadatas"]):
             if record.generation == self.live(record.collection).generation:
                 return record
         return None
@@ -136,7 +128,7 @@ class ChunkIndex:
         got = self._registry.get(
             where={
                 "$and": [
-                    {"kind": _DOCUMENT},
+                    {"kind": DOCUMENT},
                     {"collection": collection},
                     {"generation": generation},
                     {"sha256": sha256},
@@ -144,7 +136,7 @@ class ChunkIndex:
             },
             include=["metadatas"],
         )
-        records = [_record(m) for m in got["metadatas"]]
+        records = [document_record(m) for m in got["metadatas"]]
         return min(records, key=lambda r: r.indexed_at) if records else None
 
     def list_documents(
@@ -155,20 +147,20 @@ class ChunkIndex:
         got = self._registry.get(
             where={
                 "$and": [
-                    {"kind": _DOCUMENT},
+                    {"kind": DOCUMENT},
                     {"collection": collection},
                     {"generation": generation},
                 ]
             },
             include=["metadatas"],
         )
-        return sorted((_record(m) for m in got["metadatas"]), key=lambda r: r.filename)
+        return sorted((document_record(m) for m in got["metadatas"]), key=lambda r: r.filename)
 
     # -- generations ---------------------------------------------------------------------
 
     def live(self, collection: str) -> LiveIndex:
         """The generation queries of ``collection`` read now, and its index_version."""
-        got = self._registry.get(ids=[_live_id(collection)], include=["metadatas"])
+        got = self._registry.get(ids=[live_id(collection)], include=["metadatas"])
         meta = got["metadatas"][0] if got["ids"] else {}
         generation = str(meta.get("generation") or FIRST_GENERATION)
         return LiveIndex(
@@ -180,9 +172,7 @@ class ChunkIndex:
 
     def index_version(self, collection: str, generation: str) -> str:
         """The version of one generation ("0" for one that was never written)."""
-        got = self._registry.get(
-            ids=[_generation_id(collection, generation)], include=["metadatas"]
-        )
+        got = self._registry.get(ids=[generation_id(collection, generation)], include=["metadatas"])
         return str(got["metadatas"][0]["index_version"]) if got["ids"] else "0"
 
     def create_generation(self, collection: str, settings: dict[str, Any]) -> str:
@@ -190,26 +180,23 @@ class ChunkIndex:
         chunking it was built with...) are kept with it. Returns its name."""
         generation = uuid.uuid4().hex[:12]
         self._registry.upsert(
-            ids=[_generation_id(collection, generation)],
-            embeddings=[_NO_VECTOR],
+            ids=[generation_id(collection, generation)],
+            embeddings=[NO_VECTOR],
             metadatas=[
-                {
-                    "kind": _GENERATION,
-                    "collection": collection,
-                    "generation": generation,
-                    "index_version": _next_version("0"),
-                    "created_at": time.time(),
-                    "settings": json.dumps(settings, sort_keys=True),
-                }
+                generation_metadata(
+                    collection,
+                    generation,
+                    next_version("0"),
+                    time.time(),
+                    json.dumps(settings, sort_keys=True),
+                )
             ],
         )
-        self._chunks(collection, generation)
+        self._store.chunks(collection, generation)
         return generation
 
     def generation_settings(self, collection: str, generation: str) -> dict[str, Any]:
-        got = self._registry.get(
-            ids=[_generation_id(collection, generation)], include=["metadatas"]
-        )
+        got = self._registry.get(ids=[generation_id(collection, generation)], include=["metadatas"])
         return json.loads(str(got["metadatas"][0].get("settings") or "{}")) if got["ids"] else {}
 
     def switch(self, collection: str, generation: str) -> LiveIndex:
@@ -219,17 +206,9 @@ class ChunkIndex:
         if generation == current.generation:
             return current
         self._registry.upsert(
-            ids=[_live_id(collection)],
-            embeddings=[_NO_VECTOR],
-            metadatas=[
-                {
-                    "kind": _LIVE,
-                    "collection": collection,
-                    "generation": generation,
-                    "previous": current.generation,
-                    "switched_at": time.time(),
-                }
-            ],
+            ids=[live_id(collection)],
+            embeddings=[NO_VECTOR],
+            metadatas=[live_metadata(collection, generation, current.generation, time.time())],
         )
         if current.previous and current.previous not in (generation, current.generation):
             self.drop_generation(collection, current.previous)
@@ -238,7 +217,7 @@ class ChunkIndex:
     def generations(self, collection: str) -> list[str]:
         """Every generation of ``collection`` that has a record (built, building or kept)."""
         got = self._registry.get(
-            where={"$and": [{"kind": _GENERATION}, {"collection": collection}]},
+            where={"$and": [{"kind": GENERATION}, {"collection": collection}]},
             include=["metadatas"],
         )
         return sorted(str(m["generation"]) for m in got["metadatas"])
@@ -247,17 +226,13 @@ class ChunkIndex:
         """Remove a generation that is not live: its chunks, documents and record."""
         if generation == self.live(collection).generation:
             raise ValueError(f"generation {generation} of {collection!r} is live")
-        from chromadb.errors import NotFoundError
-
-        self._collections.pop((collection, generation), None)
-        with contextlib.suppress(NotFoundError, ValueError):
-            self._client.delete_collection(_chunks_name(collection, generation))
+        self._store.delete_chunks(collection, generation)
         self._registry.delete(
             where={
                 "$and": [
                     {"collection": collection},
                     {"generation": generation},
-                    {"kind": {"$in": [_DOCUMENT, _GENERATION, _PENDING]}},
+                    {"kind": {"$in": [DOCUMENT, GENERATION, PENDING]}},
                 ]
             }
         )
@@ -267,18 +242,9 @@ class ChunkIndex:
     def begin(self, record: DocumentRecord) -> None:
         """Note that ``record``'s ingest has started, so its chunks can be swept if it dies."""
         self._registry.upsert(
-            ids=[_pending_id(record.ingest_id)],
-            embeddings=[_NO_VECTOR],
-            metadatas=[
-                {
-                    "kind": _PENDING,
-                    "collection": record.collection,
-                    "generation": record.generation,
-                    "document_id": record.document_id,
-                    "ingest_id": record.ingest_id,
-                    "started_at": time.time(),
-                }
-            ],
+            ids=[pending_id(record.ingest_id)],
+            embeddings=[NO_VECTOR],
+            metadatas=[pending_metadata(record, time.time())],
         )
 
     def stage(self, record: DocumentRecord, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
@@ -289,7 +255,7 @@ class ChunkIndex:
             return
         self.stage_rows(
             record,
-            [f"{record.ingest_id}:{c.index}" for c in chunks],
+            [make_chunk_id(record.ingest_id, c.index) for c in chunks],
             [c.text for c in chunks],
             [(c.page_start, c.page_end, c.index) for c in chunks],
             vectors,
@@ -305,19 +271,12 @@ class ChunkIndex:
     ) -> None:
         """``stage`` for chunks given as columns: ids, texts, (page_start, page_end,
         chunk_index) and vectors (a restore writes back what a snapshot read)."""
-        self._chunks(record.collection, record.generation).add(
+        self._store.chunks(record.collection, record.generation).add(
             ids=list(ids),
             embeddings=np.asarray(vectors, dtype=np.float32),
             documents=list(texts),
             metadatas=[
-                {
-                    "document_id": record.document_id,
-                    "ingest_id": record.ingest_id,
-                    "filename": record.filename,
-                    "page_start": page_start,
-                    "page_end": page_end,
-                    "chunk_index": chunk_index,
-                }
+                chunk_metadata(record, page_start, page_end, chunk_index)
                 for page_start, page_end, chunk_index in spans
             ],
         )
@@ -327,18 +286,21 @@ class ChunkIndex:
 
         The document record and its generation's new index_version are one upsert."""
         self._registry.upsert(
-            ids=[_document_id(record), _generation_id(record.collection, record.generation)],
-            embeddings=[_NO_VECTOR, _NO_VECTOR],
-            metadatas=[_metadata(record), self._bumped(record.collection, record.generation)],
+            ids=[document_registry_id(record), generation_id(record.collection, record.generation)],
+            embeddings=[NO_VECTOR, NO_VECTOR],
+            metadatas=[
+                document_metadata(record),
+                self._bumped(record.collection, record.generation),
+            ],
         )
-        self._registry.delete(ids=[_pending_id(record.ingest_id)])
+        self._registry.delete(ids=[pending_id(record.ingest_id)])
         if replaced is not None and replaced.ingest_id != record.ingest_id:
             self._drop_ingest(replaced.collection, replaced.generation, replaced.ingest_id)
 
     def abort(self, record: DocumentRecord) -> None:
         """Remove the staged chunks of an ingest that will not commit."""
         self._drop_ingest(record.collection, record.generation, record.ingest_id)
-        self._registry.delete(ids=[_pending_id(record.ingest_id)])
+        self._registry.delete(ids=[pending_id(record.ingest_id)])
 
     def delete_document(
         self, document_id: str, collection: str | None = None, generation: str | None = None
@@ -348,15 +310,14 @@ class ChunkIndex:
         record = self.find_document(document_id, collection, generation)
         if record is None:
             raise DocumentNotFound(f"no document with id {document_id!r}")
-        generation_id = _generation_id(record.collection, record.generation)
         # Versioned, then hidden: Chroma has no transaction spanning an upsert and a delete.
         self._registry.upsert(
-            ids=[generation_id],
-            embeddings=[_NO_VECTOR],
+            ids=[generation_id(record.collection, record.generation)],
+            embeddings=[NO_VECTOR],
             metadatas=[self._bumped(record.collection, record.generation)],
         )
-        self._registry.delete(ids=[_document_id(record)])
-        self._chunks(record.collection, record.generation).delete(
+        self._registry.delete(ids=[document_registry_id(record)])
+        self._store.chunks(record.collection, record.generation).delete(
             where={"document_id": document_id}
         )
         return record
@@ -366,7 +327,7 @@ class ChunkIndex:
 
         Returns the number of abandoned ingests removed.
         """
-        got = self._registry.get(where={"kind": _PENDING}, include=["metadatas"])
+        got = self._registry.get(where={"kind": PENDING}, include=["metadatas"])
         cutoff = time.time() - older_than_s
         stale = [m for m in got["metadatas"] if float(m["started_at"]) <= cutoff]
         for meta in stale:
@@ -375,7 +336,7 @@ class ChunkIndex:
                 str(meta.get("generation") or FIRST_GENERATION),
                 str(meta["ingest_id"]),
             )
-            self._registry.delete(ids=[_pending_id(str(meta["ingest_id"]))])
+            self._registry.delete(ids=[pending_id(str(meta["ingest_id"]))])
         return len(stale)
 
     def embedder_of(
@@ -387,8 +348,8 @@ class ChunkIndex:
         this process's copy (another replica may have recorded one since)."""
         generation = generation or self.live(collection).generation
         if fresh:
-            self._collections.pop((collection, generation), None)
-        chunks = self._chunks(collection, generation, create=False)
+            self._store.forget(collection, generation)
+        chunks = self._store.chunks(collection, generation, create=False)
         metadata = (chunks.metadata or {}) if chunks is not None else {}
         if "embedder" not in metadata:
             return None
@@ -399,7 +360,7 @@ class ChunkIndex:
     ) -> None:
         """Record that the vectors of ``collection``'s live generation (or the one named)
         are ``embedder``'s (creating it if needed)."""
-        chunks = self._chunks(collection, generation or self.live(collection).generation)
+        chunks = self._store.chunks(collection, generation or self.live(collection).generation)
         chunks.modify(
             metadata={
                 **(chunks.metadata or {}),
@@ -418,7 +379,7 @@ class ChunkIndex:
     ) -> list[Passage]:
         """The ``top_k`` visible chunks nearest to ``vector``, best first."""
         generation = generation or self.live(collection).generation
-        chunks = self._chunks(collection, generation, create=False)
+        chunks = self._store.chunks(collection, generation, create=False)
         if chunks is None:
             return []
         # No count() first: Chroma counts by scanning (5 ms at 100k chunks, more than the
@@ -439,7 +400,7 @@ class ChunkIndex:
 
     def collections(self) -> list[str]:
         """Every collection that has a committed document."""
-        got = self._registry.get(where={"kind": _DOCUMENT}, include=["metadatas"])
+        got = self._registry.get(where={"kind": DOCUMENT}, include=["metadatas"])
         return sorted({str(m["collection"]) for m in got["metadatas"]})
 
     def active_ingests(self, collection: str, generation: str | None = None) -> frozenset[str]:
@@ -468,7 +429,7 @@ class ChunkIndex:
         """``{ingest_id: [ChunkRow, ...]}`` of those ingests, in chunk order, with their
         vectors unless ``with_vectors`` is false."""
         generation = generation or self.live(collection).generation
-        chunks = self._chunks(collection, generation, create=False)
+        chunks = self._store.chunks(collection, generation, create=False)
         if chunks is None:
             return {}
         include = ["documents", "metadatas"] + (["embeddings"] if with_vectors else [])
@@ -513,7 +474,7 @@ class ChunkIndex:
         """The visible chunks among ``chunk_ids``, in that order, scored by cosine similarity
         to ``vector`` (the same score as ``search``); deleted or hidden ones are left out."""
         generation = generation or self.live(collection).generation
-        chunks = self._chunks(collection, generation, create=False)
+        chunks = self._store.chunks(collection, generation, create=False)
         if chunks is None or not chunk_ids:
             return []
         got = chunks.get(ids=list(chunk_ids), include=["documents", "metadatas", "embeddings"])
@@ -534,35 +495,12 @@ class ChunkIndex:
         return [by_id[c] for c in chunk_ids if c in by_id]
 
     def count_chunks(self, collection: str, generation: str | None = None) -> int:
-        chunks = self._chunks(collection, generation or self.live(collection).generation, False)
+        chunks = self._store.chunks(
+            collection, generation or self.live(collection).generation, False
+        )
         return chunks.count() if chunks is not None else 0
 
     # -- internals -----------------------------------------------------------------------
-
-    def _chunks(self, collection: str, generation: str, create: bool = True) -> Any:
-        """The Chroma collection of one generation's chunks; None if absent and not
-        ``create``.
-
-        Reads do not create: a mistyped collection name must not leave an empty one behind.
-        """
-        key = (collection, generation)
-        if key not in self._collections:
-            from chromadb.errors import NotFoundError
-
-            name = _chunks_name(collection, generation)
-            try:
-                self._collections[key] = (
-                    self._client.get_or_create_collection(
-                        name,
-                        embedding_function=None,
-                        configuration={"hnsw": {"space": "cosine"}},
-                    )
-                    if create
-                    else self._client.get_collection(name, embedding_function=None)
-                )
-            except NotFoundError:
-                return None
-        return self._collections[key]
 
     def _documents_by_id(
         self, collection: str, generation: str, ids: list[str]
@@ -570,12 +508,12 @@ class ChunkIndex:
         if not ids:  # Chroma refuses an empty id list
             return {}
         got = self._registry.get(
-            ids=[_registry_id(generation, i) for i in ids], include=["metadatas"]
+            ids=[registry_id(generation, i) for i in ids], include=["metadatas"]
         )
         return {
-            m["document_id"]: _record(m)
+            m["document_id"]: document_record(m)
             for m in got["metadatas"]
-            if m.get("kind") == _DOCUMENT and m.get("collection") == collection
+            if m.get("kind") == DOCUMENT and m.get("collection") == collection
         }
 
     def _visible(self, collection: str, generation: str, got: dict[str, Any]) -> list[Passage]:
@@ -604,32 +542,24 @@ class ChunkIndex:
         return passages
 
     def _drop_ingest(self, collection: str, generation: str, ingest_id: str) -> None:
-        chunks = self._chunks(collection, generation, create=False)
+        chunks = self._store.chunks(collection, generation, create=False)
         if chunks is not None:
             chunks.delete(where={"ingest_id": ingest_id})
 
     def _bumped(self, collection: str, generation: str) -> dict[str, Any]:
         """The generation record's metadata with a new index_version."""
-        got = self._registry.get(
-            ids=[_generation_id(collection, generation)], include=["metadatas"]
-        )
+        got = self._registry.get(ids=[generation_id(collection, generation)], include=["metadatas"])
         meta = (
             dict(got["metadatas"][0])
             if got["ids"]
-            else {
-                "kind": _GENERATION,
-                "collection": collection,
-                "generation": generation,
-                "created_at": time.time(),
-                "settings": "{}",
-            }
+            else generation_metadata(collection, generation, "0", time.time(), "{}")
         )
-        meta["index_version"] = _next_version(str(meta.get("index_version") or "0"))
+        meta["index_version"] = next_version(str(meta.get("index_version") or "0"))
         return meta
 
     def _migrate(self) -> None:
         """Indexes made before generations: their documents are generation "0"."""
-        got = self._registry.get(where={"kind": _DOCUMENT}, include=["metadatas"])
+        got = self._registry.get(where={"kind": DOCUMENT}, include=["metadatas"])
         old = [
             (i, m)
             for i, m in zip(got["ids"], got["metadatas"], strict=True)
@@ -643,8 +573,8 @@ class ChunkIndex:
             for collection in sorted({str(m["collection"]) for _, m in old}):
                 if self.index_version(collection, FIRST_GENERATION) == "0":
                     self._registry.upsert(
-                        ids=[_generation_id(collection, FIRST_GENERATION)],
-                        embeddings=[_NO_VECTOR],
+                        ids=[generation_id(collection, FIRST_GENERATION)],
+                        embeddings=[NO_VECTOR],
                         metadatas=[self._bumped(collection, FIRST_GENERATION)],
                     )
 
@@ -660,59 +590,3 @@ def _cosine(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1)
     norms[norms == 0] = 1.0
     return (vectors @ q) / norms
-
-
-def _pending_id(ingest_id: str) -> str:
-    return f"{_PENDING}:{ingest_id}"
-
-
-def _live_id(collection: str) -> str:
-    return f"{_LIVE}:{collection}"
-
-
-def _generation_id(collection: str, generation: str) -> str:
-    return f"{_GENERATION}:{collection}:{generation}"
-
-
-def _registry_id(generation: str, document_id: str) -> str:
-    # Generation "0" keeps the ids its records had before generations existed.
-    return document_id if generation == FIRST_GENERATION else f"{generation}/{document_id}"
-
-
-def _document_id(record: DocumentRecord) -> str:
-    return _registry_id(record.generation, record.document_id)
-
-
-def _chunks_name(collection: str, generation: str) -> str:
-    if generation == FIRST_GENERATION:
-        return _CHUNKS_PREFIX + collection
-    return f"{_CHUNKS_PREFIX}{collection}.{generation}"
-
-
-def _next_version(previous: str) -> str:
-    """A version later than ``previous``: nanoseconds since the epoch, in hex (unique in
-    practice, and ordered by this machine's clock)."""
-    return f"{max(int(previous, 16) + 1, time.time_ns()):x}"
-
-
-def _metadata(record: DocumentRecord) -> dict[str, Any]:
-    meta = asdict(record)
-    meta["metadata"] = json.dumps(record.metadata, sort_keys=True)
-    meta["kind"] = _DOCUMENT
-    return meta
-
-
-def _record(meta: dict[str, Any]) -> DocumentRecord:
-    return DocumentRecord(
-        document_id=str(meta["document_id"]),
-        collection=str(meta["collection"]),
-        filename=str(meta["filename"]),
-        sha256=str(meta["sha256"]),
-        pages=int(meta["pages"]),
-        chunks=int(meta["chunks"]),
-        ingest_id=str(meta["ingest_id"]),
-        indexed_at=float(meta["indexed_at"]),
-        metadata=json.loads(str(meta.get("metadata") or "{}")),
-        source=str(meta.get("source") or ""),
-        generation=str(meta.get("generation") or FIRST_GENERATION),
-    )

@@ -125,7 +125,7 @@ def test_bad_collection_names(name):
 def test_reading_an_unknown_collection_creates_nothing(index):
     assert index.search("typo", vec(0), 5) == []
     assert index.count_chunks("typo") == 0
-    assert "rag-chunks-typo" not in {c.name for c in index._client.list_collections()}
+    assert "rag-chunks-typo" not in {c.name for c in index._store.client.list_collections()}
 
 
 def test_an_unreachable_chroma_server_is_a_clear_503():

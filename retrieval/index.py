@@ -17,13 +17,16 @@ existed (its chunks keep their old Chroma collection name).
 Each generation has an ``index_version``: a new one, later than the last, with every
 commit or delete, written in the same upsert as the document record. A reader reports the
 version it read before retrieving.
+
+This module is the facade that callers use (``ChunkIndex``, ``open_index``); the work is
+done by: ``index_format`` (names, ids and metadata: the on-disk format), ``chroma_store``
+(the client and its collections), ``index_registry`` (documents, generations, embedders),
+``index_migration`` (older layouts brought up to date on open).
 """
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,37 +34,24 @@ from typing import Any
 import numpy as np
 
 from core.errors import DependencyUnavailable, DocumentNotFound
-from core.records import (
-    FIRST_GENERATION,
-    ChunkRow,
-    DocumentRecord,
-    EmbedderId,
-    LiveIndex,
-    Passage,
-)
+from core.records import FIRST_GENERATION, ChunkRow, DocumentRecord, EmbedderId, LiveIndex, Passage
 from retrieval.chroma_store import ChromaStore, embedded_client, parse_server_url, server_client
 from retrieval.chunking import Chunk
 from retrieval.index_format import (
-    DOCUMENT,
-    GENERATION,
     NO_VECTOR,
     PENDING,
     chunk_metadata,
     document_metadata,
-    document_record,
     document_registry_id,
     generation_id,
-    generation_metadata,
-    live_id,
-    live_metadata,
-    next_version,
     pending_id,
     pending_metadata,
-    registry_id,
 )
 from retrieval.index_format import (
     chunk_id as make_chunk_id,
 )
+from retrieval.index_migration import migrate
+from retrieval.index_registry import IndexRegistry
 
 # Chunks read at once when the lexical index loads a document.
 _READ_PAGE = 5000
@@ -72,8 +62,8 @@ class ChunkIndex:
 
     def __init__(self, client: Any) -> None:
         self._store = ChromaStore(client)
-        self._registry = self._store.registry
-        self._migrate()
+        self._registry = IndexRegistry(self._store)
+        migrate(self._store, self._registry)
 
     @classmethod
     def embedded(cls, data_dir: Path) -> ChunkIndex:
@@ -109,139 +99,81 @@ class ChunkIndex:
     ) -> DocumentRecord | None:
         """The document in ``generation`` (default: the live one) of ``collection``
         (default: whichever collection holds it)."""
-        if collection is not None:
-            generation = generation or self.live(collection).generation
-            return self._documents_by_id(collection, generation, [document_id]).get(document_id)
-        got = self._registry.get(
-            where={"$and": [{"kind": DOCUMENT}, {"document_id": document_id}]},
-            include=["metadatas"],
-        )
-        for record in (document_record(m) for m in got["metadatas"]):
-            if record.generation == self.live(record.collection).generation:
-                return record
-        return None
+        return self._registry.find_document(document_id, collection, generation)
 
     def find_by_sha256(
         self, collection: str, sha256: str, generation: str | None = None
     ) -> DocumentRecord | None:
-        generation = generation or self.live(collection).generation
-        got = self._registry.get(
-            where={
-                "$and": [
-                    {"kind": DOCUMENT},
-                    {"collection": collection},
-                    {"generation": generation},
-                    {"sha256": sha256},
-                ]
-            },
-            include=["metadatas"],
-        )
-        records = [document_record(m) for m in got["metadatas"]]
-        return min(records, key=lambda r: r.indexed_at) if records else None
+        """The earliest indexed document with these bytes, if any."""
+        return self._registry.find_by_sha256(collection, sha256, generation)
 
     def list_documents(
         self, collection: str, generation: str | None = None
     ) -> list[DocumentRecord]:
         """The documents of ``generation`` (default: the live one), by file name."""
-        generation = generation or self.live(collection).generation
-        got = self._registry.get(
-            where={
-                "$and": [
-                    {"kind": DOCUMENT},
-                    {"collection": collection},
-                    {"generation": generation},
-                ]
-            },
-            include=["metadatas"],
-        )
-        return sorted((document_record(m) for m in got["metadatas"]), key=lambda r: r.filename)
+        return self._registry.list_documents(collection, generation)
+
+    def collections(self) -> list[str]:
+        """Every collection that has a committed document."""
+        return self._registry.collections()
 
     # -- generations ---------------------------------------------------------------------
 
     def live(self, collection: str) -> LiveIndex:
         """The generation queries of ``collection`` read now, and its index_version."""
-        got = self._registry.get(ids=[live_id(collection)], include=["metadatas"])
-        meta = got["metadatas"][0] if got["ids"] else {}
-        generation = str(meta.get("generation") or FIRST_GENERATION)
-        return LiveIndex(
-            collection,
-            generation,
-            self.index_version(collection, generation),
-            str(meta.get("previous") or ""),
-        )
+        return self._registry.live(collection)
 
     def index_version(self, collection: str, generation: str) -> str:
         """The version of one generation ("0" for one that was never written)."""
-        got = self._registry.get(ids=[generation_id(collection, generation)], include=["metadatas"])
-        return str(got["metadatas"][0]["index_version"]) if got["ids"] else "0"
+        return self._registry.index_version(collection, generation)
 
     def create_generation(self, collection: str, settings: dict[str, Any]) -> str:
         """A new, empty generation of ``collection`` beside the live one; ``settings`` (the
         chunking it was built with...) are kept with it. Returns its name."""
-        generation = uuid.uuid4().hex[:12]
-        self._registry.upsert(
-            ids=[generation_id(collection, generation)],
-            embeddings=[NO_VECTOR],
-            metadatas=[
-                generation_metadata(
-                    collection,
-                    generation,
-                    next_version("0"),
-                    time.time(),
-                    json.dumps(settings, sort_keys=True),
-                )
-            ],
-        )
-        self._store.chunks(collection, generation)
-        return generation
+        return self._registry.create_generation(collection, settings)
 
     def generation_settings(self, collection: str, generation: str) -> dict[str, Any]:
-        got = self._registry.get(ids=[generation_id(collection, generation)], include=["metadatas"])
-        return json.loads(str(got["metadatas"][0].get("settings") or "{}")) if got["ids"] else {}
+        """The settings a generation was created with ({} when none were kept)."""
+        return self._registry.generation_settings(collection, generation)
 
     def switch(self, collection: str, generation: str) -> LiveIndex:
         """Make ``generation`` the live index of ``collection`` in one write, keep the one
         it replaces for rollback_index and drop the one kept before. Returns the new state."""
-        current = self.live(collection)
-        if generation == current.generation:
-            return current
-        self._registry.upsert(
-            ids=[live_id(collection)],
-            embeddings=[NO_VECTOR],
-            metadatas=[live_metadata(collection, generation, current.generation, time.time())],
-        )
-        if current.previous and current.previous not in (generation, current.generation):
-            self.drop_generation(collection, current.previous)
-        return self.live(collection)
+        return self._registry.switch(collection, generation)
 
     def generations(self, collection: str) -> list[str]:
         """Every generation of ``collection`` that has a record (built, building or kept)."""
-        got = self._registry.get(
-            where={"$and": [{"kind": GENERATION}, {"collection": collection}]},
-            include=["metadatas"],
-        )
-        return sorted(str(m["generation"]) for m in got["metadatas"])
+        return self._registry.generations(collection)
 
     def drop_generation(self, collection: str, generation: str) -> None:
-        """Remove a generation that is not live: its chunks, documents and record."""
-        if generation == self.live(collection).generation:
-            raise ValueError(f"generation {generation} of {collection!r} is live")
-        self._store.delete_chunks(collection, generation)
-        self._registry.delete(
-            where={
-                "$and": [
-                    {"collection": collection},
-                    {"generation": generation},
-                    {"kind": {"$in": [DOCUMENT, GENERATION, PENDING]}},
-                ]
-            }
-        )
+        """Remove a generation that is not live: its chunks, documents and record.
+
+        Raises:
+            ValueError: the generation is live.
+        """
+        self._registry.drop_generation(collection, generation)
+
+    def embedder_of(
+        self, collection: str, *, fresh: bool = False, generation: str | None = None
+    ) -> EmbedderId | None:
+        """The embedder recorded for the vectors of ``collection``'s live generation (or
+        the one named); None when none is recorded (no chunks yet, or indexed before
+        embedders were recorded). ``fresh`` reads it from Chroma again rather than from
+        this process's copy (another replica may have recorded one since)."""
+        return self._registry.embedder_of(collection, fresh=fresh, generation=generation)
+
+    def record_embedder(
+        self, collection: str, embedder: EmbedderId, generation: str | None = None
+    ) -> None:
+        """Record that the vectors of ``collection``'s live generation (or the one named)
+        are ``embedder``'s (creating it if needed)."""
+        self._registry.record_embedder(collection, embedder, generation)
 
     # -- writing -------------------------------------------------------------------------
 
     def begin(self, record: DocumentRecord) -> None:
         """Note that ``record``'s ingest has started, so its chunks can be swept if it dies."""
-        self._registry.upsert(
+        self._store.registry.upsert(
             ids=[pending_id(record.ingest_id)],
             embeddings=[NO_VECTOR],
             metadatas=[pending_metadata(record, time.time())],
@@ -285,22 +217,22 @@ class ChunkIndex:
         """Make ``record`` the visible version of its document, then drop what it replaced.
 
         The document record and its generation's new index_version are one upsert."""
-        self._registry.upsert(
+        self._store.registry.upsert(
             ids=[document_registry_id(record), generation_id(record.collection, record.generation)],
             embeddings=[NO_VECTOR, NO_VECTOR],
             metadatas=[
                 document_metadata(record),
-                self._bumped(record.collection, record.generation),
+                self._registry.bumped(record.collection, record.generation),
             ],
         )
-        self._registry.delete(ids=[pending_id(record.ingest_id)])
+        self._store.registry.delete(ids=[pending_id(record.ingest_id)])
         if replaced is not None and replaced.ingest_id != record.ingest_id:
             self._drop_ingest(replaced.collection, replaced.generation, replaced.ingest_id)
 
     def abort(self, record: DocumentRecord) -> None:
         """Remove the staged chunks of an ingest that will not commit."""
         self._drop_ingest(record.collection, record.generation, record.ingest_id)
-        self._registry.delete(ids=[pending_id(record.ingest_id)])
+        self._store.registry.delete(ids=[pending_id(record.ingest_id)])
 
     def delete_document(
         self, document_id: str, collection: str | None = None, generation: str | None = None
@@ -311,12 +243,12 @@ class ChunkIndex:
         if record is None:
             raise DocumentNotFound(f"no document with id {document_id!r}")
         # Versioned, then hidden: Chroma has no transaction spanning an upsert and a delete.
-        self._registry.upsert(
+        self._store.registry.upsert(
             ids=[generation_id(record.collection, record.generation)],
             embeddings=[NO_VECTOR],
-            metadatas=[self._bumped(record.collection, record.generation)],
+            metadatas=[self._registry.bumped(record.collection, record.generation)],
         )
-        self._registry.delete(ids=[document_registry_id(record)])
+        self._store.registry.delete(ids=[document_registry_id(record)])
         self._store.chunks(record.collection, record.generation).delete(
             where={"document_id": document_id}
         )
@@ -327,7 +259,7 @@ class ChunkIndex:
 
         Returns the number of abandoned ingests removed.
         """
-        got = self._registry.get(where={"kind": PENDING}, include=["metadatas"])
+        got = self._store.registry.get(where={"kind": PENDING}, include=["metadatas"])
         cutoff = time.time() - older_than_s
         stale = [m for m in got["metadatas"] if float(m["started_at"]) <= cutoff]
         for meta in stale:
@@ -336,38 +268,8 @@ class ChunkIndex:
                 str(meta.get("generation") or FIRST_GENERATION),
                 str(meta["ingest_id"]),
             )
-            self._registry.delete(ids=[pending_id(str(meta["ingest_id"]))])
+            self._store.registry.delete(ids=[pending_id(str(meta["ingest_id"]))])
         return len(stale)
-
-    def embedder_of(
-        self, collection: str, *, fresh: bool = False, generation: str | None = None
-    ) -> EmbedderId | None:
-        """The embedder recorded for the vectors of ``collection``'s live generation (or
-        the one named); None when none is recorded (no chunks yet, or indexed before
-        embedders were recorded). ``fresh`` reads it from Chroma again rather than from
-        this process's copy (another replica may have recorded one since)."""
-        generation = generation or self.live(collection).generation
-        if fresh:
-            self._store.forget(collection, generation)
-        chunks = self._store.chunks(collection, generation, create=False)
-        metadata = (chunks.metadata or {}) if chunks is not None else {}
-        if "embedder" not in metadata:
-            return None
-        return EmbedderId(str(metadata["embedder"]), int(metadata["embedder_dimension"]))
-
-    def record_embedder(
-        self, collection: str, embedder: EmbedderId, generation: str | None = None
-    ) -> None:
-        """Record that the vectors of ``collection``'s live generation (or the one named)
-        are ``embedder``'s (creating it if needed)."""
-        chunks = self._store.chunks(collection, generation or self.live(collection).generation)
-        chunks.modify(
-            metadata={
-                **(chunks.metadata or {}),
-                "embedder": embedder.tag,
-                "embedder_dimension": embedder.dimension,
-            }
-        )
 
     # -- reading -------------------------------------------------------------------------
     # ``generation`` None reads the live generation. A request that reads more than once
@@ -397,11 +299,6 @@ class ChunkIndex:
             if len(passages) >= top_k or len(got["ids"][0]) < want:
                 return passages[:top_k]
             want *= 4
-
-    def collections(self) -> list[str]:
-        """Every collection that has a committed document."""
-        got = self._registry.get(where={"kind": DOCUMENT}, include=["metadatas"])
-        return sorted({str(m["collection"]) for m in got["metadatas"]})
 
     def active_ingests(self, collection: str, generation: str | None = None) -> frozenset[str]:
         """The ingest ids whose chunks are visible in ``collection`` now."""
@@ -500,26 +397,10 @@ class ChunkIndex:
         )
         return chunks.count() if chunks is not None else 0
 
-    # -- internals -----------------------------------------------------------------------
-
-    def _documents_by_id(
-        self, collection: str, generation: str, ids: list[str]
-    ) -> dict[str, DocumentRecord]:
-        if not ids:  # Chroma refuses an empty id list
-            return {}
-        got = self._registry.get(
-            ids=[registry_id(generation, i) for i in ids], include=["metadatas"]
-        )
-        return {
-            m["document_id"]: document_record(m)
-            for m in got["metadatas"]
-            if m.get("kind") == DOCUMENT and m.get("collection") == collection
-        }
-
     def _visible(self, collection: str, generation: str, got: dict[str, Any]) -> list[Passage]:
         ids, metas = got["ids"][0], got["metadatas"][0]
         docs, dists = got["documents"][0], got["distances"][0]
-        active = self._documents_by_id(
+        active = self._registry.documents_by_id(
             collection, generation, sorted({str(m["document_id"]) for m in metas})
         )
         passages = []
@@ -545,38 +426,6 @@ class ChunkIndex:
         chunks = self._store.chunks(collection, generation, create=False)
         if chunks is not None:
             chunks.delete(where={"ingest_id": ingest_id})
-
-    def _bumped(self, collection: str, generation: str) -> dict[str, Any]:
-        """The generation record's metadata with a new index_version."""
-        got = self._registry.get(ids=[generation_id(collection, generation)], include=["metadatas"])
-        meta = (
-            dict(got["metadatas"][0])
-            if got["ids"]
-            else generation_metadata(collection, generation, "0", time.time(), "{}")
-        )
-        meta["index_version"] = next_version(str(meta.get("index_version") or "0"))
-        return meta
-
-    def _migrate(self) -> None:
-        """Indexes made before generations: their documents are generation "0"."""
-        got = self._registry.get(where={"kind": DOCUMENT}, include=["metadatas"])
-        old = [
-            (i, m)
-            for i, m in zip(got["ids"], got["metadatas"], strict=True)
-            if "generation" not in m
-        ]
-        if old:
-            self._registry.update(
-                ids=[i for i, _ in old],
-                metadatas=[{**m, "generation": FIRST_GENERATION} for _, m in old],
-            )
-            for collection in sorted({str(m["collection"]) for _, m in old}):
-                if self.index_version(collection, FIRST_GENERATION) == "0":
-                    self._registry.upsert(
-                        ids=[generation_id(collection, FIRST_GENERATION)],
-                        embeddings=[NO_VECTOR],
-                        metadatas=[self._bumped(collection, FIRST_GENERATION)],
-                    )
 
 
 def open_index(data_dir: Path, chroma_url: str | None) -> ChunkIndex:

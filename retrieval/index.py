@@ -21,12 +21,12 @@ version it read before retrieving.
 This module is the facade that callers use (``ChunkIndex``, ``open_index``); the work is
 done by: ``index_format`` (names, ids and metadata: the on-disk format), ``chroma_store``
 (the client and its collections), ``index_registry`` (documents, generations, embedders),
+``index_writes`` (the two-phase ingest), ``index_reads`` (visibility-filtered reads) and
 ``index_migration`` (older layouts brought up to date on open).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,27 +34,13 @@ from typing import Any
 import numpy as np
 
 from core.errors import DependencyUnavailable, DocumentNotFound
-from core.records import FIRST_GENERATION, ChunkRow, DocumentRecord, EmbedderId, LiveIndex, Passage
+from core.records import ChunkRow, DocumentRecord, EmbedderId, LiveIndex, Passage
 from retrieval.chroma_store import ChromaStore, embedded_client, parse_server_url, server_client
 from retrieval.chunking import Chunk
-from retrieval.index_format import (
-    NO_VECTOR,
-    PENDING,
-    chunk_metadata,
-    document_metadata,
-    document_registry_id,
-    generation_id,
-    pending_id,
-    pending_metadata,
-)
-from retrieval.index_format import (
-    chunk_id as make_chunk_id,
-)
 from retrieval.index_migration import migrate
+from retrieval.index_reads import IndexReads
 from retrieval.index_registry import IndexRegistry
-
-# Chunks read at once when the lexical index loads a document.
-_READ_PAGE = 5000
+from retrieval.index_writes import IndexWrites
 
 
 class ChunkIndex:
@@ -63,6 +49,8 @@ class ChunkIndex:
     def __init__(self, client: Any) -> None:
         self._store = ChromaStore(client)
         self._registry = IndexRegistry(self._store)
+        self._writes = IndexWrites(self._store, self._registry)
+        self._reads = IndexReads(self._store, self._registry)
         migrate(self._store, self._registry)
 
     @classmethod
@@ -173,25 +161,11 @@ class ChunkIndex:
 
     def begin(self, record: DocumentRecord) -> None:
         """Note that ``record``'s ingest has started, so its chunks can be swept if it dies."""
-        self._store.registry.upsert(
-            ids=[pending_id(record.ingest_id)],
-            embeddings=[NO_VECTOR],
-            metadatas=[pending_metadata(record, time.time())],
-        )
+        self._writes.begin(record)
 
     def stage(self, record: DocumentRecord, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Write chunks of a begun ingest, invisible to searches until ``commit``."""
-        if len(chunks) != len(vectors):
-            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
-        if not chunks:
-            return
-        self.stage_rows(
-            record,
-            [make_chunk_id(record.ingest_id, c.index) for c in chunks],
-            [c.text for c in chunks],
-            [(c.page_start, c.page_end, c.index) for c in chunks],
-            vectors,
-        )
+        self._writes.stage(record, chunks, vectors)
 
     def stage_rows(
         self,
@@ -203,73 +177,31 @@ class ChunkIndex:
     ) -> None:
         """``stage`` for chunks given as columns: ids, texts, (page_start, page_end,
         chunk_index) and vectors (a restore writes back what a snapshot read)."""
-        self._store.chunks(record.collection, record.generation).add(
-            ids=list(ids),
-            embeddings=np.asarray(vectors, dtype=np.float32),
-            documents=list(texts),
-            metadatas=[
-                chunk_metadata(record, page_start, page_end, chunk_index)
-                for page_start, page_end, chunk_index in spans
-            ],
-        )
+        self._writes.stage_rows(record, ids, texts, spans, vectors)
 
     def commit(self, record: DocumentRecord, replaced: DocumentRecord | None) -> None:
         """Make ``record`` the visible version of its document, then drop what it replaced.
 
         The document record and its generation's new index_version are one upsert."""
-        self._store.registry.upsert(
-            ids=[document_registry_id(record), generation_id(record.collection, record.generation)],
-            embeddings=[NO_VECTOR, NO_VECTOR],
-            metadatas=[
-                document_metadata(record),
-                self._registry.bumped(record.collection, record.generation),
-            ],
-        )
-        self._store.registry.delete(ids=[pending_id(record.ingest_id)])
-        if replaced is not None and replaced.ingest_id != record.ingest_id:
-            self._drop_ingest(replaced.collection, replaced.generation, replaced.ingest_id)
+        self._writes.commit(record, replaced)
 
     def abort(self, record: DocumentRecord) -> None:
         """Remove the staged chunks of an ingest that will not commit."""
-        self._drop_ingest(record.collection, record.generation, record.ingest_id)
-        self._store.registry.delete(ids=[pending_id(record.ingest_id)])
+        self._writes.abort(record)
 
     def delete_document(
         self, document_id: str, collection: str | None = None, generation: str | None = None
     ) -> DocumentRecord:
         """Hide, then remove, a document and its chunks (in the live generation unless
         one is named). Raises DocumentNotFound."""
-        record = self.find_document(document_id, collection, generation)
-        if record is None:
-            raise DocumentNotFound(f"no document with id {document_id!r}")
-        # Versioned, then hidden: Chroma has no transaction spanning an upsert and a delete.
-        self._store.registry.upsert(
-            ids=[generation_id(record.collection, record.generation)],
-            embeddings=[NO_VECTOR],
-            metadatas=[self._registry.bumped(record.collection, record.generation)],
-        )
-        self._store.registry.delete(ids=[document_registry_id(record)])
-        self._store.chunks(record.collection, record.generation).delete(
-            where={"document_id": document_id}
-        )
-        return record
+        return self._writes.delete_document(document_id, collection, generation)
 
     def sweep_abandoned(self, older_than_s: float) -> int:
         """Remove chunks of ingests staged more than ``older_than_s`` ago and never committed.
 
         Returns the number of abandoned ingests removed.
         """
-        got = self._store.registry.get(where={"kind": PENDING}, include=["metadatas"])
-        cutoff = time.time() - older_than_s
-        stale = [m for m in got["metadatas"] if float(m["started_at"]) <= cutoff]
-        for meta in stale:
-            self._drop_ingest(
-                str(meta["collection"]),
-                str(meta.get("generation") or FIRST_GENERATION),
-                str(meta["ingest_id"]),
-            )
-            self._store.registry.delete(ids=[pending_id(str(meta["ingest_id"]))])
-        return len(stale)
+        return self._writes.sweep_abandoned(older_than_s)
 
     # -- reading -------------------------------------------------------------------------
     # ``generation`` None reads the live generation. A request that reads more than once
@@ -280,40 +212,17 @@ class ChunkIndex:
         self, collection: str, vector: np.ndarray, top_k: int, generation: str | None = None
     ) -> list[Passage]:
         """The ``top_k`` visible chunks nearest to ``vector``, best first."""
-        generation = generation or self.live(collection).generation
-        chunks = self._store.chunks(collection, generation, create=False)
-        if chunks is None:
-            return []
-        # No count() first: Chroma counts by scanning (5 ms at 100k chunks, more than the
-        # query itself), and a query for more than there are returns what there is.
-        want = top_k * 2 + 4
-        while True:
-            got = chunks.query(
-                query_embeddings=np.asarray([vector], dtype=np.float32),
-                n_results=want,
-                include=["documents", "metadatas", "distances"],
-            )
-            passages = self._visible(collection, generation, got)
-            # Hidden chunks (a replaced or unfinished ingest) may have crowded the visible
-            # ones out; ask for more until top_k are found or everything was seen.
-            if len(passages) >= top_k or len(got["ids"][0]) < want:
-                return passages[:top_k]
-            want *= 4
+        return self._reads.search(collection, vector, top_k, generation)
 
     def active_ingests(self, collection: str, generation: str | None = None) -> frozenset[str]:
         """The ingest ids whose chunks are visible in ``collection`` now."""
-        return frozenset(r.ingest_id for r in self.list_documents(collection, generation))
+        return self._reads.active_ingests(collection, generation)
 
     def chunk_texts(
         self, collection: str, ingest_ids: Sequence[str], generation: str | None = None
     ) -> dict[str, list[tuple[str, str]]]:
         """``{ingest_id: [(chunk_id, text), ...]}`` of those ingests, in chunk order."""
-        return {
-            ingest_id: [(row.chunk_id, row.text) for row in rows]
-            for ingest_id, rows in self.chunk_rows(
-                collection, ingest_ids, generation, with_vectors=False
-            ).items()
-        }
+        return self._reads.chunk_texts(collection, ingest_ids, generation)
 
     def chunk_rows(
         self,
@@ -325,41 +234,7 @@ class ChunkIndex:
     ) -> dict[str, list[ChunkRow]]:
         """``{ingest_id: [ChunkRow, ...]}`` of those ingests, in chunk order, with their
         vectors unless ``with_vectors`` is false."""
-        generation = generation or self.live(collection).generation
-        chunks = self._store.chunks(collection, generation, create=False)
-        if chunks is None:
-            return {}
-        include = ["documents", "metadatas"] + (["embeddings"] if with_vectors else [])
-        found: dict[str, list[ChunkRow]] = {}
-        for ingest_id in ingest_ids:
-            rows: list[ChunkRow] = []
-            # In pages: one large read exceeds SQLite's limit on query variables.
-            while True:
-                got = chunks.get(
-                    where={"ingest_id": ingest_id},
-                    include=include,
-                    limit=_READ_PAGE,
-                    offset=len(rows),
-                )
-                vectors = got["embeddings"] if with_vectors else [None] * len(got["ids"])
-                rows += [
-                    ChunkRow(
-                        chunk_id,
-                        text,
-                        int(meta["page_start"]),
-                        int(meta["page_end"]),
-                        int(meta["chunk_index"]),
-                        None if vector is None else np.asarray(vector, dtype=np.float32),
-                    )
-                    for chunk_id, text, meta, vector in zip(
-                        got["ids"], got["documents"], got["metadatas"], vectors, strict=True
-                    )
-                ]
-                if len(got["ids"]) < _READ_PAGE:
-                    break
-            if rows:
-                found[ingest_id] = sorted(rows, key=lambda r: r.chunk_index)
-        return found
+        return self._reads.chunk_rows(collection, ingest_ids, generation, with_vectors=with_vectors)
 
     def passages(
         self,
@@ -370,72 +245,13 @@ class ChunkIndex:
     ) -> list[Passage]:
         """The visible chunks among ``chunk_ids``, in that order, scored by cosine similarity
         to ``vector`` (the same score as ``search``); deleted or hidden ones are left out."""
-        generation = generation or self.live(collection).generation
-        chunks = self._store.chunks(collection, generation, create=False)
-        if chunks is None or not chunk_ids:
-            return []
-        got = chunks.get(ids=list(chunk_ids), include=["documents", "metadatas", "embeddings"])
-        if not got["ids"]:
-            return []
-        similarity = _cosine(np.asarray(vector, dtype=np.float32), np.asarray(got["embeddings"]))
-        visible = self._visible(
-            collection,
-            generation,
-            {
-                "ids": [got["ids"]],
-                "metadatas": [got["metadatas"]],
-                "documents": [got["documents"]],
-                "distances": [[1.0 - float(x) for x in similarity]],
-            },
-        )
-        by_id = {p.chunk_id: p for p in visible}
-        return [by_id[c] for c in chunk_ids if c in by_id]
+        return self._reads.passages(collection, chunk_ids, vector, generation)
 
     def count_chunks(self, collection: str, generation: str | None = None) -> int:
-        chunks = self._store.chunks(
-            collection, generation or self.live(collection).generation, False
-        )
-        return chunks.count() if chunks is not None else 0
-
-    def _visible(self, collection: str, generation: str, got: dict[str, Any]) -> list[Passage]:
-        ids, metas = got["ids"][0], got["metadatas"][0]
-        docs, dists = got["documents"][0], got["distances"][0]
-        active = self._registry.documents_by_id(
-            collection, generation, sorted({str(m["document_id"]) for m in metas})
-        )
-        passages = []
-        for chunk_id, meta, text, distance in zip(ids, metas, docs, dists, strict=True):
-            record = active.get(str(meta["document_id"]))
-            if record is None or record.ingest_id != meta["ingest_id"]:
-                continue
-            passages.append(
-                Passage(
-                    document_id=record.document_id,
-                    filename=record.filename,
-                    page_start=int(meta["page_start"]),
-                    page_end=int(meta["page_end"]),
-                    text=text,
-                    score=round(1.0 - float(distance), 4),
-                    chunk_index=int(meta["chunk_index"]),
-                    chunk_id=chunk_id,
-                )
-            )
-        return passages
-
-    def _drop_ingest(self, collection: str, generation: str, ingest_id: str) -> None:
-        chunks = self._store.chunks(collection, generation, create=False)
-        if chunks is not None:
-            chunks.delete(where={"ingest_id": ingest_id})
+        """How many chunks a generation (default: the live one) holds, visible or not."""
+        return self._reads.count_chunks(collection, generation)
 
 
 def open_index(data_dir: Path, chroma_url: str | None) -> ChunkIndex:
     """The index configuration asks for: a Chroma server if a URL is set, else embedded."""
     return ChunkIndex.server(chroma_url) if chroma_url else ChunkIndex.embedded(data_dir)
-
-
-def _cosine(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """Cosine similarity of ``query`` with each row of ``vectors``."""
-    q = query / (np.linalg.norm(query) or 1.0)
-    norms = np.linalg.norm(vectors, axis=1)
-    norms[norms == 0] = 1.0
-    return (vectors @ q) / norms

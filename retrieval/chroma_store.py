@@ -41,12 +41,14 @@ def parse_server_url(url: str) -> SplitResult:
 
 def server_client(parsed: SplitResult) -> Any:
     """A client of the Chroma server at ``parsed`` (from ``parse_server_url``); raises
-    whatever chromadb raises when the server does not answer (many types)."""
+    whatever chromadb raises when the server does not answer (many types), and ValueError
+    for a port that is not a number from 0 to 65535 (read here, as the caller treats any
+    failure to connect alike)."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
     return chromadb.HttpClient(
-        host=parsed.hostname,
+        host=str(parsed.hostname),  # parse_server_url refused a URL without one
         port=parsed.port or (443 if parsed.scheme == "https" else 8000),
         ssl=parsed.scheme == "https",
         settings=ChromaSettings(anonymized_telemetry=False),

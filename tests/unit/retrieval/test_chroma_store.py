@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval.chroma_store import ChromaStore, embedded_client, parse_server_url
+from retrieval.chroma_store import ChromaStore, embedded_client, parse_server_url, server_client
 
 
 @pytest.mark.parametrize(
@@ -19,6 +19,13 @@ def test_a_url_that_names_no_server_is_refused(url):
 def test_a_server_url_is_split():
     parsed = parse_server_url("https://chroma.internal:9000")
     assert (parsed.scheme, parsed.hostname, parsed.port) == ("https", "chroma.internal", 9000)
+
+
+def test_a_malformed_port_is_found_when_connecting():
+    # So that ChunkIndex.server reports it as an unavailable server, as it always did.
+    parsed = parse_server_url("http://chroma:99999")
+    with pytest.raises(ValueError, match="Port out of range"):
+        server_client(parsed)
 
 
 @pytest.fixture()

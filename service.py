@@ -14,12 +14,12 @@ from bentoml.validators import ContentType
 from api.openai_api import openai_app
 from app import schemas
 from app.application import Application, ServingPlan
+from core.collection_names import DEFAULT_COLLECTION as DEFAULT
 from core.settings import get_settings
 from gateway.apis import api, behind_gateway, task, task_id, upload_name
 from gateway.logs import use_json_logs
 from jobs.batch_jobs import BatchResults
 from models.clients import model_clients, model_service, with_model_services
-from retrieval.index import DEFAULT_COLLECTION as DEFAULT
 from retrieval.page_images import DEFAULT_WIDTH
 from web.app import ui_app
 

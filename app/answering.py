@@ -15,13 +15,13 @@ from typing import Any
 from app import authorization
 from app.schemas import Citation, QueryResponse, SearchResponse, citations, query_response
 from app.wiring import Components
+from core.collection_names import DEFAULT_COLLECTION
 from core.errors import InvalidRequest, RagError
 from experiments.feedback import AnswerRecord
 from experiments.pipelines import Pipeline
 from experiments.querylog import log_entry
 from jobs.batch_rows import BatchRow, result_row
 from retrieval.answering import Answer, StreamReport
-from retrieval.index import DEFAULT_COLLECTION
 
 _MAX_USER_CHARS = 128
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from app.context import caller
+from core.collection_names import check_collection_name
 from core.errors import DocumentNotFound, SnapshotNotFound
-from retrieval.index import DocumentRecord, check_collection_name
+from core.records import DocumentRecord
 
 
 def permitted(collection: str) -> str:

@@ -8,9 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from core.records import DocumentRecord, Passage
 from retrieval.answering import Answer
 from retrieval.grounding import SupportingSentence
-from retrieval.index import DocumentRecord, Passage
 from retrieval.ingestion import IngestResult
 
 INDEX_VERSION = (

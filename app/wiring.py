@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from app.metrics import get_metrics
 from app.sources import SourcePolicy
+from core.records import EmbedderId
 from core.settings import Settings
 from experiments.controller import Experiments
 from experiments.pipelines import (
@@ -31,7 +32,7 @@ from models.catalog import Catalog
 from models.clients import ModelClients
 from retrieval.cache import AnswerCache, make_cache
 from retrieval.embedders import EmbedderRouter, ServedEmbedder
-from retrieval.index import ChunkIndex, EmbedderId, open_index
+from retrieval.index import ChunkIndex, open_index
 from retrieval.ingestion import IngestOptions, Ingestor
 from retrieval.lexical import LexicalIndex
 from retrieval.page_images import PageRenderer

@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
+from core.records import EmbedderId
 from core.settings import Settings
 from experiments.variants import Experiment, ModelChoice, Variant
 from models.catalog import Catalog
@@ -30,7 +31,7 @@ from retrieval.embedders import (
 )
 from retrieval.engines import EmbedFn
 from retrieval.hybrid import Retriever
-from retrieval.index import ChunkIndex, EmbedderId
+from retrieval.index import ChunkIndex
 from retrieval.lexical import LexicalIndex
 from retrieval.observer import Observer
 

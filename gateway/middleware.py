@@ -31,6 +31,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from app.context import RequestState, new_request_id, request_scope
 from app.metrics import Metrics, get_metrics
 from app.sources import SourcePolicy
+from core.collection_names import DEFAULT_COLLECTION
 from core.errors import (
     InternalError,
     RagError,
@@ -49,7 +50,6 @@ from gateway.query import encode_query, parse_query
 from gateway.ratelimit import RateLimiter
 from gateway.routes import RouteRule, body_limit, is_public, rule_for
 from gateway.tasks import TaskRegistry, make_task_records, unknown_task
-from retrieval.index import DEFAULT_COLLECTION
 
 if TYPE_CHECKING:
     from core.settings import Settings

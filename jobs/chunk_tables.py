@@ -15,7 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from retrieval.index import ChunkIndex, ChunkRow, DocumentRecord
+from core.records import ChunkRow, DocumentRecord
+from retrieval.index import ChunkIndex
 
 
 def chunk_schema(dimension: int) -> pa.Schema:

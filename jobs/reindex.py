@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import IndexConflict, InvalidRequest
+from core.records import DocumentRecord, EmbedderId, LiveIndex
 from retrieval.chunking import TokenCounter, chunk_pages
 from retrieval.embedders import ServedEmbedder
 from retrieval.engines import EmbedFn
-from retrieval.index import ChunkIndex, DocumentRecord, EmbedderId, LiveIndex
+from retrieval.index import ChunkIndex
 from retrieval.parsing import parse_pdf
 
 logger = logging.getLogger(__name__)

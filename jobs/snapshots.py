@@ -31,9 +31,10 @@ import numpy as np
 import pyarrow as pa
 
 from core.errors import EmbedderMismatch, InvalidRequest, SnapshotNotFound
+from core.records import DocumentRecord, EmbedderId, LiveIndex
 from jobs.chunk_tables import chunk_table, from_parquet, read_chunks, table_vectors, to_parquet
 from retrieval.engines import EmbedFn
-from retrieval.index import ChunkIndex, DocumentRecord, EmbedderId, LiveIndex
+from retrieval.index import ChunkIndex
 from retrieval.ingestion import document_id_for
 from storage.object_store import ObjectStore
 

@@ -10,7 +10,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from core.collection_names import check_collection_name
 from core.errors import InvalidRequest
+from core.records import LiveIndex, Passage
 from retrieval.answerability import (
     PASSAGES_DO_NOT_ANSWER,
     Assessment,
@@ -32,7 +34,6 @@ from retrieval.grounding import (
     quote,
 )
 from retrieval.hybrid import Retriever, check_retrieval_mode
-from retrieval.index import LiveIndex, Passage, check_collection_name
 from retrieval.observer import NullObserver, Observer
 from retrieval.prompting import build_prompt
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import EmbedderMismatch
+from core.records import EmbedderId
 from retrieval.chunking import TokenCounter
 from retrieval.engines import EmbedFn
-from retrieval.index import ChunkIndex, EmbedderId
+from retrieval.index import ChunkIndex
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.records import Passage
 from retrieval.answerability import evidence_score
-from retrieval.index import Passage
 from retrieval.text import content_words, numbers, split_sentences
 
 _MARKER = re.compile(r"\[(\d+)\]")

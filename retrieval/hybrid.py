@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from core.errors import InvalidRequest
+from core.records import LiveIndex, Passage
 from retrieval.answerability import evidence_score, key_term_coverage
 from retrieval.embedders import EmbedderGuard
-from retrieval.index import ChunkIndex, LiveIndex, Passage
+from retrieval.index import ChunkIndex
 from retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
 
 RETRIEVAL_MODES = ("dense", "lexical", "hybrid")

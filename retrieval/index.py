@@ -17,151 +17,58 @@ existed (its chunks keep their old Chroma collection name).
 Each generation has an ``index_version``: a new one, later than the last, with every
 commit or delete, written in the same upsert as the document record. A reader reports the
 version it read before retrieving.
+
+This module is the facade that callers use (``ChunkIndex``, ``open_index``); the work is
+done by: ``index_format`` (names, ids and metadata: the on-disk format), ``chroma_store``
+(the client and its collections), ``index_registry`` (documents, generations, embedders),
+``index_writes`` (the two-phase ingest), ``index_reads`` (visibility-filtered reads) and
+``index_migration`` (older layouts brought up to date on open).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import re
-import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
-from core.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
+from core.errors import DependencyUnavailable, DocumentNotFound
+from core.records import ChunkRow, DocumentRecord, EmbedderId, LiveIndex, Passage
+from retrieval.chroma_store import ChromaStore, embedded_client, parse_server_url, server_client
 from retrieval.chunking import Chunk
-
-DEFAULT_COLLECTION = "default"
-# Matched whole (fullmatch): with match, "$" also matches before a final newline.
-_COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
-_REGISTRY = "rag-documents"
-_CHUNKS_PREFIX = "rag-chunks-"
-_PENDING = "pending"
-_DOCUMENT = "document"
-_LIVE = "live"
-_GENERATION = "generation"
-# The generation of indexes made before generations existed.
-FIRST_GENERATION = "0"
-# Chunks read at once when the lexical index loads a document.
-_READ_PAGE = 5000
-# Registry records need a vector in Chroma; they are never searched by it.
-_NO_VECTOR = [1.0]
-
-
-@dataclass(frozen=True)
-class DocumentRecord:
-    document_id: str
-    collection: str
-    filename: str
-    sha256: str
-    pages: int
-    chunks: int
-    ingest_id: str
-    indexed_at: float
-    metadata: dict[str, Any] = field(default_factory=dict)
-    source: str = ""  # URI of the PDF's bytes in the blob store
-    generation: str = FIRST_GENERATION  # the index generation that holds its chunks
-
-    def to_public(self) -> dict[str, Any]:
-        public = asdict(self)
-        del public["ingest_id"], public["generation"]
-        return public
-
-
-@dataclass(frozen=True)
-class LiveIndex:
-    """What a reader of a collection reads: the live generation and its version."""
-
-    collection: str
-    generation: str
-    index_version: str
-    previous: str = ""  # the generation rollback_index goes back to ("" when none)
-
-
-@dataclass(frozen=True)
-class Passage:
-    document_id: str
-    filename: str
-    page_start: int
-    page_end: int
-    text: str
-    score: float
-    chunk_index: int
-    chunk_id: str = ""
-    # 1-based rank of this passage in each retriever that found it ("dense", "lexical").
-    ranks: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class EmbedderId:
-    """Which embedder made a collection's vectors: its model tag and vector length."""
-
-    tag: str
-    dimension: int
-
-    def __str__(self) -> str:
-        return f"{self.tag} ({self.dimension} dimensions)"
-
-
-def check_collection_name(name: str) -> str:
-    """Return ``name`` if it is a valid collection name, else raise InvalidRequest."""
-    if not isinstance(name, str) or not _COLLECTION_NAME.fullmatch(name):
-        raise InvalidRequest(
-            f"invalid collection name {name!r}: use 1-63 letters, digits, '-' or '_', "
-            "starting with a letter or digit"
-        )
-    return name
+from retrieval.index_migration import migrate
+from retrieval.index_reads import IndexReads
+from retrieval.index_registry import IndexRegistry
+from retrieval.index_writes import IndexWrites
 
 
 class ChunkIndex:
     """Documents and chunks in Chroma. Methods are blocking; call them from a thread."""
 
     def __init__(self, client: Any) -> None:
-        self._client = client
-        self._collections: dict[str, Any] = {}
-        self._registry = client.get_or_create_collection(_REGISTRY, embedding_function=None)
-        self._migrate()
+        self._store = ChromaStore(client)
+        self._registry = IndexRegistry(self._store)
+        self._writes = IndexWrites(self._store, self._registry)
+        self._reads = IndexReads(self._store, self._registry)
+        migrate(self._store, self._registry)
 
     @classmethod
     def embedded(cls, data_dir: Path) -> ChunkIndex:
         """An index in a local Chroma PersistentClient under ``data_dir``."""
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        data_dir.mkdir(parents=True, exist_ok=True)
-        client = chromadb.PersistentClient(
-            path=str(data_dir / "chroma"),
-            settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False),
-        )
-        return cls(client)
+        return cls(embedded_client(data_dir))
 
     @classmethod
     def server(cls, url: str) -> ChunkIndex:
         """An index in the Chroma server at ``url`` (``http[s]://host:port``).
 
         Raises:
+            ValueError: ``url`` is not such a URL.
             DependencyUnavailable: the server does not answer.
         """
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        parsed = urlsplit(url)
-        if parsed.scheme not in {"http", "https"} or not parsed.hostname:
-            raise ValueError(f"Chroma URL must look like http://host:8000, got {url!r}")
+        parsed = parse_server_url(url)
         try:
-            client = chromadb.HttpClient(
-                host=parsed.hostname,
-                port=parsed.port or (443 if parsed.scheme == "https" else 8000),
-                ssl=parsed.scheme == "https",
-                settings=ChromaSettings(anonymized_telemetry=False),
-            )
-            return cls(client)
+            return cls(server_client(parsed))
         except Exception as exc:  # chromadb raises many types for "cannot connect"
             raise DependencyUnavailable(f"Chroma server at {url} is unavailable: {exc}") from exc
 
@@ -180,183 +87,85 @@ class ChunkIndex:
     ) -> DocumentRecord | None:
         """The document in ``generation`` (default: the live one) of ``collection``
         (default: whichever collection holds it)."""
-        if collection is not None:
-            generation = generation or self.live(collection).generation
-            return self._documents_by_id(collection, generation, [document_id]).get(document_id)
-        got = self._registry.get(
-            where={"$and": [{"kind": _DOCUMENT}, {"document_id": document_id}]},
-            include=["metadatas"],
-        )
-        for record in (_record(m) for m in got["metadatas"]):
-            if record.generation == self.live(record.collection).generation:
-                return record
-        return None
+        return self._registry.find_document(document_id, collection, generation)
 
     def find_by_sha256(
         self, collection: str, sha256: str, generation: str | None = None
     ) -> DocumentRecord | None:
-        generation = generation or self.live(collection).generation
-        got = self._registry.get(
-            where={
-                "$and": [
-                    {"kind": _DOCUMENT},
-                    {"collection": collection},
-                    {"generation": generation},
-                    {"sha256": sha256},
-                ]
-            },
-            include=["metadatas"],
-        )
-        records = [_record(m) for m in got["metadatas"]]
-        return min(records, key=lambda r: r.indexed_at) if records else None
+        """The earliest indexed document with these bytes, if any."""
+        return self._registry.find_by_sha256(collection, sha256, generation)
 
     def list_documents(
         self, collection: str, generation: str | None = None
     ) -> list[DocumentRecord]:
         """The documents of ``generation`` (default: the live one), by file name."""
-        generation = generation or self.live(collection).generation
-        got = self._registry.get(
-            where={
-                "$and": [
-                    {"kind": _DOCUMENT},
-                    {"collection": collection},
-                    {"generation": generation},
-                ]
-            },
-            include=["metadatas"],
-        )
-        return sorted((_record(m) for m in got["metadatas"]), key=lambda r: r.filename)
+        return self._registry.list_documents(collection, generation)
+
+    def collections(self) -> list[str]:
+        """Every collection that has a committed document."""
+        return self._registry.collections()
 
     # -- generations ---------------------------------------------------------------------
 
     def live(self, collection: str) -> LiveIndex:
         """The generation queries of ``collection`` read now, and its index_version."""
-        got = self._registry.get(ids=[_live_id(collection)], include=["metadatas"])
-        meta = got["metadatas"][0] if got["ids"] else {}
-        generation = str(meta.get("generation") or FIRST_GENERATION)
-        return LiveIndex(
-            collection,
-            generation,
-            self.index_version(collection, generation),
-            str(meta.get("previous") or ""),
-        )
+        return self._registry.live(collection)
 
     def index_version(self, collection: str, generation: str) -> str:
         """The version of one generation ("0" for one that was never written)."""
-        got = self._registry.get(
-            ids=[_generation_id(collection, generation)], include=["metadatas"]
-        )
-        return str(got["metadatas"][0]["index_version"]) if got["ids"] else "0"
+        return self._registry.index_version(collection, generation)
 
     def create_generation(self, collection: str, settings: dict[str, Any]) -> str:
         """A new, empty generation of ``collection`` beside the live one; ``settings`` (the
         chunking it was built with...) are kept with it. Returns its name."""
-        generation = uuid.uuid4().hex[:12]
-        self._registry.upsert(
-            ids=[_generation_id(collection, generation)],
-            embeddings=[_NO_VECTOR],
-            metadatas=[
-                {
-                    "kind": _GENERATION,
-                    "collection": collection,
-                    "generation": generation,
-                    "index_version": _next_version("0"),
-                    "created_at": time.time(),
-                    "settings": json.dumps(settings, sort_keys=True),
-                }
-            ],
-        )
-        self._chunks(collection, generation)
-        return generation
+        return self._registry.create_generation(collection, settings)
 
     def generation_settings(self, collection: str, generation: str) -> dict[str, Any]:
-        got = self._registry.get(
-            ids=[_generation_id(collection, generation)], include=["metadatas"]
-        )
-        return json.loads(str(got["metadatas"][0].get("settings") or "{}")) if got["ids"] else {}
+        """The settings a generation was created with ({} when none were kept)."""
+        return self._registry.generation_settings(collection, generation)
 
     def switch(self, collection: str, generation: str) -> LiveIndex:
         """Make ``generation`` the live index of ``collection`` in one write, keep the one
         it replaces for rollback_index and drop the one kept before. Returns the new state."""
-        current = self.live(collection)
-        if generation == current.generation:
-            return current
-        self._registry.upsert(
-            ids=[_live_id(collection)],
-            embeddings=[_NO_VECTOR],
-            metadatas=[
-                {
-                    "kind": _LIVE,
-                    "collection": collection,
-                    "generation": generation,
-                    "previous": current.generation,
-                    "switched_at": time.time(),
-                }
-            ],
-        )
-        if current.previous and current.previous not in (generation, current.generation):
-            self.drop_generation(collection, current.previous)
-        return self.live(collection)
+        return self._registry.switch(collection, generation)
 
     def generations(self, collection: str) -> list[str]:
         """Every generation of ``collection`` that has a record (built, building or kept)."""
-        got = self._registry.get(
-            where={"$and": [{"kind": _GENERATION}, {"collection": collection}]},
-            include=["metadatas"],
-        )
-        return sorted(str(m["generation"]) for m in got["metadatas"])
+        return self._registry.generations(collection)
 
     def drop_generation(self, collection: str, generation: str) -> None:
-        """Remove a generation that is not live: its chunks, documents and record."""
-        if generation == self.live(collection).generation:
-            raise ValueError(f"generation {generation} of {collection!r} is live")
-        from chromadb.errors import NotFoundError
+        """Remove a generation that is not live: its chunks, documents and record.
 
-        self._collections.pop((collection, generation), None)
-        with contextlib.suppress(NotFoundError, ValueError):
-            self._client.delete_collection(_chunks_name(collection, generation))
-        self._registry.delete(
-            where={
-                "$and": [
-                    {"collection": collection},
-                    {"generation": generation},
-                    {"kind": {"$in": [_DOCUMENT, _GENERATION, _PENDING]}},
-                ]
-            }
-        )
+        Raises:
+            ValueError: the generation is live.
+        """
+        self._registry.drop_generation(collection, generation)
+
+    def embedder_of(
+        self, collection: str, *, fresh: bool = False, generation: str | None = None
+    ) -> EmbedderId | None:
+        """The embedder recorded for the vectors of ``collection``'s live generation (or
+        the one named); None when none is recorded (no chunks yet, or indexed before
+        embedders were recorded). ``fresh`` reads it from Chroma again rather than from
+        this process's copy (another replica may have recorded one since)."""
+        return self._registry.embedder_of(collection, fresh=fresh, generation=generation)
+
+    def record_embedder(
+        self, collection: str, embedder: EmbedderId, generation: str | None = None
+    ) -> None:
+        """Record that the vectors of ``collection``'s live generation (or the one named)
+        are ``embedder``'s (creating it if needed)."""
+        self._registry.record_embedder(collection, embedder, generation)
 
     # -- writing -------------------------------------------------------------------------
 
     def begin(self, record: DocumentRecord) -> None:
         """Note that ``record``'s ingest has started, so its chunks can be swept if it dies."""
-        self._registry.upsert(
-            ids=[_pending_id(record.ingest_id)],
-            embeddings=[_NO_VECTOR],
-            metadatas=[
-                {
-                    "kind": _PENDING,
-                    "collection": record.collection,
-                    "generation": record.generation,
-                    "document_id": record.document_id,
-                    "ingest_id": record.ingest_id,
-                    "started_at": time.time(),
-                }
-            ],
-        )
+        self._writes.begin(record)
 
     def stage(self, record: DocumentRecord, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Write chunks of a begun ingest, invisible to searches until ``commit``."""
-        if len(chunks) != len(vectors):
-            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
-        if not chunks:
-            return
-        self.stage_rows(
-            record,
-            [f"{record.ingest_id}:{c.index}" for c in chunks],
-            [c.text for c in chunks],
-            [(c.page_start, c.page_end, c.index) for c in chunks],
-            vectors,
-        )
+        self._writes.stage(record, chunks, vectors)
 
     def stage_rows(
         self,
@@ -368,108 +177,31 @@ class ChunkIndex:
     ) -> None:
         """``stage`` for chunks given as columns: ids, texts, (page_start, page_end,
         chunk_index) and vectors (a restore writes back what a snapshot read)."""
-        self._chunks(record.collection, record.generation).add(
-            ids=list(ids),
-            embeddings=np.asarray(vectors, dtype=np.float32),
-            documents=list(texts),
-            metadatas=[
-                {
-                    "document_id": record.document_id,
-                    "ingest_id": record.ingest_id,
-                    "filename": record.filename,
-                    "page_start": page_start,
-                    "page_end": page_end,
-                    "chunk_index": chunk_index,
-                }
-                for page_start, page_end, chunk_index in spans
-            ],
-        )
+        self._writes.stage_rows(record, ids, texts, spans, vectors)
 
     def commit(self, record: DocumentRecord, replaced: DocumentRecord | None) -> None:
         """Make ``record`` the visible version of its document, then drop what it replaced.
 
         The document record and its generation's new index_version are one upsert."""
-        self._registry.upsert(
-            ids=[_document_id(record), _generation_id(record.collection, record.generation)],
-            embeddings=[_NO_VECTOR, _NO_VECTOR],
-            metadatas=[_metadata(record), self._bumped(record.collection, record.generation)],
-        )
-        self._registry.delete(ids=[_pending_id(record.ingest_id)])
-        if replaced is not None and replaced.ingest_id != record.ingest_id:
-            self._drop_ingest(replaced.collection, replaced.generation, replaced.ingest_id)
+        self._writes.commit(record, replaced)
 
     def abort(self, record: DocumentRecord) -> None:
         """Remove the staged chunks of an ingest that will not commit."""
-        self._drop_ingest(record.collection, record.generation, record.ingest_id)
-        self._registry.delete(ids=[_pending_id(record.ingest_id)])
+        self._writes.abort(record)
 
     def delete_document(
         self, document_id: str, collection: str | None = None, generation: str | None = None
     ) -> DocumentRecord:
         """Hide, then remove, a document and its chunks (in the live generation unless
         one is named). Raises DocumentNotFound."""
-        record = self.find_document(document_id, collection, generation)
-        if record is None:
-            raise DocumentNotFound(f"no document with id {document_id!r}")
-        generation_id = _generation_id(record.collection, record.generation)
-        # Versioned, then hidden: Chroma has no transaction spanning an upsert and a delete.
-        self._registry.upsert(
-            ids=[generation_id],
-            embeddings=[_NO_VECTOR],
-            metadatas=[self._bumped(record.collection, record.generation)],
-        )
-        self._registry.delete(ids=[_document_id(record)])
-        self._chunks(record.collection, record.generation).delete(
-            where={"document_id": document_id}
-        )
-        return record
+        return self._writes.delete_document(document_id, collection, generation)
 
     def sweep_abandoned(self, older_than_s: float) -> int:
         """Remove chunks of ingests staged more than ``older_than_s`` ago and never committed.
 
         Returns the number of abandoned ingests removed.
         """
-        got = self._registry.get(where={"kind": _PENDING}, include=["metadatas"])
-        cutoff = time.time() - older_than_s
-        stale = [m for m in got["metadatas"] if float(m["started_at"]) <= cutoff]
-        for meta in stale:
-            self._drop_ingest(
-                str(meta["collection"]),
-                str(meta.get("generation") or FIRST_GENERATION),
-                str(meta["ingest_id"]),
-            )
-            self._registry.delete(ids=[_pending_id(str(meta["ingest_id"]))])
-        return len(stale)
-
-    def embedder_of(
-        self, collection: str, *, fresh: bool = False, generation: str | None = None
-    ) -> EmbedderId | None:
-        """The embedder recorded for the vectors of ``collection``'s live generation (or
-        the one named); None when none is recorded (no chunks yet, or indexed before
-        embedders were recorded). ``fresh`` reads it from Chroma again rather than from
-        this process's copy (another replica may have recorded one since)."""
-        generation = generation or self.live(collection).generation
-        if fresh:
-            self._collections.pop((collection, generation), None)
-        chunks = self._chunks(collection, generation, create=False)
-        metadata = (chunks.metadata or {}) if chunks is not None else {}
-        if "embedder" not in metadata:
-            return None
-        return EmbedderId(str(metadata["embedder"]), int(metadata["embedder_dimension"]))
-
-    def record_embedder(
-        self, collection: str, embedder: EmbedderId, generation: str | None = None
-    ) -> None:
-        """Record that the vectors of ``collection``'s live generation (or the one named)
-        are ``embedder``'s (creating it if needed)."""
-        chunks = self._chunks(collection, generation or self.live(collection).generation)
-        chunks.modify(
-            metadata={
-                **(chunks.metadata or {}),
-                "embedder": embedder.tag,
-                "embedder_dimension": embedder.dimension,
-            }
-        )
+        return self._writes.sweep_abandoned(older_than_s)
 
     # -- reading -------------------------------------------------------------------------
     # ``generation`` None reads the live generation. A request that reads more than once
@@ -480,45 +212,17 @@ class ChunkIndex:
         self, collection: str, vector: np.ndarray, top_k: int, generation: str | None = None
     ) -> list[Passage]:
         """The ``top_k`` visible chunks nearest to ``vector``, best first."""
-        generation = generation or self.live(collection).generation
-        chunks = self._chunks(collection, generation, create=False)
-        if chunks is None:
-            return []
-        # No count() first: Chroma counts by scanning (5 ms at 100k chunks, more than the
-        # query itself), and a query for more than there are returns what there is.
-        want = top_k * 2 + 4
-        while True:
-            got = chunks.query(
-                query_embeddings=np.asarray([vector], dtype=np.float32),
-                n_results=want,
-                include=["documents", "metadatas", "distances"],
-            )
-            passages = self._visible(collection, generation, got)
-            # Hidden chunks (a replaced or unfinished ingest) may have crowded the visible
-            # ones out; ask for more until top_k are found or everything was seen.
-            if len(passages) >= top_k or len(got["ids"][0]) < want:
-                return passages[:top_k]
-            want *= 4
-
-    def collections(self) -> list[str]:
-        """Every collection that has a committed document."""
-        got = self._registry.get(where={"kind": _DOCUMENT}, include=["metadatas"])
-        return sorted({str(m["collection"]) for m in got["metadatas"]})
+        return self._reads.search(collection, vector, top_k, generation)
 
     def active_ingests(self, collection: str, generation: str | None = None) -> frozenset[str]:
         """The ingest ids whose chunks are visible in ``collection`` now."""
-        return frozenset(r.ingest_id for r in self.list_documents(collection, generation))
+        return self._reads.active_ingests(collection, generation)
 
     def chunk_texts(
         self, collection: str, ingest_ids: Sequence[str], generation: str | None = None
     ) -> dict[str, list[tuple[str, str]]]:
         """``{ingest_id: [(chunk_id, text), ...]}`` of those ingests, in chunk order."""
-        return {
-            ingest_id: [(row.chunk_id, row.text) for row in rows]
-            for ingest_id, rows in self.chunk_rows(
-                collection, ingest_ids, generation, with_vectors=False
-            ).items()
-        }
+        return self._reads.chunk_texts(collection, ingest_ids, generation)
 
     def chunk_rows(
         self,
@@ -530,41 +234,7 @@ class ChunkIndex:
     ) -> dict[str, list[ChunkRow]]:
         """``{ingest_id: [ChunkRow, ...]}`` of those ingests, in chunk order, with their
         vectors unless ``with_vectors`` is false."""
-        generation = generation or self.live(collection).generation
-        chunks = self._chunks(collection, generation, create=False)
-        if chunks is None:
-            return {}
-        include = ["documents", "metadatas"] + (["embeddings"] if with_vectors else [])
-        found: dict[str, list[ChunkRow]] = {}
-        for ingest_id in ingest_ids:
-            rows: list[ChunkRow] = []
-            # In pages: one large read exceeds SQLite's limit on query variables.
-            while True:
-                got = chunks.get(
-                    where={"ingest_id": ingest_id},
-                    include=include,
-                    limit=_READ_PAGE,
-                    offset=len(rows),
-                )
-                vectors = got["embeddings"] if with_vectors else [None] * len(got["ids"])
-                rows += [
-                    ChunkRow(
-                        chunk_id,
-                        text,
-                        int(meta["page_start"]),
-                        int(meta["page_end"]),
-                        int(meta["chunk_index"]),
-                        None if vector is None else np.asarray(vector, dtype=np.float32),
-                    )
-                    for chunk_id, text, meta, vector in zip(
-                        got["ids"], got["documents"], got["metadatas"], vectors, strict=True
-                    )
-                ]
-                if len(got["ids"]) < _READ_PAGE:
-                    break
-            if rows:
-                found[ingest_id] = sorted(rows, key=lambda r: r.chunk_index)
-        return found
+        return self._reads.chunk_rows(collection, ingest_ids, generation, with_vectors=with_vectors)
 
     def passages(
         self,
@@ -575,219 +245,13 @@ class ChunkIndex:
     ) -> list[Passage]:
         """The visible chunks among ``chunk_ids``, in that order, scored by cosine similarity
         to ``vector`` (the same score as ``search``); deleted or hidden ones are left out."""
-        generation = generation or self.live(collection).generation
-        chunks = self._chunks(collection, generation, create=False)
-        if chunks is None or not chunk_ids:
-            return []
-        got = chunks.get(ids=list(chunk_ids), include=["documents", "metadatas", "embeddings"])
-        if not got["ids"]:
-            return []
-        similarity = _cosine(np.asarray(vector, dtype=np.float32), np.asarray(got["embeddings"]))
-        visible = self._visible(
-            collection,
-            generation,
-            {
-                "ids": [got["ids"]],
-                "metadatas": [got["metadatas"]],
-                "documents": [got["documents"]],
-                "distances": [[1.0 - float(x) for x in similarity]],
-            },
-        )
-        by_id = {p.chunk_id: p for p in visible}
-        return [by_id[c] for c in chunk_ids if c in by_id]
+        return self._reads.passages(collection, chunk_ids, vector, generation)
 
     def count_chunks(self, collection: str, generation: str | None = None) -> int:
-        chunks = self._chunks(collection, generation or self.live(collection).generation, False)
-        return chunks.count() if chunks is not None else 0
-
-    # -- internals -----------------------------------------------------------------------
-
-    def _chunks(self, collection: str, generation: str, create: bool = True) -> Any:
-        """The Chroma collection of one generation's chunks; None if absent and not
-        ``create``.
-
-        Reads do not create: a mistyped collection name must not leave an empty one behind.
-        """
-        key = (collection, generation)
-        if key not in self._collections:
-            from chromadb.errors import NotFoundError
-
-            name = _chunks_name(collection, generation)
-            try:
-                self._collections[key] = (
-                    self._client.get_or_create_collection(
-                        name,
-                        embedding_function=None,
-                        configuration={"hnsw": {"space": "cosine"}},
-                    )
-                    if create
-                    else self._client.get_collection(name, embedding_function=None)
-                )
-            except NotFoundError:
-                return None
-        return self._collections[key]
-
-    def _documents_by_id(
-        self, collection: str, generation: str, ids: list[str]
-    ) -> dict[str, DocumentRecord]:
-        if not ids:  # Chroma refuses an empty id list
-            return {}
-        got = self._registry.get(
-            ids=[_registry_id(generation, i) for i in ids], include=["metadatas"]
-        )
-        return {
-            m["document_id"]: _record(m)
-            for m in got["metadatas"]
-            if m.get("kind") == _DOCUMENT and m.get("collection") == collection
-        }
-
-    def _visible(self, collection: str, generation: str, got: dict[str, Any]) -> list[Passage]:
-        ids, metas = got["ids"][0], got["metadatas"][0]
-        docs, dists = got["documents"][0], got["distances"][0]
-        active = self._documents_by_id(
-            collection, generation, sorted({str(m["document_id"]) for m in metas})
-        )
-        passages = []
-        for chunk_id, meta, text, distance in zip(ids, metas, docs, dists, strict=True):
-            record = active.get(str(meta["document_id"]))
-            if record is None or record.ingest_id != meta["ingest_id"]:
-                continue
-            passages.append(
-                Passage(
-                    document_id=record.document_id,
-                    filename=record.filename,
-                    page_start=int(meta["page_start"]),
-                    page_end=int(meta["page_end"]),
-                    text=text,
-                    score=round(1.0 - float(distance), 4),
-                    chunk_index=int(meta["chunk_index"]),
-                    chunk_id=chunk_id,
-                )
-            )
-        return passages
-
-    def _drop_ingest(self, collection: str, generation: str, ingest_id: str) -> None:
-        chunks = self._chunks(collection, generation, create=False)
-        if chunks is not None:
-            chunks.delete(where={"ingest_id": ingest_id})
-
-    def _bumped(self, collection: str, generation: str) -> dict[str, Any]:
-        """The generation record's metadata with a new index_version."""
-        got = self._registry.get(
-            ids=[_generation_id(collection, generation)], include=["metadatas"]
-        )
-        meta = (
-            dict(got["metadatas"][0])
-            if got["ids"]
-            else {
-                "kind": _GENERATION,
-                "collection": collection,
-                "generation": generation,
-                "created_at": time.time(),
-                "settings": "{}",
-            }
-        )
-        meta["index_version"] = _next_version(str(meta.get("index_version") or "0"))
-        return meta
-
-    def _migrate(self) -> None:
-        """Indexes made before generations: their documents are generation "0"."""
-        got = self._registry.get(where={"kind": _DOCUMENT}, include=["metadatas"])
-        old = [
-            (i, m)
-            for i, m in zip(got["ids"], got["metadatas"], strict=True)
-            if "generation" not in m
-        ]
-        if old:
-            self._registry.update(
-                ids=[i for i, _ in old],
-                metadatas=[{**m, "generation": FIRST_GENERATION} for _, m in old],
-            )
-            for collection in sorted({str(m["collection"]) for _, m in old}):
-                if self.index_version(collection, FIRST_GENERATION) == "0":
-                    self._registry.upsert(
-                        ids=[_generation_id(collection, FIRST_GENERATION)],
-                        embeddings=[_NO_VECTOR],
-                        metadatas=[self._bumped(collection, FIRST_GENERATION)],
-                    )
-
-
-@dataclass(frozen=True)
-class ChunkRow:
-    """One stored chunk as a snapshot or an export reads it."""
-
-    chunk_id: str
-    text: str
-    page_start: int
-    page_end: int
-    chunk_index: int
-    vector: np.ndarray | None
+        """How many chunks a generation (default: the live one) holds, visible or not."""
+        return self._reads.count_chunks(collection, generation)
 
 
 def open_index(data_dir: Path, chroma_url: str | None) -> ChunkIndex:
     """The index configuration asks for: a Chroma server if a URL is set, else embedded."""
     return ChunkIndex.server(chroma_url) if chroma_url else ChunkIndex.embedded(data_dir)
-
-
-def _cosine(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """Cosine similarity of ``query`` with each row of ``vectors``."""
-    q = query / (np.linalg.norm(query) or 1.0)
-    norms = np.linalg.norm(vectors, axis=1)
-    norms[norms == 0] = 1.0
-    return (vectors @ q) / norms
-
-
-def _pending_id(ingest_id: str) -> str:
-    return f"{_PENDING}:{ingest_id}"
-
-
-def _live_id(collection: str) -> str:
-    return f"{_LIVE}:{collection}"
-
-
-def _generation_id(collection: str, generation: str) -> str:
-    return f"{_GENERATION}:{collection}:{generation}"
-
-
-def _registry_id(generation: str, document_id: str) -> str:
-    # Generation "0" keeps the ids its records had before generations existed.
-    return document_id if generation == FIRST_GENERATION else f"{generation}/{document_id}"
-
-
-def _document_id(record: DocumentRecord) -> str:
-    return _registry_id(record.generation, record.document_id)
-
-
-def _chunks_name(collection: str, generation: str) -> str:
-    if generation == FIRST_GENERATION:
-        return _CHUNKS_PREFIX + collection
-    return f"{_CHUNKS_PREFIX}{collection}.{generation}"
-
-
-def _next_version(previous: str) -> str:
-    """A version later than ``previous``: nanoseconds since the epoch, in hex (unique in
-    practice, and ordered by this machine's clock)."""
-    return f"{max(int(previous, 16) + 1, time.time_ns()):x}"
-
-
-def _metadata(record: DocumentRecord) -> dict[str, Any]:
-    meta = asdict(record)
-    meta["metadata"] = json.dumps(record.metadata, sort_keys=True)
-    meta["kind"] = _DOCUMENT
-    return meta
-
-
-def _record(meta: dict[str, Any]) -> DocumentRecord:
-    return DocumentRecord(
-        document_id=str(meta["document_id"]),
-        collection=str(meta["collection"]),
-        filename=str(meta["filename"]),
-        sha256=str(meta["sha256"]),
-        pages=int(meta["pages"]),
-        chunks=int(meta["chunks"]),
-        ingest_id=str(meta["ingest_id"]),
-        indexed_at=float(meta["indexed_at"]),
-        metadata=json.loads(str(meta.get("metadata") or "{}")),
-        source=str(meta.get("source") or ""),
-        generation=str(meta.get("generation") or FIRST_GENERATION),
-    )

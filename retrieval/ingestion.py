@@ -14,17 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+from core.collection_names import DEFAULT_COLLECTION, check_collection_name
 from core.errors import DocumentTooLarge, InvalidRequest, NoTextLayer, RagError
+from core.records import DocumentRecord, LiveIndex
 from retrieval.chunking import TokenCounter, chunk_pages
 from retrieval.embedders import EmbedderGuard, EmbedderRouter
 from retrieval.engines import EmbedFn, ms_since
-from retrieval.index import (
-    DEFAULT_COLLECTION,
-    ChunkIndex,
-    DocumentRecord,
-    LiveIndex,
-    check_collection_name,
-)
+from retrieval.index import ChunkIndex
 from retrieval.observer import NullObserver, Observer
 from retrieval.parsing import check_size, parse_pdf
 from storage.object_store import ObjectStore

@@ -13,8 +13,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from core.errors import CorruptPdf, InvalidRequest, PageTooComplex
+from core.records import DocumentRecord
 from retrieval.cache import MemoryCache
-from retrieval.index import DocumentRecord
 
 MIN_WIDTH = 100
 DEFAULT_WIDTH = 1000

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from core.collection_names import check_collection_name
 from core.errors import RagError, UnsupportedDocument
-from retrieval.index import ChunkIndex, check_collection_name
+from retrieval.index import ChunkIndex
 from retrieval.ingestion import Ingestor
 from storage.s3 import call_s3
 

@@ -41,8 +41,9 @@ def baseline(chunks: list[Any], queries: list[str], work: Path) -> dict[str, Any
     import numpy as np
     import torch
 
+    from core.records import DocumentRecord
     from core.settings import get_settings
-    from retrieval.index import ChunkIndex, DocumentRecord
+    from retrieval.index import ChunkIndex
 
     batch = get_settings().ingest_embed_batch
     texts = [c.text for c in chunks]

@@ -48,8 +48,9 @@ def build_index(
 ) -> dict[str, Any]:
     """``size`` chunks in documents of PER_DOCUMENT, chunk i of document doc holding
     ``text(rng, doc, i)``, with random unit vectors; the time it took."""
+    from core.records import DocumentRecord
     from retrieval.chunking import Chunk
-    from retrieval.index import ChunkIndex, DocumentRecord
+    from retrieval.index import ChunkIndex
 
     index = ChunkIndex.embedded(directory)
     rng = np.random.default_rng(0)

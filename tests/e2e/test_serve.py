@@ -17,7 +17,7 @@ import httpx
 import pytest
 from bentoml.exceptions import BentoMLException
 
-from retrieval.index import EmbedderId
+from core.records import EmbedderId
 from tests.conftest import BLOB_BUCKET, ROOT, UPLOAD_LIMIT_MB, sample_pdf
 from tests.pdfs import MANUAL_PAGES, make_pdf
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from core.errors import EmbedderMismatch
+from core.records import DocumentRecord, EmbedderId
 from retrieval.chunking import Chunk
 from retrieval.embedders import EmbedderGuard, embedding_dimension
-from retrieval.index import DocumentRecord, EmbedderId
 
 V1 = EmbedderId("rag-embedder:v1", 8)
 V2 = EmbedderId("rag-embedder:v2", 8)

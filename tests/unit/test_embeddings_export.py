@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.errors import InvalidRequest
+from core.records import EmbedderId
 from jobs.embeddings_export import export_embeddings
-from retrieval.index import EmbedderId
 from tests.unit.test_index import record, stage, vec
 
 EMBEDDER = EmbedderId("rag-embedder:v1", 8)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.records import Passage
 from retrieval.grounding import (
     SupportingSentence,
     Verdict,
@@ -15,7 +16,6 @@ from retrieval.grounding import (
     pick_support,
     repeats_itself,
 )
-from retrieval.index import Passage
 from retrieval.prompting import build_prompt
 from retrieval.text import numbers
 

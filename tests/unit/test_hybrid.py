@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from core.errors import InvalidRequest
+from core.records import DocumentRecord
 from retrieval.chunking import Chunk
 from retrieval.hybrid import Retriever, check_retrieval_mode
-from retrieval.index import DocumentRecord
 from retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
 
 DIM = 8

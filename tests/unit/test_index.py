@@ -9,9 +9,11 @@ import hypothesis.strategies
 import numpy as np
 import pytest
 
+from core.collection_names import check_collection_name
 from core.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
+from core.records import DocumentRecord
 from retrieval.chunking import Chunk
-from retrieval.index import ChunkIndex, DocumentRecord, check_collection_name
+from retrieval.index import ChunkIndex
 
 DIM = 8
 
@@ -123,7 +125,7 @@ def test_bad_collection_names(name):
 def test_reading_an_unknown_collection_creates_nothing(index):
     assert index.search("typo", vec(0), 5) == []
     assert index.count_chunks("typo") == 0
-    assert "rag-chunks-typo" not in {c.name for c in index._client.list_collections()}
+    assert "rag-chunks-typo" not in {c.name for c in index._store.client.list_collections()}
 
 
 def test_an_unreachable_chroma_server_is_a_clear_503():

@@ -9,7 +9,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from retrieval.index import FIRST_GENERATION, ChunkIndex
+from core.records import FIRST_GENERATION
+from retrieval.index import ChunkIndex
 from tests.unit.test_index import record, stage, vec
 
 
@@ -112,11 +113,11 @@ def test_documents_indexed_before_generations_existed_are_generation_zero(tmp_pa
     rec = commit(legacy, "old", "a.pdf")
     # What an index written before generations looked like: no generation field and
     # no version record.
-    meta = legacy._registry.get(ids=[rec.document_id], include=["metadatas"])["metadatas"][0]
+    meta = legacy._store.registry.get(ids=[rec.document_id], include=["metadatas"])["metadatas"][0]
     del meta["generation"]
-    legacy._registry.delete(ids=[rec.document_id])
-    legacy._registry.add(ids=[rec.document_id], embeddings=[[1.0]], metadatas=[meta])
-    legacy._registry.delete(ids=[f"generation:default:{FIRST_GENERATION}"])
+    legacy._store.registry.delete(ids=[rec.document_id])
+    legacy._store.registry.add(ids=[rec.document_id], embeddings=[[1.0]], metadatas=[meta])
+    legacy._store.registry.delete(ids=[f"generation:default:{FIRST_GENERATION}"])
     reopened = ChunkIndex.embedded(tmp_path)
     assert [r.filename for r in reopened.list_documents("default")] == ["a.pdf"]
     assert reopened.live("default").index_version != "0"

@@ -22,11 +22,11 @@ from app.answering import AnswerStream
 from app.context import caller
 from core.errors import InvalidRequest
 from core.keys import ApiKeySpec, hash_key
+from core.records import Passage
 from core.settings import Settings
 from gateway.middleware import GatewayMiddleware
 from gateway.unknown_routes import UnknownRouteGuard
 from retrieval.answering import StreamReport, sources_line
-from retrieval.index import Passage
 
 ADMIN = "rag_unit-admin-key"
 ALPHA_READER = "rag_unit-alpha-reader"

@@ -13,7 +13,7 @@ from PIL import Image
 from pypdf import PdfReader
 
 from core.errors import CorruptPdf, InvalidRequest
-from retrieval.index import DocumentRecord
+from core.records import DocumentRecord
 from retrieval.page_images import PageImageCache, PageRenderer, image_width, render_page
 from storage.object_store import LocalObjectStore
 from tests.conftest import sample_pdf

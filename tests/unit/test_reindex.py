@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from core.errors import IndexConflict
+from core.records import DocumentRecord, EmbedderId
 from jobs.reindex import Reindexer, ReindexLimits, ReindexTarget
 from retrieval.chunking import chunk_pages
-from retrieval.index import ChunkIndex, DocumentRecord, EmbedderId
+from retrieval.index import ChunkIndex
 from retrieval.ingestion import document_id_for
 from retrieval.parsing import parse_pdf
 from storage.object_store import LocalObjectStore

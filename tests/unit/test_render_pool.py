@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from core.errors import CorruptPdf, DependencyUnavailable, InvalidRequest, PageTooComplex
-from retrieval.index import DocumentRecord
+from core.records import DocumentRecord
 from retrieval.page_images import PageRenderer, render_page
 from retrieval.render_pool import RenderLimits, RenderPool
 from storage.object_store import LocalObjectStore

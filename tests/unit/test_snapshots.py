@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.errors import EmbedderMismatch, InvalidRequest, SnapshotNotFound
+from core.records import EmbedderId
 from jobs.snapshots import (
     check_embedder,
     list_snapshots,
@@ -21,7 +22,7 @@ from jobs.snapshots import (
     snapshot_chunks,
     take_snapshot,
 )
-from retrieval.index import ChunkIndex, EmbedderId
+from retrieval.index import ChunkIndex
 from storage.object_store import LocalObjectStore, S3ObjectStore
 from tests.unit.test_index import record, stage, vec
 

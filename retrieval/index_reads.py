@@ -1,0 +1,186 @@
+"""Reading chunks back, keeping only the visible ones: a chunk is visible when its
+document's record in the generation read names the ingest that wrote it (a replaced or
+unfinished ingest leaves chunks that no record names).
+
+``generation`` None reads the live generation. A request that reads more than once (hybrid
+retrieval) names the generation it read first, so that a switch between its reads cannot
+mix two indexes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from core.records import ChunkRow, Passage
+from retrieval.chroma_store import ChromaStore
+from retrieval.index_registry import IndexRegistry
+
+# Chunks read at once when the lexical index loads a document.
+_READ_PAGE = 5000
+
+
+class IndexReads:
+    """Searches and chunk reads of one Chroma store, filtered to what is visible."""
+
+    def __init__(self, store: ChromaStore, registry: IndexRegistry) -> None:
+        self._store = store
+        self._registry = registry
+
+    def search(
+        self, collection: str, vector: np.ndarray, top_k: int, generation: str | None = None
+    ) -> list[Passage]:
+        """The ``top_k`` visible chunks nearest to ``vector``, best first."""
+        generation = generation or self._registry.live(collection).generation
+        chunks = self._store.chunks(collection, generation, create=False)
+        if chunks is None:
+            return []
+        # No count() first: Chroma counts by scanning (5 ms at 100k chunks, more than the
+        # query itself), and a query for more than there are returns what there is.
+        want = top_k * 2 + 4
+        while True:
+            got = chunks.query(
+                query_embeddings=np.asarray([vector], dtype=np.float32),
+                n_results=want,
+                include=["documents", "metadatas", "distances"],
+            )
+            passages = self._visible(collection, generation, got)
+            # Hidden chunks (a replaced or unfinished ingest) may have crowded the visible
+            # ones out; ask for more until top_k are found or everything was seen.
+            if len(passages) >= top_k or len(got["ids"][0]) < want:
+                return passages[:top_k]
+            want *= 4
+
+    def active_ingests(self, collection: str, generation: str | None = None) -> frozenset[str]:
+        """The ingest ids whose chunks are visible in ``collection`` now."""
+        return frozenset(r.ingest_id for r in self._registry.list_documents(collection, generation))
+
+    def chunk_texts(
+        self, collection: str, ingest_ids: Sequence[str], generation: str | None = None
+    ) -> dict[str, list[tuple[str, str]]]:
+        """``{ingest_id: [(chunk_id, text), ...]}`` of those ingests, in chunk order."""
+        return {
+            ingest_id: [(row.chunk_id, row.text) for row in rows]
+            for ingest_id, rows in self.chunk_rows(
+                collection, ingest_ids, generation, with_vectors=False
+            ).items()
+        }
+
+    def chunk_rows(
+        self,
+        collection: str,
+        ingest_ids: Sequence[str],
+        generation: str | None = None,
+        *,
+        with_vectors: bool = True,
+    ) -> dict[str, list[ChunkRow]]:
+        """``{ingest_id: [ChunkRow, ...]}`` of those ingests, in chunk order, with their
+        vectors unless ``with_vectors`` is false."""
+        generation = generation or self._registry.live(collection).generation
+        chunks = self._store.chunks(collection, generation, create=False)
+        if chunks is None:
+            return {}
+        include = ["documents", "metadatas"] + (["embeddings"] if with_vectors else [])
+        found: dict[str, list[ChunkRow]] = {}
+        for ingest_id in ingest_ids:
+            rows: list[ChunkRow] = []
+            # In pages: one large read exceeds SQLite's limit on query variables.
+            while True:
+                got = chunks.get(
+                    where={"ingest_id": ingest_id},
+                    include=include,
+                    limit=_READ_PAGE,
+                    offset=len(rows),
+                )
+                vectors = got["embeddings"] if with_vectors else [None] * len(got["ids"])
+                rows += [
+                    ChunkRow(
+                        chunk_id,
+                        text,
+                        int(meta["page_start"]),
+                        int(meta["page_end"]),
+                        int(meta["chunk_index"]),
+                        None if vector is None else np.asarray(vector, dtype=np.float32),
+                    )
+                    for chunk_id, text, meta, vector in zip(
+                        got["ids"], got["documents"], got["metadatas"], vectors, strict=True
+                    )
+                ]
+                if len(got["ids"]) < _READ_PAGE:
+                    break
+            if rows:
+                found[ingest_id] = sorted(rows, key=lambda r: r.chunk_index)
+        return found
+
+    def passages(
+        self,
+        collection: str,
+        chunk_ids: Sequence[str],
+        vector: np.ndarray,
+        generation: str | None = None,
+    ) -> list[Passage]:
+        """The visible chunks among ``chunk_ids``, in that order, scored by cosine similarity
+        to ``vector`` (the same score as ``search``); deleted or hidden ones are left out."""
+        generation = generation or self._registry.live(collection).generation
+        chunks = self._store.chunks(collection, generation, create=False)
+        if chunks is None or not chunk_ids:
+            return []
+        got = chunks.get(ids=list(chunk_ids), include=["documents", "metadatas", "embeddings"])
+        if not got["ids"]:
+            return []
+        similarity = cosine(np.asarray(vector, dtype=np.float32), np.asarray(got["embeddings"]))
+        visible = self._visible(
+            collection,
+            generation,
+            {
+                "ids": [got["ids"]],
+                "metadatas": [got["metadatas"]],
+                "documents": [got["documents"]],
+                "distances": [[1.0 - float(x) for x in similarity]],
+            },
+        )
+        by_id = {p.chunk_id: p for p in visible}
+        return [by_id[c] for c in chunk_ids if c in by_id]
+
+    def count_chunks(self, collection: str, generation: str | None = None) -> int:
+        """How many chunks a generation holds, visible or not."""
+        chunks = self._store.chunks(
+            collection, generation or self._registry.live(collection).generation, False
+        )
+        return chunks.count() if chunks is not None else 0
+
+    def _visible(self, collection: str, generation: str, got: dict[str, Any]) -> list[Passage]:
+        """The passages of a Chroma query result whose ingest is its document's active one."""
+        ids, metas = got["ids"][0], got["metadatas"][0]
+        docs, dists = got["documents"][0], got["distances"][0]
+        active = self._registry.documents_by_id(
+            collection, generation, sorted({str(m["document_id"]) for m in metas})
+        )
+        passages = []
+        for chunk_id, meta, text, distance in zip(ids, metas, docs, dists, strict=True):
+            record = active.get(str(meta["document_id"]))
+            if record is None or record.ingest_id != meta["ingest_id"]:
+                continue
+            passages.append(
+                Passage(
+                    document_id=record.document_id,
+                    filename=record.filename,
+                    page_start=int(meta["page_start"]),
+                    page_end=int(meta["page_end"]),
+                    text=text,
+                    score=round(1.0 - float(distance), 4),
+                    chunk_index=int(meta["chunk_index"]),
+                    chunk_id=chunk_id,
+                )
+            )
+        return passages
+
+
+def cosine(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Cosine similarity of ``query`` with each row of ``vectors`` (a zero row scores 0)."""
+    q = query / (np.linalg.norm(query) or 1.0)
+    norms = np.linalg.norm(vectors, axis=1)
+    norms[norms == 0] = 1.0
+    return (vectors @ q) / norms

@@ -1,0 +1,241 @@
+"""What the index knows about each collection, read from and written to its registry: the
+committed documents, the generations with their ``index_version`` and settings, which
+generation is live, and the embedder that made a generation's vectors.
+
+Switching the live generation is one upsert of the ``live:<collection>`` record, so a
+reader sees the old index or the new one, never a mix; the generation it replaces is kept
+(as ``previous``) until the next switch, for ``rollback_index``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from core.records import FIRST_GENERATION, DocumentRecord, EmbedderId, LiveIndex
+from retrieval.chroma_store import ChromaStore
+from retrieval.index_format import (
+    DOCUMENT,
+    GENERATION,
+    NO_VECTOR,
+    PENDING,
+    document_record,
+    generation_id,
+    generation_metadata,
+    live_id,
+    live_metadata,
+    next_version,
+    registry_id,
+)
+
+
+class IndexRegistry:
+    """Documents, generations and embedders of every collection in one Chroma store."""
+
+    def __init__(self, store: ChromaStore) -> None:
+        self._store = store
+        self._registry = store.registry
+
+    # -- documents -----------------------------------------------------------------------
+
+    def find_document(
+        self, document_id: str, collection: str | None = None, generation: str | None = None
+    ) -> DocumentRecord | None:
+        """The document in ``generation`` (default: the live one) of ``collection``
+        (default: whichever collection holds it)."""
+        if collection is not None:
+            generation = generation or self.live(collection).generation
+            return self.documents_by_id(collection, generation, [document_id]).get(document_id)
+        got = self._registry.get(
+            where={"$and": [{"kind": DOCUMENT}, {"document_id": document_id}]},
+            include=["metadatas"],
+        )
+        for record in (document_record(m) for m in got["metadatas"]):
+            if record.generation == self.live(record.collection).generation:
+                return record
+        return None
+
+    def find_by_sha256(
+        self, collection: str, sha256: str, generation: str | None = None
+    ) -> DocumentRecord | None:
+        """The earliest indexed document of ``generation`` (default: the live one) with
+        these bytes, if any."""
+        generation = generation or self.live(collection).generation
+        got = self._registry.get(
+            where={
+                "$and": [
+                    {"kind": DOCUMENT},
+                    {"collection": collection},
+                    {"generation": generation},
+                    {"sha256": sha256},
+                ]
+            },
+            include=["metadatas"],
+        )
+        records = [document_record(m) for m in got["metadatas"]]
+        return min(records, key=lambda r: r.indexed_at) if records else None
+
+    def list_documents(
+        self, collection: str, generation: str | None = None
+    ) -> list[DocumentRecord]:
+        """The documents of ``generation`` (default: the live one), by file name."""
+        generation = generation or self.live(collection).generation
+        got = self._registry.get(
+            where={
+                "$and": [
+                    {"kind": DOCUMENT},
+                    {"collection": collection},
+                    {"generation": generation},
+                ]
+            },
+            include=["metadatas"],
+        )
+        return sorted((document_record(m) for m in got["metadatas"]), key=lambda r: r.filename)
+
+    def documents_by_id(
+        self, collection: str, generation: str, ids: list[str]
+    ) -> dict[str, DocumentRecord]:
+        """``{document_id: record}`` of those committed in ``generation`` of ``collection``."""
+        if not ids:  # Chroma refuses an empty id list
+            return {}
+        got = self._registry.get(
+            ids=[registry_id(generation, i) for i in ids], include=["metadatas"]
+        )
+        return {
+            m["document_id"]: document_record(m)
+            for m in got["metadatas"]
+            if m.get("kind") == DOCUMENT and m.get("collection") == collection
+        }
+
+    def collections(self) -> list[str]:
+        """Every collection that has a committed document."""
+        got = self._registry.get(where={"kind": DOCUMENT}, include=["metadatas"])
+        return sorted({str(m["collection"]) for m in got["metadatas"]})
+
+    # -- generations ---------------------------------------------------------------------
+
+    def live(self, collection: str) -> LiveIndex:
+        """The generation queries of ``collection`` read now, and its index_version."""
+        got = self._registry.get(ids=[live_id(collection)], include=["metadatas"])
+        meta = got["metadatas"][0] if got["ids"] else {}
+        generation = str(meta.get("generation") or FIRST_GENERATION)
+        return LiveIndex(
+            collection,
+            generation,
+            self.index_version(collection, generation),
+            str(meta.get("previous") or ""),
+        )
+
+    def index_version(self, collection: str, generation: str) -> str:
+        """The version of one generation ("0" for one that was never written)."""
+        got = self._registry.get(ids=[generation_id(collection, generation)], include=["metadatas"])
+        return str(got["metadatas"][0]["index_version"]) if got["ids"] else "0"
+
+    def create_generation(self, collection: str, settings: dict[str, Any]) -> str:
+        """A new, empty generation of ``collection`` beside the live one, with its
+        ``settings``. Returns its name."""
+        generation = uuid.uuid4().hex[:12]
+        self._registry.upsert(
+            ids=[generation_id(collection, generation)],
+            embeddings=[NO_VECTOR],
+            metadatas=[
+                generation_metadata(
+                    collection,
+                    generation,
+                    next_version("0"),
+                    time.time(),
+                    json.dumps(settings, sort_keys=True),
+                )
+            ],
+        )
+        self._store.chunks(collection, generation)
+        return generation
+
+    def generation_settings(self, collection: str, generation: str) -> dict[str, Any]:
+        """The settings a generation was created with ({} when none were kept)."""
+        got = self._registry.get(ids=[generation_id(collection, generation)], include=["metadatas"])
+        return json.loads(str(got["metadatas"][0].get("settings") or "{}")) if got["ids"] else {}
+
+    def switch(self, collection: str, generation: str) -> LiveIndex:
+        """Make ``generation`` live in one write, keep the one it replaces and drop the one
+        kept before. Returns the new state."""
+        current = self.live(collection)
+        if generation == current.generation:
+            return current
+        self._registry.upsert(
+            ids=[live_id(collection)],
+            embeddings=[NO_VECTOR],
+            metadatas=[live_metadata(collection, generation, current.generation, time.time())],
+        )
+        if current.previous and current.previous not in (generation, current.generation):
+            self.drop_generation(collection, current.previous)
+        return self.live(collection)
+
+    def generations(self, collection: str) -> list[str]:
+        """Every generation of ``collection`` that has a record (built, building or kept)."""
+        got = self._registry.get(
+            where={"$and": [{"kind": GENERATION}, {"collection": collection}]},
+            include=["metadatas"],
+        )
+        return sorted(str(m["generation"]) for m in got["metadatas"])
+
+    def drop_generation(self, collection: str, generation: str) -> None:
+        """Remove a generation that is not live: its chunks, documents and record."""
+        if generation == self.live(collection).generation:
+            raise ValueError(f"generation {generation} of {collection!r} is live")
+        self._store.delete_chunks(collection, generation)
+        self._registry.delete(
+            where={
+                "$and": [
+                    {"collection": collection},
+                    {"generation": generation},
+                    {"kind": {"$in": [DOCUMENT, GENERATION, PENDING]}},
+                ]
+            }
+        )
+
+    def bumped(self, collection: str, generation: str) -> dict[str, Any]:
+        """The generation record's metadata with a new index_version (a fresh record for
+        a generation that has none), for the caller to upsert with its own change."""
+        got = self._registry.get(ids=[generation_id(collection, generation)], include=["metadatas"])
+        meta = (
+            dict(got["metadatas"][0])
+            if got["ids"]
+            else generation_metadata(collection, generation, "0", time.time(), "{}")
+        )
+        meta["index_version"] = next_version(str(meta.get("index_version") or "0"))
+        return meta
+
+    # -- embedders -----------------------------------------------------------------------
+    # Kept in the metadata of a generation's chunk collection, beside the vectors it names.
+
+    def embedder_of(
+        self, collection: str, *, fresh: bool = False, generation: str | None = None
+    ) -> EmbedderId | None:
+        """The embedder recorded for a generation's vectors (default: the live one's); None
+        when none is recorded. ``fresh`` reads it from Chroma rather than this process's
+        copy."""
+        generation = generation or self.live(collection).generation
+        if fresh:
+            self._store.forget(collection, generation)
+        chunks = self._store.chunks(collection, generation, create=False)
+        metadata = (chunks.metadata or {}) if chunks is not None else {}
+        if "embedder" not in metadata:
+            return None
+        return EmbedderId(str(metadata["embedder"]), int(metadata["embedder_dimension"]))
+
+    def record_embedder(
+        self, collection: str, embedder: EmbedderId, generation: str | None = None
+    ) -> None:
+        """Record that a generation's vectors (default: the live one's) are ``embedder``'s,
+        creating its chunk collection if needed."""
+        chunks = self._store.chunks(collection, generation or self.live(collection).generation)
+        chunks.modify(
+            metadata={
+                **(chunks.metadata or {}),
+                "embedder": embedder.tag,
+                "embedder_dimension": embedder.dimension,
+            }
+        )

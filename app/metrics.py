@@ -89,14 +89,14 @@ class Metrics:
         for name, (kind, help_text, labels, buckets) in METRICS.items():
             if kind == "counter":
                 # prometheus_client appends _total itself.
-                metric = prometheus_client.Counter(
+                self._m[name] = prometheus_client.Counter(
                     name.removesuffix("_total"), help_text, labels, registry=registry
                 )
             else:
-                metric = prometheus_client.Histogram(
+                assert buckets is not None  # every histogram of METRICS names its buckets
+                self._m[name] = prometheus_client.Histogram(
                     name, help_text, labels, buckets=buckets, registry=registry
                 )
-            self._m[name] = metric
 
     # -- Observer (retrieval/observer.py) -----------------------------------------------
 

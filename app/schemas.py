@@ -338,7 +338,7 @@ def query_response(
         answer=answer.answer,
         cached=answer.cached,
         answer_mode=answer.mode,
-        reason=answer.reason,
+        reason=answer.reason,  # type: ignore[arg-type]  # answerability's two reasons
         grounding=answer.grounding,
         citations=[
             AnswerCitation(**c.model_dump(), role=role) for c in citations(answer.citations)

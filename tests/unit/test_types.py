@@ -1,5 +1,5 @@
-"""The base and application layers type-check: mypy, configured in pyproject.toml ([tool.mypy]: strict, with
-pydantic's plugin), passes on every package in CHECKED."""
+"""The base and application layers type-check: mypy, configured in pyproject.toml
+([tool.mypy]: strict, with pydantic's plugin), passes on every package in CHECKED."""
 
 from __future__ import annotations
 

@@ -44,3 +44,33 @@ def test_an_import_against_the_layers_breaks_the_contract(tmp_path):
     for debt in CONFIG["contracts"][0]["ignore_imports"]:
         importer, imported = debt.split(" -> ")
         assert f"{importer} -> {imported}" in done.stdout, debt
+
+
+def test_the_contracts_forbid_cycles_within_every_package():
+    (cycles,) = [c for c in CONFIG["contracts"] if c["type"] == "acyclic_siblings"]
+    assert set(cycles["ancestors"]) == set(CONFIG["root_packages"])
+
+
+def test_a_cycle_between_two_modules_breaks_the_cycle_contract(tmp_path):
+    # A package of two modules that import each other, under the same kind of contract.
+    package = tmp_path / "loopy"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from loopy import b\n")
+    (package / "b.py").write_text("from loopy import a\n")
+    config = tmp_path / "cycles.ini"
+    config.write_text(
+        "[importlinter]\nroot_packages =\n    loopy\n\n"
+        "[importlinter:contract:cycles]\nname = cycles\ntype = acyclic_siblings\n"
+        "ancestors =\n    loopy\n"
+    )
+    done = subprocess.run(
+        [str(LINT), "--config", str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode != 0, done.stdout
+    assert "BROKEN" in done.stdout

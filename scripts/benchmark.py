@@ -39,6 +39,7 @@ from scripts.bench import (  # noqa: E402
     memory,
     pages,
     pipeline,
+    plots,
     report,
     scale,
     variants,
@@ -92,10 +93,10 @@ def main() -> int:
     (out / "results" / f"{stamp}{suffix}.json").write_text(json.dumps(results, indent=2))
     section = report.markdown(results)
     if "engines" in results and "generators" in results:
-        report.plot_engines(results, out / f"engines{suffix}.png")
+        plots.plot_engines(results, out / f"engines{suffix}.png")
     if mode == "full" and chosen == list(SECTIONS):
         (out / "latest.json").write_text(json.dumps(results, indent=2))
-        report.plot(results, out / "concurrency.png")
+        plots.plot(results, out / "concurrency.png")
         report.update_benchmarks_md(ROOT / "BENCHMARKS.md", section)
     print(section)
     return 0

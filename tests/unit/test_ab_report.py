@@ -1,5 +1,6 @@
-"""scripts/ab_report.py: per-variant A/B figures from the live rollout status or from the
-exported log, and verdicts that agree with scipy on the same counts."""
+"""scripts/ab_report.py and its parts in scripts/ab/: per-variant A/B figures from the live
+rollout status or from the exported log, and verdicts that agree with scipy on the same
+counts."""
 
 from __future__ import annotations
 
@@ -16,18 +17,15 @@ import pytest
 from scipy.stats import fisher_exact, mannwhitneyu
 
 from experiments.outcomes import Outcome, summarise
-from scripts.ab_report import (
-    NO_TEST,
-    ReportInputError,
-    build_report,
+from scripts.ab.comparison import NO_TEST, ReportInputError, build_report
+from scripts.ab.render import markdown, report_json
+from scripts.ab.sources import (
     latest_per_answer,
-    main,
-    markdown,
     read_log,
-    report_json,
     summaries_from_log,
     summaries_from_status,
 )
+from scripts.ab_report import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "ab_report.py"

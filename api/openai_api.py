@@ -72,7 +72,7 @@ from models.openai_responses import (
     usage,
 )
 from models.openai_wire import WireError, json_body, parse_chat_request
-from retrieval.answering import sources_line
+from retrieval.answers import sources_line
 
 logger = logging.getLogger("rag.openai")
 MODEL_PREFIX = "rag/"

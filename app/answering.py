@@ -21,7 +21,7 @@ from experiments.feedback import AnswerRecord
 from experiments.pipelines import Pipeline
 from experiments.querylog import log_entry
 from jobs.batch_rows import BatchRow, result_row
-from retrieval.answering import Answer, StreamReport
+from retrieval.answers import Answer, StreamReport
 
 _MAX_USER_CHARS = 128
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from core.records import DocumentRecord, Passage
-from retrieval.answering import Answer
+from retrieval.answers import Answer
 from retrieval.grounding import SupportingSentence
 from retrieval.ingestion import IngestResult
 

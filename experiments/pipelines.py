@@ -20,7 +20,8 @@ from experiments.variants import Experiment, ModelChoice, Variant
 from models.catalog import Catalog
 from models.clients import EmbedderClient, GeneratorBackend
 from models.generator import Completion
-from retrieval.answering import Answerer, AnswerOptions
+from retrieval.answer_requests import AnswerOptions
+from retrieval.answering import Answerer
 from retrieval.cache import AnswerCache, ResilientCache, cached_embedder
 from retrieval.chunking import TokenCounter, WordPieceCounter
 from retrieval.embedders import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retrieval.answering import Answer
+from retrieval.answers import Answer
 
 
 def log_entry(question: str, answer: Answer | str, mode: str, latency_ms: float) -> dict[str, Any]:

@@ -1,18 +1,23 @@
-"""Questions -> retrieved passages -> supporting sentences -> a checked, cited answer."""
+"""Questions -> retrieved passages -> supporting sentences -> a checked, cited answer
+(what an answer is: retrieval/answers.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from dataclasses import asdict, replace
+from typing import Any
 
 import numpy as np
 
-from core.collection_names import check_collection_name
-from core.errors import InvalidRequest
 from core.records import LiveIndex, Passage
+from retrieval.answer_requests import (
+    AnswerOptions,
+    answer_style,
+    checked_request,
+    retrieval_mode,
+)
 from retrieval.answerability import (
     PASSAGES_DO_NOT_ANSWER,
     Assessment,
@@ -20,6 +25,7 @@ from retrieval.answerability import (
     assess,
     not_found_answer,
 )
+from retrieval.answers import Answer, StreamReport, sources_line
 from retrieval.cache import AnswerCache
 from retrieval.embedders import EmbedderRouter
 from retrieval.engines import EmbedFn, GenerateFn, StreamFn, ms_since
@@ -33,11 +39,10 @@ from retrieval.grounding import (
     pick_support,
     quote,
 )
-from retrieval.hybrid import Retriever, check_retrieval_mode
+from retrieval.hybrid import Retriever
 from retrieval.observer import NullObserver, Observer
 from retrieval.prompting import build_prompt
 
-ANSWER_STYLES = ("extractive", "generative")
 # The "not found" gate weighs a question's words as if the collection held at least this
 # many chunks (LexicalIndex.term_weights): on a 4-page manual, "Is the radio waterproof?"
 # was otherwise not found.
@@ -45,65 +50,6 @@ ABOUTNESS_CHUNKS = 1000
 # Part of every answer-cache key: bump it when the same inputs give different answers (a new
 # ranking, gate or check), so that an upgraded service does not serve the old ones.
 PIPELINE_VERSION = 3
-
-
-@dataclass
-class StreamReport:
-    """What a streamed answer tells besides its text, filled in as it goes."""
-
-    # The version of the collection's index it is read from: set before the first piece.
-    index_version: str = ""
-    # Set at the end: generated, extractive, not_found, or ungrounded (a generated answer
-    # that failed its check, as Answer.ungrounded).
-    mode: str = ""
-    # The passages its closing line numbers, as cited [1], [2]...: set at the end.
-    citations: list[Passage] = field(default_factory=list)
-
-    def ended(self, mode: str, citations: list[Passage]) -> None:
-        self.mode, self.citations = mode, citations
-
-
-@dataclass(frozen=True)
-class AnswerOptions:
-    max_question_chars: int
-    max_top_k: int
-    min_relevance: float
-    retrieval: str = "hybrid"  # the mode of requests that do not name one
-    answer_style: str = "extractive"  # the style of requests that do not name one
-    support_sentences: int = 3
-    # Below this evidence strength (answerability.Evidence) a question is not found.
-    min_evidence: float = 0.9
-
-
-@dataclass(frozen=True)
-class Answer:
-    answer: str
-    mode: str  # generated | extractive | not_found
-    citations: list[Passage]
-    supporting: list[SupportingSentence]
-    grounding: str
-    usage: dict[str, int]
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    cached: bool = False
-    # Why a not_found answer is one (answerability.NO_RELEVANT_PASSAGE...); None otherwise.
-    reason: str | None = None
-    # The generator's answer failed its check and the best supporting sentence replaced it.
-    ungrounded: bool = False
-    # The version of the collection's index the answer was read from.
-    index_version: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Answer:
-        return cls(
-            **{
-                **data,
-                "citations": [Passage(**p) for p in data["citations"]],
-                "supporting": [SupportingSentence(**s) for s in data["supporting"]],
-            }
-        )
 
 
 class Answerer:
@@ -144,8 +90,8 @@ class Answerer:
         """The ``top_k`` passages best matching ``query`` (by ``retrieval``: dense, lexical
         or hybrid; None = the default), best first, whatever their score; and the
         index_version they were read from."""
-        collection = self._validated(query, collection, top_k)
-        mode = self._mode(retrieval)
+        collection = checked_request(self._options, query, collection, top_k)
+        mode = retrieval_mode(self._options, retrieval)
         passages, _, live, _ = await self._retrieve(query, collection, top_k, mode, {})
         return passages, live.index_version
 
@@ -163,9 +109,9 @@ class Answerer:
         generator write the answer from the supporting sentences. Raises InvalidRequest
         for bad parameters."""
         started = time.perf_counter()
-        collection = self._validated(question, collection, top_k)
-        mode = self._mode(retrieval)
-        style = self._style(style)
+        collection = checked_request(self._options, question, collection, top_k)
+        mode = retrieval_mode(self._options, retrieval)
+        style = answer_style(self._options, style)
         answer = await self._cached_answer(question, collection, top_k, mode, style, started)
         self._observer.answered(answer.mode, answer.reason or "")
         return answer
@@ -296,9 +242,9 @@ class Answerer:
         documents do not answer ends like `query`'s: its one sentence, then the related
         passages. An extractive answer comes in one piece.
         """
-        collection = self._validated(question, collection, top_k)
-        mode = self._mode(retrieval)
-        style = self._style(style)
+        collection = checked_request(self._options, question, collection, top_k)
+        mode = retrieval_mode(self._options, retrieval)
+        style = answer_style(self._options, style)
         passages, citations, support, assessment, version = await self._evidence(
             question, collection, top_k, mode, {}
         )
@@ -423,57 +369,3 @@ class Answerer:
         timings["retrieve"] = ms_since(clock)
         self._observer.retrieved("search", timings["retrieve"] / 1000)
         return passages, qvec, live, embed
-
-    def _style(self, style: str | None) -> str:
-        style = self._options.answer_style if style is None else style
-        if style not in ANSWER_STYLES:
-            raise InvalidRequest(
-                f"answer_style must be one of {', '.join(ANSWER_STYLES)}; got {style!r}"
-            )
-        return str(style)
-
-    def _mode(self, retrieval: str | None) -> str:
-        return check_retrieval_mode(self._options.retrieval if retrieval is None else retrieval)
-
-    def _validated(self, query: Any, collection: Any, top_k: Any) -> str:
-        """The collection name, once question and top_k are known to be acceptable.
-
-        Raises InvalidRequest naming the bad parameter.
-        """
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidRequest("the question is empty")
-        if len(query) > self._options.max_question_chars:
-            raise InvalidRequest(
-                f"the question is {len(query)} characters; the limit is "
-                f"{self._options.max_question_chars}"
-            )
-        if isinstance(top_k, bool) or not isinstance(top_k, int):
-            raise InvalidRequest("top_k must be an integer")
-        if not 1 <= top_k <= self._options.max_top_k:
-            raise InvalidRequest(f"top_k must be between 1 and {self._options.max_top_k}")
-        return check_collection_name(collection)
-
-
-class Cited(Protocol):
-    """What a sources line shows of a cited passage (a Passage, or a response's citation)."""
-
-    filename: str
-    page_start: int
-    page_end: int
-
-
-def sources_line(passages: Sequence[Cited], related: bool) -> str:
-    """The line that ends a streamed answer (and /v1's): the passages it rests on, or for a
-    not_found answer the related ones, numbered as cited; empty without passages."""
-    if not passages:
-        return ""
-    head = "\n\nRelated passages (they do not answer it): " if related else "\n\nSources: "
-    return head + "; ".join(
-        f"[{n}] {p.filename} p.{_pages(p)}" for n, p in enumerate(passages, start=1)
-    )
-
-
-def _pages(passage: Cited) -> str:
-    if passage.page_start == passage.page_end:
-        return str(passage.page_start)
-    return f"{passage.page_start}-{passage.page_end}"

@@ -26,7 +26,7 @@ from core.records import Passage
 from core.settings import Settings
 from gateway.middleware import GatewayMiddleware
 from gateway.unknown_routes import UnknownRouteGuard
-from retrieval.answering import StreamReport, sources_line
+from retrieval.answers import StreamReport, sources_line
 
 ADMIN = "rag_unit-admin-key"
 ALPHA_READER = "rag_unit-alpha-reader"

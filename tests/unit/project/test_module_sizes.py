@@ -5,8 +5,6 @@ only when its first HEAD (15) lines say why, in its docstring or in a ``#`` comm
 form core/settings.py uses: the words "over 400 lines", then, in the same sentence, a colon
 and the reason ("Over 400 lines on purpose: it is the one list of every setting..."). Case
 and line breaks do not matter; a note further down, or one without a reason, does not count.
-KNOWN_OVER lists the modules still over the limit, without a note, when this test was written:
-the list may shrink as they are split, never grow.
 """
 
 from __future__ import annotations
@@ -25,8 +23,6 @@ LIMIT = 400
 HEAD = 15
 # "over 400 lines", then within the same sentence (no full stop) a colon and a reason.
 EXPLAINED = re.compile(rf"\bover {LIMIT} lines\b[^.:]*:\s*\w", re.IGNORECASE)
-# Over the limit, with no reason, when this test was written; split, they leave the list.
-KNOWN_OVER = {"retrieval/answering.py"}
 
 
 def project_modules() -> list[Path]:
@@ -77,21 +73,11 @@ def unexplained_long_modules() -> dict[str, int]:
 
 def test_no_module_is_over_the_limit_without_saying_why():
     found = unexplained_long_modules()
-    offenders = [
-        f"{name}: {lines} lines" for name, lines in found.items() if name not in KNOWN_OVER
-    ]
+    offenders = [f"{name}: {lines} lines" for name, lines in found.items()]
     assert not offenders, (
         f"modules over {LIMIT} lines whose first {HEAD} lines do not say why (write "
         f"'Over {LIMIT} lines on purpose: <why>' in the docstring, or split the module):\n"
         + "\n".join(offenders)
-    )
-
-
-def test_the_known_long_modules_only_shrink():
-    # A known module split (or explained) leaves the list, so it cannot grow back unnoticed.
-    fixed = KNOWN_OVER - set(unexplained_long_modules())
-    assert not fixed, (
-        f"no longer over {LIMIT} lines without a reason: remove from KNOWN_OVER {fixed}"
     )
 
 

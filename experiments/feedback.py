@@ -31,8 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from experiments.sqlite import SqliteFile
 from storage.redis_connections import DEFAULT_TIMEOUT_S, connect
+from storage.sqlite import SqliteFile
 
 logger = logging.getLogger(__name__)
 

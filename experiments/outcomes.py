@@ -16,9 +16,9 @@ from typing import Protocol
 
 import numpy as np
 
-from experiments.sqlite import SqliteFile
 from experiments.stats import Interval, vote_mean
 from storage.redis_connections import DEFAULT_TIMEOUT_S, connect
+from storage.sqlite import SqliteFile
 
 KEPT = 20_000
 

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from experiments.sqlite import SqliteFile
 from experiments.variants import Experiment, checked_weights
 from storage.redis_connections import DEFAULT_TIMEOUT_S, connect
+from storage.sqlite import SqliteFile
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,12 +38,47 @@ from experiments.outcomes import (
     SqliteOutcomes,
     summarise,
 )
-from experiments.rollouts import Change, RedisRolloutLog, Rollouts, SqliteRolloutLog
+from experiments.rollouts import (
+    Change,
+    RedisRolloutLog,
+    RolloutLog,
+    Rollouts,
+    SqliteRolloutLog,
+)
+from experiments.stores import SQLITE_NAME
 from experiments.variants import Experiment, VariantsError
 from storage.redis_connections import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger("rag.experiments")
 GUARDRAIL = "guardrail"
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Where an experiment's state lives: all in Redis, or all in the data dir's SQLite."""
+
+    rollouts: RolloutLog
+    feedback: FeedbackStore
+    outcomes: OutcomeStore
+
+
+def open_stores(
+    data_dir: Path,
+    redis_url: str | None,
+    feedback_ttl_s: int,
+    redis_timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> Stores:
+    """Redis when ``redis_url`` is set (every replica shares the state; each call gives up
+    after ``redis_timeout_s``), else ``data_dir``'s experiments.sqlite. ``feedback_ttl_s``:
+    how long Redis keeps an answer open to votes (SQLite keeps answers for good)."""
+    if redis_url:
+        return Stores(
+            RedisRolloutLog(redis_url, timeout_s=redis_timeout_s),
+            RedisFeedback(redis_url, feedback_ttl_s, timeout_s=redis_timeout_s),
+            RedisOutcomes(redis_url, timeout_s=redis_timeout_s),
+        )
+    path = data_dir / SQLITE_NAME
+    return Stores(SqliteRolloutLog(path), SqliteFeedback(path), SqliteOutcomes(path))
 
 
 class ExperimentObserver(Protocol):
@@ -101,18 +136,10 @@ class Experiments:
         redis_timeout_s: float = DEFAULT_TIMEOUT_S,
         **options: Any,
     ) -> Experiments:
-        if redis_url:
-            log: Any = RedisRolloutLog(redis_url, timeout_s=redis_timeout_s)
-            feedback: Any = RedisFeedback(redis_url, feedback_ttl_s, timeout_s=redis_timeout_s)
-            outcomes: Any = RedisOutcomes(redis_url, timeout_s=redis_timeout_s)
-        else:
-            path = data_dir / "experiments.sqlite"
-            log, feedback, outcomes = (
-                SqliteRolloutLog(path),
-                SqliteFeedback(path),
-                SqliteOutcomes(path),
-            )
-        return cls(experiment, Rollouts(experiment, log), feedback, outcomes, **options)
+        """The experiment over the stores ``open_stores`` picks; ``options`` as __init__."""
+        stores = open_stores(data_dir, redis_url, feedback_ttl_s, redis_timeout_s)
+        rollouts = Rollouts(experiment, stores.rollouts)
+        return cls(experiment, rollouts, stores.feedback, stores.outcomes, **options)
 
     # -- assignment -------------------------------------------------------------------------
 

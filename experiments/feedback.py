@@ -6,8 +6,9 @@ vote comes from that same key, once. A second vote on an answer is refused (409
 ``AlreadyVoted``) rather than overwriting the first: the first reaction is the one the
 statistics count, and a client that retries a vote cannot count twice.
 
-Two stores behind one interface: SQLite in the data directory (one machine; every process
-of the instance sees it) and Redis (every replica sees it). Both survive restarts.
+Two stores behind one interface (experiments/stores.py): SQLite in the data directory (one
+machine; every process of the instance sees it) and Redis (every replica sees it). Both
+survive restarts.
 
 Training-data export (``experiments.export``) reads the store incrementally: each store
 keeps a change log, a sequence that grows by one entry whenever an answer is recorded or
@@ -28,11 +29,10 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
-from storage.redis_connections import DEFAULT_TIMEOUT_S, connect
-from storage.sqlite import SqliteFile
+from experiments.stores import REDIS_PREFIX, RedisStore, SqliteStore
+from storage.redis_connections import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
@@ -152,35 +152,31 @@ def _last_per_answer(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return kept[::-1]
 
 
-class SqliteFeedback:
+class SqliteFeedback(SqliteStore):
     """The store in one SQLite file (the data directory's ``experiments.sqlite``)."""
 
-    def __init__(self, path: Path) -> None:
-        # One transaction, IMMEDIATE so that two processes opening a new file do not both
-        # fill the change log. AUTOINCREMENT: a seq is never reused, so a cursor stays
-        # valid; writers are serialised, so seqs commit in order and a reader never sees
-        # seq n+1 before seq n. An empty change log beside existing answers means a file
-        # from before the log existed: its answers are logged once, so they export too.
-        self._file = SqliteFile(
-            path,
-            """
-                BEGIN IMMEDIATE;
-                CREATE TABLE IF NOT EXISTS answers (
-                    answer_id TEXT PRIMARY KEY, key TEXT NOT NULL, variant TEXT NOT NULL,
-                    collection TEXT NOT NULL, given_at REAL NOT NULL, log TEXT);
-                CREATE TABLE IF NOT EXISTS votes (
-                    answer_id TEXT PRIMARY KEY REFERENCES answers(answer_id),
-                    score INTEGER NOT NULL, comment TEXT NOT NULL, voted_at REAL NOT NULL);
-                CREATE TABLE IF NOT EXISTS changes (
-                    seq INTEGER PRIMARY KEY AUTOINCREMENT, answer_id TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS export_cursors (
-                    destination TEXT PRIMARY KEY, cursor INTEGER NOT NULL);
-                INSERT INTO changes (answer_id)
-                    SELECT answer_id FROM answers WHERE NOT EXISTS (SELECT 1 FROM changes)
-                    ORDER BY given_at;
-                COMMIT;
-            """,
-        )
+    # One transaction, IMMEDIATE so that two processes opening a new file do not both
+    # fill the change log. AUTOINCREMENT: a seq is never reused, so a cursor stays
+    # valid; writers are serialised, so seqs commit in order and a reader never sees
+    # seq n+1 before seq n. An empty change log beside existing answers means a file
+    # from before the log existed: its answers are logged once, so they export too.
+    SCHEMA = """
+        BEGIN IMMEDIATE;
+        CREATE TABLE IF NOT EXISTS answers (
+            answer_id TEXT PRIMARY KEY, key TEXT NOT NULL, variant TEXT NOT NULL,
+            collection TEXT NOT NULL, given_at REAL NOT NULL, log TEXT);
+        CREATE TABLE IF NOT EXISTS votes (
+            answer_id TEXT PRIMARY KEY REFERENCES answers(answer_id),
+            score INTEGER NOT NULL, comment TEXT NOT NULL, voted_at REAL NOT NULL);
+        CREATE TABLE IF NOT EXISTS changes (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, answer_id TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS export_cursors (
+            destination TEXT PRIMARY KEY, cursor INTEGER NOT NULL);
+        INSERT INTO changes (answer_id)
+            SELECT answer_id FROM answers WHERE NOT EXISTS (SELECT 1 FROM changes)
+            ORDER BY given_at;
+        COMMIT;
+    """
 
     def record_answer(self, answer: AnswerRecord) -> None:
         with self._file.connect() as db:
@@ -296,7 +292,7 @@ return {dropped, redis.call('LRANGE', KEYS[1], start, start + tonumber(ARGV[2]) 
 """
 
 
-class RedisFeedback:
+class RedisFeedback(RedisStore):
     """The store in Redis: an answer is a key with a time to live, a vote is set once with
     SET NX, so two replicas racing on one answer cannot both count.
 
@@ -312,13 +308,12 @@ class RedisFeedback:
         self,
         url: str,
         ttl_s: int,
-        prefix: str = "rag:experiments",
+        prefix: str = REDIS_PREFIX,
         clock: Callable[[], float] = time.time,
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
-        self._redis = connect(url, timeout_s)
+        super().__init__(url, prefix, timeout_s)
         self._ttl_s = ttl_s
-        self._prefix = prefix
         self._clock = clock
         self._set_and_log = self._redis.register_script(_SET_AND_LOG)
         self._trim_and_read = self._redis.register_script(_TRIM_AND_READ)
@@ -328,13 +323,13 @@ class RedisFeedback:
 
     def record_answer(self, answer: AnswerRecord) -> None:
         self._set_and_log(
-            keys=[f"{self._prefix}:answer:{answer.answer_id}", f"{self._prefix}:changes"],
+            keys=[self._key("answer", answer.answer_id), self._key("changes")],
             args=[json.dumps(asdict(answer)), self._ttl_s, self._change_entry(answer.answer_id)],
         )
 
     def vote(self, answer_id: str, key: str, score: int, comment: str = "") -> Vote:
         _checked_score(score)
-        raw = self._redis.get(f"{self._prefix}:answer:{answer_id}")
+        raw = self._redis.get(self._key("answer", answer_id))
         if raw is None:
             raise UnknownAnswer(answer_id)
         answer = AnswerRecord(**json.loads(raw))
@@ -343,9 +338,9 @@ class RedisFeedback:
         vote = Vote(answer_id, answer.variant, score, comment, time.time())
         stored = self._set_and_log(
             keys=[
-                f"{self._prefix}:vote:{answer_id}",
-                f"{self._prefix}:votes:{answer.variant}",
-                f"{self._prefix}:changes",
+                self._key("vote", answer_id),
+                self._key("votes", answer.variant),
+                self._key("changes"),
             ],
             args=[json.dumps(asdict(vote)), self._ttl_s, vote.score, self._change_entry(answer_id)],
         )
@@ -354,7 +349,7 @@ class RedisFeedback:
         return vote
 
     def votes(self, variant: str) -> list[int]:
-        return [int(v) for v in self._redis.lrange(f"{self._prefix}:votes:{variant}", 0, -1)]
+        return [int(v) for v in self._redis.lrange(self._key("votes", variant), 0, -1)]
 
     def changes_since(self, cursor: int, limit: int = 10_000) -> tuple[list[dict[str, Any]], int]:
         """See FeedbackStore.changes_since. Answers that expired before they were read are
@@ -362,14 +357,14 @@ class RedisFeedback:
         _checked_page(cursor, limit)
         cutoff = self._clock() - self._ttl_s - self._CLOCK_SKEW_S
         dropped, entries = self._trim_and_read(
-            keys=[f"{self._prefix}:changes", f"{self._prefix}:changes:dropped"],
+            keys=[self._key("changes"), self._key("changes", "dropped")],
             args=[cursor, limit, cutoff, self._TRIM_BATCH],
         )
         first = max(cursor, int(dropped))
         # Each answer once, in the order of its last change (as SqliteFeedback).
         changed = [e.decode().split(":", 1)[1] for e in entries]
         ids = list(dict.fromkeys(reversed(changed)))[::-1]
-        keys = [f"{self._prefix}:{kind}:{i}" for kind in ("answer", "vote") for i in ids]
+        keys = [self._key(kind, i) for kind in ("answer", "vote") for i in ids]
         found = self._redis.mget(keys) if keys else []
         answers, votes = found[: len(ids)], found[len(ids) :]
         rows = [
@@ -389,9 +384,9 @@ class RedisFeedback:
         return rows, first + len(entries)
 
     def export_cursor(self, destination: str) -> int:
-        raw = self._redis.hget(f"{self._prefix}:export:cursors", destination)
+        raw = self._redis.hget(self._key("export", "cursors"), destination)
         return int(raw) if raw is not None else 0
 
     def set_export_cursor(self, destination: str, cursor: int) -> None:
         _checked_page(cursor, 1)
-        self._redis.hset(f"{self._prefix}:export:cursors", destination, cursor)
+        self._redis.hset(self._key("export", "cursors"), destination, cursor)

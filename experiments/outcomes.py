@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from experiments.stats import Interval, vote_mean
-from storage.redis_connections import DEFAULT_TIMEOUT_S, connect
-from storage.sqlite import SqliteFile
+from experiments.stores import RedisStore, SqliteStore
 
 KEPT = 20_000
 
@@ -42,14 +40,12 @@ class OutcomeStore(Protocol):
         ...
 
 
-class SqliteOutcomes:
-    def __init__(self, path: Path) -> None:
-        self._file = SqliteFile(
-            path,
-            "CREATE TABLE IF NOT EXISTS outcomes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "variant TEXT NOT NULL, at REAL NOT NULL, outcome TEXT NOT NULL);"
-            "CREATE INDEX IF NOT EXISTS outcomes_by_variant ON outcomes (variant, at);",
-        )
+class SqliteOutcomes(SqliteStore):
+    SCHEMA = (
+        "CREATE TABLE IF NOT EXISTS outcomes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "variant TEXT NOT NULL, at REAL NOT NULL, outcome TEXT NOT NULL);"
+        "CREATE INDEX IF NOT EXISTS outcomes_by_variant ON outcomes (variant, at);"
+    )
 
     def record(self, outcome: Outcome) -> None:
         with self._file.connect() as db:
@@ -72,22 +68,16 @@ class SqliteOutcomes:
         return [Outcome(**json.loads(raw)) for (raw,) in rows]
 
 
-class RedisOutcomes:
-    def __init__(
-        self, url: str, prefix: str = "rag:experiments", timeout_s: float = DEFAULT_TIMEOUT_S
-    ) -> None:
-        self._redis = connect(url, timeout_s)
-        self._prefix = prefix
-
+class RedisOutcomes(RedisStore):
     def record(self, outcome: Outcome) -> None:
-        key = f"{self._prefix}:outcomes:{outcome.variant}"
+        key = self._key("outcomes", outcome.variant)
         with self._redis.pipeline() as pipe:
             pipe.rpush(key, json.dumps(asdict(outcome)))
             pipe.ltrim(key, -KEPT, -1)
             pipe.execute()
 
     def since(self, variant: str, at: float) -> list[Outcome]:
-        raw = self._redis.lrange(f"{self._prefix}:outcomes:{variant}", 0, -1)
+        raw = self._redis.lrange(self._key("outcomes", variant), 0, -1)
         outcomes = [Outcome(**json.loads(entry)) for entry in raw]
         return [o for o in outcomes if o.at >= at]
 

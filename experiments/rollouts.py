@@ -6,7 +6,8 @@ rollback), and the current weights are those of the newest entry. A change is va
 before it is written, so a refused change leaves the current rollout untouched. Replicas
 read the newest entry, so a change reaches all of them without a restart.
 
-Two stores behind one interface: SQLite in the data directory, and Redis (every replica).
+Two logs behind one interface (experiments/stores.py): SQLite in the data directory, and
+Redis (every replica).
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
+from experiments.stores import RedisStore, SqliteStore
 from experiments.variants import Experiment, checked_weights
-from storage.redis_connections import DEFAULT_TIMEOUT_S, connect
-from storage.sqlite import SqliteFile
 
 
 @dataclass(frozen=True)
@@ -84,13 +83,11 @@ class Rollouts:
         return self.change({str(self._experiment.incumbent): 100}, by, reason)
 
 
-class SqliteRolloutLog:
-    def __init__(self, path: Path) -> None:
-        self._file = SqliteFile(
-            path,
-            "CREATE TABLE IF NOT EXISTS rollout_changes (seq INTEGER PRIMARY KEY "
-            "AUTOINCREMENT, experiment TEXT NOT NULL, change TEXT NOT NULL)",
-        )
+class SqliteRolloutLog(SqliteStore):
+    SCHEMA = (
+        "CREATE TABLE IF NOT EXISTS rollout_changes (seq INTEGER PRIMARY KEY "
+        "AUTOINCREMENT, experiment TEXT NOT NULL, change TEXT NOT NULL)"
+    )
 
     def append(self, experiment: str, change: Change) -> None:
         with self._file.connect() as db:
@@ -108,16 +105,10 @@ class SqliteRolloutLog:
         return [Change(**json.loads(raw)) for (raw,) in rows]
 
 
-class RedisRolloutLog:
-    def __init__(
-        self, url: str, prefix: str = "rag:experiments", timeout_s: float = DEFAULT_TIMEOUT_S
-    ) -> None:
-        self._redis = connect(url, timeout_s)
-        self._prefix = prefix
-
+class RedisRolloutLog(RedisStore):
     def append(self, experiment: str, change: Change) -> None:
-        self._redis.rpush(f"{self._prefix}:rollout:{experiment}", json.dumps(asdict(change)))
+        self._redis.rpush(self._key("rollout", experiment), json.dumps(asdict(change)))
 
     def history(self, experiment: str) -> list[Change]:
-        raw = self._redis.lrange(f"{self._prefix}:rollout:{experiment}", 0, -1)
+        raw = self._redis.lrange(self._key("rollout", experiment), 0, -1)
         return [Change(**json.loads(entry)) for entry in raw]

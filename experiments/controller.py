@@ -21,7 +21,6 @@ from pydantic import ValidationError
 from core import errors
 from experiments.assignment import assign
 from experiments.feedback import (
-    AlreadyVoted,
     AnswerRecord,
     FeedbackStore,
     NotYourAnswer,
@@ -217,10 +216,6 @@ class Experiments:
         except NotYourAnswer as exc:
             raise errors.Forbidden(
                 f"answer {answer_id!r} was given to another API key; only its receiver votes"
-            ) from exc
-        except AlreadyVoted as exc:
-            raise errors.AlreadyVoted(
-                f"answer {answer_id!r} has a vote already; votes cannot be changed"
             ) from exc
         except ValueError as exc:
             raise errors.InvalidRequest(str(exc)) from exc

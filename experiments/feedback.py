@@ -3,7 +3,7 @@ training data.
 
 Each answer is recorded with the key that received it and the variant that made it; a
 vote comes from that same key, once. A second vote on an answer is refused (409
-``AlreadyVoted``) rather than overwriting the first: the first reaction is the one the
+``core.errors.AlreadyVoted``) rather than overwriting the first: the first reaction is the one the
 statistics count, and a client that retries a vote cannot count twice.
 
 Two stores behind one interface (experiments/stores.py): SQLite in the data directory (one
@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from core.errors import AlreadyVoted
 from experiments.stores import REDIS_PREFIX, RedisStore, SqliteStore
 from storage.redis_connections import DEFAULT_TIMEOUT_S
 
@@ -52,10 +53,6 @@ class UnknownAnswer(LookupError):
 
 class NotYourAnswer(PermissionError):
     """The answer went to another key."""
-
-
-class AlreadyVoted(ValueError):
-    """The answer has its vote already."""
 
 
 @dataclass(frozen=True)
@@ -83,8 +80,9 @@ class FeedbackStore(Protocol):
     def record_answer(self, answer: AnswerRecord) -> None: ...
 
     def vote(self, answer_id: str, key: str, score: int, comment: str = "") -> Vote:
-        """Store the vote of ``key`` on its answer. Raises UnknownAnswer, NotYourAnswer or
-        AlreadyVoted; nothing is stored then."""
+        """Store the vote of ``key`` on its answer. Raises UnknownAnswer, NotYourAnswer,
+        core.errors.AlreadyVoted (the service's 409 as it is) or ValueError for a score
+        other than 1 or -1; nothing is stored then."""
         ...
 
     def votes(self, variant: str) -> list[int]: ...
@@ -100,6 +98,10 @@ class FeedbackStore(Protocol):
         ...
 
     def set_export_cursor(self, destination: str, cursor: int) -> None: ...
+
+
+def _already_voted(answer_id: str) -> AlreadyVoted:
+    return AlreadyVoted(f"answer {answer_id!r} has a vote already; votes cannot be changed")
 
 
 def _checked_score(score: int) -> int:
@@ -205,7 +207,7 @@ class SqliteFeedback(SqliteStore):
                     (answer_id, vote.score, comment, vote.voted_at),
                 )
             except sqlite3.IntegrityError as exc:
-                raise AlreadyVoted(answer_id) from exc
+                raise _already_voted(answer_id) from exc
             db.execute("INSERT INTO changes (answer_id) VALUES (?)", (answer_id,))
         return vote
 
@@ -345,7 +347,7 @@ class RedisFeedback(RedisStore):
             args=[json.dumps(asdict(vote)), self._ttl_s, vote.score, self._change_entry(answer_id)],
         )
         if not stored:
-            raise AlreadyVoted(answer_id)
+            raise _already_voted(answer_id)
         return vote
 
     def votes(self, variant: str) -> list[int]:

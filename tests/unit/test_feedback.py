@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from core.errors import AlreadyVoted
 from experiments.feedback import (
-    AlreadyVoted,
     AnswerRecord,
     NotYourAnswer,
     RedisFeedback,
@@ -50,7 +50,7 @@ def test_unknown_foreign_and_repeated_votes_are_refused_and_change_nothing(open_
     with pytest.raises(NotYourAnswer):
         store.vote("a1", "mallory", -1)
     store.vote("a1", "alice", 1)
-    with pytest.raises(AlreadyVoted):
+    with pytest.raises(AlreadyVoted, match="answer 'a1' has a vote already"):
         store.vote("a1", "alice", -1)
     with pytest.raises(ValueError, match="score must be 1 or -1"):
         store.vote("a1", "alice", 5)

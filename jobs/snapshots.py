@@ -46,7 +46,10 @@ _SNAPSHOT_ID_CHARS = 32
 
 
 @dataclass(frozen=True)
-class SnapshotInfo:
+class Snapshot:
+    """A snapshot as its manifest describes it (the API answers with app.schemas.SnapshotInfo,
+    the same fields)."""
+
     snapshot_id: str
     collection: str
     index_version: str
@@ -63,7 +66,7 @@ def take_snapshot(
     store: ObjectStore,
     blobs: ObjectStore,
     settings: dict[str, Any],
-) -> SnapshotInfo:
+) -> Snapshot:
     """Snapshot the live index of ``collection``. ``settings``: the chunk settings of the
     service, used when the generation does not record its own. Raises InvalidRequest for
     an empty collection."""
@@ -108,7 +111,7 @@ def take_snapshot(
     return _info(manifest)
 
 
-def list_snapshots(store: ObjectStore, collection: str | None = None) -> list[SnapshotInfo]:
+def list_snapshots(store: ObjectStore, collection: str | None = None) -> list[Snapshot]:
     """Every finished snapshot (of ``collection`` when given), newest first."""
     found = []
     for name in store.list("manifests"):
@@ -297,8 +300,8 @@ def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _info(manifest: dict[str, Any]) -> SnapshotInfo:
-    return SnapshotInfo(
+def _info(manifest: dict[str, Any]) -> Snapshot:
+    return Snapshot(
         snapshot_id=manifest["snapshot_id"],
         collection=manifest["collection"],
         index_version=manifest["index_version"],

@@ -13,8 +13,9 @@ from app.index_versions import IndexVersions
 from app.rollouts import Rollouts
 from app.wiring import Components, build
 from core.settings import Settings, get_settings
+from experiments.catalog import serving_catalog
 from experiments.variants import Experiment, load_experiment
-from models.catalog import Catalog, serving_catalog
+from models.catalog import Catalog
 from models.clients import ModelClients, Placement, model_placement
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from core import errors
+from experiments.catalog import catalog
 from experiments.controller import Experiments
 from experiments.feedback import AnswerRecord
 from experiments.guardrails import Guardrails, breaches
 from experiments.outcomes import Outcome, summarise
 from experiments.variants import parse_experiment
-from models.catalog import catalog
 
 EXPERIMENT = parse_experiment(
     '{"experiment": "e", "incumbent": "v1", "variants": [{"name": "v1"}, '

@@ -12,9 +12,10 @@ from app.sources import EXPORT_DESTINATION
 from app.wiring import Components
 from core.errors import InvalidRequest
 from core.keys import ALL_COLLECTIONS
-from experiments.export import FORMATS, export_feedback, served_destination
 from jobs.batch_jobs import BATCH_OUTPUTS
 from jobs.embeddings_export import export_embeddings
+from jobs.exports import served_destination
+from jobs.feedback_export import FORMATS, export_feedback
 from retrieval.locations import Location
 from storage.s3 import s3_client
 

@@ -3,22 +3,23 @@ training data.
 
 Each answer is recorded with the key that received it and the variant that made it; a
 vote comes from that same key, once. A second vote on an answer is refused (409
-``core.errors.AlreadyVoted``) rather than overwriting the first: the first reaction is the one the
-statistics count, and a client that retries a vote cannot count twice.
+``core.errors.AlreadyVoted``) rather than overwriting the first: the first reaction is the
+one the statistics count, and a client that retries a vote cannot count twice.
 
 Two stores behind one interface (experiments/stores.py): SQLite in the data directory (one
 machine; every process of the instance sees it) and Redis (every replica sees it). Both
 survive restarts.
 
-Training-data export (``experiments.export``) reads the store incrementally: each store
+Training-data export (``jobs.feedback_export``) reads the store incrementally: each store
 keeps a change log, a sequence that grows by one entry whenever an answer is recorded or
 voted on, and ``changes_since(cursor)`` turns the entries after ``cursor`` into export rows
-(``EXPORT_FIELDS``: the answer, its query log and its vote, never the key that received
-it). An answer voted on after it was exported therefore appears again in a later export,
-now with its score: consumers keep the last row per ``answer_id`` (equivalently the row
-with a ``voted_at``, since an answer changes only once, by its one vote). Each export
-destination's cursor is kept in the store too (``export_cursor``/``set_export_cursor``).
-With Redis, answers expire after the store's TTL; an answer not exported by then is gone.
+(``core.feedback_rows``: the answer, its query log and its vote, never the key that
+received it). An answer voted on after it was exported therefore appears again in a later
+export, now with its score: consumers keep the last row per ``answer_id`` (equivalently
+the row with a ``voted_at``, since an answer changes only once, by its one vote). Each
+export destination's cursor is kept in the store too (``export_cursor`` /
+``set_export_cursor``). With Redis, answers expire after the store's TTL; an answer not
+exported by then is gone.
 """
 
 from __future__ import annotations
@@ -32,19 +33,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from core.errors import AlreadyVoted
+from core.feedback_rows import export_row
 from experiments.stores import REDIS_PREFIX, RedisStore, SqliteStore
 from storage.redis_connections import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
-
-# The fields of one export row, in column order. The key that received the answer is not
-# among them, on purpose: the export is training data, not an access log.
-EXPORT_FIELDS = (
-    "answer_id", "collection", "variant", "given_at",
-    "question", "answer", "answer_mode", "reason", "citations", "latency_ms",
-    "score", "comment", "voted_at",
-)  # fmt: skip
-CITATION_FIELDS = ("source", "document_id", "filename", "page_start", "page_end")
 
 
 class UnknownAnswer(LookupError):
@@ -115,32 +108,6 @@ def _checked_page(cursor: int, limit: int) -> None:
         raise ValueError(f"cursor must be >= 0; got {cursor}")
     if limit < 1:
         raise ValueError(f"limit must be >= 1; got {limit}")
-
-
-def _export_row(answer: dict[str, Any], vote: dict[str, Any] | None) -> dict[str, Any]:
-    """One export row from an answer (AnswerRecord fields) and its vote (Vote fields).
-
-    Fields are picked by name, never copied wholesale, so neither the key nor anything
-    else a log entry may grow reaches the export unless it is listed here."""
-    log = answer.get("log") or {}
-    citations = log.get("citations") if log else None
-    return {
-        "answer_id": answer["answer_id"],
-        "collection": answer["collection"],
-        "variant": answer["variant"],
-        "given_at": answer["given_at"],
-        "question": log.get("question"),
-        "answer": log.get("answer"),
-        "answer_mode": log.get("answer_mode"),
-        "reason": log.get("reason"),
-        "citations": None
-        if citations is None
-        else [{field: c.get(field) for field in CITATION_FIELDS} for c in citations],
-        "latency_ms": log.get("latency_ms"),
-        "score": vote["score"] if vote else None,
-        "comment": vote["comment"] if vote else None,
-        "voted_at": vote["voted_at"] if vote else None,
-    }
 
 
 def _last_per_answer(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -233,7 +200,7 @@ class SqliteFeedback(SqliteStore):
                 (cursor, limit),
             ).fetchall()
         rows = [
-            _export_row(
+            export_row(
                 {"answer_id": answer_id, "collection": collection, "variant": variant,
                  "given_at": given_at, "log": json.loads(log) if log else None},
                 None if voted_at is None
@@ -370,7 +337,7 @@ class RedisFeedback(RedisStore):
         found = self._redis.mget(keys) if keys else []
         answers, votes = found[: len(ids)], found[len(ids) :]
         rows = [
-            _export_row(json.loads(a), json.loads(v) if v else None)
+            export_row(json.loads(a), json.loads(v) if v else None)
             for a, v in zip(answers, votes, strict=True)
             if a is not None
         ]

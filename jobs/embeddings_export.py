@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InvalidRequest
-from experiments.export import Destination
 from jobs.chunk_tables import chunk_table, read_chunks, to_parquet
+from jobs.exports import Destination
 from retrieval.index import ChunkIndex
 from storage.object_store import write_atomic
 from storage.s3 import call_s3

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from experiments.export import Destination, export_feedback, parquet_schema, served_destination
-from experiments.feedback import EXPORT_FIELDS, AnswerRecord, RedisFeedback, SqliteFeedback
+from core.feedback_rows import EXPORT_FIELDS
+from experiments.feedback import AnswerRecord, RedisFeedback, SqliteFeedback
+from jobs.exports import Destination, served_destination
+from jobs.feedback_export import export_feedback, parquet_schema
 from retrieval.locations import Location, parse_location
 
 KEY = "key-name-alice-7f3e"

@@ -6,7 +6,7 @@ to ONE new file, ``feedback-<UTC time>-<cursor_from>-<cursor_to>.<fmt>``, and on
 moves the cursor: a failed write loses nothing, the next export retries the same changes.
 No changes, no file.
 
-Rows (``experiments.feedback.EXPORT_FIELDS``), one per answer per export:
+Rows (``core.feedback_rows.EXPORT_FIELDS``), one per answer per export:
 answer_id, collection, variant, given_at (epoch s), question, answer, answer_mode, reason,
 citations, latency_ms, score (1 / -1), comment, voted_at (epoch s). The query log fields
 are null for collections whose logging is off; score, comment and voted_at are null until
@@ -28,28 +28,27 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from experiments.feedback import EXPORT_FIELDS
-from retrieval.locations import Location
+from core.feedback_rows import EXPORT_FIELDS
+from jobs.exports import Destination
 
 ExportFormat = Literal["parquet", "jsonl"]
 FORMATS: tuple[str, ...] = ("parquet", "jsonl")
 PAGE_SIZE = 10_000
-# S3's bucket naming rules (3-63 characters: lower case, digits, dots, hyphens).
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class ChangeLog(Protocol):
-    """What the export needs of a feedback store (SqliteFeedback, RedisFeedback)."""
+    """What the export needs of a feedback store (experiments.feedback's SqliteFeedback and
+    RedisFeedback are ones; this module does not import them: jobs/ and experiments/ are
+    independent, the service hands the store in)."""
 
     def changes_since(
         self, cursor: int, limit: int = PAGE_SIZE
@@ -67,72 +66,6 @@ class ExportReport:
     files: list[str]
     cursor_from: int
     cursor_to: int
-
-
-@dataclass(frozen=True)
-class Destination:
-    """Where exports go: an absolute local directory, or an S3 bucket and key prefix."""
-
-    local_dir: Path | None = None
-    bucket: str = ""
-    prefix: str = ""
-
-    @classmethod
-    def parse(cls, destination: str) -> Destination:
-        """Raises ValueError unless ``destination`` is an absolute local path or
-        ``s3://bucket[/prefix]``."""
-        if destination.startswith("s3://"):
-            bucket, _, prefix = destination.removeprefix("s3://").partition("/")
-            if not _BUCKET.fullmatch(bucket):
-                raise ValueError(
-                    f"export destination {destination!r}: {bucket!r} is not a valid S3 "
-                    "bucket name (3-63 characters: a-z, 0-9, '.', '-')"
-                )
-            return cls(bucket=bucket, prefix=prefix.strip("/"))
-        if "://" in destination or not destination or not Path(destination).is_absolute():
-            raise ValueError(
-                f"export destination {destination!r} must be an absolute local directory "
-                "(/path/to/dir) or an S3 location (s3://bucket/prefix)"
-            )
-        return cls(local_dir=Path(destination))
-
-    @property
-    def name(self) -> str:
-        """The canonical spelling, under which the store keeps this destination's cursor
-        (so "s3://b/p/" and "s3://b/p" share one)."""
-        if self.local_dir is not None:
-            return str(self.local_dir)
-        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
-
-    def locate(self, filename: str) -> str:
-        if self.local_dir is not None:
-            return str(self.local_dir / filename)
-        return f"{self.name}/{filename}"
-
-
-def served_destination(
-    destination: Location, exports_root: Path, reserved: Collection[str] = ()
-) -> str:
-    """Where a service-side export writes the folder ``destination`` (parsed and allowed by
-    the service): an S3 folder as it is, or a folder under ``exports_root`` -- never
-    elsewhere on the server's disk, nor in one of its ``reserved`` folders (batch outputs).
-    Raises ValueError."""
-    if destination.is_s3:
-        return str(destination)
-    if destination.key.split("/")[0] in reserved:
-        raise ValueError(
-            f"export destination {str(destination)!r} is in a folder of exports/ kept for "
-            f"other outputs ({', '.join(sorted(reserved))}/): name another folder"
-        )
-    root = exports_root.resolve()
-    path = (root / destination.key).resolve()
-    # The name is canonical (no '..'); resolving also catches a symlink out of exports/.
-    if not path.is_relative_to(root):
-        raise ValueError(
-            f"export destination {str(destination)!r} must be s3://bucket/prefix or a folder "
-            "name under the data directory's exports/"
-        )
-    return str(path)
 
 
 def export_feedback(

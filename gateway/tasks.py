@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Protocol
 from core.errors import DependencyUnavailable, TaskNotFound
 from core.keys import Principal
 from storage.redis_connections import DEFAULT_TIMEOUT_S, connect
+from storage.sqlite import SqliteFile
 
 # A task's record is kept this long after submission; BentoML's own result store keeps
 # results no longer than a worker's lifetime.
@@ -49,20 +49,15 @@ class SqliteTaskRecords:
     """Records in one SQLite file, shared safely by every process on this machine."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._path = path
-        with self._connect() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS task_records "
-                "(task_id TEXT PRIMARY KEY, record TEXT NOT NULL, expires REAL NOT NULL)"
-            )
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self._path, timeout=10)
+        self._file = SqliteFile(
+            path,
+            "CREATE TABLE IF NOT EXISTS task_records "
+            "(task_id TEXT PRIMARY KEY, record TEXT NOT NULL, expires REAL NOT NULL)",
+        )
 
     def put(self, record: TaskRecord) -> None:
         now = time.time()
-        with self._connect() as db:
+        with self._file.connect() as db:
             db.execute("DELETE FROM task_records WHERE expires < ?", (now,))
             db.execute(
                 "INSERT OR REPLACE INTO task_records VALUES (?, ?, ?)",
@@ -70,7 +65,7 @@ class SqliteTaskRecords:
             )
 
     def get(self, task_id: str) -> TaskRecord | None:
-        with self._connect() as db:
+        with self._file.connect() as db:
             row = db.execute(
                 "SELECT record FROM task_records WHERE task_id = ? AND expires >= ?",
                 (task_id, time.time()),

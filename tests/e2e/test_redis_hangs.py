@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import Server
 from tests.pdfs import MANUAL_PAGES, make_pdf
-from tests.unit.test_redis_timeouts import HungRedis
+from tests.unit.storage.test_redis_connections import HungRedis
 
 pytestmark = pytest.mark.e2e
 

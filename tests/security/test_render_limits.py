@@ -4,7 +4,7 @@ worker by gigabytes, kept afterwards, while every other collection's renders wai
 
 A served instance of its own, with small render limits and the content pre-check out of the
 way (RAG_PAGE_IMAGE_MAX_CONTENT_MB huge), so that the hard limits, memory and time, are what
-stop the bomb here; tests/unit/test_render_pool.py covers the pre-check.
+stop the bomb here; tests/unit/retrieval/test_render_pool.py covers the pre-check.
 """
 
 from __future__ import annotations

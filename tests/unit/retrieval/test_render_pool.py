@@ -19,7 +19,7 @@ from retrieval.page_images import PageRenderer, render_page
 from retrieval.render_pool import RenderLimits, RenderPool
 from storage.object_store import LocalObjectStore
 from tests.pdfs import MANUAL_PAGES, make_pdf, render_bomb_pdf
-from tests.unit.test_page_images import stored
+from tests.unit.retrieval.test_page_images import stored
 
 MB = 2**20
 PDF = make_pdf(MANUAL_PAGES)

@@ -14,7 +14,7 @@ import pytest
 from core.errors import InvalidRequest
 from core.records import EmbedderId
 from jobs.embeddings_export import export_embeddings
-from tests.unit.test_index import record, stage, vec
+from tests.unit.retrieval.test_index import record, stage, vec
 
 EMBEDDER = EmbedderId("rag-embedder:v1", 8)
 

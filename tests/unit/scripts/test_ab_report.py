@@ -26,8 +26,8 @@ from scripts.ab.sources import (
     summaries_from_status,
 )
 from scripts.ab_report import main
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "ab_report.py"
 
 

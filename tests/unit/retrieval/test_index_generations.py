@@ -11,7 +11,7 @@ import pytest
 
 from core.records import FIRST_GENERATION
 from retrieval.index import ChunkIndex
-from tests.unit.test_index import record, stage, vec
+from tests.unit.retrieval.test_index import record, stage, vec
 
 
 def labels(passages) -> set[str]:

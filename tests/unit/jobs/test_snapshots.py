@@ -24,7 +24,7 @@ from jobs.snapshots import (
 )
 from retrieval.index import ChunkIndex
 from storage.object_store import LocalObjectStore, S3ObjectStore
-from tests.unit.test_index import record, stage, vec
+from tests.unit.retrieval.test_index import record, stage, vec
 
 EMBEDDER = EmbedderId("rag-embedder:v1", 8)
 SETTINGS = {"chunk_tokens": 200, "overlap_tokens": 40}

@@ -41,6 +41,11 @@ class World:
         self.s3 = s3.client()
         self.bucket = f"sync-{uuid.uuid4().hex[:8]}"
         self.s3.create_bucket(Bucket=self.bucket)
+        self.downloads: list[str] = []  # keys of the objects read, as boto3 sends them
+        self.s3.meta.events.register(
+            "before-call.s3.GetObject",
+            lambda params, **_: self.downloads.append(params["url_path"].rsplit("/", 1)[-1]),
+        )
         self.index = ChunkIndex.embedded(tmp_path / "index")
         self.embed = Embedder()
         options = IngestOptions(max_bytes=2**20, chunk_tokens=64, overlap_tokens=0, embed_batch=16)
@@ -123,16 +128,18 @@ def test_a_sync_again_touches_only_what_changed(world):
     world.put("manuals/b.pdf", pdf("beta"))
     world.put("manuals/c.pdf", pdf("gamma"))
     world.run()
-    embedded = world.embed.texts
+    embedded, downloaded = world.embed.texts, len(world.downloads)
 
     unchanged, _ = world.run()
     assert sorted(unchanged.unchanged) == [world.uri(f"manuals/{n}.pdf") for n in "abc"]
     assert world.embed.texts == embedded  # nothing embedded again
+    assert len(world.downloads) == downloaded  # nor even downloaded: the ETags match
 
     world.put("manuals/a.pdf", pdf("alpha, second edition"))
     world.s3.delete_object(Bucket=world.bucket, Key="manuals/b.pdf")
     world.put("manuals/d.pdf", pdf("delta"))
     report, _ = world.run()
+    assert world.downloads[downloaded:] == ["a.pdf", "d.pdf"]
     assert report.replaced == [world.uri("manuals/a.pdf")]
     assert report.removed == [world.uri("manuals/b.pdf")]
     assert report.indexed == [world.uri("manuals/d.pdf")]

@@ -16,7 +16,6 @@ from retrieval.grounding import (
     pick_support,
     repeats_itself,
 )
-from retrieval.prompting import build_prompt
 from retrieval.text import numbers
 
 
@@ -123,15 +122,6 @@ def test_support_is_ranked_by_similarity_and_keeps_source_and_page():
         (2, 5, "The device weighs 450 grams."),
         (1, 2, "The battery takes 3 hours to charge fully."),
     ]
-
-
-def test_prompt_lists_numbered_sources_and_the_question():
-    system, user = build_prompt("  How long to charge? ", SUPPORT)
-    assert "numbered sources" in system
-    assert user == (
-        "Sources:\n[1] The battery takes 3 hours to charge fully.\n"
-        "[2] The device weighs 450 grams.\n\nQuestion: How long to charge?"
-    )
 
 
 @pytest.mark.parametrize(

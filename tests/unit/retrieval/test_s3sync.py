@@ -11,9 +11,9 @@ import uuid
 
 import numpy as np
 import pytest
+from retrieval.blobs import LocalBlobStore, s3_client
 
 from core.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
-from retrieval.blobs import LocalBlobStore, s3_client
 from retrieval.index import ChunkIndex
 from retrieval.ingestion import IngestOptions, Ingestor
 from retrieval.s3sync import S3Object, S3Sync, SyncReport, list_pdfs

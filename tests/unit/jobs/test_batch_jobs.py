@@ -20,8 +20,8 @@ from jobs.batch_jobs import BATCH_OUTPUTS, BatchJobs, BatchRequest, BatchResults
 from jobs.batch_journal import BatchOutputError, job_key
 from jobs.batch_rows import BatchRow, result_row
 from jobs.batch_runner import BatchGate
-from jobs.object_store import LocalObjectStore
 from retrieval.locations import Location, parse_location
+from storage.object_store import LocalObjectStore
 
 QUESTIONS = [
     {"id": "a", "question": "Who signs?"},

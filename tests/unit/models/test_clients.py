@@ -12,6 +12,7 @@ import bentoml
 from _bentoml_sdk.service.dependency import Dependency
 
 from core.errors import DependencyUnavailable
+from core.settings import Settings
 from experiments.variants import ModelChoice, parse_experiment
 from models.catalog import Catalog, catalog
 from models.clients import (
@@ -24,7 +25,6 @@ from models.clients import (
     with_model_services,
 )
 from models.openai_generator import OpenAIGenerator
-from settings import Settings
 from tests.conftest import free_port
 
 DEFAULTS = {

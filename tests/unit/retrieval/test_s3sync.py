@@ -17,6 +17,8 @@ from core.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
 from retrieval.index import ChunkIndex
 from retrieval.ingestion import IngestOptions, Ingestor
 from retrieval.s3sync import S3Object, S3Sync, SyncReport, list_pdfs
+from storage.object_store import LocalObjectStore
+from storage.s3 import s3_client
 from tests.conftest import free_port
 from tests.pdfs import make_pdf
 
@@ -49,7 +51,7 @@ class World:
         self.index = ChunkIndex.embedded(tmp_path / "index")
         self.embed = Embedder()
         options = IngestOptions(max_bytes=2**20, chunk_tokens=64, overlap_tokens=0, embed_batch=16)
-        blobs = LocalBlobStore(tmp_path / "blobs")
+        blobs = LocalObjectStore(tmp_path / "blobs")
         self.sync = S3Sync(
             Ingestor(self.index, counter, self.embed, options, blobs), self.index, self.s3
         )
@@ -176,7 +178,7 @@ def test_a_missing_bucket_or_a_bad_collection_stops_the_sync(world):
 def test_an_unreachable_s3_is_a_503(tmp_path, counter):
     index = ChunkIndex.embedded(tmp_path / "index")
     options = IngestOptions(max_bytes=2**20, chunk_tokens=64, overlap_tokens=0, embed_batch=16)
-    ingestor = Ingestor(index, counter, Embedder(), options, LocalBlobStore(tmp_path / "blobs"))
+    ingestor = Ingestor(index, counter, Embedder(), options, LocalObjectStore(tmp_path / "blobs"))
     down = s3_client(f"http://127.0.0.1:{free_port()}", "us-east-1")
     with pytest.raises(DependencyUnavailable):
         asyncio.run(S3Sync(ingestor, index, down).sync("bucket", "", "docs"))

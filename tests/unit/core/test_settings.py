@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from settings import Settings
+from core.settings import Settings
 
 
 @pytest.fixture(autouse=True)

@@ -26,6 +26,49 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "tests/service/test_service_inprocess.py",
         "the BentoML surface: in process here, over HTTP in tests/e2e/ and tests/security/",
     ),
+    "app/answering": (
+        "tests/service/test_service_inprocess.py",
+        "the answer flow with the real models; /v1's use of it in tests/unit/api/",
+    ),
+    "app/application": (
+        "tests/service/test_service_inprocess.py",
+        "the application built from the settings, as the service builds it",
+    ),
+    "app/batch": ("tests/e2e/test_batch_query.py", "the batch_query facade over jobs/"),
+    "app/context": (
+        "tests/unit/gateway/test_logs.py",
+        "the request scope that JSON logs and the request id read; app/test_authorization too",
+    ),
+    "app/documents": (
+        "tests/service/test_service_inprocess.py",
+        "ingest, delete and listings through the application, concurrent and cancelled",
+    ),
+    "app/exports": (
+        "tests/e2e/test_experiments.py",
+        "feedback exports (test_export_feedback_...); embedding exports in "
+        "tests/e2e/test_reindex.py",
+    ),
+    "app/index_versions": (
+        "tests/e2e/test_index_versions.py",
+        "snapshots, restores and re-indexing through a served instance",
+    ),
+    "app/rollouts": ("tests/e2e/test_experiments.py", "rollouts across replicas"),
+    "app/schemas": (
+        "tests/e2e/test_serve.py",
+        "request and response models only: their JSON is what the end-to-end tests read",
+    ),
+    "app/wiring": (
+        "tests/service/test_service_inprocess.py",
+        "what is built from the settings and started and stopped, with real components",
+    ),
+    "core/rate_limits": (
+        "tests/unit/gateway/test_ratelimit.py",
+        "the rate-limit notation's parser, tested with the limiter that reads it",
+    ),
+    "core/s3_sources": (
+        "tests/unit/app/test_sources.py",
+        "the S3 allow-list rule, tested with the policy that applies it",
+    ),
     "experiments/controller": (
         "tests/e2e/test_experiments.py",
         "wires variants, rollouts, guardrails and feedback across replicas; its guardrail "
@@ -40,13 +83,14 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "tests/e2e/test_experiments.py",
         "one answer pipeline per variant, built from served model services",
     ),
-    "experiments/schemas": (
-        "tests/e2e/test_experiments.py",
-        "response models only: their JSON is what the end-to-end tests read",
-    ),
     "experiments/sqlite": (
         "tests/unit/experiments/test_feedback.py",
         "the SQLite file under SqliteFeedback (and the rollout and outcome logs)",
+    ),
+    "gateway/apis": (
+        "tests/security/test_route_scopes.py",
+        "how service.py declares its APIs behind the gateway: every route of a served instance "
+        "is called there; upload names in tests/e2e/test_serve.py",
     ),
     "gateway/bodies": (
         "tests/unit/gateway/test_middleware.py",
@@ -56,9 +100,9 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "tests/unit/gateway/test_middleware.py",
         "content types (415), repeated JSON keys and malformed multipart through the middleware",
     ),
-    "gateway/context": (
-        "tests/unit/gateway/test_logs.py",
-        "the request scope that JSON logs and the request id read",
+    "gateway/exchanges": (
+        "tests/unit/gateway/test_middleware.py",
+        "a request's access log line; its metrics in tests/e2e/test_gateway.py",
     ),
     "gateway/inflight": (
         "tests/unit/gateway/test_middleware.py",
@@ -67,14 +111,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "jobs/chunk_tables": (
         "tests/unit/jobs/test_snapshots.py",
         "the Parquet tables of chunks a snapshot writes and a restore reads",
-    ),
-    "jobs/object_store": (
-        "tests/unit/jobs/test_batch_journal.py",
-        "both stores, a folder and moto's S3, under the batch journal",
-    ),
-    "jobs/schemas": (
-        "tests/e2e/test_batch_query.py",
-        "response models only: their JSON is what the end-to-end tests read",
     ),
     "models/catalog": (
         "tests/service/test_variants_startup.py",
@@ -92,6 +128,10 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "models/openai_generator": (
         "tests/e2e/test_generator_openai.py",
         "a real OpenAI-compatible server answering, failing and hanging",
+    ),
+    "models/openai_responses": (
+        "tests/unit/models/test_openai_wire.py",
+        "the completions, chunks and errors built for the requests parsed there",
     ),
     "models/openai_server": (
         "tests/e2e/test_remote_generator.py",

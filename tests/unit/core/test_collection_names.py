@@ -1,5 +1,5 @@
 """What a collection may be called (a property-based test of the same rule is in
-tests/unit/test_index.py)."""
+tests/unit/retrieval/test_index.py)."""
 
 from __future__ import annotations
 

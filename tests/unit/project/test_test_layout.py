@@ -149,6 +149,14 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "tests/service/test_service_inprocess.py",
         "Protocols of the model engines and a clock helper, used by every answer",
     ),
+    "retrieval/index_registry": (
+        "tests/unit/retrieval/test_index_generations.py",
+        "registry reads, generations and embedder metadata, through the ChunkIndex facade",
+    ),
+    "retrieval/index_writes": (
+        "tests/unit/retrieval/test_index.py",
+        "the two-phase ingest, deletes and the sweep, through the ChunkIndex facade",
+    ),
     "retrieval/observer": (
         "tests/e2e/test_gateway.py",
         "a Protocol and its no-op; the service's metrics implement it "

@@ -1,6 +1,6 @@
 """The score that ``passages`` gives chunks it reads by id: the cosine similarity that
 Chroma's search reports as ``1 - distance``. Visibility itself is tested through the facade
-(tests/unit/test_index.py, test_index_generations.py)."""
+(tests/unit/retrieval/test_index.py, test_index_generations.py)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,6 @@ import uuid
 
 import numpy as np
 import pytest
-from retrieval.blobs import LocalBlobStore, s3_client
 
 from core.errors import DependencyUnavailable, DocumentNotFound, InvalidRequest
 from retrieval.index import ChunkIndex

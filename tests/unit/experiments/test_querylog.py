@@ -5,7 +5,7 @@ never who asked."""
 from __future__ import annotations
 
 from experiments.querylog import log_entry
-from retrieval.answering import Answer
+from retrieval.answers import Answer
 from retrieval.index import Passage
 
 

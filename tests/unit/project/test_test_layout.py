@@ -145,6 +145,10 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "tests/service/test_service_inprocess.py",
         "the answer flow with the real models; over HTTP in tests/e2e/test_serve.py",
     ),
+    "retrieval/answers": (
+        "tests/unit/api/test_openai_api.py",
+        "what an answer is (records) and the sources line, tested where /v1 writes it",
+    ),
     "retrieval/engines": (
         "tests/service/test_service_inprocess.py",
         "Protocols of the model engines and a clock helper, used by every answer",

@@ -13,8 +13,9 @@ from _bentoml_sdk.service.dependency import Dependency
 
 from core.errors import DependencyUnavailable
 from core.settings import Settings
+from experiments.catalog import catalog
 from experiments.variants import ModelChoice, parse_experiment
-from models.catalog import Catalog, catalog
+from models.catalog import Catalog
 from models.clients import (
     EmbedderClient,
     GeneratorClient,

@@ -83,10 +83,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "tests/e2e/test_experiments.py",
         "one answer pipeline per variant, built from served model services",
     ),
-    "experiments/sqlite": (
-        "tests/unit/experiments/test_feedback.py",
-        "the SQLite file under SqliteFeedback (and the rollout and outcome logs)",
-    ),
     "gateway/apis": (
         "tests/security/test_route_scopes.py",
         "how service.py declares its APIs behind the gateway: every route of a served instance "
@@ -112,10 +108,13 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "tests/unit/jobs/test_snapshots.py",
         "the Parquet tables of chunks a snapshot writes and a restore reads",
     ),
+    "jobs/exports": (
+        "tests/unit/jobs/test_feedback_export.py",
+        "where an export may go (Destination, served_destination), tested with the export",
+    ),
     "models/catalog": (
-        "tests/service/test_variants_startup.py",
-        "one model service per version a variants file names; catalog() also in "
         "tests/unit/models/test_clients.py",
+        "types only (ModelVersion, Catalog); experiments/catalog.py builds them",
     ),
     "models/embedder": (
         "tests/e2e/test_engines.py",

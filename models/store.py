@@ -42,7 +42,12 @@ class ModelSource:
             return None  # a plain directory holds one (torch) version, never in the store
         tag = bentoml.models.Tag.from_taglike(self.reference)
         if tag.version and tag.version != "latest":
-            return str(tag)
+            # A pinned version counts only when the store holds it: a variant that names
+            # one never imported must stop the start-up check, not the first request.
+            try:
+                return str(bentoml.models.get(tag).tag)
+            except bentoml.exceptions.NotFound:
+                return None
         try:
             models = bentoml.models.list(tag.name)
         except bentoml.exceptions.NotFound:

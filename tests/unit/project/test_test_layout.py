@@ -136,10 +136,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "tests/e2e/test_remote_generator.py",
         "this project's generator served as an OpenAI-compatible API to another instance",
     ),
-    "models/store": (
-        "tests/unit/models/test_ct2_generator.py",
-        "model sources, engine fallback and load errors, with each engine's tests",
-    ),
     "retrieval/answering": (
         "tests/service/test_service_inprocess.py",
         "the answer flow with the real models; over HTTP in tests/e2e/test_serve.py",

@@ -47,7 +47,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -57,7 +57,7 @@ from starlette.routing import Route
 
 from app.answering import Answering, AnswerStream
 from app.context import current_request
-from app.schemas import QueryResponse
+from app.schemas import Citation, QueryResponse
 from core.errors import DocumentNotFound, InternalError, InvalidRequest, RagError
 from models.openai_responses import (
     DONE,
@@ -95,18 +95,6 @@ class UnsupportedRequest(InvalidRequest):
         super().__init__(refused.message)
         self.openai_param = refused.param
         self.openai_code = refused.code
-
-
-class CitedPassage(Protocol):
-    """A citation as the service returns it (app.schemas.Citation)."""
-
-    source: int
-    document_id: str
-    filename: str
-    page_start: int
-    page_end: int
-    text: str
-    score: float
 
 
 def openai_app() -> Starlette:
@@ -273,7 +261,7 @@ class _Relay:
 # -- sources ------------------------------------------------------------------------------
 
 
-def citation(passage: CitedPassage, n: int) -> dict[str, Any]:
+def citation(passage: Citation, n: int) -> dict[str, Any]:
     """The ``citations`` entry of a passage cited as ``[n]``."""
     return {
         "n": n,

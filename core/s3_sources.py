@@ -2,7 +2,7 @@
 collections it may be read for, and whether it may be written.
 
 The value type only: the settings hold a list of these, and the gateway's policy
-(gateway/sources.py) decides with them whether a parsed location may be used. Rules are
+(app/sources.py) decides with them whether a parsed location may be used. Rules are
 matched like S3 prefixes (and IAM policies): ``reports/`` covers ``reports/2024/`` but not
 ``reports-old/``.
 """

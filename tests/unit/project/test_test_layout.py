@@ -1,6 +1,6 @@
 """Unit tests mirror the package tree (issue 24): every module of the project has its own
 test module, tests/unit/<package>/test_<module>.py (tests/unit/test_<module>.py for a
-top-level module such as settings.py), or is listed in COVERED_ELSEWHERE with the test
+top-level module such as service.py), or is listed in COVERED_ELSEWHERE with the test
 file that covers it and why it has none of its own.
 
 "The project" is what pyproject.toml ships: `[tool.setuptools]` packages and py-modules.

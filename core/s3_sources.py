@@ -1,7 +1,7 @@
 """One entry of the S3 allow-list (``RAG_S3_SOURCES``): a bucket and key prefix, the
 collections it may be read for, and whether it may be written.
 
-The value type only: the settings hold a list of these, and the gateway's policy
+The value type only: the settings hold a list of these, and the S3 location policy
 (app/sources.py) decides with them whether a parsed location may be used. Rules are
 matched like S3 prefixes (and IAM policies): ``reports/`` covers ``reports/2024/`` but not
 ``reports-old/``.

@@ -17,7 +17,6 @@ from jobs.embeddings_export import export_embeddings
 from jobs.exports import served_destination
 from jobs.feedback_export import FORMATS, export_feedback
 from retrieval.locations import Location
-from storage.s3 import s3_client
 
 
 class Exports:
@@ -42,13 +41,12 @@ class Exports:
         # Every collection's questions: an S3 destination needs a write rule for '*'.
         target = p.s3_sources.allow(destination, EXPORT_DESTINATION, ALL_COLLECTIONS)
         where = self._folder(target)
-        settings = p.settings
         report = await asyncio.to_thread(
             export_feedback,
             p.experiments.feedback_log,
             where,
             format,  # type: ignore[arg-type]
-            lambda: s3_client(settings.s3_endpoint_url, settings.s3_region),
+            lambda: p.s3,
         )
         files = [target.join(PurePosixPath(f).name) for f in report.files]
         return ExportResponse(**{**vars(report), "files": files}, destination=str(target))

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from app.metrics import get_metrics
 from app.sources import SourcePolicy
@@ -44,6 +45,36 @@ from storage.s3 import call_s3, s3_client, split_s3_uri
 logger = logging.getLogger("rag")
 
 
+@dataclass(frozen=True)
+class PdfReader:
+    """A document's PDF: from the blob store, or its own S3 object (synced ones)."""
+
+    blobs: ObjectStore
+    s3: Any
+
+    def __call__(self, uri: str) -> bytes:
+        if uri.startswith("s3://") and not self.blobs.owns(uri):
+            bucket, key = split_s3_uri(uri)
+            reply = call_s3(lambda: self.s3.get_object(Bucket=bucket, Key=key), uri)
+            return bytes(reply["Body"].read())
+        return self.blobs.get(uri)
+
+
+@dataclass(frozen=True)
+class ChangeHook:
+    """After a commit or delete in a collection: no stale cached answer, and its BM25
+    index rebuilt in the background rather than by the next search."""
+
+    answers: AnswerCache
+    lexical: LexicalIndex
+
+    def __call__(self, collection: str) -> None:
+        self.answers.invalidate(collection)
+        threading.Thread(
+            target=self.lexical.warm, args=(collection,), name="bm25-refresh", daemon=True
+        ).start()
+
+
 @dataclass
 class Components:
     settings: Settings
@@ -58,7 +89,7 @@ class Components:
     ingestor: Ingestor
     reindexer: Reindexer
     batch: BatchJobs
-    s3: object  # a boto3 S3 client: batch inputs/outputs, synced PDFs, exports
+    s3: Any  # the one boto3 S3 client: batch inputs/outputs, synced PDFs, exports
     s3_sources: SourcePolicy
     s3_sync: S3Sync
     pipelines: dict[str, Pipeline]
@@ -68,6 +99,8 @@ class Components:
     ingest_with_name: str
     # Per embedder service: what a re-index may build with.
     served: dict[str, ServedEmbedder]
+    read_pdf: PdfReader
+    changed: ChangeHook
 
     @property
     def chunking(self) -> dict[str, int]:
@@ -78,22 +111,6 @@ class Components:
 
     def served_ids(self) -> set[EmbedderId]:
         return {s.id for s in self.served.values()}
-
-    def read_pdf(self, uri: str) -> bytes:
-        """A document's PDF: from the blob store, or its own S3 object (synced ones)."""
-        if uri.startswith("s3://") and not self.blobs.owns(uri):
-            bucket, key = split_s3_uri(uri)
-            reply = call_s3(lambda: self.s3.get_object(Bucket=bucket, Key=key), uri)  # type: ignore[attr-defined]
-            return bytes(reply["Body"].read())
-        return self.blobs.get(uri)
-
-    def changed(self, collection: str) -> None:
-        """After a commit or delete in ``collection``: no stale cached answer, and its BM25
-        index rebuilt in the background rather than by the next search."""
-        self.answers.invalidate(collection)
-        threading.Thread(
-            target=self.lexical.warm, args=(collection,), name="bm25-refresh", daemon=True
-        ).start()
 
     def close(self) -> None:
         self.renderers.close()
@@ -143,16 +160,11 @@ def build(
         ),
         settings.page_image_render_workers,
     )
-    # Components refer to each other through callbacks (read a PDF, a collection changed):
-    # they are bound to the finished object below.
-    parts: list[Components] = []
-
-    def read_pdf(uri: str) -> bytes:
-        return parts[0].read_pdf(uri)
-
-    def changed(collection: str) -> None:
-        parts[0].changed(collection)
-
+    # For batch inputs and outputs, synced documents' PDFs and exports to S3 (boto3's
+    # clients are thread-safe: one serves every part).
+    s3 = s3_client(settings.s3_endpoint_url, settings.s3_region)
+    read_pdf = PdfReader(blobs, s3)
+    changed = ChangeHook(answers, lexical)
     pages = PageRenderer(
         read_pdf,
         renderers.render_async,
@@ -186,8 +198,6 @@ def build(
             embedders[ingest_with].guard, served_embedders(embedders), follow_index=True
         ),
     )
-    # For batch inputs and outputs, synced documents' PDFs and exports to S3.
-    s3 = s3_client(settings.s3_endpoint_url, settings.s3_region)
     batch = BatchJobs(
         make_object_store(settings, "jobs/batch"),
         BatchGate(
@@ -220,31 +230,29 @@ def build(
         redis_timeout_s=settings.redis_timeout_s,
     )
     metrics.known_variants(experiment.names)
-    parts.append(
-        Components(
-            settings=settings,
-            experiment=experiment,
-            index=index,
-            lexical=lexical,
-            answers=answers,
-            blobs=blobs,
-            renderers=renderers,
-            pages=pages,
-            snapshots=make_object_store(settings, "snapshots"),
-            ingestor=ingestor,
-            reindexer=reindexer,
-            batch=batch,
-            s3=s3,
-            s3_sources=SourcePolicy.from_settings(settings),
-            s3_sync=S3Sync(
-                ingestor, index, s3_client(settings.s3_endpoint_url, settings.s3_region)
-            ),
-            pipelines=pipelines,
-            experiments=experiments,
-            ingest_with=embedders[ingest_with],
-            ingest_with_name=ingest_with,
-            served={service: path.served for service, path in embedders.items()},
-        )
+    parts = Components(
+        settings=settings,
+        experiment=experiment,
+        index=index,
+        lexical=lexical,
+        answers=answers,
+        blobs=blobs,
+        renderers=renderers,
+        pages=pages,
+        snapshots=make_object_store(settings, "snapshots"),
+        ingestor=ingestor,
+        reindexer=reindexer,
+        batch=batch,
+        s3=s3,
+        s3_sources=SourcePolicy.from_settings(settings),
+        s3_sync=S3Sync(ingestor, index, s3),
+        pipelines=pipelines,
+        experiments=experiments,
+        ingest_with=embedders[ingest_with],
+        ingest_with_name=ingest_with,
+        served={service: path.served for service, path in embedders.items()},
+        read_pdf=read_pdf,
+        changed=changed,
     )
     if len(experiment.variants) > 1:
         threading.Thread(
@@ -253,7 +261,7 @@ def build(
             name="guardrails",
             daemon=True,
         ).start()
-    return parts[0]
+    return parts
 
 
 def _warm_all(index: ChunkIndex, lexical: LexicalIndex) -> None:

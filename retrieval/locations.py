@@ -100,7 +100,7 @@ def parse_location(text: str, *, field: str, kind: Kind, local: bool = False) ->
     if not local:
         raise _not_canonical(field, text, "it is not an s3:// location", local)
     if kind == "folder":
-        text = text.removesuffix("/")
+        text = _folder_path(text, field, text, local)
     _check_segments(text, field, text, kind, local)
     return Location("local", "", text, kind)
 
@@ -136,10 +136,20 @@ def s3_location(
     if kind == "object" and (not key or key.endswith("/")):
         raise _not_canonical(field, shown, "it names no object: give s3://bucket/key", local)
     if kind == "folder":
-        key = key.removesuffix("/")
+        key = _folder_path(key, field, shown, local)
     if key:
         _check_segments(key, field, shown, kind, local)
     return Location("s3", bucket, key, kind)
+
+
+def _folder_path(path: str, field: str, shown: str, local: bool) -> str:
+    """A folder's path without its closing '/'. Whitespace before that '/' would end the
+    folder's canonical form, which is then refused as text with whitespace around it: it
+    is refused here, so whatever is accepted reads back the same."""
+    path = path.removesuffix("/")
+    if path != path.rstrip():
+        raise _not_canonical(field, shown, "its last name ends in whitespace", local)
+    return path
 
 
 def _check_segments(path: str, field: str, shown: str, kind: Kind, local: bool) -> None:

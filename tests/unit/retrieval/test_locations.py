@@ -47,6 +47,7 @@ def test_a_canonical_s3_object_is_accepted_as_it_is_and_urlsplit_reads_the_same(
 @example("s3://reports/alpha\\q.jsonl")
 @example("s3://Reports/q.jsonl")
 @example("s3://reports//q.jsonl")
+@example("0 /")  # a folder whose last name ends in whitespace (found by this test)
 def test_whatever_is_accepted_round_trips_and_means_the_same_to_urlsplit(text):
     for kind in ("object", "folder"):
         for local in (False, True):

@@ -3,9 +3,16 @@
 Same tokenizer, mean pooling and normalization as the sentence-transformers model (v1).
 Only the MatMul weights are quantized, per channel: quantizing the embedding lookup as well
 moved chunk vectors to cosine 0.92 of v1's, MatMul alone keeps them at 0.987 (measured on
-squad2-dev passages) and is as fast. Activations are quantized per batch, so a text's
-vector moves slightly with its batch-mates (cosine 0.99 to itself alone); retrieval on
-squad2-dev is within a point of v1 (EVALUATION.md).
+squad2-dev passages) and is as fast; retrieval on squad2-dev is within a point of v1
+(EVALUATION.md).
+
+Activations are quantized dynamically, with one scale per ONNX run. Each text therefore runs
+alone: in a padded batch, a text's vector moved with its batch-mates (cosine down to 0.960
+to itself alone on 1,000 squad2-dev texts), so answers changed with concurrent traffic and
+batch jobs disagreed with interactive queries. Alone, a text's vector is bit-identical
+whatever it is sent with, on 1 or 2 threads (tests/unit/models/test_onnx_embedder.py). The
+cost, measured on the same texts in calls of 32: questions 257-275/s against 371-393/s in
+sorted groups of 4, chunks 33-36/s against 36-40/s; a lone query pays nothing.
 """
 
 from __future__ import annotations
@@ -20,10 +27,6 @@ import numpy as np
 
 ONNX_FILE = "model.int8.onnx"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-# Texts per ONNX run within one call. On 30 mixed dev-set sentences a call, sorted groups
-# of 4 took 2.4x less CPU than one padded run, and less than groups of 2, 8 or 16; on
-# chunks of ~200 word pieces the group size hardly matters.
-GROUP_SIZE = 4
 # Weights that stay behind in the v1 directory: the ONNX file replaces them.
 _TORCH_WEIGHTS = {"model.safetensors", "pytorch_model.bin"}
 
@@ -87,7 +90,6 @@ class OnnxEmbedder:
         from transformers import AutoTokenizer
 
         self._tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-        self._pad = int(self._tokenizer.pad_token_id or 0)
         config = directory / "sentence_bert_config.json"
         self.max_tokens = (
             int(json.loads(config.read_text())["max_seq_length"]) if config.is_file() else 256
@@ -95,50 +97,29 @@ class OnnxEmbedder:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Idle intra-op threads otherwise spin for the next run: measured in process, a
+        # lone encode used 14.8 ms of CPU for 2.3 ms of work with 2 threads (2.9 ms without
+        # spinning), CPU the API and generator processes on the same cores need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(
             str(directory / ONNX_FILE), options, providers=["CPUExecutionProvider"]
         )
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Unit-length embeddings, one row per text: mean pooling over the real tokens.
-
-        Texts run in groups of similar length (as sentence-transformers does for the torch
-        version): one padded batch of mixed sentences spent 2.3x the real tokens' work on
-        padding (measured on batch_query's calls).
-        """
+        """Unit-length embeddings, one row per text: mean pooling over its tokens. Each
+        text runs alone, so its vector does not depend on the others (module docstring)."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         ids = self._tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"]
-        out: np.ndarray | None = None
-        for group in length_groups([len(t) for t in ids], GROUP_SIZE):
-            vectors = self._run([ids[i] for i in group])
-            if out is None:
-                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
-            out[group] = vectors
-        assert out is not None
-        return out
+        return np.stack([self._run(tokens) for tokens in ids])
 
-    def _run(self, ids: list[list[int]]) -> np.ndarray:
-        width = max(len(t) for t in ids)
-        input_ids = np.full((len(ids), width), self._pad, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for row, tokens in enumerate(ids):
-            input_ids[row, : len(tokens)] = tokens
-            mask[row, : len(tokens)] = 1
+    def _run(self, tokens: list[int]) -> np.ndarray:
+        input_ids = np.asarray([tokens], dtype=np.int64)
         feed = {
             "input_ids": input_ids,
-            "attention_mask": mask,
-            "token_type_ids": np.zeros_like(mask),
+            "attention_mask": np.ones_like(input_ids),
+            "token_type_ids": np.zeros_like(input_ids),
         }
         (hidden,) = self._session.run(None, feed)
-        weights = mask[..., None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-def length_groups(lengths: list[int], size: int) -> list[list[int]]:
-    """Indexes of ``lengths`` in groups of at most ``size``, each of similar lengths
-    (sorted, longest first), so that a group pads little."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[start : start + size] for start in range(0, len(order), size)]
+        pooled = hidden[0].mean(axis=0)
+        return (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)

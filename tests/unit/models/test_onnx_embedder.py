@@ -65,3 +65,32 @@ def test_a_vector_is_bit_identical_whatever_its_batch_mates_and_threads(exported
     assert np.array_equal(reversed_, alone)
     assert np.array_equal(np.concatenate([two_threads[-3:], two_threads[:-3]]), alone)
     assert np.allclose(np.linalg.norm(alone, axis=1), 1.0, atol=1e-5)
+
+
+def test_the_store_holds_both_engines_and_each_resolves_to_its_own():
+    onnx, torch = ModelSource("rag-embedder:latest", "onnx"), ModelSource("rag-embedder:latest")
+    assert onnx.store_tag() != torch.store_tag()
+    assert bentoml.models.get(onnx.store_tag()).info.labels["engine"] == "onnx"
+    assert (onnx.resolve()[0] / ONNX_FILE).is_file()
+    assert (torch.resolve()[0] / "model.safetensors").is_file()
+
+
+def test_an_engine_without_a_stored_version_falls_back_to_torch_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING):
+        source = engine_source("rag-generator:latest", "onnx")
+    assert source.engine == "torch"
+    assert "no onnx version of rag-generator:latest" in caplog.text
+    with pytest.raises(bentoml.exceptions.NotFound, match=r"import_models\.py"):
+        ModelSource("rag-generator:latest", "onnx").resolve()
+
+
+def test_an_unknown_engine_is_refused_naming_the_engines(monkeypatch):
+    from pydantic import ValidationError
+
+    from core.settings import Settings
+
+    monkeypatch.setenv("RAG_EMBEDDER_ENGINE", "tensorrt")
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    assert "embedder_engine" in str(raised.value)
+    assert "'torch' or 'onnx'" in str(raised.value)

@@ -14,12 +14,14 @@ from bentoml.validators import ContentType
 from api.openai_api import openai_app
 from app import schemas
 from app.application import Application, ServingPlan
+from app.metrics import get_metrics
 from core.collection_names import DEFAULT_COLLECTION as DEFAULT
+from core.deadlines import REQUEST_TIMEOUT_S
 from core.settings import get_settings
 from gateway.apis import api, behind_gateway, task, task_id, upload_name
 from gateway.logs import use_json_logs
 from jobs.batch_jobs import BatchResults
-from models.clients import model_clients, model_service, with_model_services
+from models.clients import CallLimits, model_clients, model_service, with_model_services
 from retrieval.page_images import DEFAULT_WIDTH
 from web.app import ui_app
 
@@ -42,7 +44,7 @@ OPENAI = openai_app()
     # BentoML counts a request from its first byte, before the gateway reads its body; the
     # gateway caps requests in flight (RAG_MAX_CONCURRENCY) once their body is in, so this
     # outer cap leaves room for slow senders, cut at RAG_BODY_READ_TIMEOUT_S.
-    traffic={"timeout": 600, "max_concurrency": settings.server_max_concurrency},
+    traffic={"timeout": REQUEST_TIMEOUT_S, "max_concurrency": settings.server_max_concurrency},
     # The gateway writes one JSON access-log line per request instead.
     logging={"access": {"enabled": False}},
 )
@@ -50,7 +52,13 @@ OPENAI = openai_app()
 @with_model_services(PLAN.catalog, PLAN.placement)
 class RAGService:
     def __init__(self) -> None:
-        clients = model_clients(self, PLAN.catalog, PLAN.placement)
+        limits = CallLimits(
+            settings.embed_call_timeout_s,
+            settings.generate_call_timeout_s,
+            get_metrics(),
+            settings.embed_queries_in_process,
+        )
+        clients = model_clients(self, PLAN.catalog, PLAN.placement, limits)
         self.app = Application.start(PLAN, clients)
         BATCH_RESULTS.jobs = self.app.parts.batch
         OPENAI.state.answering = self.app.answering

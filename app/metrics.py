@@ -13,6 +13,9 @@ from typing import Any
 _RETRIEVAL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _GENERATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 _REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+_MODEL_CALL_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0,
+)  # fmt: skip
 _INGEST_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 # name -> (kind, help, labels, buckets); the one list the dashboard test checks against.
@@ -28,6 +31,18 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...] | None]] =
     "rag_retrieval_seconds": (
         "histogram", "Retrieval time: embed the query, search the index.", ("stage",),
         _RETRIEVAL_BUCKETS,
+    ),
+    # Calls to the model services (models/routing.py). In flight = started - ended
+    # (sum(rag_model_calls_started_total) - sum(rag_model_call_seconds_count)): a stuck
+    # call shows there until its deadline ends it with outcome "timeout".
+    "rag_model_calls_started_total": (
+        "counter", "Calls to a model service, by service and route (alone, batched).",
+        ("service", "route"), None,
+    ),
+    "rag_model_call_seconds": (
+        "histogram", "Calls to a model service that ended, by service, route and outcome "
+        "(ok, timeout, dropped, error).", ("service", "route", "outcome"),
+        _MODEL_CALL_BUCKETS,
     ),
     "rag_generation_seconds": (
         "histogram", "Time to generate one answer.", ("mode",), _GENERATION_BUCKETS,
@@ -116,6 +131,14 @@ class Metrics:
         tokens = self._m["rag_generation_tokens_total"]
         tokens.labels("prompt").inc(prompt_tokens)
         tokens.labels("completion").inc(completion_tokens)
+
+    # -- models/routing.CallObserver ------------------------------------------------------
+
+    def model_call_started(self, service: str, route: str) -> None:
+        self._m["rag_model_calls_started_total"].labels(service, route).inc()
+
+    def model_call_ended(self, service: str, route: str, outcome: str, seconds: float) -> None:
+        self._m["rag_model_call_seconds"].labels(service, route, outcome).observe(seconds)
 
     def answered(self, mode: str, reason: str) -> None:
         self._m["rag_answers_total"].labels(mode, reason).inc()

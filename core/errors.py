@@ -147,6 +147,12 @@ class DependencyUnavailable(RagError):
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
 
 
+class DependencyTimeout(RagError):
+    """A model service did not answer within the call's deadline (models/routing.py)."""
+
+    error_code = HTTPStatus.GATEWAY_TIMEOUT
+
+
 class Unauthenticated(RagError):
     """No API key, or one that is not configured."""
 

@@ -237,6 +237,33 @@ class Settings(BaseSettings):
         ge=1,
         description="Chunks per embed call during ingest (16 is the measured best here).",
     )
+    # Deadlines of calls to the model services (models/routing.py), shortened to what the
+    # request has left: a call that hangs ends in 504 naming the service, and frees its
+    # request, instead of waiting for BentoML's client timeout (300 s).
+    embed_call_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description=(
+            "Longest an embed call to the embedder service may take (s); longer: 504 "
+            "DependencyTimeout. Above RAG_EMBED_MAX_LATENCY_MS, the batcher's own limit."
+        ),
+    )
+    embed_queries_in_process: bool = Field(
+        True,
+        description=(
+            "Embed a query (one short text) in the API process with the embedder's own onnx "
+            "engine, bit-identical to the service's vectors, instead of calling the embedder "
+            "service; chunks and batches still go there. No effect with the torch engine."
+        ),
+    )
+    generate_call_timeout_s: float = Field(
+        90.0,
+        gt=0,
+        description=(
+            "Longest a generate call may take, or a stream may wait for its next piece (s); "
+            "longer: 504 DependencyTimeout. Above RAG_GENERATE_MAX_LATENCY_MS."
+        ),
+    )
     generate_max_batch_size: int = Field(4, ge=1, description="Adaptive batch cap (prompts).")
     generate_max_latency_ms: int = Field(
         60000, ge=1, description="Longest a batched generate call may wait and run (ms)."

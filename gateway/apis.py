@@ -3,6 +3,7 @@ gateway's log line and metrics, and reads BentoML's request details the same way
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 import bentoml
 
 from app.context import record_errors
+from core.deadlines import REQUEST_TIMEOUT_S, within
 from core.settings import Settings
 from gateway.middleware import GatewayMiddleware
 from gateway.unknown_routes import guard_unknown_routes
@@ -21,7 +23,11 @@ _TEMP_PREFIX = re.compile(r"^tmp[a-z0-9_]{8}")
 
 
 def api(method: F) -> F:
-    """``bentoml.api``, the errors it raises remembered on the request."""
+    """``bentoml.api``, the errors it raises remembered on the request; the model calls of
+    a plain (not streaming) API share its request's deadline. A stream's calls each have
+    their own (models/clients.py), and a task's run past its request."""
+    if inspect.iscoroutinefunction(method):
+        method = within(REQUEST_TIMEOUT_S)(method)  # type: ignore[assignment]
     return bentoml.api(record_errors(method))  # type: ignore[no-any-return]
 
 

@@ -41,6 +41,7 @@ ERROR_STATUSES: dict[int, str] = {
     429: "The key's rate limit, or the instance's in-flight limit, is reached",
     500: "A bug: the server log has the cause under the request id",
     503: "A dependency (Redis, S3, a model service) is unavailable",
+    504: "A model service did not answer in time (DependencyTimeout)",
 }
 _ERROR = {
     "type": "object",

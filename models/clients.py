@@ -1,10 +1,14 @@
 """The API service's side of its model services: one dependency per model version in the
-catalog, and per service a client whose calls go past the batcher when alone
-(models/routing.py), with the label of the exact version being served."""
+catalog, and per service a client whose calls go past the batcher when alone, within a
+deadline (models/routing.py), on sessions that are not closed under them
+(models/sessions.py), with the label of the exact version being served."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -12,27 +16,95 @@ from typing import Any, Protocol
 import aiohttp
 import bentoml
 
-from core.errors import DependencyUnavailable
+from core.deadlines import time_left
+from core.errors import DependencyTimeout, DependencyUnavailable
 from core.settings import Settings
 from models.catalog import Catalog, ModelVersion
 from models.embedder import embedder_service
 from models.generator import ChatPrompt, Completion, generator_service
-from models.routing import AloneOrBatched
+from models.routing import AloneOrBatched, CallObserver
+from models.sessions import drain_on_refresh
 from models.store import ModelSource
 
 
+@dataclass(frozen=True)
+class CallLimits:
+    """Deadlines of model calls (RAG_EMBED_CALL_TIMEOUT_S, RAG_GENERATE_CALL_TIMEOUT_S),
+    who counts the calls, and whether queries are embedded in this process
+    (RAG_EMBED_QUERIES_IN_PROCESS)."""
+
+    embed_s: float = 15.0
+    generate_s: float = 90.0
+    observer: CallObserver | None = None
+    queries_in_process: bool = False
+
+
+# A query, not a chunk: one text of at most this many characters (~80 word pieces). Chunks
+# and batches go to the embedder service, which batches them across callers.
+SHORT_QUERY_CHARS = 400
+
+
+class QueryEncoder:
+    """The embedder's own engine in this process, for lone short texts (queries): the hop
+    to the embedder service cost ~4-5 ms of a ~15 ms search at one client (issue 25).
+    One thread, one ONNX thread: a query takes ~2-3 ms; its vector is bit-identical to the
+    service's (models/onnx_embedder.py runs every text alone, on any thread count)."""
+
+    def __init__(self, encode: Callable[[list[str]], Any], observer: CallObserver | None,
+                 service: str) -> None:  # fmt: skip
+        self._encode = encode
+        self._observer = observer
+        self._service = service
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="query-embed")
+
+    @staticmethod
+    def takes(texts: list[str]) -> bool:
+        return len(texts) == 1 and len(texts[0]) <= SHORT_QUERY_CHARS
+
+    async def __call__(self, texts: list[str]) -> Any:
+        start = time.monotonic()
+        if self._observer is not None:
+            self._observer.model_call_started(self._service, "in_process")
+        outcome = "error"
+        try:
+            vectors = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._encode, texts
+            )
+            outcome = "ok"
+            return vectors
+        finally:
+            if self._observer is not None:
+                seconds = time.monotonic() - start
+                self._observer.model_call_ended(self._service, "in_process", outcome, seconds)
+
+
 class EmbedderClient:
-    def __init__(self, service: Any, label: str, where: str) -> None:
+    def __init__(
+        self,
+        service: Any,
+        label: str,
+        where: str,
+        limits: CallLimits = CallLimits(),
+        local: QueryEncoder | None = None,
+    ) -> None:
         """``service``: the client of an embedder service (a ``bentoml.depends`` value);
-        ``where`` names it in errors (its name, and its URL when deployed apart)."""
+        ``where`` names it in errors (its name, and its URL when deployed apart);
+        ``local``: the same engine in this process, for queries."""
         self.label = label
         self._where = where
+        self._local = local
+        drain_on_refresh(service, limits.embed_s)
         self._calls: AloneOrBatched[list[str], Any] = AloneOrBatched(
             lambda texts: service.to_async.encode_now(texts),
             lambda texts: service.to_async.encode(texts),
+            service=where,
+            limit_s=limits.embed_s,
+            observer=limits.observer,
         )
 
     async def __call__(self, texts: list[str]) -> Any:
+        if self._local is not None and self._local.takes(texts):
+            return await self._local(texts)
         try:
             return await self._calls(texts)
         except aiohttp.ClientError as exc:
@@ -40,15 +112,22 @@ class EmbedderClient:
 
 
 class GeneratorClient:
-    def __init__(self, service: Any, label: str, where: str) -> None:
+    def __init__(
+        self, service: Any, label: str, where: str, limits: CallLimits = CallLimits()
+    ) -> None:
         """``service``: the client of a generator service (a ``bentoml.depends`` value);
         ``where`` names it in errors (its name, and its URL when deployed apart)."""
         self.label = label
         self._where = where
         self._service = service
+        self._limit_s = limits.generate_s
+        drain_on_refresh(service, limits.generate_s)
         self._calls: AloneOrBatched[list[ChatPrompt], list[Completion]] = AloneOrBatched(
             lambda prompts: service.to_async.generate_now(prompts),
             lambda prompts: service.to_async.generate(prompts),
+            service=where,
+            limit_s=limits.generate_s,
+            observer=limits.observer,
         )
 
     async def generate(self, system: str, user: str, max_new_tokens: int) -> Completion:
@@ -62,11 +141,25 @@ class GeneratorClient:
         self, system: str, user: str, max_new_tokens: int
     ) -> AsyncGenerator[str, None]:
         prompt = ChatPrompt(system=system, user=user, max_new_tokens=max_new_tokens)
+        pieces = self._service.to_async.generate_stream(prompt)
         try:
-            async for piece in self._service.to_async.generate_stream(prompt):
+            while True:
+                # Each piece within the call's deadline: a stream that stalls ends in 504
+                # instead of holding its request (and a concurrency slot) for minutes.
+                allowed_s = time_left(self._limit_s)
+                try:
+                    piece = await asyncio.wait_for(anext(pieces), allowed_s)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise DependencyTimeout(
+                        f"the {self._where} sent nothing for {allowed_s:.1f} s; try again"
+                    ) from None
                 yield piece
         except aiohttp.ClientError as exc:
             raise _unreachable(self._where, exc) from exc
+        finally:
+            await pieces.aclose()
 
 
 def _unreachable(where: str, exc: aiohttp.ClientError) -> DependencyUnavailable:
@@ -169,9 +262,11 @@ class ModelClients:
     directories: dict[str, Path]  # the weights of each service's version
 
 
-def model_clients(owner: Any, catalog: Catalog, placement: Placement) -> ModelClients:
+def model_clients(
+    owner: Any, catalog: Catalog, placement: Placement, limits: CallLimits = CallLimits()
+) -> ModelClients:
     """The clients of ``owner``'s model services (an instance of a class decorated by
-    with_model_services with the same ``placement``)."""
+    with_model_services with the same ``placement``), their calls within ``limits``."""
     embedders: dict[str, EmbedderClient] = {}
     generators: dict[str, GeneratorBackend] = {}
     directories: dict[str, Path] = {}
@@ -185,7 +280,21 @@ def model_clients(owner: Any, catalog: Catalog, placement: Placement) -> ModelCl
         url = placement.url(version.service_name)
         where = f"{version.service_name} service" + (f" at {url}" if url else "")
         if version.kind == "embedder":
-            embedders[version.service_name] = EmbedderClient(service, label, where)
+            local = _query_encoder(version, path, where, limits)
+            embedders[version.service_name] = EmbedderClient(service, label, where, limits, local)
         else:
-            generators[version.service_name] = GeneratorClient(service, label, where)
+            generators[version.service_name] = GeneratorClient(service, label, where, limits)
     return ModelClients(embedders, generators, directories)
+
+
+def _query_encoder(
+    version: ModelVersion, path: Path, where: str, limits: CallLimits
+) -> QueryEncoder | None:
+    """The in-process encoder for ``version``'s queries, where it runs the onnx engine. A
+    torch version stays remote: torch in the API process would add ~400 MB and its own
+    threads, and its batched vectors are not bit-identical to lone ones (<= 2e-7)."""
+    if not limits.queries_in_process or version.engine != "onnx":
+        return None
+    from models.onnx_embedder import OnnxEmbedder
+
+    return QueryEncoder(OnnxEmbedder(path, threads=1).encode, limits.observer, where)

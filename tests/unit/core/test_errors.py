@@ -39,6 +39,7 @@ def test_the_statuses_clients_rely_on():
         "TooManyInFlight": 429,
         "InternalError": 500,
         "DependencyUnavailable": 503,
+        "DependencyTimeout": 504,
     }
     assert {name: getattr(errors, name).error_code.value for name in expected} == expected
 

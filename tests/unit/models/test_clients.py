@@ -178,3 +178,52 @@ def test_a_service_that_cannot_be_reached_is_a_503_naming_it():
         assert failure.error_code == 503
         message = str(failure)
         assert message.startswith("the ") and f"service at {url} cannot be reached" in message
+
+
+def test_a_query_is_embedded_in_process_with_the_services_own_engine():
+    import numpy as np
+
+    from models.clients import SHORT_QUERY_CHARS, CallLimits
+    from models.onnx_embedder import OnnxEmbedder
+    from models.store import ModelSource
+
+    onnx = {**DEFAULTS, "embedder": ModelChoice(model="rag-embedder:latest", engine="onnx")}
+    versions = catalog(parse_experiment(CANARY, "variants.yaml"), onnx)
+    owner, placement, _ = unreachable_api(versions)
+    ended: list[tuple[str, str, str]] = []
+
+    class Seen:
+        def model_call_started(self, service: str, route: str) -> None:
+            pass
+
+        def model_call_ended(self, service: str, route: str, outcome: str, s: float) -> None:
+            ended.append((service.split()[0], route, outcome))
+
+    limits = CallLimits(embed_s=10, observer=Seen(), queries_in_process=True)
+    query = "How long is the warranty of the Aurora X2?"
+
+    async def calls() -> tuple[object, BaseException | object, BaseException | object]:
+        await owner.embedder.__aenter__()  # type: ignore[attr-defined]
+        embedder = model_clients(owner, versions, placement, limits).embedders["embedder"]
+        alone = await embedder([query])  # the service is down: only in process can answer
+        chunks = await asyncio.gather(embedder([query, query]), return_exceptions=True)
+        long = await asyncio.gather(embedder(["x" * (SHORT_QUERY_CHARS + 1)]),
+                                    return_exceptions=True)  # fmt: skip
+        return alone, chunks[0], long[0]
+
+    alone, chunks, long = asyncio.run(calls())
+    # Bit-identical to what the embedder service's engine gives (on its 2 threads).
+    served = OnnxEmbedder(ModelSource("rag-embedder:latest", "onnx").resolve()[0], 2)
+    assert np.array_equal(alone, served.encode([query]))
+    # Two texts, or a long one, are bulk work: they go to the (unreachable) service.
+    assert isinstance(chunks, DependencyUnavailable) and isinstance(long, DependencyUnavailable)
+    assert ended[0] == ("embedder", "in_process", "ok")
+    assert {route for _, route, _ in ended[1:]} == {"alone"}
+
+
+def test_the_torch_engine_and_the_setting_off_keep_queries_remote():
+    from models.clients import CallLimits
+
+    owner, placement, _ = unreachable_api(canary())  # torch embedder
+    on = model_clients(owner, canary(), placement, CallLimits(queries_in_process=True))
+    assert on.embedders["embedder"]._local is None

@@ -72,3 +72,84 @@ def test_dropped_pooled_connections_are_tried_again_a_few_times():
     with pytest.raises(aiohttp.ServerDisconnectedError):
         asyncio.run(calls(8))
     assert attempts == [7, 7, 7] + [8] * (RETRIES_ON_DROP + 1)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str]] = []
+        self.ended: list[tuple[str, str, str]] = []
+
+    def model_call_started(self, service: str, route: str) -> None:
+        self.started.append((service, route))
+
+    def model_call_ended(self, service: str, route: str, outcome: str, seconds: float) -> None:
+        self.ended.append((service, route, outcome))
+
+
+def test_a_call_past_its_deadline_is_a_504_naming_the_service_and_frees_its_place():
+    import time
+
+    import pytest
+
+    from core.errors import DependencyTimeout
+
+    async def hang(n: int) -> int:
+        await asyncio.sleep(30)  # a reply that never comes
+        return n
+
+    async def quick(n: int) -> int:
+        return n
+
+    seen = Recorder()
+    calls = AloneOrBatched(hang, quick, service="embedder service", limit_s=0.2, observer=seen)
+    start = time.monotonic()
+    with pytest.raises(DependencyTimeout, match=r"embedder service did not answer within 0\.2 s"):
+        asyncio.run(calls(1))
+    assert time.monotonic() - start < 2
+    # The hung call no longer counts as in flight: the next lone call is not batched.
+    assert calls.in_flight == 0
+    assert seen.started == [("embedder service", "alone")]
+    assert seen.ended == [("embedder service", "alone", "timeout")]
+
+
+def test_the_request_deadline_shortens_a_calls_own():
+    import pytest
+
+    from core.deadlines import within
+    from core.errors import DependencyTimeout
+
+    async def slow(n: int) -> int:
+        await asyncio.sleep(5)
+        return n
+
+    calls = AloneOrBatched(slow, slow, limit_s=60)
+
+    @within(0.1)
+    async def request() -> int:
+        return await calls(1)
+
+    with pytest.raises(DependencyTimeout, match=r"within 0\.1 s"):
+        asyncio.run(request())
+
+
+def test_a_cancelled_call_restores_the_count_and_is_reported():
+    seen = Recorder()
+
+    async def slow(n: int) -> int:
+        await asyncio.sleep(5)
+        return n
+
+    calls = AloneOrBatched(slow, slow, service="generator service", observer=seen)
+
+    async def scenario() -> None:
+        tasks = [asyncio.create_task(calls(n)) for n in range(3)]
+        await asyncio.sleep(0.05)
+        assert calls.in_flight == 3
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert calls.in_flight == 0
+    assert [outcome for *_, outcome in seen.ended] == ["error"] * 3
+    assert sorted(route for _, route in seen.started) == ["alone", "batched", "batched"]

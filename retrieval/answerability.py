@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +59,9 @@ ANSWERABLE = Assessment(None, "")
 
 
 def key_term_coverage(
-    question_terms: set[str], passage_terms: list[set[str]], weights: Mapping[str, float]
+    question_terms: AbstractSet[str],
+    passage_terms: list[AbstractSet[str]],
+    weights: Mapping[str, float],
 ) -> float:
     """The largest share of the question's term weight that one passage holds.
 

@@ -55,6 +55,33 @@ def server_client(parsed: SplitResult) -> Any:
     )
 
 
+class CountedWrites:
+    """A Chroma collection that counts the writes this process makes to it, so that what
+    was read from it can be known unchanged (retrieval/index_registry.py)."""
+
+    _WRITES = ("add", "upsert", "update", "delete")
+
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+        self.writes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._collection, name)
+        if name not in self._WRITES:
+            return attribute
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            # Counted before and after: a read that overlaps the write sees a count that
+            # has moved on by the time the write is done.
+            self.writes += 1
+            try:
+                return attribute(*args, **kwargs)
+            finally:
+                self.writes += 1
+
+        return counted
+
+
 class ChromaStore:
     """A Chroma client with the index's registry collection and its chunk collections.
 
@@ -63,7 +90,9 @@ class ChromaStore:
 
     def __init__(self, client: Any) -> None:
         self.client = client
-        self.registry = client.get_or_create_collection(REGISTRY, embedding_function=None)
+        self.registry = CountedWrites(
+            client.get_or_create_collection(REGISTRY, embedding_function=None)
+        )
         self._chunks: dict[tuple[str, str], Any] = {}
 
     def chunks(self, collection: str, generation: str, create: bool = True) -> Any:

@@ -10,6 +10,7 @@ returned, so a chunk deleted meanwhile can never come back.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -22,6 +23,8 @@ from retrieval.text import content_words
 # Words too common to tell passages apart, and English stemming ("bridges" finds "bridge").
 _STOPWORDS = "en"
 _LANGUAGE = "english"
+# Texts whose key terms are kept (about 2 KB each with the text: ~16 MB at most).
+_KEY_TERMS_CACHED = 8192
 
 
 @dataclass
@@ -50,6 +53,10 @@ class LexicalIndex:
         self._index = index
         self._refresh_s = refresh_s
         self._stemmer = Stemmer.Stemmer(_LANGUAGE)
+        # A passage's key terms are read for every question it is a candidate for: cached
+        # by text, they cost a lookup instead of ~0.1 ms of stemming each (20 candidates a
+        # hybrid search; 12% of the API's CPU per search before, measured with py-spy).
+        self._key_terms = functools.lru_cache(maxsize=_KEY_TERMS_CACHED)(self._stemmed_terms)
         # Per (collection, generation): a request pinned to a generation ranks with that
         # generation's statistics, during and after a switch.
         self._states: dict[tuple[str, str], _CollectionState] = {}
@@ -71,10 +78,13 @@ class LexicalIndex:
             (chunk_ids[int(i)], float(s)) for i, s in zip(ids[0], scores[0], strict=True) if s > 0
         ]
 
-    def key_terms(self, text: str) -> set[str]:
+    def key_terms(self, text: str) -> frozenset[str]:
         """The stemmed content words of ``text`` (no stop or question words): what a
         passage must mention to be about a question."""
-        return set(self._stemmer.stemWords(sorted(content_words(text))))
+        return self._key_terms(text)
+
+    def _stemmed_terms(self, text: str) -> frozenset[str]:
+        return frozenset(self._stemmer.stemWords(sorted(content_words(text))))
 
     def term_weights(
         self,

@@ -167,3 +167,36 @@ def test_a_valid_name_with_anything_added_is_refused(name, extra):
     for changed in (name + extra, extra + name):
         with pytest.raises(InvalidRequest):
             check_collection_name(changed)
+
+
+def test_chunks_read_by_id_leave_out_a_deleted_document_even_once_read(index):
+    # passages() keeps the rows it read (a chunk id never changes its content), but
+    # whether they are visible is decided on every read.
+    rec = record("one")
+    stage(index, rec, "doc")
+    index.commit(rec, None)
+    ids = [p.chunk_id for p in index.search("default", vec(0), 3)]
+    first = index.passages("default", ids[::-1], vec(0))
+    assert [p.chunk_id for p in first] == ids[::-1]  # in the order asked
+    assert index.passages("default", ids[::-1], vec(0)) == first
+    index.delete_document(rec.document_id)
+    assert index.passages("default", ids, vec(0)) == []
+
+
+def test_a_replica_sees_another_replicas_writes_within_the_refresh_and_its_own_at_once(
+    backend,
+):
+    import time
+
+    reader, writer = backend(), backend()  # two processes on one store
+    assert reader.search("default", vec(0), 5) == []  # read: the collection is empty
+    rec = record("one")
+    stage(writer, rec, "doc")
+    writer.commit(rec, None)
+    assert len(writer.search("default", vec(0), 5)) == 3  # its own write: at once
+    time.sleep(1.05)  # IndexRegistry's refresh_s
+    assert len(reader.search("default", vec(0), 5)) == 3
+    reader.delete_document(rec.document_id)
+    assert reader.search("default", vec(0), 5) == []
+    time.sleep(1.05)
+    assert writer.live("default") == reader.live("default")

@@ -52,3 +52,34 @@ def test_a_writer_waits_for_another_connections_write_instead_of_failing(tmp_pat
 def test_a_schema_error_is_raised_at_open(tmp_path):
     with pytest.raises(sqlite3.OperationalError):
         SqliteFile(tmp_path / "store.sqlite", "CREATE TABLE broken (")
+
+
+def test_commits_append_to_a_write_ahead_log_without_an_fsync_each(tmp_path):
+    file = SqliteFile(tmp_path / "store.sqlite", SCHEMA)
+    with file.connect() as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+
+
+def test_a_commit_survives_its_process_being_killed(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "store.sqlite"
+    SqliteFile(path, SCHEMA)
+    writer = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        from storage.sqlite import SqliteFile
+        file = SqliteFile(Path({str(path)!r}), {SCHEMA!r})
+        with file.connect() as db:
+            db.execute("INSERT INTO notes VALUES (7)")
+        os.kill(os.getpid(), signal.SIGKILL)  # no checkpoint, no clean close
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", writer], cwd=".", check=False)
+    assert done.returncode == -9
+    with SqliteFile(path, SCHEMA).connect() as db:
+        assert db.execute("SELECT n FROM notes").fetchall() == [(7,)]

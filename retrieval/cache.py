@@ -272,8 +272,8 @@ async def _outcome(
 
 
 class AnswerCache:
-    """Answers keyed by normalized question, collection, the collection's index version,
-    the generator version and every parameter that changes the answer."""
+    """Answers keyed by question, collection, the collection's index version, the
+    generator version and every parameter that changes the answer."""
 
     def __init__(self, cache: ResilientCache, ttl_s: int) -> None:
         self._cache = cache
@@ -285,7 +285,8 @@ class AnswerCache:
         version = self._cache.get_int(_version_key(collection))
         if epoch is None or version is None:
             return None
-        fingerprint = json.dumps({"q": normalize_question(question), "p": params}, sort_keys=True)
+        # Not "q": no key of the normalized form that came before may be read.
+        fingerprint = json.dumps({"question": question_key(question), "p": params}, sort_keys=True)
         return f"rag:ans:{collection}:{epoch}:{version}:{text_key(fingerprint)}"
 
     def get(self, key: str | None) -> dict[str, Any] | None:
@@ -303,9 +304,17 @@ class AnswerCache:
         self._cache.incr(_version_key(collection))
 
 
-def normalize_question(question: str) -> str:
-    """Case, spacing and trailing punctuation do not change a question."""
-    return " ".join(question.lower().split()).rstrip(" ?!.")
+def question_key(question: str) -> str:
+    """What of a question its answer depends on: all of it but surrounding whitespace,
+    which every stage strips (embedder, prompt) or ignores (BM25).
+
+    Case and punctuation are kept: "...the warranty?" and "...the warranty" have other
+    vectors, hence other scores and citations, and the generator's prompt keeps case.
+    Folding them (as this key once did) served a question the answer of its twin when that
+    was asked first, so the same question got other citations by ``query`` and by a batch
+    job.
+    """
+    return question.strip()
 
 
 def _version_key(collection: str) -> str:

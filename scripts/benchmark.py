@@ -30,6 +30,7 @@ os.environ["GOMP_SPINCOUNT"] = "300000"
 
 from scripts.bench import (  # noqa: E402
     batch,
+    consistency,
     deploy,
     embedding,
     engines,
@@ -56,6 +57,7 @@ SECTIONS = {
     "generation": generation.run,
     "variants": variants.run,
     "batch": batch.run,
+    "consistency": consistency.run,
     "deploy": deploy.run,
     "pages": pages.run,
 }

@@ -1,20 +1,31 @@
 """Embedding: in-process encode at its best batch size (the limit) against the served
-Embedder with adaptive batching and with batching off, at several concurrencies."""
+Embedder with adaptive batching and with batching off, at several concurrencies; and
+whether a text's vector depends on what it is embedded with (determinism), per engine."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
+from scripts.bench.batch import EVAL
 from scripts.bench.common import closed_loop, serve
 from scripts.bench.workload import chunk_texts, embedder_counter, query_texts
 
 CONCURRENCY = (1, 8, 32, 64)
 BATCHES = (1, 8, 16, 32, 64)
+ENGINES = ("onnx", "torch")
+# Determinism: texts per call when embedded with others (the served batcher's cap), the
+# length of a passage, and the difference allowed between a text alone and in company.
+CALL = 32
+PASSAGE_WORDS = 120
+TOLERANCE = 1e-6
 
 
 def load_embedder() -> Any:
@@ -108,6 +119,62 @@ def _encoder(items: list[str], routed: bool) -> Any:
     return call
 
 
+def dev_texts(n: int) -> list[str]:
+    """``n // 2`` development-set questions and ``n - n // 2`` passages of PASSAGE_WORDS
+    words cut from its PDFs' pages, each evenly spread over the set."""
+    from retrieval.parsing import parse_pdf
+
+    lines = (EVAL / "qa.jsonl").read_text().splitlines()
+    asked = list(dict.fromkeys(json.loads(line)["question"].strip() for line in lines if line))
+    windows: list[str] = []
+    for pdf in sorted(EVAL.glob("*.pdf")):
+        for page in parse_pdf(pdf.read_bytes()).pages:
+            words = page.split()
+            # Overlapping windows: the set's 48 pages hold 32,000 words, not 60,000.
+            starts = range(0, max(len(words) - PASSAGE_WORDS, 0) + 1, PASSAGE_WORDS // 3)
+            windows += [" ".join(words[i : i + PASSAGE_WORDS]) for i in starts]
+    return _spread(asked, n // 2) + _spread(windows, n - n // 2)
+
+
+def _spread(items: list[str], n: int) -> list[str]:
+    if n > len(items):
+        raise ValueError(f"{n} wanted of {len(items)}")
+    return [items[int(i * len(items) / n)] for i in range(n)]
+
+
+def determinism(texts: list[str], shuffles: int = 2) -> dict[str, Any]:
+    """Per engine, each text embedded alone against the same texts in shuffled calls of
+    CALL (``shuffles`` orders): the largest difference of any vector component, and how
+    many texts moved by more than TOLERANCE or at all. Padding a text to its batch-mates'
+    length must not change its vector: the service batches concurrent callers' texts."""
+    from core.settings import get_settings
+    from models.embedder import embedder_service
+    from models.store import engine_source
+
+    result: dict[str, Any] = {}
+    for engine in ENGINES:
+        source = engine_source(get_settings().embedder_model, engine)
+        embedder = embedder_service(source, name=f"determinism-{engine}").inner()
+        alone = np.concatenate([embedder.encode([text]) for text in texts])
+        worst = np.zeros(len(texts), dtype=np.float64)
+        for seed in range(shuffles):
+            order = list(range(len(texts)))
+            random.Random(seed).shuffle(order)
+            together = np.empty_like(alone)
+            for start in range(0, len(order), CALL):
+                places = order[start : start + CALL]
+                together[places] = embedder.encode([texts[i] for i in places])
+            worst = np.maximum(worst, np.abs(together - alone).max(axis=1))
+        result[engine] = {
+            "label": embedder.label,
+            "max_abs_diff": float(worst.max()),
+            "tolerance": TOLERANCE,
+            "rows_over_tolerance": int((worst > TOLERANCE).sum()),
+            "rows_differing": int((worst > 0).sum()),
+        }
+    return {"texts": len(texts), "call": CALL, "shuffles": shuffles, "engines": result}
+
+
 def run(quick: bool, log_dir: Path) -> dict[str, Any]:
     texts = {
         "query": query_texts(256 if quick else 1024),
@@ -117,4 +184,5 @@ def run(quick: bool, log_dir: Path) -> dict[str, Any]:
         "texts": {kind: len(items) for kind, items in texts.items()},
         "limit": limit(texts),
         "served": served(texts, duration_s=4.0 if quick else 12.0, log_dir=log_dir),
+        "determinism": determinism(dev_texts(200 if quick else 1000)),
     }

@@ -75,6 +75,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             ">= 0.9",
             alone >= 0.9,
         )
+        same = embed.get("determinism") or {"engines": {}}
+        for engine, found in same["engines"].items():
+            value = found["max_abs_diff"]
+            name = (
+                f"embeddings bit-identical (or <= 1e-6) across batch compositions, {engine}: "
+                f"max abs difference, {same['texts']:,} dev-set texts alone / in calls of "
+                f"{same['call']}"
+            )
+            row(name, value, "<= 1e-6", value <= 1e-6)
     engines = results.get("engines")
     if engines:
         for kind, by_batch in engines["torch"]["texts_per_s"].items():
@@ -160,6 +169,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
         value = batch["interactive_p95_ratio"]
         row("interactive query p95 during a batch job / idle", value, "<= 1.5", value <= 1.5)
+    consistency = results.get("consistency")
+    if consistency:
+        value = consistency["rows_differing"]
+        name = (
+            f"rows differing between batch_query, batch_ray.py and `query`, "
+            f"{consistency['questions']} dev-set questions"
+        )
+        row(name, value, "0", value == 0)
     deploy = results.get("deploy")
     if deploy:
         value = deploy["url_path"]["tokens_per_s_ratio"]

@@ -16,7 +16,7 @@ from retrieval.cache import (
     ResilientCache,
     cached_embedder,
     make_cache,
-    normalize_question,
+    question_key,
 )
 
 
@@ -106,12 +106,16 @@ def test_a_caller_waiting_on_another_s_call_embeds_itself_when_that_call_ends_ea
     assert calls == [["aa"], ["c"], ["aa"]]
 
 
-def test_answers_are_keyed_by_normalized_question_and_invalidated_by_version(cache):
+def test_answers_are_keyed_by_question_and_invalidated_by_version(cache):
     answers = AnswerCache(cache, ttl_s=60)
     key = answers.key("How long is the warranty?", "docs", {"top_k": 4})
     answers.put(key, {"answer": "24 months"})
-    same = answers.key("  how LONG is the   warranty ", "docs", {"top_k": 4})
+    same = answers.key("  How long is the warranty?\n", "docs", {"top_k": 4})
     assert answers.get(same) == {"answer": "24 months"}
+    # Another vector (punctuation) or prompt (case, inner spacing): another answer.
+    for twin in ("How long is the warranty", "how long is the warranty?",
+                 "How long is the  warranty?"):  # fmt: skip
+        assert answers.get(answers.key(twin, "docs", {"top_k": 4})) is None
     assert answers.get(answers.key("How long is the warranty?", "docs", {"top_k": 5})) is None
     assert answers.get(answers.key("How long is the warranty?", "other", {"top_k": 4})) is None
     answers.invalidate("docs")
@@ -165,5 +169,5 @@ def test_recovery_bumps_the_epoch_so_missed_invalidations_cannot_serve_stale_ans
     assert after is not None and after != before
 
 
-def test_question_normalization():
-    assert normalize_question("  What IS  this?? ") == "what is this"
+def test_a_question_is_its_own_key_but_for_surrounding_whitespace():
+    assert question_key("  What IS  this?? \t") == "What IS  this??"

@@ -30,6 +30,7 @@ os.environ["GOMP_SPINCOUNT"] = "300000"
 
 from scripts.bench import (  # noqa: E402
     batch,
+    burst,
     deploy,
     embedding,
     engines,
@@ -38,6 +39,7 @@ from scripts.bench import (  # noqa: E402
     hybrid,
     memory,
     pages,
+    peer,
     pipeline,
     plots,
     report,
@@ -58,6 +60,8 @@ SECTIONS = {
     "batch": batch.run,
     "deploy": deploy.run,
     "pages": pages.run,
+    "peer": peer.run,
+    "burst": burst.run,
 }
 
 

@@ -9,11 +9,14 @@ slot was not given back in time. Then, all `search` (hybrid):
 2. the burst: N requests from 32 clients (10,000; quick 2,000), each given 20 s; counted:
    answers slower than 5 s, requests never answered (timeouts, connection errors, by
    type) and answers by status;
-3. the same 100 lone requests again: p50 after, and after / before (target <= 1.2).
+3. the same 100 lone requests again: p50 after, and after / before (target <= 1.2);
+   and again after 30 s without requests (quick: 30 of them), to tell a state that
+   lasts from one that passes.
 
-Then what the server says: its log lines about pooled connections a model service
-dropped (models/routing.py retries them) and its 5xx access lines, and the /metrics
-samples about requests in flight and model calls.
+What the server says: its log lines, during the burst and during the lone requests after
+it, about pooled connections a model service dropped (models/routing.py retries them),
+5xx access lines and errors; the /metrics samples, right after the burst, about
+requests in flight and model calls.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ CLIENTS = 32
 LONE = 100
 TIMEOUT_S = 20.0
 SLOW_S = 5.0
+REST_S = 30
 DROPPED = "dropped a pooled connection"
 METRIC_WORDS = ("inflight", "in_flight", "model_call")
 
@@ -89,10 +93,12 @@ def burst(url: str, asked: list[str], total: int) -> dict[str, Any]:
     }
 
 
-def log_findings(log: Path) -> dict[str, int]:
-    """Lines of the server log: dropped pooled connections, 5xx access lines, errors."""
-    dropped = server_5xx = errors = 0
-    for line in log.read_text(errors="replace").splitlines():
+def log_findings(text: str) -> dict[str, Any]:
+    """What ``text``, lines of the server log, holds: dropped pooled connections, 5xx
+    access lines, error lines (and the first few of their messages)."""
+    dropped = server_5xx = 0
+    errors: list[str] = []
+    for line in text.splitlines():
         dropped += DROPPED in line
         try:
             fields = json.loads(line)
@@ -101,9 +107,10 @@ def log_findings(log: Path) -> dict[str, int]:
         if not isinstance(fields, dict):
             continue
         server_5xx += isinstance(fields.get("status"), int) and fields["status"] >= 500
-        errors += fields.get("level") in ("ERROR", "CRITICAL")
+        if fields.get("level") in ("ERROR", "CRITICAL"):
+            errors.append(str(fields.get("message", ""))[:200])
     return {"dropped_pooled_connection_lines": dropped, "server_5xx_lines": server_5xx,
-            "error_lines": errors}  # fmt: skip
+            "error_lines": len(errors), "first_errors": errors[:3]}  # fmt: skip
 
 
 def metric_samples(text: str) -> list[str]:
@@ -130,18 +137,32 @@ def run(quick: bool, log_dir: Path) -> dict[str, Any]:
         lone(srv.url, pool[-10:])  # warm: the first search builds the BM25 index
         before = lone(srv.url, asked)
         print(f"   lone before: {before}; burst of {total} at {CLIENTS} clients", flush=True)
+        marks = [log.stat().st_size]
         during = burst(srv.url, pool, total)
         print(f"   burst: {during}", flush=True)
+        marks.append(log.stat().st_size)
         after = lone(srv.url, asked)
+        marks.append(log.stat().st_size)
         metrics = httpx.get(f"{srv.url}/metrics", timeout=30).text
+        # Whether a slower lone request after the burst is a state that lasts or one that
+        # passes: the same questions after a rest.
+        time.sleep(REST_S)
+        rested = lone(srv.url, asked[: 30 if quick else LONE])
+    text = log.read_bytes()
     samples = metric_samples(metrics)
-    print(f"   lone after: {after}; {len(samples)} in-flight/model-call samples", flush=True)
+    print(f"   lone after: {after}, after a rest: {rested}; {len(samples)} in-flight or "
+          "model-call samples", flush=True)  # fmt: skip
     return {
         "pages": ingested["pages"],
         "lone_before": before,
         "burst": during,
         "lone_after": after,
         "lone_p50_after_vs_before": ratio(after["p50_ms"], before["p50_ms"]),
-        "server_log": log_findings(log),
+        "rest_s": REST_S,
+        "lone_after_rest": rested,
+        "server_log": {
+            "burst": log_findings(text[marks[0] : marks[1]].decode(errors="replace")),
+            "lone_after": log_findings(text[marks[1] : marks[2]].decode(errors="replace")),
+        },
         "metrics_after": samples,
     }

@@ -11,8 +11,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -122,11 +123,14 @@ class LoadResult:
     wall_s: float
     latencies_s: list[float]
     errors: int
+    # Why the errors failed: the HTTP status, or the error's type when no answer came.
+    failures: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
             "errors": self.errors,
+            **({"failures": dict(sorted(self.failures.items()))} if self.failures else {}),
             "items_per_s": round(self.items / self.wall_s, 2) if self.wall_s else 0.0,
             **latency_summary(self.latencies_s),
         }
@@ -168,6 +172,7 @@ async def _run(
     latencies: list[float] = []
     counter = iter(range(10**9))
     items = errors = 0
+    failures: Counter[str] = Counter()
 
     async def client_loop() -> None:
         nonlocal items, errors
@@ -180,8 +185,13 @@ async def _run(
             started = time.perf_counter()
             try:
                 carried = await call(client, n)
-            except httpx.HTTPError:
+            except httpx.HTTPStatusError as exc:
                 errors += 1
+                failures[str(exc.response.status_code)] += 1
+                continue
+            except httpx.HTTPError as exc:
+                errors += 1
+                failures[type(exc).__name__] += 1
                 continue
             # Not `items += await ...`: that reads `items` before awaiting and loses the
             # other clients' updates.
@@ -191,7 +201,7 @@ async def _run(
     started = time.perf_counter()
     await asyncio.gather(*(client_loop() for _ in range(concurrency)))
     wall = time.perf_counter() - started
-    return LoadResult(len(latencies), items, wall, latencies, errors)
+    return LoadResult(len(latencies), items, wall, latencies, errors, failures)
 
 
 def rss_mib() -> int:

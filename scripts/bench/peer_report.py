@@ -83,11 +83,6 @@ def _peer_lines(peer: dict[str, Any] | None) -> list[str]:
                 f"({s['p50_ms']}) | {p['items_per_s']} ({p['p50_ms']}) | {row['rps_ratio']} |"
             )
     floor = peer["floor_hybrid"]
-    errors = {
-        f"{name} {clients}": {system: row[system]["errors"] for system in ("service", "peer")}
-        for name, by_clients in peer["under_load"].items()
-        for clients, row in by_clients.items()
-    }
     lines += [
         "",
         f"- in-process hybrid floor (the service's embedder and Retriever on its index): "
@@ -95,31 +90,53 @@ def _peer_lines(peer: dict[str, Any] | None) -> list[str]:
         f"{peer['served_vs_floor_p50']}",
         f"- memory after the runs (all processes): service {peer['rss_mib']['service']} MiB, "
         f"peer {peer['rss_mib']['peer']} MiB",
-        f"- failed requests under load (service, peer): {errors}",
+        f"- failed requests, by status or error: {_failures(peer) or 'none'}",
     ]
     return lines
+
+
+def _failures(peer: dict[str, Any]) -> str:
+    """Each run's failed requests, by status or error ("" when none failed)."""
+    rows = [(name, "1", row) for name, row in peer["one_client"].items()]
+    rows += [(name, n, row) for name, by_n in peer["under_load"].items() for n, row in by_n.items()]
+    return "; ".join(
+        f"{system} {name} at {clients} clients {row[system]['failures']}"
+        for name, clients, row in rows
+        for system in ("service", "peer")
+        # The dense row shows the peer's one search mode, already listed under hybrid.
+        if row[system].get("failures") and (system, name) != ("peer", "search_dense")
+    )
 
 
 def _burst_lines(burst: dict[str, Any] | None) -> list[str]:
     if not burst:
         return []
     before, during, after = burst["lone_before"], burst["burst"], burst["lone_after"]
-    log = burst["server_log"]
+    rested = burst["lone_after_rest"]
     samples = burst["metrics_after"]
-    return [
+    lines = [
         "",
         f"### A burst of {during['requests']:,} `search` requests at {during['clients']} "
         "clients, between lone ones",
         "",
         f"- lone `search` p50 / p99: before {before['p50_ms']} / {before['p99_ms']} ms, after "
-        f"{after['p50_ms']} / {after['p99_ms']} ms ({burst['lone_p50_after_vs_before']}x)",
+        f"{after['p50_ms']} / {after['p99_ms']} ms ({burst['lone_p50_after_vs_before']}x), "
+        f"after a further {burst['rest_s']} s without requests {rested['p50_ms']} / "
+        f"{rested['p99_ms']} ms",
         f"- the burst: {during['answers_per_s']} answers/s, p50 {during['p50_ms']} / p99 "
         f"{during['p99_ms']} / max {during['max_ms']} ms; over 5 s: {during['over_5s']}; "
         f"unanswered: {during['unanswered']} {during['unanswered_by_error'] or ''}; by "
         f"status: {during['by_status']}",
-        f"- server log: {log['dropped_pooled_connection_lines']} 'dropped a pooled "
-        f"connection', {log['server_5xx_lines']} 5xx access lines, {log['error_lines']} "
-        "error lines",
-        "- /metrics after it, in flight and model calls: "
-        + ("; ".join(f"`{s}`" for s in samples) if samples else "no such metric"),
     ]
+    for phase, shown in (("burst", "during the burst"), ("lone_after", "during the lone after")):
+        log = burst["server_log"][phase]
+        lines.append(
+            f"- server log {shown}: {log['dropped_pooled_connection_lines']} 'dropped a pooled "
+            f"connection', {log['server_5xx_lines']} 5xx access lines, {log['error_lines']} "
+            f"error lines {log['first_errors'] or ''}"
+        )
+    lines.append(
+        "- /metrics after the burst, in flight and model calls: "
+        + ("; ".join(f"`{s}`" for s in samples) if samples else "no such metric")
+    )
+    return lines

@@ -5,7 +5,7 @@ and /metrics, and the targets and Markdown they report."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections import Counter
 from typing import Any
 
 from scripts.bench.burst import log_findings, metric_samples
@@ -40,38 +40,34 @@ def test_sentences_split_after_end_punctuation_and_white_space():
 def test_merged_runs_add_requests_and_time_and_pool_latencies():
     runs = [
         LoadResult(requests=2, items=2, wall_s=1.0, latencies_s=[0.1, 0.3], errors=0),
-        LoadResult(requests=2, items=2, wall_s=3.0, latencies_s=[0.2, 0.4], errors=1),
+        LoadResult(2, 2, 3.0, [0.2, 0.4], errors=1, failures=Counter({"503": 1})),
+        LoadResult(0, 0, 0.0, [], errors=2, failures=Counter({"503": 1, "ReadTimeout": 1})),
     ]
     summary = merged(runs)
     assert summary["requests"] == 4
-    assert summary["errors"] == 1
+    assert summary["errors"] == 3
+    assert summary["failures"] == {"503": 2, "ReadTimeout": 1}
     assert summary["items_per_s"] == 1.0  # 4 items in 4 s
     assert summary["p50_ms"] == 250.0
 
 
-def test_log_findings_count_dropped_connections_5xx_access_lines_and_errors(tmp_path: Path):
-    log = tmp_path / "serve.log"
-    log.write_text(
-        "\n".join(
-            [
-                json.dumps(
-                    {
-                        "level": "INFO",
-                        "message": "model service dropped a pooled connection; calling again",
-                    }
-                ),
-                json.dumps({"level": "INFO", "route": "/search", "status": 200}),
-                json.dumps({"level": "ERROR", "route": "/search", "status": 503}),
-                json.dumps({"level": "INFO", "route": "/search", "status": 499}),
-                "plain text line, not JSON: dropped a pooled connection",
-                "[1, 2]",
-            ]
-        )
+def test_log_findings_count_dropped_connections_5xx_access_lines_and_errors():
+    dropped = "model service dropped a pooled connection; calling again"
+    text = "\n".join(
+        [
+            json.dumps({"level": "INFO", "message": dropped}),
+            json.dumps({"level": "INFO", "route": "/search", "status": 200}),
+            json.dumps({"level": "ERROR", "message": "boom " * 100, "status": 503}),
+            json.dumps({"level": "INFO", "route": "/search", "status": 499}),
+            "plain text line, not JSON: dropped a pooled connection",
+            "[1, 2]",
+        ]
     )
-    assert log_findings(log) == {
+    assert log_findings(text) == {
         "dropped_pooled_connection_lines": 2,
         "server_5xx_lines": 1,
         "error_lines": 1,
+        "first_errors": [("boom " * 40)],
     }
 
 
@@ -144,10 +140,21 @@ def _burst_results(over: int, unanswered: int, after_ratio: float) -> dict[str, 
         },
         "lone_after": lone,
         "lone_p50_after_vs_before": after_ratio,
+        "rest_s": 30,
+        "lone_after_rest": lone,
         "server_log": {
-            "dropped_pooled_connection_lines": 0,
-            "server_5xx_lines": 0,
-            "error_lines": 0,
+            "burst": {
+                "dropped_pooled_connection_lines": 7,
+                "server_5xx_lines": 0,
+                "error_lines": 1,
+                "first_errors": ["boom"],
+            },
+            "lone_after": {
+                "dropped_pooled_connection_lines": 0,
+                "server_5xx_lines": 0,
+                "error_lines": 0,
+                "first_errors": [],
+            },
         },
         "metrics_after": [],
     }
@@ -184,4 +191,9 @@ def test_markdown_shows_every_measure_and_what_the_burst_left():
     )
     assert "served `search` p50 / floor 1.6" in text
     assert "unanswered: 3 {'ReadTimeout': 3}" in text
-    assert "/metrics after it, in flight and model calls: no such metric" in text
+    assert (
+        "server log during the burst: 7 'dropped a pooled connection', 0 5xx access lines, "
+        "1 error lines ['boom']" in text
+    )
+    assert "failed requests, by status or error: none" in text
+    assert "/metrics after the burst, in flight and model calls: no such metric" in text

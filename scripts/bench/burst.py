@@ -22,7 +22,6 @@ requests in flight and model calls.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,14 +32,13 @@ import httpx
 from scripts.bench.batch import questions
 from scripts.bench.common import closed_loop, latency_summary, percentile_ms, ratio, serve
 from scripts.bench.peer import COLLECTION, ENV, SEARCH_TOP_K, ingest
+from scripts.bench.server_log import log_findings, metric_samples
 
 CLIENTS = 32
 LONE = 100
 TIMEOUT_S = 20.0
 SLOW_S = 5.0
 REST_S = 30
-DROPPED = "dropped a pooled connection"
-METRIC_WORDS = ("inflight", "in_flight", "model_call")
 
 
 def _body(question: str) -> dict[str, Any]:
@@ -91,38 +89,6 @@ def burst(url: str, asked: list[str], total: int) -> dict[str, Any]:
         "by_status": dict(sorted(statuses.items())),
         "non_2xx": sum(n for code, n in statuses.items() if not code.startswith("2")),
     }
-
-
-def log_findings(text: str) -> dict[str, Any]:
-    """What ``text``, lines of the server log, holds: dropped pooled connections, 5xx
-    access lines, error lines (and the first few of their messages)."""
-    dropped = server_5xx = 0
-    errors: list[str] = []
-    for line in text.splitlines():
-        dropped += DROPPED in line
-        try:
-            fields = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(fields, dict):
-            continue
-        server_5xx += isinstance(fields.get("status"), int) and fields["status"] >= 500
-        if fields.get("level") in ("ERROR", "CRITICAL"):
-            errors.append(str(fields.get("message", ""))[:200])
-    return {"dropped_pooled_connection_lines": dropped, "server_5xx_lines": server_5xx,
-            "error_lines": len(errors), "first_errors": errors[:3]}  # fmt: skip
-
-
-def metric_samples(text: str) -> list[str]:
-    """The Prometheus samples of ``text`` whose metric name holds one of METRIC_WORDS."""
-    samples = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if any(word in name for word in METRIC_WORDS):
-            samples.append(line)
-    return samples
 
 
 def run(quick: bool, log_dir: Path) -> dict[str, Any]:

@@ -13,7 +13,9 @@ peer...), with the same questions for both in a round, so the machine's noise fa
 
 The served instance has no rate limits, room for 64 requests in flight (so 32 clients
 never meet the cap) and caches that keep an entry 1 s (a question of an earlier round is
-computed again, as the peer computes it). Every figure comes with its ratio to the peer's.
+computed again, as the peer computes it). A request not answered in 180 s fails. Every
+figure comes with its ratio to the peer's; failed requests are counted by status, and the
+service's log during the runs is read for dropped model-service connections, 5xx and errors.
 """
 
 from __future__ import annotations
@@ -39,14 +41,18 @@ from scripts.bench.common import (
     closed_loop,
     free_port,
     latency_summary,
+    percentile_ms,
     ratio,
     serve,
     server,
 )
 from scripts.bench.embedding import load_embedder
+from scripts.bench.server_log import log_findings, log_since
 
 COLLECTION = "bench"
 SEARCH_TOP_K = 8
+# Far above any answer seen (the peer's query at 32 clients: about a minute).
+TIMEOUT_S = 180.0
 ENV = {
     "RAG_RATE_LIMIT_QUERY": "",
     "RAG_RATE_LIMIT_INGEST": "",
@@ -125,7 +131,8 @@ def load(
     counted), asking ``asked`` in turn."""
 
     async def call(client: httpx.AsyncClient, n: int) -> int:
-        reply = await client.post(route, json=body(asked[n % len(asked)]))
+        # A request that hangs fails (ReadTimeout) rather than holding the run for long.
+        reply = await client.post(route, json=body(asked[n % len(asked)]), timeout=TIMEOUT_S)
         reply.raise_for_status()
         return 1
 
@@ -146,7 +153,7 @@ def merged(runs: list[LoadResult]) -> dict[str, Any]:
         errors=sum(r.errors for r in runs),
         failures=sum((r.failures for r in runs), Counter()),
     )
-    return total.summary()
+    return {**total.summary(), "max_ms": percentile_ms(total.latencies_s, 100)}
 
 
 def compare(service: Served, peer: Served, pool: list[str], spec: dict[str, Any]) -> dict[str, Any]:
@@ -221,11 +228,9 @@ def summarise(runs: dict[tuple[str, int], dict[str, list[LoadResult]]]) -> dict[
 def run(quick: bool, log_dir: Path) -> dict[str, Any]:
     spec = {"rounds": 2, "lone": 30 if quick else 100, "seconds": 5 if quick else 15}
     pool = random.Random(25).sample(questions(), len(questions()))  # documents mixed
-    data = log_dir / "peer-service-data"
+    data, log = log_dir / "peer-service-data", log_dir / "peer-service.log"
     with (
-        serve(
-            "service:RAGService", {**ENV, "RAG_DATA_DIR": str(data)}, log_dir / "peer-svc.log"
-        ) as srv,
+        serve("service:RAGService", {**ENV, "RAG_DATA_DIR": str(data)}, log) as srv,
         serve_peer(log_dir / "peer-data", log_dir / "peer-app.log") as peer,
     ):
         ingested = {
@@ -238,8 +243,11 @@ def run(quick: bool, log_dir: Path) -> dict[str, Any]:
             load(srv.url, measure.route, measure.service, pool[-5:], 1, warm)
             if measure.peer is not None:
                 load(peer.url, measure.route, measure.peer, pool[-5:], 1, warm)
+        mark = log.stat().st_size
         compared = compare(srv, peer, pool, spec)
         rss = {"service": srv.rss_mb(), "peer": peer.rss_mb()}
+    said = log_findings(log_since(log, mark))
+    print(f"   the service's log during the runs: {said}", flush=True)
     figures = summarise(compared["runs"])
     inprocess = floor(data, compared["asked_hybrid"])
     served = figures["one_client"]["search_hybrid"]["service"]["p50_ms"]
@@ -255,4 +263,5 @@ def run(quick: bool, log_dir: Path) -> dict[str, Any]:
         "floor_hybrid": inprocess,
         "served_vs_floor_p50": ratio(served, inprocess["p50_ms"]),
         "rss_mib": rss,
+        "service_log": said,
     }

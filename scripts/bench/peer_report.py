@@ -91,6 +91,7 @@ def _peer_lines(peer: dict[str, Any] | None) -> list[str]:
         f"- memory after the runs (all processes): service {peer['rss_mib']['service']} MiB, "
         f"peer {peer['rss_mib']['peer']} MiB",
         f"- failed requests, by status or error: {_failures(peer) or 'none'}",
+        f"- the service's log during the runs: {_said(peer['service_log'])}",
     ]
     return lines
 
@@ -106,6 +107,14 @@ def _failures(peer: dict[str, Any]) -> str:
         # The dense row shows the peer's one search mode, already listed under hybrid.
         if row[system].get("failures") and (system, name) != ("peer", "search_dense")
     )
+
+
+def _said(log: dict[str, Any]) -> str:
+    return (
+        f"{log['dropped_pooled_connection_lines']} 'dropped a pooled connection', "
+        f"{log['server_5xx_lines']} 5xx access lines, {log['error_lines']} error lines "
+        f"{log['first_errors'] or ''}"
+    ).rstrip()
 
 
 def _burst_lines(burst: dict[str, Any] | None) -> list[str]:
@@ -129,12 +138,7 @@ def _burst_lines(burst: dict[str, Any] | None) -> list[str]:
         f"status: {during['by_status']}",
     ]
     for phase, shown in (("burst", "during the burst"), ("lone_after", "during the lone after")):
-        log = burst["server_log"][phase]
-        lines.append(
-            f"- server log {shown}: {log['dropped_pooled_connection_lines']} 'dropped a pooled "
-            f"connection', {log['server_5xx_lines']} 5xx access lines, {log['error_lines']} "
-            f"error lines {log['first_errors'] or ''}"
-        )
+        lines.append(f"- server log {shown}: {_said(burst['server_log'][phase])}")
     lines.append(
         "- /metrics after the burst, in flight and model calls: "
         + ("; ".join(f"`{s}`" for s in samples) if samples else "no such metric")

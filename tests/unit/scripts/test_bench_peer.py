@@ -8,11 +8,11 @@ import json
 from collections import Counter
 from typing import Any
 
-from scripts.bench.burst import log_findings, metric_samples
 from scripts.bench.common import LoadResult
 from scripts.bench.peer import merged
 from scripts.bench.peer_app import chunk_pages, sentences
 from scripts.bench.peer_report import lines, targets
+from scripts.bench.server_log import log_findings, metric_samples
 
 
 def test_chunks_are_runs_of_words_per_page_numbered_from_one():
@@ -118,6 +118,12 @@ def _peer_results() -> dict[str, Any]:
         "floor_hybrid": {"p50_ms": 5.0, "p99_ms": 9.0},
         "served_vs_floor_p50": 1.6,
         "rss_mib": {"service": 900.0, "peer": 700.0},
+        "service_log": {
+            "dropped_pooled_connection_lines": 3,
+            "server_5xx_lines": 1,
+            "error_lines": 0,
+            "first_errors": [],
+        },
     }
 
 
@@ -196,4 +202,8 @@ def test_markdown_shows_every_measure_and_what_the_burst_left():
         "1 error lines ['boom']" in text
     )
     assert "failed requests, by status or error: none" in text
+    assert (
+        "the service's log during the runs: 3 'dropped a pooled connection', 1 5xx access "
+        "lines, 0 error lines\n" in text
+    )
     assert "/metrics after the burst, in flight and model calls: no such metric" in text

@@ -30,6 +30,7 @@ os.environ["GOMP_SPINCOUNT"] = "300000"
 
 from scripts.bench import (  # noqa: E402
     batch,
+    burst,
     consistency,
     deploy,
     embedding,
@@ -39,6 +40,7 @@ from scripts.bench import (  # noqa: E402
     hybrid,
     memory,
     pages,
+    peer,
     pipeline,
     plots,
     report,
@@ -60,6 +62,8 @@ SECTIONS = {
     "consistency": consistency.run,
     "deploy": deploy.run,
     "pages": pages.run,
+    "peer": peer.run,
+    "burst": burst.run,
 }
 
 

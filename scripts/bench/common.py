@@ -11,8 +11,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def free_port() -> int:
 
 @dataclass
 class Served:
-    """A `bentoml serve` of one service of this project, for as long as the context lasts."""
+    """A server a benchmark started (a `bentoml serve`, the peer), while the context lasts."""
 
     url: str
     process: subprocess.Popen[bytes]
@@ -64,6 +65,19 @@ class Served:
 def serve(target: str, env: dict[str, str], log: Path, timeout_s: float = 300) -> Iterator[Served]:
     """Start ``bentoml serve target`` with ``env`` added; stop it (and its workers) after."""
     port = free_port()
+    command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1",
+               "--port", str(port)]  # fmt: skip
+    with server(command, port, env, log, "/readyz", timeout_s) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def server(
+    command: list[str], port: int, env: dict[str, str], log: Path, ready: str, timeout_s: float
+) -> Iterator[Served]:
+    """Run ``command``, an HTTP server on ``port``, with ``env`` added and its output in
+    ``log``, from when GET ``ready`` answers 200; stop it (and its children) after.
+    Raises RuntimeError if it exits or is not ready within ``timeout_s``."""
     # Served instances run as shipped: not with the OpenMP setting of in-process baselines.
     inherited = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
     full_env = {
@@ -74,21 +88,20 @@ def serve(target: str, env: dict[str, str], log: Path, timeout_s: float = 300) -
     }
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1",
-             "--port", str(port)],
-            cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            command, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT
+        )
     served = Served(f"http://127.0.0.1:{port}", process)
+    name = " ".join(command[2:])  # after "python -m"
     try:
         deadline = time.monotonic() + timeout_s
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"bentoml serve {target} exited; see {log}")
+                raise RuntimeError(f"{name} exited; see {log}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(served.url + "/readyz", timeout=2).status_code == 200:
+                if httpx.get(served.url + ready, timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"bentoml serve {target} not ready; see {log}")
+                raise RuntimeError(f"{name} not ready; see {log}")
             time.sleep(0.5)
         yield served
     finally:
@@ -110,11 +123,14 @@ class LoadResult:
     wall_s: float
     latencies_s: list[float]
     errors: int
+    # Why the errors failed: the HTTP status, or the error's type when no answer came.
+    failures: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
             "errors": self.errors,
+            **({"failures": dict(sorted(self.failures.items()))} if self.failures else {}),
             "items_per_s": round(self.items / self.wall_s, 2) if self.wall_s else 0.0,
             **latency_summary(self.latencies_s),
         }
@@ -156,6 +172,7 @@ async def _run(
     latencies: list[float] = []
     counter = iter(range(10**9))
     items = errors = 0
+    failures: Counter[str] = Counter()
 
     async def client_loop() -> None:
         nonlocal items, errors
@@ -168,8 +185,13 @@ async def _run(
             started = time.perf_counter()
             try:
                 carried = await call(client, n)
-            except httpx.HTTPError:
+            except httpx.HTTPStatusError as exc:
                 errors += 1
+                failures[str(exc.response.status_code)] += 1
+                continue
+            except httpx.HTTPError as exc:
+                errors += 1
+                failures[type(exc).__name__] += 1
                 continue
             # Not `items += await ...`: that reads `items` before awaiting and loses the
             # other clients' updates.
@@ -179,7 +201,7 @@ async def _run(
     started = time.perf_counter()
     await asyncio.gather(*(client_loop() for _ in range(concurrency)))
     wall = time.perf_counter() - started
-    return LoadResult(len(latencies), items, wall, latencies, errors)
+    return LoadResult(len(latencies), items, wall, latencies, errors, failures)
 
 
 def rss_mib() -> int:

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from scripts.bench import peer_report
 from scripts.bench.common import ratio
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -197,7 +198,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "<= 150",
             value <= 150,
         )
-    return rows
+    return rows + peer_report.targets(results)
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -334,6 +335,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"- cached, {cached['requests']} requests: p50 {cached['p50_ms']} / p95 "
             f"{cached['p95_ms']} / p99 {cached['p99_ms']} ms",
         ]
+    lines += peer_report.lines(results)
     return "\n".join(lines) + "\n"
 
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 CHUNK_WORDS = 200
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"\w+")
 
 
 def chunk_pages(pages: list[str], size: int = CHUNK_WORDS) -> list[tuple[int, str]]:
@@ -123,12 +124,15 @@ def search(request: SearchRequest) -> dict[str, Any]:
 
 @app.post("/query")
 def query(request: QueryRequest) -> dict[str, Any]:
-    """Extractive: the sentence of the top passages closest to the question, quoted."""
-    vector, hits = top_passages(request.question, request.top_k)
+    """Extractive: the sentence of the top passages that shares the most words with the
+    question, quoted. (Word overlap, not an embedding per sentence: the cheap textbook
+    choice, so the baseline is not slowed by work the service does not do.)"""
+    _, hits = top_passages(request.question, request.top_k)
     candidates = [(hit, s) for hit in hits for s in sentences(hit["text"])]
     if not candidates:
         return {"answer": "Not found in the documents.", "citations": []}
-    scores = embed([s for _, s in candidates]) @ vector
-    best, answer = candidates[int(np.argmax(scores))]
+    asked = set(_WORD.findall(request.question.lower()))
+    overlap = [len(asked & set(_WORD.findall(s.lower()))) for _, s in candidates]
+    best, answer = candidates[int(np.argmax(overlap))]
     citation = {"filename": best["filename"], "page": best["page"], "score": best["score"]}
     return {"answer": answer, "citations": [citation]}

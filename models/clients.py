@@ -42,6 +42,8 @@ class CallLimits:
 # A query, not a chunk: one text of at most this many characters (~80 word pieces). Chunks
 # and batches go to the embedder service, which batches them across callers.
 SHORT_QUERY_CHARS = 400
+# Queries this process's encoder may hold (one running, one queued); more go to the service.
+MAX_QUEUED_QUERIES = 2
 
 
 class QueryEncoder:
@@ -56,16 +58,24 @@ class QueryEncoder:
         self._observer = observer
         self._service = service
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="query-embed")
+        self.pending = 0  # queries here, running or queued
 
-    @staticmethod
-    def takes(texts: list[str]) -> bool:
-        return len(texts) == 1 and len(texts[0]) <= SHORT_QUERY_CHARS
+    def takes(self, texts: list[str]) -> bool:
+        """A short query, while this process's encoder is not busy: under load, queries
+        queued behind one thread here (measured: 350 ms on average at 32 clients), while
+        the embedder service, with its own core and batches, gives the same vector."""
+        return (
+            len(texts) == 1
+            and len(texts[0]) <= SHORT_QUERY_CHARS
+            and self.pending < MAX_QUEUED_QUERIES
+        )
 
     async def __call__(self, texts: list[str]) -> Any:
         start = time.monotonic()
         if self._observer is not None:
             self._observer.model_call_started(self._service, "in_process")
         outcome = "error"
+        self.pending += 1
         try:
             vectors = await asyncio.get_running_loop().run_in_executor(
                 self._pool, self._encode, texts
@@ -73,6 +83,7 @@ class QueryEncoder:
             outcome = "ok"
             return vectors
         finally:
+            self.pending -= 1
             if self._observer is not None:
                 seconds = time.monotonic() - start
                 self._observer.model_call_ended(self._service, "in_process", outcome, seconds)

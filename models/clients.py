@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import aiohttp
 import bentoml
 
-from core.deadlines import time_left
+from core.deadlines import REQUEST_TIMEOUT_S, time_left
 from core.errors import DependencyTimeout, DependencyUnavailable
 from core.settings import Settings
 from models.catalog import Catalog, ModelVersion
@@ -132,7 +132,9 @@ class GeneratorClient:
         self._where = where
         self._service = service
         self._limit_s = limits.generate_s
-        drain_on_refresh(service, limits.generate_s)
+        # A stream may outlast one piece's deadline: its session is kept as long as a
+        # request may run.
+        drain_on_refresh(service, REQUEST_TIMEOUT_S)
         self._calls: AloneOrBatched[list[ChatPrompt], list[Completion]] = AloneOrBatched(
             lambda prompts: service.to_async.generate_now(prompts),
             lambda prompts: service.to_async.generate(prompts),

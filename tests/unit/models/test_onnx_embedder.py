@@ -94,3 +94,18 @@ def test_an_unknown_engine_is_refused_naming_the_engines(monkeypatch):
         Settings()
     assert "embedder_engine" in str(raised.value)
     assert "'torch' or 'onnx'" in str(raised.value)
+
+
+def test_the_tokenizer_file_gives_the_ids_transformers_gives(exported):
+    # OnnxEmbedder reads tokenizer.json with `tokenizers` (no transformers, hence no torch
+    # in the API process); it must cut and mark texts exactly as AutoTokenizer does.
+    from transformers import AutoTokenizer
+
+    embedder = OnnxEmbedder(exported, threads=1)
+    texts = [*TEXTS, "word " * 400, "", "naïve café — “quotes” 日本語 🎉"]
+    expected = AutoTokenizer.from_pretrained(exported, local_files_only=True)(
+        texts, truncation=True, max_length=embedder.max_tokens
+    )["input_ids"]
+    got = [e.ids for e in embedder._tokenizer.encode_batch(texts)]
+    assert got == expected
+    assert len(got[4]) == embedder.max_tokens

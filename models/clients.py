@@ -6,7 +6,6 @@ deadline (models/routing.py), on sessions that are not closed under them
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from core.settings import Settings
 from models.catalog import Catalog, ModelVersion
 from models.embedder import embedder_service
 from models.generator import ChatPrompt, Completion, generator_service
-from models.routing import AloneOrBatched, CallObserver
+from models.routing import AloneOrBatched, CallObserver, reported
 from models.sessions import drain_on_refresh
 from models.store import ModelSource
 
@@ -71,22 +70,16 @@ class QueryEncoder:
         )
 
     async def __call__(self, texts: list[str]) -> Any:
-        start = time.monotonic()
-        if self._observer is not None:
-            self._observer.model_call_started(self._service, "in_process")
-        outcome = "error"
         self.pending += 1
         try:
-            vectors = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self._encode, texts
-            )
-            outcome = "ok"
-            return vectors
+            with reported(self._observer, self._service, "in_process") as report:
+                vectors = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, self._encode, texts
+                )
+                report.outcome = "ok"
+                return vectors
         finally:
             self.pending -= 1
-            if self._observer is not None:
-                seconds = time.monotonic() - start
-                self._observer.model_call_ended(self._service, "in_process", outcome, seconds)
 
 
 class EmbedderClient:

@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 import aiohttp
@@ -45,6 +47,26 @@ class CallObserver(Protocol):
 
     def model_call_ended(self, service: str, route: str, outcome: str, seconds: float) -> None:
         """``outcome``: ok, timeout, dropped (the connection, after the retries) or error."""
+
+
+@dataclass
+class CallReport:
+    outcome: str = "error"  # a cancellation (the client went away) counts as one
+
+
+@contextmanager
+def reported(observer: CallObserver | None, service: str, route: str) -> Iterator[CallReport]:
+    """Report a model call to ``observer``: started now, ended with the outcome the caller
+    sets on the yielded report (left at "error" if the call raises or is cancelled)."""
+    report = CallReport()
+    start = time.monotonic()
+    if observer is not None:
+        observer.model_call_started(service, route)
+    try:
+        yield report
+    finally:
+        if observer is not None:
+            observer.model_call_ended(service, route, report.outcome, time.monotonic() - start)
 
 
 class AloneOrBatched(Generic[A, R]):
@@ -76,30 +98,24 @@ class AloneOrBatched(Generic[A, R]):
         route = "alone" if self.in_flight == 0 else "batched"
         self.routed[route] += 1
         self.in_flight += 1
-        start = time.monotonic()
-        outcome = "error"  # a cancellation (the client went away) counts as one
-        if self._observer is not None:
-            self._observer.model_call_started(self._service, route)
         try:
-            allowed_s = time_left(self._limit_s)
-            call = self._alone if route == "alone" else self._batched
-            try:
-                result = await asyncio.wait_for(self._with_retries(call, argument), allowed_s)
-            except TimeoutError:
-                outcome = "timeout"
-                raise DependencyTimeout(
-                    f"the {self._service} did not answer within {allowed_s:.1f} s; try again"
-                ) from None
-            except DROPPED_CONNECTION:
-                outcome = "dropped"
-                raise
-            outcome = "ok"
-            return result
+            with reported(self._observer, self._service, route) as report:
+                allowed_s = time_left(self._limit_s)
+                call = self._alone if route == "alone" else self._batched
+                try:
+                    result = await asyncio.wait_for(self._with_retries(call, argument), allowed_s)
+                except TimeoutError:
+                    report.outcome = "timeout"
+                    raise DependencyTimeout(
+                        f"the {self._service} did not answer within {allowed_s:.1f} s; try again"
+                    ) from None
+                except DROPPED_CONNECTION:
+                    report.outcome = "dropped"
+                    raise
+                report.outcome = "ok"
+                return result
         finally:
             self.in_flight -= 1
-            if self._observer is not None:
-                seconds = time.monotonic() - start
-                self._observer.model_call_ended(self._service, route, outcome, seconds)
 
     async def _with_retries(self, call: Callable[[A], Awaitable[R]], argument: A) -> R:
         for attempt in range(RETRIES_ON_DROP + 1):

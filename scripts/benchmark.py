@@ -1,7 +1,7 @@
 """Run the benchmarks: embedding, ingest and query, retrieval at scale, generation.
 
-    python scripts/benchmark.py            # everything (about 45 minutes on 2 cores)
-    python scripts/benchmark.py --quick    # smaller inputs, shorter runs (about 5 minutes)
+    python scripts/benchmark.py            # everything (about 70 minutes on 2 cores)
+    python scripts/benchmark.py --quick    # smaller inputs, shorter runs (about 15 minutes)
     python scripts/benchmark.py --only embedding,generation
 
 Every figure is compared with a baseline measured in the same run. Results go to

@@ -478,8 +478,14 @@ def test_logs_are_json_lines_with_the_request_id_and_no_secrets(gateway):
 
 
 def test_tracing_switched_on_by_bentoml_configuration_spans_every_service(gateway):
+    # A short query is embedded in the API process (models/clients.QueryEncoder); one over
+    # SHORT_QUERY_CHARS goes to the embedder service, whose span must join the trace.
+    from models.clients import SHORT_QUERY_CHARS
+
+    long_query = " ".join(["How long does the charger take?"] * (SHORT_QUERY_CHARS // 20))
+    assert len(long_query) > SHORT_QUERY_CHARS
     reply = gateway.post(
-        "/search", gateway.keys.admin, json={"query": "charger", "collection": "team-a"}
+        "/search", gateway.keys.admin, json={"query": long_query, "collection": "team-a"}
     )
     assert reply.status_code == 200
     request_id = reply.headers["X-Request-ID"]

@@ -48,8 +48,9 @@ MAX_QUEUED_QUERIES = 2
 class QueryEncoder:
     """The embedder's own engine in this process, for lone short texts (queries): the hop
     to the embedder service cost ~4-5 ms of a ~15 ms search at one client (issue 25).
-    One thread, one ONNX thread: a query takes ~2-3 ms; its vector is bit-identical to the
-    service's (models/onnx_embedder.py runs every text alone, on any thread count)."""
+    One thread, one ONNX thread: a query takes ~3-6 ms on this 2-core machine; its vector
+    is bit-identical to the service's (models/onnx_embedder.py runs every text alone, on
+    any thread count)."""
 
     def __init__(self, encode: Callable[[list[str]], Any], observer: CallObserver | None,
                  service: str) -> None:  # fmt: skip

@@ -13,7 +13,7 @@ from typing import Any
 
 # The fields of one export row, in column order.
 EXPORT_FIELDS = (
-    "answer_id", "collection", "variant", "given_at",
+    "answer_id", "collection", "variant", "experiment", "given_at",
     "question", "answer", "answer_mode", "reason", "citations", "latency_ms",
     "score", "comment", "voted_at",
 )  # fmt: skip
@@ -22,7 +22,7 @@ CITATION_FIELDS = ("source", "document_id", "filename", "page_start", "page_end"
 
 def export_row(answer: dict[str, Any], vote: dict[str, Any] | None) -> dict[str, Any]:
     """One export row from an answer (``answer_id``, ``collection``, ``variant``,
-    ``given_at`` and its query log entry, ``log``, or None) and its vote (``score``,
+    ``experiment``, ``given_at`` and its query log entry, ``log``, or None) and its vote (``score``,
     ``comment``, ``voted_at``; None before it is voted on)."""
     log = answer.get("log") or {}
     citations = log.get("citations") if log else None
@@ -30,6 +30,9 @@ def export_row(answer: dict[str, Any], vote: dict[str, Any] | None) -> dict[str,
         "answer_id": answer["answer_id"],
         "collection": answer["collection"],
         "variant": answer["variant"],
+        # The experiment (run) the answer was given in: None for answers from before
+        # experiments had ids.
+        "experiment": answer.get("experiment"),
         "given_at": answer["given_at"],
         "question": log.get("question"),
         "answer": log.get("answer"),

@@ -7,7 +7,8 @@ moves the cursor: a failed write loses nothing, the next export retries the same
 No changes, no file.
 
 Rows (``core.feedback_rows.EXPORT_FIELDS``), one per answer per export:
-answer_id, collection, variant, given_at (epoch s), question, answer, answer_mode, reason,
+answer_id, collection, variant, experiment (the id of the experiment the answer was given in),
+given_at (epoch s), question, answer, answer_mode, reason,
 citations, latency_ms, score (1 / -1), comment, voted_at (epoch s). The query log fields
 are null for collections whose logging is off; score, comment and voted_at are null until
 the answer is voted on. The key that received the answer is never exported.
@@ -169,6 +170,7 @@ def parquet_schema() -> Any:
             ("answer_id", pa.string()),
             ("collection", pa.string()),
             ("variant", pa.string()),
+            ("experiment", pa.string()),
             ("given_at", pa.float64()),
             ("question", pa.string()),
             ("answer", pa.string()),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import bentoml
 from bentoml.validators import ContentType
@@ -261,29 +261,42 @@ class RAGService:
 
     @api
     async def rollout(
-        self, weights: dict[str, Any], guardrails: dict[str, Any] | None = None
+        self,
+        weights: dict[str, Any] | None = None,
+        guardrails: dict[str, Any] | Literal["file"] | None = "file",
+        steps: list[int] | None = None,
+        candidate: str | None = None,
+        webhook: str | None = None,
     ) -> schemas.RolloutStatus:
-        """Admin: split traffic by ``weights`` (percent per variant, summing to 100), with
-        ``guardrails`` that set a candidate's weight to 0 when breached (default: the
-        variants file's)."""
-        return await self.app.rollouts.split(weights, guardrails)
+        """Admin: split traffic by ``weights`` (percent per variant, summing to 100) in
+        the running experiment, or start a new one when none runs (its incumbent: the
+        variant serving most). ``guardrails``: the analysis that rolls a worse candidate
+        back ("file": the variants file's; null: none). ``steps`` (rising weights, e.g.
+        [10, 50, 100]) move ``candidate`` automatically, each after the analysis passed;
+        the last promotes it. ``webhook``: an http(s) URL told of start, step, promote and
+        rollback."""
+        return await self.app.rollouts.split(weights, guardrails, steps, candidate, webhook)
 
     @api
     async def promote(self, variant: str) -> schemas.RolloutStatus:
-        """Admin: ``variant`` to 100% of traffic."""
+        """Admin: ``variant`` to 100% of traffic; ends the experiment, and ``variant`` is
+        the next one's incumbent."""
         return await self.app.rollouts.promote(variant)
 
     @api
     async def rollback(self) -> schemas.RolloutStatus:
-        """Admin: the incumbent to 100% of traffic."""
+        """Admin: the running experiment's incumbent to 100% of traffic; ends it. A second
+        rollback changes nothing; after a promotion it answers 400 saying how to go back."""
         return await self.app.rollouts.roll_back()
 
     @api
-    async def rollout_status(self) -> schemas.RolloutStatus:
-        """Admin: per variant its weight, requests, error rate, p50/p95 latency, not_found
-        and ungrounded rates and feedback since the current rollout began; the history of
-        the weights (who changed them, when, why) and guardrail breaches."""
-        return await self.app.rollouts.status()
+    async def rollout_status(self, experiment: str | None = None) -> schemas.RolloutStatus:
+        """Admin: the experiment ``experiment`` (an id; default: the newest): incumbent,
+        start, end and outcome; per variant its weight, requests, error rate, p50/p95
+        latency, not_found and ungrounded rates and feedback in that experiment only; the
+        analysis of each candidate (tests, statistics, thresholds); its changes (who, when,
+        why); and the list of experiments."""
+        return await self.app.rollouts.status(experiment)
 
     @task
     async def export_feedback(

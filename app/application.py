@@ -12,9 +12,11 @@ from app.exports import Exports
 from app.index_versions import IndexVersions
 from app.rollouts import Rollouts
 from app.wiring import Components, build
+from core.errors import InvalidRequest
 from core.settings import Settings, get_settings
 from experiments.catalog import serving_catalog
-from experiments.variants import Experiment, load_experiment
+from experiments.variants import Experiment, VariantsError, load_experiment
+from experiments.webhooks import checked_webhook_url
 from models.catalog import Catalog
 from models.clients import ModelClients, Placement, model_placement
 
@@ -34,6 +36,11 @@ class ServingPlan:
         """Raises VariantsError naming the problem: a bad variants file or a model version
         the store does not hold stops the service at start-up."""
         experiment = load_experiment(settings.variants_file)
+        if experiment.webhook is not None:
+            try:
+                checked_webhook_url(experiment.webhook, settings.webhook_private_addresses)
+            except InvalidRequest as exc:
+                raise VariantsError(f"{settings.variants_file}: webhook: {exc}") from exc
         return cls(experiment, serving_catalog(experiment, settings), model_placement(settings))
 
 

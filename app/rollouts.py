@@ -27,10 +27,17 @@ class Rollouts:
         return FeedbackResponse(answer_id=answer_id, variant=vote.variant, score=vote.score)
 
     async def split(
-        self, weights: dict[str, Any], guardrails: dict[str, Any] | None
+        self,
+        weights: dict[str, Any] | None,
+        guardrails: dict[str, Any] | str | None,
+        steps: list[int] | None = None,
+        candidate: str | None = None,
+        webhook: str | None = None,
     ) -> RolloutStatus:
         by = authorization.rollout_admin()
-        await asyncio.to_thread(self._experiments.rollout, weights, by, guardrails)
+        await asyncio.to_thread(
+            self._experiments.rollout, weights, by, guardrails, steps, candidate, webhook
+        )
         return await self._status()
 
     async def promote(self, variant: str) -> RolloutStatus:
@@ -43,9 +50,9 @@ class Rollouts:
         await asyncio.to_thread(self._experiments.rollback, by)
         return await self._status()
 
-    async def status(self) -> RolloutStatus:
+    async def status(self, experiment: str | None = None) -> RolloutStatus:
         authorization.rollout_admin()
-        return await self._status()
+        return await self._status(experiment)
 
-    async def _status(self) -> RolloutStatus:
-        return RolloutStatus(**await asyncio.to_thread(self._experiments.status))
+    async def _status(self, experiment: str | None = None) -> RolloutStatus:
+        return RolloutStatus(**await asyncio.to_thread(self._experiments.status, experiment))

@@ -270,15 +270,32 @@ class FeedbackResponse(BaseModel):
 
 class RolloutChange(BaseModel):
     weights: dict[str, int]
-    by: str = Field(description="The API key's name, or 'guardrail'.")
+    by: str = Field(description="The API key's name, 'guardrail', 'steps' or 'variants file'.")
     at: float = Field(description="Unix time of the change.")
     reason: str
     guardrails: dict[str, Any] | None = None
+    event: str = Field(
+        "rollout", description="start, rollout, step, guardrail, promote or rollback."
+    )
+    experiment_id: str = ""
+    incumbent: str | None = Field(None, description="Set on the experiment's start.")
+    steps: list[int] | None = None
+    candidate: str | None = None
+    webhook: str | None = Field(None, description="The webhook's scheme and host only.")
+
+
+class ExperimentSummary(BaseModel):
+    experiment_id: str
+    incumbent: str
+    started_at: float
+    ended_at: float | None
+    outcome: str | None = Field(description="How it ended: its promote or rollback reason.")
+    weights: dict[str, int]
 
 
 class VariantStatus(BaseModel):
     weight: int
-    requests: int = Field(description="Requests since the current rollout began.")
+    requests: int = Field(description="Requests in this experiment.")
     error_rate: float | None
     p50_ms: float | None
     p95_ms: float | None
@@ -295,14 +312,29 @@ class VariantStatus(BaseModel):
 
 
 class RolloutStatus(BaseModel):
-    experiment: str
-    incumbent: str
+    experiment: str = Field(description="The experiment's name (the assignment salt).")
+    experiment_id: str = Field(description="This experiment's id: <name>-<n>.")
+    incumbent: str = Field(
+        description="The variant serving most when the experiment started; candidates are "
+        "judged against it."
+    )
+    started_at: float
+    ended_at: float | None = Field(description="null while it runs.")
+    outcome: str | None
     weights: dict[str, int]
-    since: float = Field(description="When the current rollout began (0: the file's weights).")
+    since: float = Field(description="When the experiment started (as started_at).")
     guardrails: dict[str, Any] | None
+    steps: list[int] | None
+    candidate: str | None
+    webhook: str | None = Field(description="The webhook's scheme and host only.")
     variants: dict[str, VariantStatus]
+    analysis: dict[str, dict[str, Any]] = Field(
+        description="Per candidate, while the experiment runs: whether it was judged, the "
+        "metrics it failed, and each metric's test, statistic and threshold."
+    )
     history: list[RolloutChange]
     guardrail_breaches: list[RolloutChange]
+    experiments: list[ExperimentSummary] = Field(description="The newest 50, oldest first.")
 
 
 class ExportResponse(BaseModel):

@@ -26,6 +26,7 @@ from experiments.pipelines import (
     served_embedders,
 )
 from experiments.variants import Experiment
+from experiments.webhooks import WebhookSender
 from jobs.batch_jobs import BatchJobs
 from jobs.batch_runner import BatchGate
 from jobs.reindex import Reindexer, ReindexLimits
@@ -228,6 +229,8 @@ def build(
         refresh_s=settings.rollout_refresh_s,
         observer=metrics,
         redis_timeout_s=settings.redis_timeout_s,
+        notifier=WebhookSender(allow_private=settings.webhook_private_addresses),
+        private_webhooks=settings.webhook_private_addresses,
     )
     metrics.known_variants(experiment.names)
     parts = Components(
@@ -277,6 +280,6 @@ def _watch_guardrails(experiments: Experiments, interval_s: float) -> None:
     while True:
         time.sleep(interval_s)
         try:
-            experiments.check_guardrails()
+            experiments.check()
         except Exception:
-            logger.warning("could not check the rollout's guardrails", exc_info=True)
+            logger.warning("could not analyse the running experiment", exc_info=True)

@@ -32,7 +32,7 @@ def export_row(answer: dict[str, Any], vote: dict[str, Any] | None) -> dict[str,
         "variant": answer["variant"],
         # The experiment (run) the answer was given in: None for answers from before
         # experiments had ids.
-        "experiment": answer.get("experiment"),
+        "experiment": answer.get("experiment") or None,
         "given_at": answer["given_at"],
         "question": log.get("question"),
         "answer": log.get("answer"),

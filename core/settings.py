@@ -424,7 +424,16 @@ class Settings(BaseSettings):
         ),
     )
     guardrail_interval_s: float = Field(
-        5.0, gt=0, description="How often each replica checks the rollout's guardrails (s)."
+        5.0,
+        gt=0,
+        description="How often each replica looks whether the running experiment's "
+        "analysis is due (its guardrails' interval_s says how often it runs) (s).",
+    )
+    webhook_private_addresses: bool = Field(
+        False,
+        description="Whether rollout webhooks may point at loopback, private or link-local "
+        "addresses (refused by default: a webhook must not reach into the service's own "
+        "network).",
     )
     rollout_refresh_s: float = Field(
         2.0,

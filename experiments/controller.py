@@ -1,5 +1,6 @@
 """The experiment as the service runs it: who gets which variant, what each variant's
-answers were like, votes, rollout changes and the guardrails that undo a bad canary.
+answers were like, votes, rollout changes, the analysis that undoes a bad canary and the
+steps that advance a good one, and the webhooks told of each.
 
 State lives in Redis when configured (every replica sees it) and in the data dir's
 ``experiments.sqlite`` otherwise; nothing that must survive is only in this process.
@@ -12,9 +13,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -29,7 +31,7 @@ from experiments.feedback import (
     UnknownAnswer,
     Vote,
 )
-from experiments.guardrails import Guardrails, breaches
+from experiments.guardrails import Guardrails, Side, analyse
 from experiments.outcomes import (
     Outcome,
     OutcomeStore,
@@ -39,17 +41,25 @@ from experiments.outcomes import (
 )
 from experiments.rollouts import (
     Change,
+    Plan,
     RedisRolloutLog,
     RolloutLog,
     Rollouts,
+    Run,
     SqliteRolloutLog,
+    busiest,
 )
 from experiments.stores import SQLITE_NAME
-from experiments.variants import Experiment, VariantsError
+from experiments.variants import Experiment, VariantsError, checked_steps, checked_weights
+from experiments.webhooks import EVENTS as WEBHOOK_EVENTS
+from experiments.webhooks import WebhookEvent, checked_webhook_url
 from storage.redis_connections import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger("rag.experiments")
 GUARDRAIL = "guardrail"
+STEPS = "steps"
+# ``rollout``'s guardrails when the request names none: the variants file's.
+FILE_GUARDRAILS = "file"
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,12 @@ class ExperimentObserver(Protocol):
     def rollout_changed(self, by: str, breached: list[str]) -> None: ...
 
 
+class Notifier(Protocol):
+    def send(self, url: str, event: WebhookEvent) -> object:
+        """Deliver ``event`` to ``url`` without blocking the caller."""
+        ...
+
+
 class _Unobserved:
     def variant_outcome(self, *args: Any) -> None:
         pass
@@ -111,19 +127,30 @@ class Experiments:
         *,
         refresh_s: float = 2.0,
         observer: ExperimentObserver | None = None,
+        notifier: Notifier | None = None,
+        private_webhooks: bool = False,
     ) -> None:
         """``refresh_s``: how long read weights are used before reading them again (a
         change made on another replica applies here within that time); ``observer``
-        hears outcomes, votes and changes made through this object (metrics)."""
+        hears outcomes, votes and changes made through this object (metrics);
+        ``notifier`` delivers webhook events (none: not sent); ``private_webhooks``:
+        whether a webhook may point at a loopback or private address."""
         self.experiment = experiment
         self._rollouts = rollouts
         self._feedback = feedback
         self._outcomes = outcomes
         self._refresh_s = refresh_s
         self._observer = observer or _Unobserved()
+        self._notifier = notifier
+        self._private_webhooks = private_webhooks
         self._lock = threading.Lock()
         self._weights: dict[str, int] = {}
+        self._run_id = ""
         self._read_at = float("-inf")
+        # This process's analysis: when each run was last analysed, and each candidate's
+        # failing analyses in a row (replicas analyse alike, from the shared outcomes).
+        self._analysed_at: dict[str, float] = {}
+        self._failures: dict[tuple[str, str], int] = {}
 
     @classmethod
     def open(
@@ -135,10 +162,17 @@ class Experiments:
         redis_timeout_s: float = DEFAULT_TIMEOUT_S,
         **options: Any,
     ) -> Experiments:
-        """The experiment over the stores ``open_stores`` picks; ``options`` as __init__."""
+        """The experiment over the stores ``open_stores`` picks, its file's run started
+        unless it was already; ``options`` as __init__."""
         stores = open_stores(data_dir, redis_url, feedback_ttl_s, redis_timeout_s)
         rollouts = Rollouts(experiment, stores.rollouts)
-        return cls(experiment, rollouts, stores.feedback, stores.outcomes, **options)
+        opened = cls(experiment, rollouts, stores.feedback, stores.outcomes, **options)
+        try:
+            rollouts.open()
+        except Exception:
+            # Served with the file's weights meanwhile; the next reads retry.
+            logger.warning("cannot start the variants file's experiment", exc_info=True)
+        return opened
 
     # -- assignment -------------------------------------------------------------------------
 
@@ -146,15 +180,27 @@ class Experiments:
         """The current weights, read again after ``refresh_s``. While the store is
         unreachable the last weights read (at first the file's) stay in force: an outage
         of Redis never fails a query."""
+        return self._current()[0]
+
+    def experiment_id(self) -> str:
+        """The id of the experiment requests are now served in ("" while unknown)."""
+        return self._current()[1]
+
+    def _current(self) -> tuple[dict[str, int], str]:
         with self._lock:
             if time.monotonic() - self._read_at >= self._refresh_s:
                 try:
-                    self._weights = self._rollouts.current()
+                    run = self._rollouts.current_run()
+                    if run is None:
+                        self._rollouts.open()
+                        run = self._rollouts.current_run()
+                    if run is not None:
+                        self._weights, self._run_id = run.weights, run.id
                 except Exception:
                     logger.warning("cannot read the rollout weights; using the last known")
-                    self._weights = self._weights or dict(self.experiment.weights)
+                self._weights = self._weights or dict(self.experiment.weights)
                 self._read_at = time.monotonic()
-            return dict(self._weights)
+            return dict(self._weights), self._run_id
 
     def choose(self, key: str, is_admin: bool, user: str | None, forced: str | None) -> str:
         """The variant for this request: ``forced`` (admins only: 403 otherwise, 400 when
@@ -181,9 +227,11 @@ class Experiments:
         mode: str,
         completion_tokens: int,
     ) -> None:
-        """Record an answer (votes on it are then accepted) and its outcome. ``mode``:
-        generated, extractive, not_found or ungrounded. Blocking. While the store is
-        unreachable the answer still stands: only its statistics and votes are lost."""
+        """Record an answer (votes on it are then accepted) and its outcome, in the
+        running experiment. ``mode``: generated, extractive, not_found or ungrounded.
+        Blocking. While the store is unreachable the answer still stands: only its
+        statistics and votes are lost."""
+        answer = replace(answer, experiment=self.experiment_id())
         outcome = Outcome(
             answer.variant,
             answer.given_at,
@@ -192,6 +240,7 @@ class Experiments:
             not_found=mode == "not_found",
             ungrounded=mode == "ungrounded",
             completion_tokens=completion_tokens,
+            experiment=answer.experiment,
         )
         with _unrecorded(f"answer {answer.answer_id} of variant {answer.variant}"):
             self._feedback.record_answer(answer)
@@ -202,8 +251,10 @@ class Experiments:
 
     def failed(self, variant: str, latency_ms: float) -> None:
         """Record a request ``variant`` failed on our side. Blocking."""
+        outcome = Outcome(variant, time.time(), latency_ms, True, False, False, 0,
+                          self.experiment_id())  # fmt: skip
         with _unrecorded(f"a failure of variant {variant}"):
-            self._outcomes.record(Outcome(variant, time.time(), latency_ms, True, False, False))
+            self._outcomes.record(outcome)
         self._observer.variant_outcome(variant, latency_ms / 1000, True, [], 0)
 
     def vote(self, answer_id: str, key: str, score: int, comment: str) -> Vote:
@@ -230,16 +281,50 @@ class Experiments:
     # -- rollouts --------------------------------------------------------------------------
 
     def rollout(
-        self, weights: dict[str, Any], by: str, guardrails: dict[str, Any] | None = None
+        self,
+        weights: dict[str, Any] | None,
+        by: str,
+        guardrails: dict[str, Any] | str | None = FILE_GUARDRAILS,
+        steps: list[int] | None = None,
+        candidate: str | None = None,
+        webhook: str | None = None,
     ) -> Change:
-        """New weights, with the guardrails the candidates are held to (None: the file's).
-        Raises InvalidRequest naming the problem; the rollout is then untouched."""
-        rails = guardrails if guardrails is not None else self._file_guardrails()
+        """New weights (within the running experiment, or starting a new one when none
+        runs), with the guardrails the candidates are held to (``FILE_GUARDRAILS``: the
+        file's; None: none), optional ``steps`` that move ``candidate`` automatically
+        (``weights`` then default to its first step) and a ``webhook``. Raises
+        InvalidRequest naming the problem; the rollout is then untouched."""
+        rails = self._file_guardrails() if guardrails == FILE_GUARDRAILS else guardrails
+        if rails is not None and not isinstance(rails, dict):
+            raise errors.InvalidRequest("guardrails must be an object, or null for none")
         try:
             checked = Guardrails.model_validate(rails).model_dump() if rails is not None else None
         except ValidationError as exc:
             raise errors.InvalidRequest(f"guardrails: {_problems(exc)}") from exc
-        return self._apply(lambda: self._rollouts.change(weights, by, "rollout", checked))
+        if webhook is not None:
+            webhook = checked_webhook_url(webhook, self._private_webhooks)
+
+        def change() -> Change:
+            nonlocal weights
+            if steps is not None or candidate is not None:
+                incumbent = self._next_incumbent()
+                rising = checked_steps(steps, candidate, incumbent, self.experiment.names)
+                if checked is None:
+                    raise VariantsError("steps need guardrails: each step waits for their analysis")
+                first = {incumbent: 100 - rising[0], str(candidate): rising[0]}
+                if weights is not None and checked_weights(weights, self.experiment.names) != (
+                    checked_weights(first, self.experiment.names)
+                ):
+                    raise VariantsError(
+                        f"weights {weights} are not the first step's {first}; give one or the other"
+                    )
+                weights = dict(first)
+            if weights is None:
+                raise VariantsError("give weights (percent per variant), or steps and a candidate")
+            plan = Plan(checked, steps, candidate, webhook)
+            return self._rollouts.change(weights, by, plan)
+
+        return self._apply(change)
 
     def promote(self, variant: str, by: str) -> Change:
         return self._apply(lambda: self._rollouts.promote(variant, by))
@@ -247,11 +332,20 @@ class Experiments:
     def rollback(self, by: str) -> Change:
         return self._apply(lambda: self._rollouts.rollback(by))
 
+    def _next_incumbent(self) -> str:
+        """The incumbent of the running experiment, or of the one a rollout would start."""
+        run = self._rollouts.current_run()
+        if run is not None and run.ended_at is None:
+            return run.incumbent
+        weights = run.weights if run else dict(self.experiment.weights)
+        return busiest(weights, run.incumbent if run else str(self.experiment.incumbent))
+
     def _file_guardrails(self) -> dict[str, Any] | None:
         rails = self.experiment.guardrails
         return rails.model_dump() if rails is not None else None
 
     def _apply(self, make: Callable[[], Change], breached: tuple[str, ...] = ()) -> Change:
+        asked = time.time()
         try:
             with _store("the rollout"):
                 change = make()
@@ -259,70 +353,152 @@ class Experiments:
             raise errors.InvalidRequest(str(exc)) from exc
         with self._lock:
             self._weights, self._read_at = dict(change.weights), time.monotonic()
+            self._run_id = change.experiment_id or self._run_id
+        if change.at < asked:
+            return change  # nothing changed (a second rollback)
         logger.info(
-            "rollout of %s changed by %s (%s): %s",
+            "rollout of %s (%s) changed by %s (%s): %s",
             self.experiment.experiment,
+            change.experiment_id,
             change.by,
             change.reason,
             change.weights,
         )
         self._observer.rollout_changed(
-            "guardrail" if change.by == GUARDRAIL else "api", list(breached)
+            change.by if change.by in (GUARDRAIL, STEPS) else "api", list(breached)
         )
+        self._notify(change)
         return change
 
-    # -- status and guardrails -------------------------------------------------------------
+    def _notify(self, change: Change) -> None:
+        if self._notifier is None or not change.webhook:
+            return
+        event = {"guardrail": "rollback"}.get(change.event, change.event)
+        if event not in WEBHOOK_EVENTS:
+            event = "step"  # a manual change of weights within the experiment
+        self._notifier.send(
+            change.webhook,
+            WebhookEvent(
+                event,
+                change.experiment_id,
+                change.at,
+                dict(change.weights),
+                change.reason,
+                change.by,
+            ),
+        )
 
-    def status(self) -> dict[str, Any]:
-        """Per variant: its weight and statistics since the current rollout began (all
-        kept outcomes while the file's weights apply); the weights' history."""
+    # -- status ----------------------------------------------------------------------------
+
+    def status(self, experiment_id: str | None = None) -> dict[str, Any]:
+        """The experiment ``experiment_id`` (default: the newest): its incumbent, start,
+        end and outcome, per variant its weight and statistics (of this experiment only),
+        the analysis of each candidate while it runs, and its changes."""
         with _store("rollout_status"):
-            return self._status()
+            try:
+                run = (
+                    self._rollouts.run(experiment_id)
+                    if experiment_id
+                    else self._rollouts.current_run()
+                )
+            except LookupError as exc:
+                raise errors.InvalidRequest(
+                    f"{exc}; experiments: {[r.id for r in self._rollouts.runs()][-20:]}"
+                ) from exc
+            return self._status(run)
 
-    def _status(self) -> dict[str, Any]:
-        change = self._rollouts.current_change()
-        since = change.at if change else 0.0
-        weights = change.weights if change else dict(self.experiment.weights)
-        variants = {}
-        for variant in self.experiment.variants:
-            stats = summarise(
-                self._outcomes.since(variant.name, since), self._feedback.votes(variant.name)
+    def _status(self, run: Run | None) -> dict[str, Any]:
+        if run is None:
+            raise errors.DependencyUnavailable(
+                "the variants file's experiment has not started: the experiment store "
+                "could not be written"
             )
-            variants[variant.name] = {"weight": weights[variant.name], **stats.to_dict()}
-        history = self._rollouts.history()
+        plan = run.plan
+        variants = {}
+        sides: dict[str, Side] = {}
+        for variant in self.experiment.variants:
+            outcomes = self._outcomes.of(run.id, variant.name)
+            votes = self._feedback.votes(variant.name, run.id)
+            sides[variant.name] = Side(outcomes, votes)
+            stats = summarise(outcomes, votes)
+            variants[variant.name] = {"weight": run.weights[variant.name], **stats.to_dict()}
+        analysis = {}
+        if plan.guardrails is not None and run.ended_at is None:
+            rails = Guardrails.model_validate(plan.guardrails)
+            analysis = {
+                name: analyse(rails, sides[run.incumbent], sides[name]).to_dict()
+                for name, weight in run.weights.items()
+                if weight > 0 and name != run.incumbent
+            }
+        history = [_shown(c) for c in run.changes]
         return {
             "experiment": self.experiment.experiment,
-            "incumbent": self.experiment.incumbent,
-            "weights": weights,
-            "since": since,
-            "guardrails": change.guardrails if change else self._file_guardrails(),
+            **run.to_dict(),
+            "since": run.started_at,
+            "guardrails": plan.guardrails,
+            "steps": plan.steps,
+            "candidate": plan.candidate,
+            "webhook": _host_only(plan.webhook),
             "variants": variants,
-            "history": [asdict(c) for c in history],
-            "guardrail_breaches": [asdict(c) for c in history if c.by == GUARDRAIL],
+            "analysis": analysis,
+            "history": history,
+            "guardrail_breaches": [c for c in history if c["by"] == GUARDRAIL],
+            "experiments": [r.to_dict() for r in self._rollouts.runs()][-50:],
         }
 
-    def check_guardrails(self) -> Change | None:
-        """Set every breached candidate's weight to 0 (its share goes to the incumbent) and
-        return that change; None while all are within their limits."""
-        change = self._rollouts.current_change()
-        rails_data = change.guardrails if change else self._file_guardrails()
-        if rails_data is None:
+    # -- analysis: guardrails and steps ----------------------------------------------------
+
+    def check(self) -> Change | None:
+        """Analyse the running experiment if its interval has passed: roll back every
+        candidate that failed ``failure_limit`` analyses in a row (its share goes to the
+        incumbent), else advance the candidate's step when the analysis passed and the
+        step has lasted an interval with ``min_requests`` of its requests. Returns the
+        change made, if any."""
+        run = self._rollouts.current_run()
+        if run is None or run.ended_at is not None or run.plan.guardrails is None:
             return None
-        rails = Guardrails.model_validate(rails_data)
-        weights = change.weights if change else dict(self.experiment.weights)
-        since = change.at if change else 0.0
-        incumbent = str(self.experiment.incumbent)
+        rails = Guardrails.model_validate(run.plan.guardrails)
+        now = time.time()
+        if now - self._analysed_at.get(run.id, float("-inf")) < rails.interval_s:
+            return None
+        self._analysed_at[run.id] = now
+        weights, incumbent = run.weights, run.incumbent
         candidates = [n for n, w in weights.items() if w > 0 and n != incumbent]
         if not candidates:
             return None
-        base = summarise(self._outcomes.since(incumbent, since), [])
+        wants_votes = rails.max_downvote_increase is not None
+        base = self._side(run.id, incumbent, wants_votes)
         found: dict[str, list[str]] = {}
+        passed: set[str] = set()
         for name in candidates:
-            judged = breaches(rails, base, summarise(self._outcomes.since(name, since), []))
-            if judged:
-                found[name] = judged
-        if not found:
-            return None
+            analysis = analyse(rails, base, self._side(run.id, name, wants_votes))
+            key = (run.id, name)
+            self._failures[key] = self._failures.get(key, 0) + 1 if analysis.failed else 0
+            if self._failures[key] >= rails.failure_limit:
+                found[name] = analysis.reasons
+            elif analysis.judged and not analysis.failed:
+                passed.add(name)
+        if found:
+            return self._roll_back(weights, incumbent, found)
+        return self._step(run, rails, passed, now)
+
+    def check_guardrails(self) -> Change | None:
+        """``check`` regardless of the interval (tests, and callers that keep their own
+        schedule)."""
+        run = self._rollouts.current_run()
+        if run is not None:
+            self._analysed_at.pop(run.id, None)
+        return self.check()
+
+    def _side(self, run_id: str, variant: str, votes: bool) -> Side:
+        return Side(
+            self._outcomes.of(run_id, variant),
+            self._feedback.votes(variant, run_id) if votes else (),
+        )
+
+    def _roll_back(
+        self, weights: dict[str, int], incumbent: str, found: dict[str, list[str]]
+    ) -> Change:
         new = dict(weights)
         for name in found:
             new[incumbent] += new[name]
@@ -330,9 +506,50 @@ class Experiments:
         reason = "; ".join(f"{name}: {', '.join(why)}" for name, why in found.items())
         logger.warning("guardrail breached, candidate weight set to 0: %s", reason)
         return self._apply(
-            lambda: self._rollouts.change(new, GUARDRAIL, f"guardrail breached: {reason}", None),
-            tuple(found),
+            lambda: self._rollouts.guardrail(new, f"guardrail breached: {reason}"), tuple(found)
         )
+
+    def _step(self, run: Run, rails: Guardrails, passed: set[str], now: float) -> Change | None:
+        plan = run.plan
+        candidate = plan.candidate
+        if not plan.steps or candidate not in passed:
+            return None
+        began = run.last.at
+        if now - began < rails.interval_s:
+            return None
+        if len(self._outcomes.of(run.id, str(candidate), since=began)) < rails.min_requests:
+            return None
+        current = run.weights[str(candidate)]
+        later = [s for s in plan.steps if s > current]
+        if not later or later[0] >= 100:
+            return self._apply(
+                lambda: self._rollouts.promote(
+                    str(candidate), STEPS, f"promote {candidate}: every step passed"
+                )
+            )
+        new = dict(run.weights)
+        new[str(candidate)] = later[0]
+        new[run.incumbent] = 100 - sum(w for n, w in new.items() if n != run.incumbent)
+        if new[run.incumbent] < 0:
+            return None  # other candidates hold the rest; the operator decides
+        reason = f"step {current} -> {later[0]}: analysis passed"
+        return self._apply(lambda: self._rollouts.step(new, reason))
+
+
+def _shown(change: Change) -> dict[str, Any]:
+    """A change as rollout_status shows it: the webhook as its host only (a URL may carry
+    a token), no file signature."""
+    shown = asdict(change)
+    shown["webhook"] = _host_only(change.webhook)
+    shown.pop("signature", None)
+    return shown
+
+
+def _host_only(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}"
 
 
 @contextlib.contextmanager

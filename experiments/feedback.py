@@ -58,6 +58,7 @@ class AnswerRecord:
     # The query log entry (question, answer, answer_mode, citations), unless the
     # collection's query logging is off (RAG_UNLOGGED_COLLECTIONS).
     log: dict[str, Any] | None = None
+    experiment: str = ""  # the run it was given in (experiments/rollouts.py)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,9 @@ class FeedbackStore(Protocol):
         other than 1 or -1; nothing is stored then."""
         ...
 
-    def votes(self, variant: str) -> list[int]: ...
+    def votes(self, variant: str, experiment: str) -> list[int]:
+        """The scores of votes on answers ``variant`` gave in ``experiment``, oldest first."""
+        ...
 
     def changes_since(self, cursor: int, limit: int = 10_000) -> tuple[list[dict[str, Any]], int]:
         """Export rows of the answers recorded or voted on after ``cursor`` (at most
@@ -141,6 +144,11 @@ class SqliteFeedback(SqliteStore):
             seq INTEGER PRIMARY KEY AUTOINCREMENT, answer_id TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS export_cursors (
             destination TEXT PRIMARY KEY, cursor INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS answer_experiments (
+            answer_id TEXT PRIMARY KEY REFERENCES answers(answer_id),
+            experiment TEXT NOT NULL);
+        CREATE INDEX IF NOT EXISTS answer_experiments_by_experiment
+            ON answer_experiments (experiment);
         INSERT INTO changes (answer_id)
             SELECT answer_id FROM answers WHERE NOT EXISTS (SELECT 1 FROM changes)
             ORDER BY given_at;
@@ -155,6 +163,10 @@ class SqliteFeedback(SqliteStore):
                  answer.given_at, json.dumps(answer.log) if answer.log else None),
             ).rowcount  # fmt: skip
             if inserted:
+                db.execute(
+                    "INSERT INTO answer_experiments VALUES (?, ?)",
+                    (answer.answer_id, answer.experiment),
+                )
                 db.execute("INSERT INTO changes (answer_id) VALUES (?)", (answer.answer_id,))
 
     def vote(self, answer_id: str, key: str, score: int, comment: str = "") -> Vote:
@@ -178,12 +190,13 @@ class SqliteFeedback(SqliteStore):
             db.execute("INSERT INTO changes (answer_id) VALUES (?)", (answer_id,))
         return vote
 
-    def votes(self, variant: str) -> list[int]:
+    def votes(self, variant: str, experiment: str) -> list[int]:
         with self._file.connect() as db:
             rows = db.execute(
                 "SELECT v.score FROM votes v JOIN answers a USING (answer_id) "
-                "WHERE a.variant = ? ORDER BY v.voted_at",
-                (variant,),
+                "JOIN answer_experiments e USING (answer_id) "
+                "WHERE a.variant = ? AND e.experiment = ? ORDER BY v.voted_at",
+                (variant, experiment),
             ).fetchall()
         return [int(score) for (score,) in rows]
 
@@ -192,9 +205,10 @@ class SqliteFeedback(SqliteStore):
         _checked_page(cursor, limit)
         with self._file.connect() as db:
             found = db.execute(
-                "SELECT c.seq, a.answer_id, a.collection, a.variant, a.given_at, a.log, "
-                "v.score, v.comment, v.voted_at FROM changes c "
+                "SELECT c.seq, a.answer_id, a.collection, a.variant, e.experiment, "
+                "a.given_at, a.log, v.score, v.comment, v.voted_at FROM changes c "
                 "JOIN answers a ON a.answer_id = c.answer_id "
+                "LEFT JOIN answer_experiments e ON e.answer_id = c.answer_id "
                 "LEFT JOIN votes v ON v.answer_id = c.answer_id "
                 "WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
                 (cursor, limit),
@@ -202,12 +216,13 @@ class SqliteFeedback(SqliteStore):
         rows = [
             export_row(
                 {"answer_id": answer_id, "collection": collection, "variant": variant,
-                 "given_at": given_at, "log": json.loads(log) if log else None},
+                 "experiment": experiment or None, "given_at": given_at,
+                 "log": json.loads(log) if log else None},
                 None if voted_at is None
                 else {"score": score, "comment": comment, "voted_at": voted_at},
             )
-            for _, answer_id, collection, variant, given_at, log, score, comment, voted_at
-            in found
+            for (_, answer_id, collection, variant, experiment, given_at, log, score, comment,
+                 voted_at) in found
         ]  # fmt: skip
         return _last_per_answer(rows), found[-1][0] if found else cursor
 
@@ -308,7 +323,7 @@ class RedisFeedback(RedisStore):
         stored = self._set_and_log(
             keys=[
                 self._key("vote", answer_id),
-                self._key("votes", answer.variant),
+                self._key("votes", answer.experiment, answer.variant),
                 self._key("changes"),
             ],
             args=[json.dumps(asdict(vote)), self._ttl_s, vote.score, self._change_entry(answer_id)],
@@ -317,8 +332,9 @@ class RedisFeedback(RedisStore):
             raise _already_voted(answer_id)
         return vote
 
-    def votes(self, variant: str) -> list[int]:
-        return [int(v) for v in self._redis.lrange(self._key("votes", variant), 0, -1)]
+    def votes(self, variant: str, experiment: str) -> list[int]:
+        key = self._key("votes", experiment, variant)
+        return [int(v) for v in self._redis.lrange(key, 0, -1)]
 
     def changes_since(self, cursor: int, limit: int = 10_000) -> tuple[list[dict[str, Any]], int]:
         """See FeedbackStore.changes_since. Answers that expired before they were read are

@@ -1,10 +1,11 @@
 """What each variant's answers were like: latency, errors, not_found, ungrounded, tokens.
 
-Every answered (or failed) `query`/`query_stream` request leaves one outcome. They are
+Every answered (or failed) `query`/`query_stream` request leaves one outcome, filed under
+the experiment (run) it was served in: statistics never pool two experiments. They are
 shared by the replicas (Redis when configured, SQLite in the data dir otherwise), so
 `rollout_status` and the guardrails judge a variant on all of its traffic, not one
-process's share. Only the newest KEPT outcomes per variant are kept: enough for a p95 and
-a guardrail, bounded in size.
+process's share. Only the newest KEPT outcomes per variant and experiment are kept: enough
+for a p95 and a guardrail, bounded in size.
 """
 
 from __future__ import annotations
@@ -30,56 +31,69 @@ class Outcome:
     not_found: bool
     ungrounded: bool  # a generated answer that failed its check against the sources
     completion_tokens: int = 0
+    experiment: str = ""  # the run's id (experiments/rollouts.py)
 
 
 class OutcomeStore(Protocol):
     def record(self, outcome: Outcome) -> None: ...
 
-    def since(self, variant: str, at: float) -> list[Outcome]:
-        """The kept outcomes of ``variant`` at or after ``at``, oldest first."""
+    def of(self, experiment: str, variant: str, since: float = 0.0) -> list[Outcome]:
+        """The kept outcomes of ``variant`` in ``experiment`` at or after ``since``,
+        oldest first."""
         ...
 
 
 class SqliteOutcomes(SqliteStore):
+    # A table of its own: the outcomes kept before experiments had ids (table
+    # ``outcomes``) belong to no experiment, so they are left out of every statistic.
     SCHEMA = (
-        "CREATE TABLE IF NOT EXISTS outcomes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-        "variant TEXT NOT NULL, at REAL NOT NULL, outcome TEXT NOT NULL);"
-        "CREATE INDEX IF NOT EXISTS outcomes_by_variant ON outcomes (variant, at);"
+        "CREATE TABLE IF NOT EXISTS run_outcomes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "experiment TEXT NOT NULL, variant TEXT NOT NULL, at REAL NOT NULL, "
+        "outcome TEXT NOT NULL);"
+        "CREATE INDEX IF NOT EXISTS run_outcomes_by_variant ON run_outcomes "
+        "(experiment, variant, seq);"
     )
 
     def record(self, outcome: Outcome) -> None:
         with self._file.connect() as db:
             db.execute(
-                "INSERT INTO outcomes (variant, at, outcome) VALUES (?, ?, ?)",
-                (outcome.variant, outcome.at, json.dumps(asdict(outcome))),
+                "INSERT INTO run_outcomes (experiment, variant, at, outcome) VALUES (?, ?, ?, ?)",
+                (outcome.experiment, outcome.variant, outcome.at, json.dumps(asdict(outcome))),
             )
             db.execute(
-                "DELETE FROM outcomes WHERE variant = ? AND seq <= (SELECT seq FROM outcomes "
-                "WHERE variant = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                (outcome.variant, outcome.variant, KEPT),
+                "DELETE FROM run_outcomes WHERE experiment = ? AND variant = ? AND seq <= "
+                "(SELECT seq FROM run_outcomes WHERE experiment = ? AND variant = ? "
+                "ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (outcome.experiment, outcome.variant, outcome.experiment, outcome.variant, KEPT),
             )
 
-    def since(self, variant: str, at: float) -> list[Outcome]:
+    def of(self, experiment: str, variant: str, since: float = 0.0) -> list[Outcome]:
         with self._file.connect() as db:
             rows = db.execute(
-                "SELECT outcome FROM outcomes WHERE variant = ? AND at >= ? ORDER BY seq",
-                (variant, at),
+                "SELECT outcome FROM run_outcomes WHERE experiment = ? AND variant = ? "
+                "AND at >= ? ORDER BY seq",
+                (experiment, variant, since),
             ).fetchall()
         return [Outcome(**json.loads(raw)) for (raw,) in rows]
 
 
 class RedisOutcomes(RedisStore):
+    # An experiment's outcomes are kept this long after its last one (s): long enough
+    # to report on it, bounded for stores that see many experiments.
+    KEPT_S = 90 * 24 * 3600
+
     def record(self, outcome: Outcome) -> None:
-        key = self._key("outcomes", outcome.variant)
+        key = self._key("outcomes", outcome.experiment, outcome.variant)
         with self._redis.pipeline() as pipe:
             pipe.rpush(key, json.dumps(asdict(outcome)))
             pipe.ltrim(key, -KEPT, -1)
+            pipe.expire(key, self.KEPT_S)
             pipe.execute()
 
-    def since(self, variant: str, at: float) -> list[Outcome]:
-        raw = self._redis.lrange(self._key("outcomes", variant), 0, -1)
+    def of(self, experiment: str, variant: str, since: float = 0.0) -> list[Outcome]:
+        raw = self._redis.lrange(self._key("outcomes", experiment, variant), 0, -1)
         outcomes = [Outcome(**json.loads(entry)) for entry in raw]
-        return [o for o in outcomes if o.at >= at]
+        return [o for o in outcomes if o.at >= since]
 
 
 @dataclass(frozen=True)

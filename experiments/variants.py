@@ -9,7 +9,10 @@ their rollout weights::
       - {name: v1, generator: {engine: torch}, answer_style: generative}
       - {name: v2, generator: {engine: ct2}, answer_style: generative}
     weights: {v1: 90, v2: 10}
-    guardrails: {min_requests: 50, max_error_rate_increase: 0.02, max_p95_ratio: 1.5}
+    guardrails: {min_requests: 50, false_rollback_rate: 0.05, interval_s: 10}
+    steps: [10, 50, 100]                # optional: the candidate's weights, advanced by the
+    candidate: v2                       # analysis; the last step promotes it
+    webhook: https://hooks.example.com/rollouts   # optional: told of start, step, end
 
 A variant may also set ``retrieval``, ``top_k`` (its default), ``max_new_tokens`` and
 ``embedder``; unset fields take the service's settings.
@@ -21,6 +24,7 @@ refused with a message that names the problem before anything is served.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -86,6 +90,9 @@ class Experiment(BaseModel):
     weights: dict[str, int] = {}
     # The limits every rollout of this experiment carries unless it names its own.
     guardrails: Guardrails | None = None
+    steps: list[int] | None = None
+    candidate: str | None = None
+    webhook: str | None = Field(None, max_length=2048)
 
     @model_validator(mode="after")
     def _consistent(self) -> Experiment:
@@ -100,6 +107,15 @@ class Experiment(BaseModel):
         if not self.weights:
             self.weights = {name: WEIGHT_TOTAL if name == self.incumbent else 0 for name in names}
         self.weights = checked_weights(self.weights, names)
+        if self.weights[self.incumbent] < max(self.weights.values()):
+            raise ValueError(
+                f"incumbent {self.incumbent!r} must have the most traffic (an experiment's "
+                f"incumbent is the variant serving most); weights: {self.weights}"
+            )
+        if self.steps is not None or self.candidate is not None:
+            checked_steps(self.steps, self.candidate, self.incumbent, names)
+            if self.guardrails is None:
+                raise ValueError("steps need guardrails: each step waits for their analysis")
         return self
 
     @property
@@ -127,6 +143,26 @@ def checked_weights(weights: dict[str, Any], names: list[str]) -> dict[str, int]
     if total != WEIGHT_TOTAL:
         raise VariantsError(f"weights must sum to {WEIGHT_TOTAL}; they sum to {total}")
     return {name: int(weights.get(name, 0)) for name in names}
+
+
+def checked_steps(steps: Any, candidate: str | None, incumbent: str, names: list[str]) -> list[int]:
+    """``steps`` (the candidate's weights, rising, each a whole percent 1-100), or
+    VariantsError naming what is wrong; ``candidate`` must be a variant other than the
+    incumbent."""
+    if candidate is None or steps is None:
+        raise VariantsError("steps and candidate go together: name the candidate the steps move")
+    if candidate not in names or candidate == incumbent:
+        raise VariantsError(
+            f"candidate {candidate!r} must be a variant other than the incumbent "
+            f"{incumbent!r}; variants: {names}"
+        )
+    if not isinstance(steps, list) or not steps or len(steps) > 20:
+        raise VariantsError(f"steps must be a list of 1 to 20 weights; got {steps!r}")
+    if not all(_whole_percent(s) and s > 0 for s in steps):
+        raise VariantsError(f"steps must be whole numbers from 1 to 100; got {steps}")
+    if any(b <= a for a, b in itertools.pairwise(steps)):
+        raise VariantsError(f"steps must rise; got {steps}")
+    return list(steps)
 
 
 def _whole_percent(value: Any) -> bool:

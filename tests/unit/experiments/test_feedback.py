@@ -28,7 +28,7 @@ def open_store(request, tmp_path):
 
 
 def answer(answer_id: str, key: str = "alice", variant: str = "v1") -> AnswerRecord:
-    return AnswerRecord(answer_id, key, variant, "team-a", time.time())
+    return AnswerRecord(answer_id, key, variant, "team-a", time.time(), experiment="exp-1")
 
 
 def test_a_vote_from_the_receiving_key_is_kept_across_reopening(open_store):
@@ -39,7 +39,9 @@ def test_a_vote_from_the_receiving_key_is_kept_across_reopening(open_store):
     assert (vote.score, vote.comment) == (1, "spot on")
     store.vote("a2", "alice", -1)
     again = open_store()
-    assert again.votes("v1") == [1] and again.votes("v2") == [-1]
+    assert again.votes("v1", "exp-1") == [1] and again.votes("v2", "exp-1") == [-1]
+    # Votes are per experiment: another experiment's v1 has none of them.
+    assert again.votes("v1", "exp-2") == []
 
 
 def test_unknown_foreign_and_repeated_votes_are_refused_and_change_nothing(open_store):
@@ -54,7 +56,7 @@ def test_unknown_foreign_and_repeated_votes_are_refused_and_change_nothing(open_
         store.vote("a1", "alice", -1)
     with pytest.raises(ValueError, match="score must be 1 or -1"):
         store.vote("a1", "alice", 5)
-    assert open_store().votes("v1") == [1]
+    assert open_store().votes("v1", "exp-1") == [1]
 
 
 def test_racing_votes_on_one_answer_count_once(open_store):
@@ -74,4 +76,4 @@ def test_racing_votes_on_one_answer_count_once(open_store):
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == ["refused"] * 7 + ["stored"]
-    assert open_store().votes("v1") == [1]
+    assert open_store().votes("v1", "exp-1") == [1]

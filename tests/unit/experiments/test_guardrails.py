@@ -11,8 +11,8 @@ from core import errors
 from experiments.catalog import catalog
 from experiments.controller import Experiments
 from experiments.feedback import AnswerRecord
-from experiments.guardrails import Guardrails, breaches
-from experiments.outcomes import Outcome, summarise
+from experiments.guardrails import Guardrails, Side, analyse
+from experiments.outcomes import Outcome
 from experiments.variants import parse_experiment
 
 EXPERIMENT = parse_experiment(
@@ -26,52 +26,59 @@ EXPERIMENT = parse_experiment(
 def outcomes(variant: str, n: int, *, ms: float = 100, errors: int = 0, not_found: int = 0,
              ungrounded: int = 0) -> list[Outcome]:  # fmt: skip
     return [
-        Outcome(variant, time.time(), ms, i < errors, i < not_found, i < ungrounded)
+        Outcome(variant, time.time() + i, ms, i < errors, i < not_found, i < ungrounded)
         for i in range(n)
     ]
 
 
-def test_limits_are_judged_only_once_both_sides_have_enough_requests():
+def test_nothing_is_judged_before_both_sides_have_enough_requests():
     rails = Guardrails(min_requests=10)
-    bad = summarise(outcomes("v2", 9, errors=9), [])
-    good = summarise(outcomes("v1", 50), [])
-    assert breaches(rails, good, bad) == []
-    worse = summarise(outcomes("v2", 10, errors=9), [])
-    [found] = breaches(rails, good, worse)
-    assert found.startswith("error rate 0.900 > incumbent's 0.000 + 0.020")
+    assert not analyse(rails, Side(outcomes("v1", 50)), Side(outcomes("v2", 9, errors=9))).judged
+    judged = analyse(rails, Side(outcomes("v1", 50)), Side(outcomes("v2", 10, errors=9)))
+    assert judged.judged and list(judged.failed) == ["error rate"]
+    [reason] = judged.reasons
+    assert reason.startswith("error rate worse: 0.900 of 10 vs incumbent's 0.000 of 50")
+    assert "mSPRT" in reason
 
 
-@pytest.mark.parametrize(
-    ("candidate", "named"),
-    [
-        ({"ungrounded": 4}, "ungrounded rate"),
-        ({"ms": 400}, "p95 latency 400 ms > 1.5 x incumbent's 100 ms + 50 ms"),
-    ],
-)
-def test_each_limit_names_both_figures(candidate: dict, named: str):
-    rails = Guardrails(min_requests=10)
-    found = breaches(rails, summarise(outcomes("v1", 20), []),
-                     summarise(outcomes("v2", 20, **candidate), []))  # fmt: skip
-    assert len(found) == 1 and named in found[0]
+def test_each_metric_is_judged_and_named():
+    rails = Guardrails(min_requests=10, p95_slack_ms=0)
+    base = Side(outcomes("v1", 200))
+    assert list(analyse(rails, base, Side(outcomes("v2", 200, ungrounded=80))).failed) == [
+        "ungrounded rate"
+    ]
+    assert list(analyse(rails, base, Side(outcomes("v2", 200, ms=400))).failed) == ["latency"]
+    votes = Guardrails(min_requests=10, max_downvote_increase=0.0)
+    downvoted = analyse(votes, Side(outcomes("v1", 200), [1] * 100),
+                        Side(outcomes("v2", 200), [-1] * 60 + [1] * 40))  # fmt: skip
+    assert list(downvoted.failed) == ["down-vote rate"]
 
 
-def test_within_the_limits_nothing_is_breached_and_unset_limits_are_not_judged():
-    incumbent = summarise(outcomes("v1", 20, ms=100, not_found=2), [])
-    candidate = summarise(outcomes("v2", 20, ms=190, not_found=10), [])  # 1.9x, + 40 points
-    assert breaches(Guardrails(min_requests=5), incumbent, candidate) == []
-    strict = Guardrails(min_requests=5, max_not_found_increase=0.1, p95_slack_ms=0)
-    assert len(breaches(strict, incumbent, candidate)) == 2
+def test_the_false_rollback_rate_is_shared_between_the_metrics_judged():
+    rails = Guardrails(min_requests=10, max_p95_ratio=None)
+    judged = analyse(rails, Side(outcomes("v1", 100)), Side(outcomes("v2", 100)))
+    assert rails.metrics() == ["error rate", "ungrounded rate"]
+    threshold = judged.judgements["error rate"].threshold
+    assert threshold == pytest.approx(-__import__("math").log(0.05 / 2))
 
 
-def test_ten_ms_of_noise_on_a_fast_incumbent_is_not_a_latency_breach():
+def test_unset_limits_are_not_judged():
+    rails = Guardrails(min_requests=5, max_error_rate_increase=None,
+                       max_ungrounded_increase=None, max_p95_ratio=None)  # fmt: skip
+    judged = analyse(rails, Side(outcomes("v1", 20)), Side(outcomes("v2", 20, errors=20)))
+    assert judged.judged and judged.judgements == {} and not judged.failed
+
+
+def test_ten_ms_of_noise_on_a_fast_incumbent_is_not_a_latency_failure():
     rails = Guardrails(min_requests=5)
-    assert breaches(rails, summarise(outcomes("v1", 20, ms=10), []),
-                    summarise(outcomes("v2", 20, ms=25), [])) == []  # fmt: skip
+    judged = analyse(rails, Side(outcomes("v1", 200, ms=10)), Side(outcomes("v2", 200, ms=25)))
+    assert not judged.failed
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def experiments(request, tmp_path: Path, redis_server) -> Experiments:
-    url = redis_server.url if request.param == "redis" else None
+def experiments(request, tmp_path: Path) -> Experiments:
+    # A Redis of the test's own (started only for the Redis case: it takes seconds).
+    url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
     return Experiments.open(EXPERIMENT, tmp_path, url, 3600, refresh_s=0)
 
 
@@ -82,49 +89,170 @@ def record(experiments: Experiments, variant: str, n: int, mode: str) -> None:
         experiments.answered(answer, 20.0, mode, 3)
 
 
-def test_a_breached_candidate_goes_to_zero_and_its_share_to_the_incumbent(experiments):
-    rails = {"min_requests": 5, "max_ungrounded_increase": 0.1}
-    experiments.rollout({"v1": 60, "v2": 20, "v3": 20}, "ops", rails)
-    record(experiments, "v1", 5, "generated")
-    record(experiments, "v2", 5, "generated")
+FAST = {"min_requests": 5, "interval_s": 0.01, "max_p95_ratio": None}
+
+
+def test_a_failing_candidate_goes_to_zero_and_its_share_to_the_incumbent(experiments):
+    experiments.rollout({"v1": 60, "v2": 20, "v3": 20}, "ops", FAST)
+    record(experiments, "v1", 20, "generated")
+    record(experiments, "v2", 20, "generated")
     record(experiments, "v3", 4, "ungrounded")
     assert experiments.check_guardrails() is None  # v3 has 4 of the 5 outcomes needed
-    record(experiments, "v3", 1, "ungrounded")
+    record(experiments, "v3", 16, "ungrounded")
     change = experiments.check_guardrails()
     assert change is not None and change.weights == {"v1": 80, "v2": 20, "v3": 0}
     assert change.by == "guardrail" and change.reason.startswith("guardrail breached: v3:")
     status = experiments.status()
-    assert status["weights"] == {"v1": 80, "v2": 20, "v3": 0}
+    assert status["weights"] == {"v1": 80, "v2": 20, "v3": 0} and status["ended_at"] is None
     assert status["guardrail_breaches"][-1]["reason"] == change.reason
-    # The change carries no guardrails: nothing is judged again until the next rollout.
+    record(experiments, "v2", 20, "ungrounded")
+    ended = experiments.check_guardrails()
+    # v2 gone too: only the incumbent serves, so the experiment ended as a rollback.
+    assert ended is not None and ended.event == "rollback"
+    assert experiments.status()["ended_at"] is not None
+
+
+def test_failure_limit_counts_failing_analyses_in_a_row(experiments):
+    experiments.rollout({"v1": 50, "v2": 50}, "ops", FAST | {"failure_limit": 3})
+    record(experiments, "v1", 20, "generated")
+    record(experiments, "v2", 20, "ungrounded")
     assert experiments.check_guardrails() is None
+    assert experiments.check_guardrails() is None
+    assert experiments.check_guardrails() is not None
 
 
-def test_status_counts_outcomes_since_the_current_rollout(experiments):
+def test_null_guardrails_turn_them_off_and_absent_ones_are_the_files(experiments):
+    experiments.rollout({"v1": 50, "v2": 50}, "ops", None)
+    record(experiments, "v1", 30, "generated")
+    record(experiments, "v2", 30, "ungrounded")
+    assert experiments.check_guardrails() is None
+    assert experiments.status()["guardrails"] is None
+    file_rails = Experiments(
+        EXPERIMENT.model_copy(update={"guardrails": Guardrails(min_requests=7)}),
+        experiments._rollouts, experiments.feedback_log, experiments._outcomes,
+    )  # fmt: skip
+    file_rails.rollout({"v1": 60, "v2": 40}, "ops")
+    assert file_rails.status()["guardrails"]["min_requests"] == 7
+
+
+def test_statistics_and_votes_belong_to_one_experiment(experiments):
+    first = experiments.status()["experiment_id"]
     record(experiments, "v1", 3, "not_found")
-    before = experiments.status()["variants"]["v1"]
-    assert before["requests"] == 3 and before["not_found_rate"] == 1.0
-    time.sleep(0.01)
-    experiments.rollout({"v1": 50, "v2": 50}, "ops")
+    answer = AnswerRecord("voted-1", "k", "v1", "c", time.time())
+    experiments.answered(answer, 10.0, "generated", 1)
+    experiments.vote("voted-1", "k", -1, "")
+    experiments.promote("v1", "ops")  # ends the first experiment
+    experiments.rollout({"v1": 50, "v2": 50}, "ops")  # a second one
+    second = experiments.status()
+    assert second["experiment_id"] != first and second["incumbent"] == "v1"
+    assert (
+        second["variants"]["v1"]["requests"] == 0 and second["variants"]["v1"]["feedback"] is None
+    )
     record(experiments, "v1", 2, "generated")
     experiments.failed("v1", 5.0)
     after = experiments.status()["variants"]["v1"]
     assert after["requests"] == 3 and after["error_rate"] == pytest.approx(1 / 3)
-    assert after["not_found_rate"] == 0.0 and after["completion_tokens"] == 6
-    assert experiments.status()["history"][-1]["by"] == "ops"
+    old = experiments.status(first)
+    assert old["variants"]["v1"]["requests"] == 4 and old["variants"]["v1"]["feedback"]["n"] == 1
+    assert old["ended_at"] is not None and old["outcome"] == "promote v1"
+    assert [e["experiment_id"] for e in second["experiments"]][-2:] == [
+        first,
+        second["experiment_id"],
+    ]
+    rows, _ = experiments.feedback_log.changes_since(0)
+    assert {r["experiment"] for r in rows} == {first, second["experiment_id"]}
 
 
-def test_a_refused_rollout_leaves_the_weights_and_names_the_problem(experiments):
-    experiments.rollout({"v1": 90, "v2": 10}, "ops")
-    for weights, guardrails, named in (
-        ({"v1": 90}, None, "sum to 100"),
-        ({"v1": 90, "nope": 10}, None, "nope"),
-        ({"v1": 90, "v2": 10}, {"min_requests": 0}, "guardrails: min_requests"),
-        ({"v1": 90, "v2": 10}, {"surprise": 1}, "guardrails: surprise"),
-    ):
-        with pytest.raises(errors.InvalidRequest, match=named):
-            experiments.rollout(weights, "ops", guardrails)
+def test_after_a_promotion_the_winner_is_the_next_experiments_incumbent(experiments):
+    experiments.rollout({"v1": 50, "v2": 50}, "ops")
+    experiments.promote("v2", "ops")
+    experiments.rollout({"v2": 90, "v3": 10}, "ops", FAST | {"max_p95_ratio": 1.5})
+    status = experiments.status()
+    assert status["incumbent"] == "v2" and status["history"][0]["event"] == "start"
+    # v3 is judged against v2 (which serves), not v1 (which no longer does).
+    for i in range(60):
+        for variant, ms in (("v2", 100.0), ("v3", 900.0)):
+            experiments.answered(AnswerRecord(f"{variant}-{i}", "k", variant, "c", time.time()),
+                                 ms, "generated", 1)  # fmt: skip
+    change = experiments.check_guardrails()
+    assert change is not None and change.weights == {"v1": 0, "v2": 100, "v3": 0}
+    assert "latency worse" in change.reason
+
+
+def test_rollback_twice_changes_nothing_and_after_a_promotion_says_how_to_go_back(experiments):
+    experiments.rollout({"v1": 50, "v2": 50}, "ops")
+    first = experiments.rollback("ops")
+    again = experiments.rollback("ops")
+    assert again == first and experiments.weights() == {"v1": 100, "v2": 0, "v3": 0}
+    experiments.rollout({"v1": 50, "v2": 50}, "ops")
+    experiments.promote("v2", "ops")
+    with pytest.raises(errors.InvalidRequest, match="rollout with weights"):
+        experiments.rollback("ops")
+    assert experiments.weights() == {"v1": 0, "v2": 100, "v3": 0}
+
+
+def test_steps_advance_while_the_analysis_passes_and_the_last_promotes(experiments):
+    experiments.rollout(None, "ops", FAST, steps=[10, 50, 100], candidate="v2")
     assert experiments.weights() == {"v1": 90, "v2": 10, "v3": 0}
+    seen = []
+    for _ in range(2):
+        record(experiments, "v1", 6, "generated")
+        record(experiments, "v2", 6, "generated")
+        time.sleep(0.02)
+        change = experiments.check()
+        assert change is not None
+        seen.append((change.event, change.weights["v2"]))
+    assert seen == [("step", 50), ("promote", 100)]
+    assert experiments.status()["outcome"] == "promote v2: every step passed"
+
+
+def test_a_step_waits_for_its_interval_and_min_requests(experiments):
+    experiments.rollout(None, "ops", FAST | {"interval_s": 60}, steps=[10, 100], candidate="v2")
+    record(experiments, "v1", 6, "generated")
+    record(experiments, "v2", 6, "generated")
+    assert experiments.check_guardrails() is None  # the step began under 60 s ago
+
+
+def test_a_broken_candidate_is_rolled_back_at_its_first_step(experiments):
+    experiments.rollout(None, "ops", FAST, steps=[10, 50, 100], candidate="v3")
+    record(experiments, "v1", 20, "generated")
+    record(experiments, "v3", 20, "ungrounded")
+    time.sleep(0.02)
+    change = experiments.check()
+    assert change is not None and change.event == "rollback"
+    assert change.weights == {"v1": 100, "v2": 0, "v3": 0}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"weights": {"v1": 90}}, "sum to 100"),
+        ({"weights": {"v1": 90, "nope": 10}}, "nope"),
+        ({"weights": {"v1": 90, "v2": 10}, "guardrails": {"min_requests": 0}},
+         "guardrails: min_requests"),
+        ({"weights": {"v1": 90, "v2": 10}, "guardrails": {"surprise": 1}}, "guardrails: surprise"),
+        ({"weights": None, "steps": [10, 5], "candidate": "v2"}, "steps must rise"),
+        ({"weights": None, "steps": [0, 50], "candidate": "v2"}, "from 1 to 100"),
+        ({"weights": None, "steps": [10, 150], "candidate": "v2"}, "from 1 to 100"),
+        ({"weights": None, "steps": [10, 50], "candidate": "v1"}, "other than the incumbent"),
+        ({"weights": None, "steps": [10, 50]}, "steps and candidate go together"),
+        ({"weights": None, "steps": [10], "candidate": "v2", "guardrails": None},
+         "steps need guardrails"),
+        ({"weights": {"v1": 50, "v2": 50}, "steps": [10], "candidate": "v2"},
+         "first step's"),
+        ({"weights": None}, "give weights"),
+        ({"weights": {"v1": 90, "v2": 10}, "webhook": "file:///etc/passwd"}, "http"),
+        ({"weights": {"v1": 90, "v2": 10}, "webhook": "http://127.0.0.1:9/hook"}, "loopback"),
+        ({"weights": {"v1": 90, "v2": 10}, "webhook": "http://10.1.2.3/hook"}, "private"),
+    ],
+)  # fmt: skip
+def test_a_refused_rollout_leaves_the_weights_and_names_the_problem(experiments, kwargs, named):
+    experiments.rollout({"v1": 90, "v2": 10}, "ops")
+    before = experiments.status()
+    with pytest.raises(errors.InvalidRequest, match=named):
+        experiments.rollout(by="ops", **({"guardrails": FAST} | kwargs))
+    assert experiments.weights() == {"v1": 90, "v2": 10, "v3": 0}
+    assert experiments.status()["history"] == before["history"]
 
 
 def test_only_admins_force_a_variant_and_only_a_known_one(experiments):

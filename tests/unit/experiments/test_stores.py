@@ -17,10 +17,14 @@ from experiments.rollouts import Change, RedisRolloutLog, SqliteRolloutLog
 
 def fill(stores) -> None:
     stores.rollouts.append("canary", Change({"v1": 100}, "ops", time.time(), "rollout"))
-    stores.feedback.record_answer(AnswerRecord("a1", "key", "v1", "docs", time.time()))
+    stores.feedback.record_answer(
+        AnswerRecord("a1", "key", "v1", "docs", time.time(), experiment="canary-1")
+    )
     stores.feedback.vote("a1", "key", 1)
     stores.feedback.set_export_cursor("/exports", 2)
-    stores.outcomes.record(Outcome("v1", time.time(), 12.0, False, False, False))
+    stores.outcomes.record(
+        Outcome("v1", time.time(), 12.0, False, False, False, experiment="canary-1")
+    )
 
 
 def test_without_a_redis_url_every_store_is_in_the_data_dir_s_sqlite_file(tmp_path):
@@ -40,7 +44,8 @@ def test_without_a_redis_url_every_store_is_in_the_data_dir_s_sqlite_file(tmp_pa
         "votes": 1,
         "changes": 2,
         "export_cursors": 1,
-        "outcomes": 1,
+        "answer_experiments": 1,
+        "run_outcomes": 1,
         "sqlite_sequence": 3,
     }
 
@@ -59,8 +64,8 @@ def test_with_a_redis_url_every_store_is_in_redis_under_the_experiments_prefix(
         "rag:experiments:rollout:canary",
         "rag:experiments:answer:a1",
         "rag:experiments:vote:a1",
-        "rag:experiments:votes:v1",
+        "rag:experiments:votes:canary-1:v1",
         "rag:experiments:changes",
         "rag:experiments:export:cursors",
-        "rag:experiments:outcomes:v1",
+        "rag:experiments:outcomes:canary-1:v1",
     }

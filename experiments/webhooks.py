@@ -49,7 +49,8 @@ def checked_webhook_url(url: str, allow_private: bool) -> str:
     at most 2,048 characters of printable ASCII, read alike by ``urllib`` and by ``httpx``
     (which sends it), and -- unless ``allow_private`` -- a host that is and resolves only
     to public addresses (IP literals in any spelling ``getaddrinfo`` accepts: 2130706433,
-    0x7f000001, 0177.0.0.1, ::ffff:127.0.0.1...).
+    0x7f000001, 127.1, ::ffff:127.0.0.1...; 0177.0.0.1, which httpx reads otherwise, is
+    refused as unsendable).
 
     Raises:
         InvalidRequest: naming the problem.

@@ -196,6 +196,7 @@ def test_a_public_url_is_sent_to_the_address_checked_with_its_host_kept():
         ("http://[fe80::1]/hook", "a link-local address"),
         ("http://0x7f000001/hook", "0x7f000001' is or resolves to 127.0.0.1, a loopback"),
         ("http://2130706433/hook", "resolves to 127.0.0.1, a loopback address"),
+        ("http://127.1/hook", "resolves to 127.0.0.1, a loopback address"),
         # Dotted with a leading zero: octal to getaddrinfo, invalid to httpx.
         ("http://0177.0.0.1/hook", "Invalid IPv4 address: '0177.0.0.1'"),
         ("http://169.254.169.254/latest/meta-data", "a link-local address"),

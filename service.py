@@ -239,8 +239,11 @@ class RAGService:
     @api
     async def rollback_index(self, collection: str = DEFAULT) -> schemas.ReindexStatus:
         """Admin: switch the collection back to its previous index (kept until the next
-        restore or re-index switch). 409 when there is none, or when its embedder is not
-        served any more."""
+        restore or re-index switch). Idempotent: the index it leaves is kept (as
+        ``rolled_back_from``) but not offered for rollback, so a second call, or a retry,
+        answers 200 with the state unchanged (``previous`` null) and never switches
+        forward again. 409 when there never was a previous index, or when its embedder is
+        not served any more."""
         return await self.app.versions.roll_back(collection)
 
     @task

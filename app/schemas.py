@@ -232,7 +232,12 @@ class ReindexStatus(BaseModel):
     collection: str
     live: IndexState
     previous: IndexState | None = Field(
-        description="The index rollback_index returns to (kept until the next switch)."
+        description="The index rollback_index returns to (kept until the next switch); "
+        "null when there is none, as after a rollback."
+    )
+    rolled_back_from: IndexState | None = Field(
+        description="The index the last rollback_index switched away from: kept, not "
+        "served and not offered for rollback, until the next restore or re-index switch.",
     )
     building: ReindexReport | None = Field(
         description="The re-index running in this replica, or the last one it ran."

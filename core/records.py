@@ -44,6 +44,15 @@ class LiveIndex:
     generation: str
     index_version: str
     previous: str = ""  # the generation rollback_index goes back to ("" when none)
+    # The generation rollback_index switched away from ("" unless the last switch was a
+    # rollback): kept, never served, and not offered for another rollback, so a second
+    # rollback_index cannot switch forward again.
+    rolled_back_from: str = ""
+
+    def kept(self) -> frozenset[str]:
+        """The generations this record holds on to (live, previous, rolled back from): no
+        clean-up of abandoned builds may drop them."""
+        return frozenset(g for g in (self.generation, self.previous, self.rolled_back_from) if g)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ Queries keep reading the live index while the new generation is built from the P
 the live documents. Before the switch the builder catches up with ingests and deletes made
 meanwhile; right after it, once more with those that landed in the old generation between
 its last look and the switch. The old generation is kept for ``rollback_index`` until the
-next switch.
+next switch. A rollback keeps the generation it leaves until the next switch as well (a
+re-index neither builds into it nor drops it before its own switch), and a second rollback
+changes nothing.
 
 A re-index that dies (SIGKILL, a restart) leaves its half-built generation invisible to
 queries. Started again with the same target, it finds that generation and goes on with the
@@ -265,7 +267,7 @@ class Reindexer:
         wanted = target.settings()
         resumed = None
         for generation in self._index.generations(collection):
-            if generation in (live.generation, live.previous):
+            if generation in live.kept():
                 continue
             settings = self._index.generation_settings(collection, generation)
             if resumed is None and settings.get("reindex") == wanted:
@@ -316,8 +318,9 @@ def index_status(
     progress: ReindexProgress | None,
     served: dict[str, ServedEmbedder],
 ) -> dict[str, Any]:
-    """What reindex_status shows: the live index, the one rollback_index returns to,
-    unfinished builds, the last re-index run here and the embedders a re-index may use."""
+    """What reindex_status shows: the live index, the one rollback_index returns to (None
+    after a rollback), the one a rollback left, unfinished builds, the last re-index run
+    here and the embedders a re-index may use."""
     live = index.live(collection)
 
     def state(generation: str) -> dict[str, Any]:
@@ -329,21 +332,29 @@ def index_status(
             "documents": len(index.list_documents(collection, generation)),
         }
 
-    kept = index.generations(collection)
+    stored = index.generations(collection)
     return {
         "collection": collection,
         "live": state(live.generation),
-        "previous": state(live.previous) if live.previous in kept else None,
+        "previous": state(live.previous) if live.previous in stored else None,
+        "rolled_back_from": (
+            state(live.rolled_back_from) if live.rolled_back_from in stored else None
+        ),
         "building": progress.to_dict() if progress else None,
-        "unfinished": [state(g) for g in kept if g not in (live.generation, live.previous)],
+        "unfinished": [state(g) for g in stored if g not in live.kept()],
         "served_embedders": [{"service": n, "tag": s.id.tag} for n, s in served.items()],
     }
 
 
 def roll_back(index: ChunkIndex, collection: str, served: set[EmbedderId]) -> LiveIndex:
-    """Switch ``collection`` back to its previous index. Raises IndexConflict when there is
-    none, or when it was made by an embedder not in ``served`` (its queries would fail)."""
+    """Switch ``collection`` back to its previous index; the one it leaves is not offered
+    for rollback, so a second call (a retry) returns the state unchanged rather than
+    switching forward again. Raises IndexConflict when there is no previous index and the
+    last switch was not a rollback, or when the previous index was made by an embedder not
+    in ``served`` (its queries would fail)."""
     live = index.live(collection)
+    if not live.previous and live.rolled_back_from:
+        return live
     if not live.previous or live.previous not in index.generations(collection):
         raise IndexConflict(f"collection {collection!r} has no previous index to go back to")
     embedder = index.embedder_of(collection, fresh=True, generation=live.previous)
@@ -352,7 +363,13 @@ def roll_back(index: ChunkIndex, collection: str, served: set[EmbedderId]) -> Li
             f"the previous index of {collection!r} was made by {embedder}, which this "
             "service does not serve: serve it again (RAG_EMBEDDER_MODEL or a variant) first"
         )
-    return index.switch(collection, live.previous)
+    try:
+        return index.roll_back(collection, live.previous)
+    except ValueError as exc:  # another switch landed since the read above
+        raise IndexConflict(
+            f"collection {collection!r} was switched while it was rolled back; nothing was "
+            "changed: look at reindex_status and try again"
+        ) from exc
 
 
 def _stale(built: DocumentRecord | None, source: DocumentRecord) -> bool:

@@ -232,7 +232,7 @@ def _drop_abandoned_restores(index: ChunkIndex, collection: str) -> None:
     it to resume."""
     live = index.live(collection)
     for generation in index.generations(collection):
-        if generation in (live.generation, live.previous):
+        if generation in live.kept():
             continue
         if "restored_from" in index.generation_settings(collection, generation):
             index.drop_generation(collection, generation)

@@ -11,8 +11,10 @@ the registry records of its documents, and one ``live:<collection>`` record name
 generation that queries read. A restore or a re-index builds a new generation beside the
 live one and switches that record: one write, so a reader sees the old index or the new
 one, never a mix. The previous generation is kept until the next switch, for
-``rollback_index``. Generation "0" is the layout of indexes made before generations
-existed (its chunks keep their old Chroma collection name).
+``rollback_index``; a rollback keeps the generation it leaves (``rolled_back_from``) until
+the next switch too, and offers no previous one, so rolling back twice stays put.
+Generation "0" is the layout of indexes made before generations existed (its chunks keep
+their old Chroma collection name).
 
 Each generation has an ``index_version``: a new one, later than the last, with every
 commit or delete, written in the same upsert as the document record. A reader reports the
@@ -128,6 +130,17 @@ class ChunkIndex:
         """Make ``generation`` the live index of ``collection`` in one write, keep the one
         it replaces for rollback_index and drop the one kept before. Returns the new state."""
         return self._registry.switch(collection, generation)
+
+    def roll_back(self, collection: str, generation: str) -> LiveIndex:
+        """Make ``generation``, the ``previous`` index of ``collection``, live again in one
+        write; the one it leaves is kept (``rolled_back_from``) until the next switch and
+        no previous index is offered any more. A retry once it is live returns the state
+        unchanged. Returns the new state.
+
+        Raises:
+            ValueError: ``generation`` is not the previous index of ``collection``.
+        """
+        return self._registry.roll_back(collection, generation)
 
     def generations(self, collection: str) -> list[str]:
         """Every generation of ``collection`` that has a record (built, building or kept)."""

@@ -126,15 +126,22 @@ def generation_metadata(
 
 
 def live_metadata(
-    collection: str, generation: str, previous: str, switched_at: float
+    collection: str,
+    generation: str,
+    previous: str,
+    switched_at: float,
+    rolled_back_from: str = "",
 ) -> dict[str, Any]:
-    """The registry metadata naming the generation that queries of ``collection`` read."""
+    """The registry metadata naming the generation that queries of ``collection`` read,
+    the one rollback_index goes back to and the one it last went back from ("" for none).
+    Every key is always written: an upsert keeps keys it is not given."""
     return {
         "kind": LIVE,
         "collection": collection,
         "generation": generation,
         "previous": previous,
         "switched_at": switched_at,
+        "rolled_back_from": rolled_back_from,
     }
 
 

@@ -4,7 +4,9 @@ generation is live, and the embedder that made a generation's vectors.
 
 Switching the live generation is one upsert of the ``live:<collection>`` record, so a
 reader sees the old index or the new one, never a mix; the generation it replaces is kept
-(as ``previous``) until the next switch, for ``rollback_index``.
+(as ``previous``) until the next switch, for ``rollback_index``. A rollback is a switch to
+``previous`` that keeps the generation it leaves as ``rolled_back_from`` and offers no
+``previous`` any more: a second rollback finds nothing to go back to and changes nothing.
 """
 
 from __future__ import annotations
@@ -155,7 +157,13 @@ class IndexRegistry:
         version = self.index_version(collection, generation)
         with self._lock:
             self._versions[(collection, generation)] = version
-        return LiveIndex(collection, generation, version, str(meta.get("previous") or ""))
+        return LiveIndex(
+            collection,
+            generation,
+            version,
+            str(meta.get("previous") or ""),
+            str(meta.get("rolled_back_from") or ""),
+        )
 
     def index_version(self, collection: str, generation: str) -> str:
         """The version of one generation ("0" for one that was never written)."""
@@ -188,8 +196,8 @@ class IndexRegistry:
         return json.loads(str(got["metadatas"][0].get("settings") or "{}")) if got["ids"] else {}
 
     def switch(self, collection: str, generation: str) -> LiveIndex:
-        """Make ``generation`` live in one write, keep the one it replaces and drop the one
-        kept before. Returns the new state."""
+        """Make ``generation`` live in one write, keep the one it replaces (as
+        ``previous``) and drop the ones kept before. Returns the new state."""
         current = self.live(collection)
         if generation == current.generation:
             return current
@@ -198,8 +206,32 @@ class IndexRegistry:
             embeddings=[NO_VECTOR],
             metadatas=[live_metadata(collection, generation, current.generation, time.time())],
         )
-        if current.previous and current.previous not in (generation, current.generation):
-            self.drop_generation(collection, current.previous)
+        # Dropped after the write that stops naming them: a process killed in between
+        # leaves a generation nothing names, which the next re-index drops.
+        for old in current.kept() - {generation, current.generation}:
+            self.drop_generation(collection, old)
+        return self.live(collection)
+
+    def roll_back(self, collection: str, generation: str) -> LiveIndex:
+        """Make ``generation``, the ``previous`` of ``collection``, live again in one write.
+        The generation it leaves is kept as ``rolled_back_from`` (not served, not offered
+        for rollback) until the next switch; ``previous`` becomes "". When ``generation``
+        is live already after a rollback (a retry, or another replica's rollback), the
+        state is returned unchanged.
+
+        Raises:
+            ValueError: ``generation`` is not the previous generation of ``collection``.
+        """
+        current = self.live(collection)
+        if generation == current.generation and current.rolled_back_from:
+            return current
+        if not generation or generation != current.previous:
+            raise ValueError(f"generation {generation} is not the previous one of {collection!r}")
+        self._registry.upsert(
+            ids=[live_id(collection)],
+            embeddings=[NO_VECTOR],
+            metadatas=[live_metadata(collection, generation, "", time.time(), current.generation)],
+        )
         return self.live(collection)
 
     def generations(self, collection: str) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from core.errors import IndexConflict
 from core.records import DocumentRecord, EmbedderId
-from jobs.reindex import Reindexer, ReindexLimits, ReindexTarget
+from jobs.reindex import Reindexer, ReindexLimits, ReindexTarget, index_status, roll_back
 from retrieval.chunking import chunk_pages
 from retrieval.index import ChunkIndex
 from retrieval.ingestion import document_id_for
@@ -162,10 +162,31 @@ def test_a_document_that_cannot_be_rebuilt_stops_the_switch(index, blobs, counte
         run(reindexer(index, blobs).run("empty", target(counter, Embedder("new"))))
 
 
-def test_rollback_returns_to_the_previous_index_and_its_version(index, blobs, counter):
+def test_rollback_returns_to_the_previous_index_and_twice_leaves_it_there(index, blobs, counter):
     ingest(index, blobs, counter, "bridge.pdf", TEXTS["bridge.pdf"])
     before = index.live("c")
-    run(reindexer(index, blobs).run("c", target(counter, Embedder("new"))))
-    back = index.switch("c", index.live("c").previous)
-    assert dataclasses.replace(back, previous="") == dataclasses.replace(before, previous="")
+    with pytest.raises(IndexConflict, match="no previous index"):
+        roll_back(index, "c", {OLD, NEW})
+    progress = run(reindexer(index, blobs).run("c", target(counter, Embedder("new"))))
+
+    first = roll_back(index, "c", {OLD, NEW})
+    second = roll_back(index, "c", {OLD, NEW})
+    # The index and the version it had, and the one it left kept aside.
+    assert first == dataclasses.replace(before, rolled_back_from=progress.generation)
+    assert second == first == index.live("c")
     assert index.embedder_of("c") == OLD
+    hit = index.search("c", vectors(["The Larkspur bridge opened in 1931."], "old")[0], 1)
+    assert hit[0].filename == "bridge.pdf"
+    status = index_status(index, "c", None, {})
+    assert status["live"]["generation"] == before.generation
+    assert status["previous"] is None
+    assert status["rolled_back_from"]["generation"] == progress.generation
+    assert status["rolled_back_from"]["documents"] == 1  # kept whole, not served
+    assert status["unfinished"] == []
+
+    # A re-index with the same target builds afresh (the rolled-back index stays as it
+    # was until the switch), then the rolled-back one is dropped.
+    again = run(reindexer(index, blobs).run("c", target(counter, Embedder("new"))))
+    assert again.generation != progress.generation and again.resumed_documents == 0
+    assert set(index.generations("c")) == {before.generation, again.generation}
+    assert index_status(index, "c", None, {})["rolled_back_from"] is None

@@ -58,9 +58,41 @@ def test_a_new_generation_is_invisible_until_the_switch_and_the_old_stays_for_ro
     # A reader pinned to the old generation still reads it whole.
     assert labels(index.search("default", vec(0), 5, blue.generation)) == {"blue"}
 
-    back = index.switch("default", blue.generation)  # rollback_index
+    back = index.roll_back("default", blue.generation)  # rollback_index
     assert back.index_version == blue.index_version  # the same index, the same version
     assert labels(index.search("default", vec(0), 5)) == {"blue"}
+
+
+def test_rolled_back_twice_the_old_index_serves_and_the_new_one_is_kept(index):
+    commit(index, "blue", "a.pdf")
+    blue = index.live("default")
+    green = index.create_generation("default", {})
+    commit(index, "green", "b.pdf", generation=green)
+    index.switch("default", green)
+
+    back = index.roll_back("default", blue.generation)
+    assert (back.generation, back.previous, back.rolled_back_from) == (
+        blue.generation,
+        "",
+        green,
+    )
+    assert back.index_version == blue.index_version
+    assert labels(index.search("default", vec(0), 5)) == {"blue"}
+    # The second rollback (a retry, or another replica's) leaves the old index serving.
+    assert index.roll_back("default", blue.generation) == back
+    assert index.live("default") == back
+    assert labels(index.search("default", vec(0), 5)) == {"blue"}
+    # The green index is kept whole, unread, until the next switch.
+    assert set(index.generations("default")) == {blue.generation, green}
+    assert labels(index.search("default", vec(0), 5, green)) == {"green"}
+    with pytest.raises(ValueError, match="not the previous one"):
+        index.roll_back("default", green)  # never forward again
+
+    red = index.create_generation("default", {})
+    commit(index, "red", "c.pdf", generation=red)
+    moved = index.switch("default", red)
+    assert (moved.previous, moved.rolled_back_from) == (blue.generation, "")
+    assert set(index.generations("default")) == {blue.generation, red}
 
 
 def test_a_third_generation_drops_the_one_kept_before(index):

@@ -20,6 +20,7 @@ from core.deadlines import REQUEST_TIMEOUT_S
 from core.settings import get_settings
 from gateway.apis import api, behind_gateway, task, task_id, upload_name
 from gateway.logs import use_json_logs
+from gateway.prometheus_dir import use_own_prometheus_dir
 from jobs.batch_jobs import BatchResults
 from models.clients import CallLimits, model_clients, model_service, with_model_services
 from retrieval.page_images import DEFAULT_WIDTH
@@ -28,6 +29,9 @@ from web.app import ui_app
 settings = get_settings()
 # BentoML set up its logging in this process before importing this module: make it JSON.
 use_json_logs(settings.log_level)
+# Before BentoML picks the Prometheus directory: one of this server's own, so that servers
+# on one host (the split deployment) do not empty each other's /metrics.
+use_own_prometheus_dir(settings.metrics_dir)
 # The variants, their model services and where each runs: a problem stops start-up here.
 PLAN = ServingPlan.read(settings)
 # The apps mounted below; the service hands them the application when it starts.

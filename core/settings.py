@@ -413,6 +413,14 @@ class Settings(BaseSettings):
             "log. Keys are never logged."
         ),
     )
+    metrics_dir: Path | None = Field(
+        None,
+        description=(
+            "Directory in which every server (bentoml serve) on this host keeps its "
+            "Prometheus files, in a folder <host>-<pid> of its own that it removes when it "
+            "exits; unset = $BENTOML_HOME/prometheus_multiproc_servers."
+        ),
+    )
 
     # Model versions side by side (experiments/, README "Model versions, A/B tests and
     # canaries").

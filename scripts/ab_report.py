@@ -26,12 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 from scripts.ab.comparison import (  # noqa: E402
     DEFAULT_EFFECT,
@@ -162,7 +166,7 @@ def report_from_status(args: argparse.Namespace, raw: dict[str, Any], info: Stat
     return build_report(summaries_from_status(raw), incumbent, "status", origin, scope, args.effect)
 
 
-def make_plot(report: Report, rows: list[LogRow], changes: list[RolloutChange]) -> Any:
+def make_plot(report: Report, rows: list[LogRow], changes: list[RolloutChange]) -> Figure:
     try:
         from scripts.ab.plot import figure
     except ImportError as exc:  # matplotlib is a dev dependency
@@ -174,7 +178,7 @@ def make_plot(report: Report, rows: list[LogRow], changes: list[RolloutChange]) 
     return figure(rows, changes, title)
 
 
-def write(path: Path, writer: Any) -> None:
+def write(path: Path, writer: Callable[[Path], object]) -> None:
     try:
         writer(path)
     except OSError as exc:

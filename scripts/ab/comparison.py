@@ -110,30 +110,28 @@ def compare_rate(
     """Incumbent vs candidate on one rate (``hits``/``totals`` in that order), by Fisher's
     exact test, with intervals and the sample size that a change of ``effect`` from the
     incumbent's rate needs; TOO_LITTLE when either side has no requests."""
-    intervals = {
-        "incumbent_ci": rate_interval(hits[0], totals[0]),
-        "candidate_ci": rate_interval(hits[1], totals[1]),
-        "difference_ci": difference_interval(hits, totals),
-    }
-    rates = [h / t if t else None for h, t in zip(hits, totals, strict=True)]
-    # The incumbent's rate is the baseline: the change to detect is a candidate's from it.
-    sample = None if rates[0] is None else sample_size(rates[0], totals, effect)
-    if not all(totals):
-        return Comparison(
-            metric, *rates, *totals, None, TOO_LITTLE, UNTESTED, **intervals, sample=sample
-        )
-    found = rate_difference(hits[0], totals[0], hits[1], totals[1])
-    verdict = "significant" if found.significant else "not significant"
+    a_rate = hits[0] / totals[0] if totals[0] else None
+    b_rate = hits[1] / totals[1] if totals[1] else None
+    p_value, verdict, test = None, TOO_LITTLE, UNTESTED
+    if all(totals):
+        found = rate_difference(hits[0], totals[0], hits[1], totals[1])
+        p_value, test = found.p_value, FISHER
+        verdict = "significant" if found.significant else "not significant"
     return Comparison(
         metric,
-        found.a,
-        found.b,
-        *totals,
-        found.p_value,
+        a_rate,
+        b_rate,
+        totals[0],
+        totals[1],
+        p_value,
         verdict,
-        FISHER,
-        **intervals,
-        sample=sample,
+        test,
+        incumbent_ci=rate_interval(hits[0], totals[0]),
+        candidate_ci=rate_interval(hits[1], totals[1]),
+        difference_ci=difference_interval(hits, totals),
+        # The incumbent's rate is the baseline: the change to detect is a candidate's from
+        # it; even a candidate with no traffic yet is told how much it will need.
+        sample=None if a_rate is None else sample_size(a_rate, totals, effect),
     )
 
 

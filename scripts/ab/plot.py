@@ -37,7 +37,8 @@ class Binned:
 
     @property
     def centres(self) -> np.ndarray:
-        return (self.edges[:-1] + self.edges[1:]) / 2
+        centres: np.ndarray = (self.edges[:-1] + self.edges[1:]) / 2
+        return centres
 
 
 def bin_count(rows: int, max_bins: int = MAX_BINS) -> int:

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from scripts.ab.comparison import ReportInputError, VariantSummary
 
@@ -130,7 +130,8 @@ def parse_row(raw: Any, where: str) -> LogRow:
     )
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    # bool is an int to Python, never a number in a log.
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

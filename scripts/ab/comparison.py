@@ -1,9 +1,11 @@
 """A candidate against the incumbent, metric by metric: what each variant's traffic came to
-(VariantSummary, as counts), and every difference with its p-value and verdict at 95%.
+(VariantSummary, as counts), and every difference with the test used, its p-value, its
+verdict at 95%, intervals for rates, and the sample size a stated effect needs.
 
-The tests and intervals themselves are experiments/stats.py's (scipy), as the service's
-rollout status uses them; this module only decides which test a metric gets and what to
-say when there is too little to test.
+The tests themselves are experiments/stats.py's (scipy), as the service's rollout status
+uses them, and the intervals and sample sizes scripts/ab/estimates.py's (statsmodels); this
+module only decides which test a metric gets and what to say when there is too little to
+test.
 """
 
 from __future__ import annotations
@@ -11,9 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from experiments.stats import Difference, Interval, latency_difference, rate_difference, vote_mean
+from scripts.ab.estimates import SampleSize, difference_interval, rate_interval, sample_size
 
 NO_TEST = "needs the exported log"
 TOO_LITTLE = "n/a"
+# The tests a comparison names, as experiments/stats.py runs them.
+FISHER = "Fisher's exact"
+MANN_WHITNEY = "Mann-Whitney U"
+UNTESTED = "none"
+DEFAULT_EFFECT = 0.05  # the change in a rate worth detecting: 5 points
 
 
 class ReportInputError(Exception):
@@ -55,6 +63,12 @@ class Comparison:
     n_candidate: int
     p_value: float | None
     verdict: str  # "significant", "not significant", TOO_LITTLE or NO_TEST
+    test: str = UNTESTED  # FISHER, MANN_WHITNEY or UNTESTED (no p-value)
+    # Rates only: Wilson intervals of each side and Newcomb's of the difference.
+    incumbent_ci: tuple[float, float] | None = None
+    candidate_ci: tuple[float, float] | None = None
+    difference_ci: tuple[float, float] | None = None
+    sample: SampleSize | None = None  # rates only: what a DEFAULT_EFFECT-like change needs
 
     @property
     def difference(self) -> float | None:
@@ -64,28 +78,61 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class Scope:
+    """Which answers a report covers: one experiment (run), within a time window."""
+
+    experiment: str | None  # its id; None when the source does not name it (older server)
+    since: float | None = None  # the window asked for (epoch s), None: open
+    until: float | None = None
+    first: float | None = None  # the span the figures cover (epoch s), where known
+    last: float | None = None
+    others: tuple[tuple[str, int], ...] = ()  # other experiments of the log: (id, answers)
+    notes: tuple[str, ...] = ()  # what the reader must know about the scope
+
+
+@dataclass(frozen=True)
 class Report:
     source: str  # "status" or "log"
     origin: str  # the URL or the path read
     incumbent: str
     variants: dict[str, VariantSummary]
     comparisons: dict[str, list[Comparison]]  # per candidate
+    scope: Scope = Scope(None)
+    effect: float = DEFAULT_EFFECT
 
 
-def compare_rate(metric: str, hits: tuple[int, int], totals: tuple[int, int]) -> Comparison:
+def compare_rate(
+    metric: str,
+    hits: tuple[int, int],
+    totals: tuple[int, int],
+    effect: float = DEFAULT_EFFECT,
+) -> Comparison:
     """Incumbent vs candidate on one rate (``hits``/``totals`` in that order), by Fisher's
-    exact test; TOO_LITTLE when either side has no requests."""
-    if not all(totals):
-        return Comparison(
-            metric,
-            hits[0] / totals[0] if totals[0] else None,
-            hits[1] / totals[1] if totals[1] else None,
-            *totals,
-            None,
-            TOO_LITTLE,
-        )
-    found = rate_difference(hits[0], totals[0], hits[1], totals[1])
-    return _tested(metric, found, totals)
+    exact test, with intervals and the sample size that a change of ``effect`` from the
+    incumbent's rate needs; TOO_LITTLE when either side has no requests."""
+    a_rate = hits[0] / totals[0] if totals[0] else None
+    b_rate = hits[1] / totals[1] if totals[1] else None
+    p_value, verdict, test = None, TOO_LITTLE, UNTESTED
+    if all(totals):
+        found = rate_difference(hits[0], totals[0], hits[1], totals[1])
+        p_value, test = found.p_value, FISHER
+        verdict = "significant" if found.significant else "not significant"
+    return Comparison(
+        metric,
+        a_rate,
+        b_rate,
+        totals[0],
+        totals[1],
+        p_value,
+        verdict,
+        test,
+        incumbent_ci=rate_interval(hits[0], totals[0]),
+        candidate_ci=rate_interval(hits[1], totals[1]),
+        difference_ci=difference_interval(hits, totals),
+        # The incumbent's rate is the baseline: the change to detect is a candidate's from
+        # it; even a candidate with no traffic yet is told how much it will need.
+        sample=None if a_rate is None else sample_size(a_rate, totals, effect),
+    )
 
 
 def compare_latency(incumbent: VariantSummary, candidate: VariantSummary) -> Comparison:
@@ -108,25 +155,28 @@ def compare_latency(incumbent: VariantSummary, candidate: VariantSummary) -> Com
         return Comparison(
             "latency p50 (ms)", incumbent.p50_ms, candidate.p50_ms, len(a), len(b), None, TOO_LITTLE
         )
-    return _tested("latency p50 (ms)", latency_difference(list(a), list(b)), (len(a), len(b)))
-
-
-def _tested(metric: str, found: Difference, sizes: tuple[int, int]) -> Comparison:
+    found: Difference = latency_difference(list(a), list(b))
     verdict = "significant" if found.significant else "not significant"
-    return Comparison(metric, found.a, found.b, *sizes, found.p_value, verdict)
+    return Comparison(
+        "latency p50 (ms)", found.a, found.b, len(a), len(b), found.p_value, verdict, MANN_WHITNEY
+    )
 
 
-def compare(incumbent: VariantSummary, candidate: VariantSummary) -> list[Comparison]:
-    """Every metric of ``candidate`` against ``incumbent``; errors only where counted."""
+def compare(
+    incumbent: VariantSummary, candidate: VariantSummary, effect: float = DEFAULT_EFFECT
+) -> list[Comparison]:
+    """Every metric of ``candidate`` against ``incumbent``; errors only where counted.
+    ``effect`` is the change in a rate that the sample sizes are for."""
     answered = (incumbent.answered, candidate.answered)
     comparisons = [
         compare_rate(
             "feedback (+1 share)",
             (incumbent.positive, candidate.positive),
             (incumbent.votes, candidate.votes),
+            effect,
         ),
-        compare_rate("not_found", (incumbent.not_found, candidate.not_found), answered),
-        compare_rate("ungrounded", (incumbent.ungrounded, candidate.ungrounded), answered),
+        compare_rate("not_found", (incumbent.not_found, candidate.not_found), answered, effect),
+        compare_rate("ungrounded", (incumbent.ungrounded, candidate.ungrounded), answered, effect),
     ]
     if incumbent.errors is not None and candidate.errors is not None:
         comparisons.append(
@@ -134,6 +184,7 @@ def compare(incumbent: VariantSummary, candidate: VariantSummary) -> list[Compar
                 "errors",
                 (incumbent.errors, candidate.errors),
                 (incumbent.requests, candidate.requests),
+                effect,
             )
         )
     comparisons.append(compare_latency(incumbent, candidate))
@@ -141,16 +192,24 @@ def compare(incumbent: VariantSummary, candidate: VariantSummary) -> list[Compar
 
 
 def build_report(
-    summaries: dict[str, VariantSummary], incumbent: str, source: str, origin: str
+    summaries: dict[str, VariantSummary],
+    incumbent: str,
+    source: str,
+    origin: str,
+    scope: Scope = Scope(None),
+    effect: float = DEFAULT_EFFECT,
 ) -> Report:
-    """Each other variant compared with ``incumbent``; ReportInputError if it is not one
-    of ``summaries``."""
+    """Each other variant compared with ``incumbent``, with sample sizes for a change of
+    ``effect`` in each rate; ReportInputError if ``incumbent`` is not one of
+    ``summaries``."""
     if incumbent not in summaries:
         raise ReportInputError(
             f"incumbent {incumbent!r} is not among the variants: {sorted(summaries)}"
         )
     base = summaries[incumbent]
     comparisons = {
-        name: compare(base, summary) for name, summary in summaries.items() if name != incumbent
+        name: compare(base, summary, effect)
+        for name, summary in summaries.items()
+        if name != incumbent
     }
-    return Report(source, origin, incumbent, summaries, comparisons)
+    return Report(source, origin, incumbent, summaries, comparisons, scope, effect)

@@ -1,7 +1,8 @@
 """Where the report's figures come from: the log the export_feedback task wrote (JSONL or
-Parquet, one row per answer, with its latency) or the live ``POST /rollout_status`` of a
-served instance (counts since the rollout began, latency as p50/p95 only). Both end as one
-VariantSummary per variant."""
+Parquet, one row per answer, with its experiment, time and latency) or the live
+``POST /rollout_status`` of a served instance (counts since the rollout began, latency as
+p50/p95 only; or the same reply saved to a file). Both end as one VariantSummary per
+variant; the status also gives the rollout's changes (its history) for the plot."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from scripts.ab.comparison import ReportInputError, VariantSummary
 
@@ -27,6 +28,8 @@ class LogRow:
     answer_mode: str
     score: int | None
     latency_ms: float | None
+    given_at: float = 0.0  # epoch s
+    experiment: str | None = None  # the run's id; None for answers from before ids
 
 
 # -- the exported log -------------------------------------------------------------------
@@ -105,15 +108,31 @@ def parse_row(raw: Any, where: str) -> LogRow:
     if score is not None and (isinstance(score, bool) or score not in (1, -1)):
         raise ReportInputError(f"{where}: score must be 1, -1 or null; got {score!r}")
     latency = raw.get("latency_ms")
-    if latency is not None and (isinstance(latency, bool) or not isinstance(latency, int | float)):
+    if latency is not None and not _is_number(latency):
         raise ReportInputError(f"{where}: latency_ms must be a number or null; got {latency!r}")
+    given_at = raw.get("given_at")
+    if not _is_number(given_at):
+        raise ReportInputError(f"{where}: given_at must be a number (epoch s); got {given_at!r}")
+    # Absent in logs exported before experiments had ids: those rows form the "(none)" group.
+    experiment = raw.get("experiment")
+    if experiment is not None and (not isinstance(experiment, str) or not experiment):
+        raise ReportInputError(
+            f"{where}: experiment must be a non-empty string or null; got {experiment!r}"
+        )
     return LogRow(
         raw["answer_id"],
         raw["variant"],
         mode,
         None if score is None else int(score),
         None if latency is None else float(latency),
+        float(given_at),
+        experiment,
     )
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    # bool is an int to Python, never a number in a log.
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def latest_per_answer(rows: Iterable[LogRow]) -> list[LogRow]:
@@ -160,6 +179,99 @@ def busiest_variant(summaries: dict[str, VariantSummary]) -> str:
 
 
 # -- the live status ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RolloutChange:
+    """One entry of the status's history: the weights set at ``at`` (epoch s), and why."""
+
+    at: float
+    weights: dict[str, int]
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StatusInfo:
+    """What a status says about its experiment besides the variants' figures. The id and
+    times are new in the status (an older server lacks them: None)."""
+
+    experiment_id: str | None
+    name: str | None  # the assignment salt, "experiment" in every status
+    incumbent: str | None
+    since: float | None  # when the current rollout began
+    started_at: float | None
+    ended_at: float | None
+    steps: tuple[int, ...] | None
+    changes: tuple[RolloutChange, ...]
+
+
+def read_status_file(path: Path) -> dict[str, Any]:
+    """A saved ``rollout_status`` reply; ReportInputError naming the file if unreadable."""
+    try:
+        status = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ReportInputError(f"{path}: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ReportInputError(f"{path}: not JSON ({exc.msg})") from exc
+    if not isinstance(status, dict):
+        raise ReportInputError(f"{path}: expected a rollout status object")
+    return status
+
+
+def status_info(status: dict[str, Any]) -> StatusInfo:
+    """The experiment and history fields of a status, each checked; a field an older server
+    does not send is None. ReportInputError names a field present with a wrong type."""
+    steps = status.get("steps")
+    if steps is not None and (not isinstance(steps, list) or not all(_is_number(w) for w in steps)):
+        raise ReportInputError(f"status: steps must be a list of weights or null; got {steps!r}")
+    history = status.get("history") or []
+    if not isinstance(history, list):
+        raise ReportInputError(f"status: history must be a list; got {history!r}")
+    return StatusInfo(
+        experiment_id=_optional(status, "experiment_id", str),
+        name=_optional(status, "experiment", str),
+        incumbent=_optional(status, "incumbent", str),
+        since=_optional_time(status, "since"),
+        started_at=_optional_time(status, "started_at"),
+        ended_at=_optional_time(status, "ended_at"),
+        steps=None if steps is None else tuple(int(w) for w in steps),
+        changes=tuple(_change(entry, n) for n, entry in enumerate(history)),
+    )
+
+
+def _change(entry: Any, n: int) -> RolloutChange:
+    where = f"status: history[{n}]"
+    if not isinstance(entry, dict):
+        raise ReportInputError(f"{where}: expected an object; got {entry!r}")
+    weights = entry.get("weights")
+    if not isinstance(weights, dict) or not all(_is_number(w) for w in weights.values()):
+        raise ReportInputError(f"{where}: weights must map variants to numbers; got {weights!r}")
+    at = entry.get("at")
+    if not _is_number(at):
+        raise ReportInputError(f"{where}: at must be a number (epoch s); got {at!r}")
+    return RolloutChange(
+        float(at),
+        {str(name): int(w) for name, w in weights.items()},
+        str(entry.get("by") or ""),
+        str(entry.get("reason") or ""),
+    )
+
+
+def _optional(status: dict[str, Any], field: str, kind: type) -> Any:
+    value = status.get(field)
+    if value is not None and not isinstance(value, kind):
+        raise ReportInputError(f"status: {field} must be a {kind.__name__}; got {value!r}")
+    return value
+
+
+def _optional_time(status: dict[str, Any], field: str) -> float | None:
+    value = status.get(field)
+    if value is None:
+        return None
+    if not _is_number(value):
+        raise ReportInputError(f"status: {field} must be a number (epoch s); got {value!r}")
+    return float(value)
 
 
 def fetch_status(url: str, api_key: str | None, timeout_s: float = 30) -> dict[str, Any]:

@@ -4,7 +4,10 @@ counts."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import math
 import random
 import subprocess
 import sys
@@ -13,15 +16,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+import matplotlib.image
 import pytest
-from scipy.stats import fisher_exact, mannwhitneyu
+from scipy.stats import binomtest, fisher_exact, mannwhitneyu, norm
 
 from experiments.outcomes import Outcome, summarise
 from scripts.ab.comparison import NO_TEST, ReportInputError, build_report
+from scripts.ab.estimates import difference_interval, rate_interval, sample_size
+from scripts.ab.plot import CHANGE, bin_count, binned, figure
 from scripts.ab.render import markdown, report_json
+from scripts.ab.selection import changes_for, parse_time
 from scripts.ab.sources import (
+    LogRow,
     latest_per_answer,
+    parse_row,
     read_log,
+    status_info,
     summaries_from_log,
     summaries_from_status,
 )
@@ -121,6 +131,10 @@ def write_parquet(path: Path, rows: list[dict]) -> Path:
     pq = pytest.importorskip("pyarrow.parquet")
     pq.write_table(pa.Table.from_pylist(rows), path)
     return path
+
+
+def read_log_rows(rows: list[dict]) -> list[LogRow]:
+    return [parse_row(row, f"row {n}") for n, row in enumerate(rows, start=1)]
 
 
 def by_metric(report_dict: dict, candidate: str) -> dict[str, dict]:
@@ -248,17 +262,24 @@ def test_the_script_prints_the_tables_and_writes_json(tmp_path):
     done = run_script("--log", str(log), "--json", str(out))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0] == f"## Variants (log: {log}; incumbent v1)"  # v1 has the most rows
-    assert lines[2] == (
+    assert lines[0] == "# A/B report: experiment (none)"  # rows exported before ids
+    at = lines.index(f"## Variants (log: {log}; incumbent v1)")  # v1 has the most rows
+    assert lines[at + 2] == (
         "| variant | n | feedback mean [95% CI] | votes | not_found | ungrounded | p50 / p95 ms |"
     )
-    assert lines[4].startswith("| v1 (incumbent) | 200 | ")  # the 5 repeats count once
-    assert any(
-        line.startswith("| v2 | not_found | 10.0% | 40.0% | +30.0 pp |")
-        and line.endswith("| 200 / 200 | significant |")
-        for line in lines
-    )
-    assert json.loads(out.read_text())["comparisons"]["v2"][1]["verdict"] == "significant"
+    assert lines[at + 4].startswith("| v1 (incumbent) | 200 | ")  # the 5 repeats count once
+    # Wilson intervals of 20/200 and 80/200, Newcomb's of the difference, and 681 answers
+    # per variant to see 10% -> 15% (Cohen's h, alpha 0.05, power 0.8).
+    assert (
+        "| v2 | not_found | Fisher's exact | 10.0% [6.6%, 14.9%] | 40.0% [33.5%, 46.9%] "
+        "| +30.0 pp [+21.8, +37.7] | 2.83e-12 | 200 / 200 | significant "
+        "| needs ~481 more answers per variant (of 681) |"
+    ) in lines
+    assert "  - rates: Fisher's exact test" in lines
+    figures = json.loads(out.read_text())
+    assert figures["experiment"] == "(none)"
+    assert figures["comparisons"]["v2"][1]["verdict"] == "significant"
+    assert figures["comparisons"]["v2"][1]["test"] == "Fisher's exact"
 
 
 def test_the_script_exits_2_naming_a_missing_log_or_an_unknown_incumbent(tmp_path):
@@ -325,3 +346,367 @@ def test_a_refused_key_exits_2_with_the_servers_answer(status_server, capsys):
     error = capsys.readouterr().err
     assert error.startswith(f"error: {status_server}/rollout_status answered 401")
     assert "an admin key is needed" in error
+
+
+# -- one experiment at a time --------------------------------------------------------------
+
+OLD_RUN, NEW_RUN = "gen-int8-2", "gen-int8-3"
+T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+
+
+def voted_rows(experiment: str | None, variant: str, n: int, positive: int, start: float) -> list:
+    """``n`` answers of ``variant`` in ``experiment``, one a second from ``start``, every
+    one voted: the first ``positive`` +1, the rest -1."""
+    rows = []
+    for i in range(n):
+        row = log_rows(variant, 1, 0, 0, 1.0)[0] | {
+            "answer_id": f"{experiment}-{variant}-{i}",
+            "given_at": start + i,
+            "score": 1 if i < positive else -1,
+            "voted_at": start + i + 5,
+        }
+        if experiment is not None:  # rows exported before ids have no such column
+            row["experiment"] = experiment
+        rows.append(row)
+    return rows
+
+
+def two_runs() -> list[dict]:
+    """Two runs where, within each, v1 and v2 get the same share of +1 votes (30% in the
+    old run, 70% in the new), but the old run sent most traffic to v1 and the new one to
+    v2: pooled by variant name, v2 looks far better (Simpson's paradox)."""
+    old = voted_rows(OLD_RUN, "v1", 300, 90, T0) + voted_rows(OLD_RUN, "v2", 30, 9, T0)
+    new_start = T0 + 86_400
+    new = voted_rows(NEW_RUN, "v1", 30, 21, new_start)
+    new += voted_rows(NEW_RUN, "v2", 300, 210, new_start)
+    return new + old  # file order is not time order: the newest is found by given_at
+
+
+def report_of(tmp_path: Path, rows: list[dict], *args: str) -> tuple[int, str, dict]:
+    """The script run in-process on ``rows``: its exit code, what it printed (stdout then
+    stderr) and the JSON it wrote ({} if none)."""
+    log = write_jsonl(tmp_path / "feedback.jsonl", rows)
+    out = tmp_path / "ab.json"
+    out.unlink(missing_ok=True)
+    printed, errors = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
+        try:
+            code = main(["--log", str(log), "--json", str(out), *args])
+        except SystemExit as exc:  # argparse refusing an option
+            code = int(exc.code or 0)
+    figures = json.loads(out.read_text()) if out.exists() else {}
+    return code, printed.getvalue() + errors.getvalue(), figures
+
+
+def test_pooled_runs_would_show_a_difference_that_no_single_run_has(tmp_path):
+    rows = [r for r in read_log(write_jsonl(tmp_path / "all.jsonl", two_runs()))]
+    pooled = report_json(build_report(summaries_from_log(rows), "v1", "log", "all"))
+    # The artefact the old report printed: 111/330 vs 219/330 +1 votes.
+    assert by_metric(pooled, "v2")["feedback (+1 share)"]["p_value"] == pytest.approx(
+        fisher_exact([[111, 219], [219, 111]]).pvalue
+    )
+    assert by_metric(pooled, "v2")["feedback (+1 share)"]["verdict"] == "significant"
+
+    code, printed, figures = report_of(tmp_path, two_runs(), "--incumbent", "v1")
+    assert code == 0, printed
+    feedback = by_metric(figures, "v2")["feedback (+1 share)"]
+    assert figures["experiment"] == NEW_RUN
+    assert (feedback["n_incumbent"], feedback["n_candidate"]) == (30, 300)
+    assert feedback["p_value"] == pytest.approx(1.0)
+    assert feedback["verdict"] == "not significant"
+
+
+def test_the_default_is_the_newest_run_and_the_others_are_named_not_pooled(tmp_path):
+    rows = two_runs() + voted_rows(None, "v1", 12, 6, T0 - 86_400)
+    code, printed, figures = report_of(tmp_path, rows)
+    assert code == 0, printed
+    lines = printed.splitlines()
+    assert lines[0] == f"# A/B report: experiment {NEW_RUN}"
+    assert (
+        f"- other experiments in the log, not pooled: {OLD_RUN} (330 answers), (none) (12 answers)"
+        in lines
+    )
+    assert (
+        f"- note: experiment {NEW_RUN} is the newest of 3 in the log (last answer "
+        "2023-11-15T22:18:19Z); pick another with --experiment"
+    ) in lines
+    assert figures["other_experiments"] == [
+        {"experiment": OLD_RUN, "answers": 330},
+        {"experiment": "(none)", "answers": 12},
+    ]
+    assert {name: v["requests"] for name, v in figures["variants"].items()} == {
+        "v1": 30,
+        "v2": 300,
+    }
+    assert figures["incumbent"] == "v2"  # the busiest of the run reported
+
+
+def test_experiment_selects_a_run_including_the_rows_without_one(tmp_path):
+    rows = two_runs() + voted_rows(None, "v1", 12, 6, T0 - 86_400)
+    code, printed, figures = report_of(tmp_path, rows, "--experiment", OLD_RUN)
+    assert code == 0, printed
+    assert figures["experiment"] == OLD_RUN
+    assert {name: v["requests"] for name, v in figures["variants"].items()} == {
+        "v1": 300,
+        "v2": 30,
+    }
+    assert "- note:" not in printed  # asked for: no need to say why this one
+    assert by_metric(figures, "v2")["feedback (+1 share)"]["verdict"] == "not significant"
+
+    code, printed, figures = report_of(tmp_path, rows, "--experiment", "(none)")
+    assert code == 0, printed
+    assert figures["variants"]["v1"]["requests"] == 12 and figures["comparisons"] == {}
+
+
+def test_an_experiment_not_in_the_log_exits_2_listing_those_that_are(tmp_path):
+    code, printed, figures = report_of(tmp_path, two_runs(), "--experiment", "gen-int8-9")
+    assert code == 2 and figures == {}
+    assert printed.strip() == (
+        "error: experiment 'gen-int8-9' has no answers here; the log holds "
+        f"{NEW_RUN} (330 answers), {OLD_RUN} (330 answers)"
+    )
+
+
+def test_since_and_until_window_the_answers_in_iso_or_epoch_seconds(tmp_path):
+    # The new run's v2 answers are one a second from T0 + 86 400: keep its 100th to 199th.
+    start = T0 + 86_400 + 100
+    iso_args = ("--since", "2023-11-15T22:15:00Z", "--until", "2023-11-15T22:16:40+00:00")
+    assert parse_time(iso_args[1]) == start and parse_time(iso_args[3]) == start + 100
+    for window in (iso_args, ("--since", str(start), "--until", str(start + 100))):
+        code, printed, figures = report_of(tmp_path, two_runs(), *window)
+        assert code == 0, printed
+        assert {name: v["requests"] for name, v in figures["variants"].items()} == {"v2": 100}
+        assert (figures["window"]["since"], figures["window"]["until"]) == (start, start + 100)
+        assert (figures["window"]["first"], figures["window"]["last"]) == (start, start + 99)
+        assert figures["window"]["since_iso"] == "2023-11-15T22:15:00Z"
+        assert "- window: from 2023-11-15T22:15:00Z to 2023-11-15T22:16:40Z" in printed
+
+    # A window over the old run only: it is then the newest with answers.
+    code, printed, figures = report_of(tmp_path, two_runs(), "--until", str(T0 + 3600))
+    assert code == 0 and figures["experiment"] == OLD_RUN and figures["other_experiments"] == []
+
+    code, printed, _ = report_of(tmp_path, two_runs(), "--since", str(T0 + 10 * 86_400))
+    assert code == 2
+    assert "error: no answers to report (in the log, within the window)" in printed
+
+
+def test_a_time_is_epoch_seconds_or_iso_and_naive_means_utc():
+    assert parse_time("1700000000") == parse_time("1700000000.0") == T0
+    assert parse_time("2023-11-14T22:13:20") == parse_time("2023-11-14T23:13:20+01:00") == T0
+    assert parse_time("2023-11-15") == T0 + 6400
+    with pytest.raises(ValueError, match="'yesterday' is neither epoch seconds nor an ISO"):
+        parse_time("yesterday")
+    done = run_script("--log", "x.jsonl", "--since", "yesterday")
+    assert done.returncode == 2 and "argument --since: 'yesterday' is neither" in done.stderr
+
+
+def test_a_row_with_a_bad_experiment_or_time_is_named(tmp_path):
+    rows = two_runs()[:3]
+    rows[1]["experiment"] = 7
+    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(ReportInputError, match=rf"{path}:2: experiment must be a non-empty"):
+        read_log(path)
+    del rows[1]["experiment"], rows[2]["given_at"]
+    with pytest.raises(ReportInputError, match=rf"{path}:3: given_at must be a number"):
+        read_log(write_jsonl(path, rows))
+
+
+# -- intervals and sample sizes -------------------------------------------------------------
+
+
+def test_rate_intervals_are_wilsons_and_the_difference_newcombs():
+    # Wilson's interval as scipy computes it, and Newcomb's method 10 by its formula from
+    # the two Wilson intervals: an independent check of what statsmodels gives.
+    def wilson(hits: int, total: int) -> tuple[float, float]:
+        ci = binomtest(hits, total).proportion_ci(0.95, method="wilson")
+        return ci.low, ci.high
+
+    assert rate_interval(20, 200) == pytest.approx(wilson(20, 200))
+    assert rate_interval(0, 30) == pytest.approx(wilson(0, 30))
+    assert rate_interval(0, 0) is None
+
+    for (a, n), (b, m) in [((20, 200), (80, 200)), ((0, 30), (3, 10)), ((50, 50), (1, 2))]:
+        p, q = a / n, b / m
+        (pl, pu), (ql, qu) = wilson(a, n), wilson(b, m)
+        d = q - p
+        expected = (d - math.hypot(q - ql, pu - p), d + math.hypot(qu - q, p - pl))
+        assert difference_interval((a, b), (n, m)) == pytest.approx(expected)
+    assert difference_interval((0, 1), (0, 5)) is None
+
+
+def test_the_sample_size_is_cohens_and_the_harder_direction():
+    z = norm.ppf(0.975) + norm.ppf(0.8)
+
+    def by_hand(p: float, q: float) -> int:
+        h = 2 * math.asin(math.sqrt(q)) - 2 * math.asin(math.sqrt(p))
+        return math.ceil(2 * (z / h) ** 2)  # per variant, two equal groups
+
+    assert sample_size(0.10, (0, 0), 0.05).needed == by_hand(0.10, 0.15) == 681
+    assert sample_size(0.90, (0, 0), 0.05).needed == 681  # towards 50%: 0.90 -> 0.85
+    assert sample_size(0.60, (0, 0), 0.05).needed == by_hand(0.60, 0.55)
+    assert sample_size(0.50, (0, 0), 0.05).needed == max(
+        sample_size(p / 10, (0, 0), 0.05).needed for p in range(11)
+    )
+    assert sample_size(0.10, (0, 0), 0.10).needed == by_hand(0.10, 0.20)
+    for baseline, effect in [(1.2, 0.05), (0.5, 0.0), (0.5, 0.6)]:
+        with pytest.raises(ValueError):
+            sample_size(baseline, (10, 10), effect)
+
+
+def test_more_needed_falls_as_counts_grow_and_is_enough_past_the_requirement():
+    needed = sample_size(0.10, (0, 0), 0.05).needed
+    more = [sample_size(0.10, (n, n), 0.05).more for n in (100, 300, 600)]
+    assert more == [needed - 100, needed - 300, needed - 600]
+    assert more == sorted(more, reverse=True) and more[-1] > 0
+    # A canary: the smaller variant is what the test waits for.
+    assert sample_size(0.10, (5000, 100), 0.05).more == needed - 100
+    done = sample_size(0.10, (needed, needed + 1), 0.05)
+    assert done.more == 0 and done.enough
+
+    # The same through the report: not_found 10% in both, ever more answers.
+    expected = {
+        200: f"needs ~{needed - 200} more answers per variant (of {needed})",
+        700: f"enough ({needed} answers per variant needed)",
+    }
+    for n, text in expected.items():
+        rows = log_rows("v1", n, n // 10, 0, 1.0) + log_rows("v2", n, n // 10, 0, 1.0)
+        report = build_report(summaries_from_log(read_log_rows(rows)), "v1", "log", "a.jsonl")
+        row = next(line for line in markdown(report).splitlines() if "| v2 | not_found |" in line)
+        assert row.endswith(f"| {text} |")
+        sample = by_metric(report_json(report), "v2")["not_found"]["sample_size"]
+        assert sample["more"] == max(0, needed - n) and sample["enough"] is (n >= needed)
+
+
+def test_the_effect_option_sets_the_change_the_sample_size_is_for(tmp_path):
+    code, printed, figures = report_of(tmp_path, experiment_log(), "--effect", "0.1")
+    assert code == 0, printed
+    assert figures["sample_size"] == {"effect": 0.1, "alpha": pytest.approx(0.05), "power": 0.8}
+    not_found = by_metric(figures, "v2")["not_found"]["sample_size"]
+    assert not_found["needed"] == sample_size(0.10, (0, 0), 0.1).needed
+    assert "to see ±10 pp" in printed
+    code, printed, _ = report_of(tmp_path, experiment_log(), "--effect", "0.7")
+    assert code == 2 and "argument --effect: 0.7: a share in (0, 0.5]" in printed
+
+
+# -- the status's experiment ----------------------------------------------------------------
+
+
+def status_of_run(experiment_id: str, history: list[dict]) -> dict:
+    """A status from a server that names its experiment run (the fields are new)."""
+    return clear_and_unclear_status() | {
+        "experiment_id": experiment_id,
+        "started_at": T0 + 86_400 - 60,
+        "ended_at": None,
+        "steps": [10, 50, 100],
+        "since": T0 + 86_400 - 60,
+        "history": history,
+    }
+
+
+CHANGES = [
+    {"weights": {"v1": 90, "v2": 10}, "by": "admin", "at": T0 + 86_400 - 60, "reason": "canary"},
+    {"weights": {"v1": 50, "v2": 50}, "by": "admin", "at": T0 + 86_400 + 150, "reason": "half"},
+    {"weights": {"v1": 100, "v2": 0}, "by": "guardrail", "at": T0 + 86_400 + 250, "reason": ""},
+]
+
+
+def test_a_status_names_its_run_and_says_a_window_cannot_apply(tmp_path):
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps(status_of_run(NEW_RUN, CHANGES)))
+    out = tmp_path / "ab.json"
+    assert main(["--status", str(status), "--since", "2025-01-01", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["experiment"] == NEW_RUN and figures["source"] == "status"
+    assert figures["window"]["since"] is None  # not applied, and said so
+    assert figures["window"]["first"] == T0 + 86_400 - 60
+    assert figures["notes"] == [
+        "--since/--until do not apply to the server's figures: they are counted since the "
+        "rollout began (2023-11-15T22:12:20Z); use --log for a window"
+    ]
+    assert by_metric(figures, "v2")["not_found"]["verdict"] == "significant"
+
+    assert main(["--status", str(status), "--experiment", OLD_RUN]) == 2
+    status.write_text(json.dumps(status_of_run(NEW_RUN, [{"at": "noon", "weights": {}}])))
+    assert main(["--status", str(status)]) == 2
+
+
+def test_an_older_status_without_the_new_fields_is_said_to_be_unnamed(tmp_path, capsys):
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps(clear_and_unclear_status()))
+    assert main(["--status", str(status)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("# A/B report: experiment (not named by the server)\n")
+    assert "of its current rollout of answers-2025" in printed
+    assert main(["--status", str(status), "--experiment", NEW_RUN]) == 2
+    assert "the server does not name its experiment" in capsys.readouterr().err
+
+
+def test_the_changes_drawn_are_those_of_the_run_plotted():
+    info = status_info(status_of_run(NEW_RUN, CHANGES))
+    span = (T0 + 86_400, T0 + 86_400 + 299)
+    assert changes_for(None, NEW_RUN, (None, None), span) == ([], None)
+    kept, note = changes_for(info, NEW_RUN, (None, None), span)
+    assert [c.reason for c in kept] == ["canary", "half", ""] and note is None
+    kept, _ = changes_for(info, NEW_RUN, (T0 + 86_400, T0 + 86_400 + 200), span)
+    assert [c.reason for c in kept] == ["half"]
+    kept, note = changes_for(info, OLD_RUN, (None, None), span)
+    assert kept == [] and note == (
+        f"the status is of experiment {NEW_RUN}, not {OLD_RUN}: the plot has no change lines"
+    )
+    older = status_info(clear_and_unclear_status() | {"history": CHANGES})
+    kept, note = changes_for(older, NEW_RUN, (None, None), span)
+    assert [c.reason for c in kept] == ["half", ""]  # the canary came before the answers
+    assert note is not None and note.startswith("the status does not name its experiment")
+
+
+# -- the plot -------------------------------------------------------------------------------
+
+
+def test_the_figure_has_a_line_per_variant_and_per_change_on_both_axes():
+    rows = latest_per_answer(read_log_rows(two_runs()))
+    new = [r for r in rows if r.experiment == NEW_RUN]
+    changes = status_info(status_of_run(NEW_RUN, CHANGES)).changes
+    fig = figure(new, changes, "experiment gen-int8-3")
+    votes_ax, latency_ax = fig.axes
+    assert len(fig.axes) == 2
+    for ax in (votes_ax, latency_ax):
+        assert [line.get_label() for line in ax.lines if line.get_gid() != CHANGE] == ["v1", "v2"]
+        assert sum(line.get_gid() == CHANGE for line in ax.lines) == 3
+    assert [t.get_text() for t in votes_ax.texts] == [
+        "v1 90 / v2 10: canary",
+        "v1 50 / v2 50: half",
+        "v1 100 / v2 0",
+    ]
+    # 330 answers: 16 bins of at least 20; v1's 30 answers (21 +1 then 9 -1) fill the
+    # first 30 s, the first two bins of 18.7 s.
+    v1_votes = votes_ax.lines[0].get_ydata()
+    assert len(v1_votes) == bin_count(330) == 16
+    assert v1_votes[0] == 1.0 and v1_votes[1] == pytest.approx(2 / 11)
+    assert all(math.isnan(v) for v in v1_votes[2:])
+    assert fig.get_suptitle() == "experiment gen-int8-3"
+
+
+def test_bins_are_twenty_at_most_and_hold_twenty_answers_on_average():
+    assert [bin_count(n) for n in (0, 19, 45, 400, 10_000)] == [1, 1, 2, 20, 20]
+    one_instant = [LogRow("a", "v1", "generated", 1, 100.0, T0, NEW_RUN)] * 3
+    data = binned(one_instant)
+    assert list(data.edges) == [T0 - 0.5, T0 + 0.5] and list(data.median_ms["v1"]) == [100.0]
+
+
+def test_the_script_writes_the_same_png_for_the_same_input(tmp_path):
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps(status_of_run(NEW_RUN, CHANGES)))
+    log = write_jsonl(tmp_path / "feedback.jsonl", two_runs())
+    images = []
+    for name in ("a.png", "b.png"):
+        done = run_script(
+            "--log", str(log), "--status", str(status), "--plot", str(tmp_path / name)
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.endswith(f"wrote {tmp_path / name}\n")
+        images.append((tmp_path / name).read_bytes())
+    assert images[0].startswith(b"\x89PNG\r\n\x1a\n") and images[0] == images[1]
+    assert matplotlib.image.imread(tmp_path / "a.png").shape[:2] == (700, 1000)
+
+    done = run_script("--status", str(status), "--plot", str(tmp_path / "c.png"))
+    assert done.returncode == 2 and "--plot needs --log" in done.stderr

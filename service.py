@@ -274,6 +274,7 @@ class RAGService:
         steps: list[int] | None = None,
         candidate: str | None = None,
         webhook: str | None = None,
+        shadow: dict[str, Any] | None = None,
     ) -> schemas.RolloutStatus:
         """Admin: split traffic by ``weights`` (percent per variant, summing to 100) in
         the running experiment, or start a new one when none runs (its incumbent: the
@@ -281,8 +282,9 @@ class RAGService:
         back ("file": the variants file's; null: none). ``steps`` (rising weights, e.g.
         [10, 50, 100]) move ``candidate`` automatically, each after the analysis passed;
         the last promotes it. ``webhook``: an http(s) URL told of start, step, promote and
-        rollback."""
-        return await self.app.rollouts.split(weights, guardrails, steps, candidate, webhook)
+        rollback. ``shadow``: variant -> percent of ``query`` requests answered again by it
+        in the background (recorded and compared, never returned)."""
+        return await self.app.rollouts.split(weights, guardrails, steps, candidate, webhook, shadow)
 
     @api
     async def promote(self, variant: str) -> schemas.RolloutStatus:

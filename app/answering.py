@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +25,9 @@ from jobs.batch_rows import BatchRow, result_row
 from retrieval.answers import Answer, StreamReport
 
 _MAX_USER_CHARS = 128
+# Mirrored (shadow) requests in flight per process; more are not mirrored.
+_MAX_MIRRORED = 4
+logger = logging.getLogger("rag.experiments")
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Answering:
         self._unlogged = set(parts.settings.unlogged_collections)
         # The variant that answers search and tools: the incumbent's pipeline.
         self._incumbent = parts.pipelines[str(parts.experiment.incumbent)]
+        self._mirrored: set[asyncio.Task[None]] = set()
 
     async def answer(
         self,
@@ -84,7 +89,50 @@ class Answering:
         await self._answered(
             pipeline, answer_id, collection, started, mode, answer.usage, question, answer
         )
+        shadow = self._parts.experiments.shadow_target(pipeline.variant.name)
+        if shadow is not None:
+            self._mirror(shadow, answer, question, collection, top_k, retrieval, answer_style)
         return query_response(answer, pipeline.variant.name, pipeline.model, answer_id)
+
+    def _mirror(self, variant: str, served: Answer, *request: Any) -> None:
+        """Answer ``request`` again with ``variant`` in the background, as batch work (it
+        yields to people), and record how it did; its answer is never returned. At most
+        ``_MAX_MIRRORED`` at a time: a mirror never queues up behind real traffic."""
+        if len(self._mirrored) >= _MAX_MIRRORED:
+            return
+        task = asyncio.create_task(self._mirrored_answer(variant, served, *request))
+        self._mirrored.add(task)
+        task.add_done_callback(self._mirrored.discard)
+
+    async def _mirrored_answer(
+        self,
+        variant: str,
+        served: Answer,
+        question: str,
+        collection: str,
+        top_k: int | None,
+        retrieval: str | None,
+        answer_style: str | None,
+    ) -> None:
+        pipeline = self._parts.pipelines[variant]
+        started = time.perf_counter()
+        mode: str | None = None
+        agreed: bool | None = None
+        try:
+            async with self._parts.batch.gate.batch():
+                mirrored = await pipeline.answerer.answer(
+                    question,
+                    collection,
+                    pipeline.default_top_k if top_k is None else top_k,
+                    retrieval,
+                    answer_style,
+                )
+            mode = "ungrounded" if mirrored.ungrounded else mirrored.mode
+            agreed = mirrored.answer.strip() == served.answer.strip()
+        except Exception:
+            logger.warning("a mirrored request to variant %s failed", variant, exc_info=True)
+        latency_ms = (time.perf_counter() - started) * 1000
+        await asyncio.to_thread(self._parts.experiments.shadowed, variant, latency_ms, mode, agreed)
 
     def stream(
         self,

@@ -33,10 +33,11 @@ class Rollouts:
         steps: list[int] | None = None,
         candidate: str | None = None,
         webhook: str | None = None,
+        shadow: dict[str, Any] | None = None,
     ) -> RolloutStatus:
         by = authorization.rollout_admin()
         await asyncio.to_thread(
-            self._experiments.rollout, weights, by, guardrails, steps, candidate, webhook
+            self._experiments.rollout, weights, by, guardrails, steps, candidate, webhook, shadow
         )
         return await self._status()
 

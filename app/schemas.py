@@ -287,6 +287,7 @@ class RolloutChange(BaseModel):
     steps: list[int] | None = None
     candidate: str | None = None
     webhook: str | None = Field(None, description="The webhook's scheme and host only.")
+    shadow: dict[str, int] | None = None
 
 
 class ExperimentSummary(BaseModel):
@@ -333,6 +334,10 @@ class RolloutStatus(BaseModel):
     candidate: str | None
     webhook: str | None = Field(description="The webhook's scheme and host only.")
     variants: dict[str, VariantStatus]
+    shadow: dict[str, dict[str, Any]] = Field(
+        description="Per variant getting mirrored requests: its share, the statistics of its "
+        "mirrored answers, and the share that matched the answer served (agreement)."
+    )
     analysis: dict[str, dict[str, Any]] = Field(
         description="Per candidate, while the experiment runs: whether it was judged, the "
         "metrics it failed, and each metric's test, statistic and threshold."

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -50,7 +51,13 @@ from experiments.rollouts import (
     busiest,
 )
 from experiments.stores import SQLITE_NAME
-from experiments.variants import Experiment, VariantsError, checked_steps, checked_weights
+from experiments.variants import (
+    Experiment,
+    VariantsError,
+    checked_shadow,
+    checked_steps,
+    checked_weights,
+)
 from experiments.webhooks import EVENTS as WEBHOOK_EVENTS
 from experiments.webhooks import WebhookEvent, checked_webhook_url
 from storage.redis_connections import DEFAULT_TIMEOUT_S
@@ -60,6 +67,8 @@ GUARDRAIL = "guardrail"
 STEPS = "steps"
 # ``rollout``'s guardrails when the request names none: the variants file's.
 FILE_GUARDRAILS = "file"
+# The outcomes of mirrored requests are filed under this prefix and the variant's name.
+SHADOW_PREFIX = "shadow:"
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,8 @@ class Experiments:
         self._lock = threading.Lock()
         self._weights: dict[str, int] = {}
         self._run_id = ""
+        self._shadow: dict[str, int] = {}
+        self._random = random.Random()
         self._read_at = float("-inf")
         # This process's analysis: when each run was last analysed, and each candidate's
         # failing analyses in a row (replicas analyse alike, from the shared outcomes).
@@ -196,6 +207,8 @@ class Experiments:
                         run = self._rollouts.current_run()
                     if run is not None:
                         self._weights, self._run_id = run.weights, run.id
+                        running = run.ended_at is None
+                        self._shadow = dict(run.plan.shadow or {}) if running else {}
                 except Exception:
                     logger.warning("cannot read the rollout weights; using the last known")
                 self._weights = self._weights or dict(self.experiment.weights)
@@ -257,6 +270,37 @@ class Experiments:
             self._outcomes.record(outcome)
         self._observer.variant_outcome(variant, latency_ms / 1000, True, [], 0)
 
+    def shadow_target(self, served: str) -> str | None:
+        """The variant that gets a mirrored copy of this request (served by ``served``),
+        drawn by the running experiment's shadow shares; None for most requests."""
+        self._current()
+        with self._lock:
+            shares = dict(self._shadow)
+        for variant, share in shares.items():
+            if variant != served and self._random.random() * 100 < share:
+                return variant
+        return None
+
+    def shadowed(
+        self, variant: str, latency_ms: float, mode: str | None, agreed: bool | None
+    ) -> None:
+        """Record the answer ``variant`` gave to a mirrored request (``mode`` None: it
+        failed), and whether it matched the answer served. Never an answer anyone can vote
+        on, and kept apart from the variant's live outcomes (``shadow:<variant>``), so
+        guardrails judge live traffic only. Blocking."""
+        outcome = Outcome(
+            SHADOW_PREFIX + variant,
+            time.time(),
+            latency_ms,
+            error=mode is None,
+            not_found=mode == "not_found",
+            ungrounded=mode == "ungrounded",
+            experiment=self.experiment_id(),
+            agreed=agreed,
+        )
+        with _unrecorded(f"a mirrored answer of variant {variant}"):
+            self._outcomes.record(outcome)
+
     def vote(self, answer_id: str, key: str, score: int, comment: str) -> Vote:
         """Store the vote of ``key`` on its answer. Blocking."""
         try:
@@ -288,12 +332,14 @@ class Experiments:
         steps: list[int] | None = None,
         candidate: str | None = None,
         webhook: str | None = None,
+        shadow: dict[str, Any] | None = None,
     ) -> Change:
         """New weights (within the running experiment, or starting a new one when none
         runs), with the guardrails the candidates are held to (``FILE_GUARDRAILS``: the
         file's; None: none), optional ``steps`` that move ``candidate`` automatically
-        (``weights`` then default to its first step) and a ``webhook``. Raises
-        InvalidRequest naming the problem; the rollout is then untouched."""
+        (``weights`` then default to its first step), a ``webhook``, and ``shadow``
+        shares (variant -> percent of requests mirrored to it). Raises InvalidRequest
+        naming the problem; the rollout is then untouched."""
         rails = self._file_guardrails() if guardrails == FILE_GUARDRAILS else guardrails
         if rails is not None and not isinstance(rails, dict):
             raise errors.InvalidRequest("guardrails must be an object, or null for none")
@@ -321,7 +367,8 @@ class Experiments:
                 weights = dict(first)
             if weights is None:
                 raise VariantsError("give weights (percent per variant), or steps and a candidate")
-            plan = Plan(checked, steps, candidate, webhook)
+            mirrored = checked_shadow(shadow, self.experiment.names) if shadow else None
+            plan = Plan(checked, steps, candidate, webhook, mirrored)
             return self._rollouts.change(weights, by, plan)
 
         return self._apply(change)
@@ -354,6 +401,8 @@ class Experiments:
         with self._lock:
             self._weights, self._read_at = dict(change.weights), time.monotonic()
             self._run_id = change.experiment_id or self._run_id
+            ended = change.event in ("promote", "rollback")
+            self._shadow = {} if ended else dict(change.shadow or {})
         if change.at < asked:
             return change  # nothing changed (a second rollback)
         logger.info(
@@ -430,6 +479,19 @@ class Experiments:
                 for name, weight in run.weights.items()
                 if weight > 0 and name != run.incumbent
             }
+        shadow = {}
+        for name, share in (plan.shadow or {}).items():
+            mirrored = self._outcomes.of(run.id, SHADOW_PREFIX + name)
+            verdicts = [o.agreed for o in mirrored if o.agreed is not None]
+            shadow[name] = {
+                "share": share,
+                **summarise(mirrored, []).to_dict(),
+                "agreement": sum(verdicts) / len(verdicts) if verdicts else None,
+            }
+            if plan.guardrails is not None and run.ended_at is None:
+                rails = Guardrails.model_validate(plan.guardrails)
+                judged = analyse(rails, sides[run.incumbent], Side(mirrored))
+                analysis[SHADOW_PREFIX + name] = judged.to_dict()
         history = [_shown(c) for c in run.changes]
         return {
             "experiment": self.experiment.experiment,
@@ -440,6 +502,7 @@ class Experiments:
             "candidate": plan.candidate,
             "webhook": _host_only(plan.webhook),
             "variants": variants,
+            "shadow": shadow,
             "analysis": analysis,
             "history": history,
             "guardrail_breaches": [c for c in history if c["by"] == GUARDRAIL],

@@ -32,6 +32,8 @@ class Outcome:
     ungrounded: bool  # a generated answer that failed its check against the sources
     completion_tokens: int = 0
     experiment: str = ""  # the run's id (experiments/rollouts.py)
+    # A mirrored request's answer (never returned): whether it matched the answer served.
+    agreed: bool | None = None
 
 
 class OutcomeStore(Protocol):

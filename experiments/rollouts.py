@@ -38,12 +38,14 @@ FILE = "variants file"
 @dataclass(frozen=True)
 class Plan:
     """How a run is watched and moved: the guardrails' settings (None: not watched), the
-    candidate's steps (weights in percent, rising), and a webhook URL told of each step."""
+    candidate's steps (weights in percent, rising), a webhook URL told of each step, and
+    the variants that get a mirrored copy of a share (percent) of requests."""
 
     guardrails: dict[str, Any] | None = None
     steps: list[int] | None = None
     candidate: str | None = None
     webhook: str | None = None
+    shadow: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,11 @@ class Change:
     webhook: str | None = None
     # On a START from the variants file: its hash, so an edited file starts a new run.
     signature: str | None = None
+    shadow: dict[str, int] | None = None
 
     @property
     def plan(self) -> Plan:
-        return Plan(self.guardrails, self.steps, self.candidate, self.webhook)
+        return Plan(self.guardrails, self.steps, self.candidate, self.webhook, self.shadow)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Change:
@@ -182,6 +185,7 @@ class Rollouts:
                 self._experiment.candidate,
                 self._experiment.webhook,
                 file_signature(self._experiment),
+                self._experiment.shadow,
             ),
         )
 
@@ -274,7 +278,7 @@ class Rollouts:
         number = len([c for c in self.history() if c.event == START]) + 1
         change = Change(weights, by, time.time(), f"start ({ROLLOUT})", plan.guardrails, START,
                         f"{self.name}-{number}", incumbent, plan.steps, plan.candidate,
-                        plan.webhook)  # fmt: skip
+                        plan.webhook, shadow=plan.shadow)  # fmt: skip
         self._log.append(self.name, change)
         return change
 
@@ -287,6 +291,7 @@ class Rollouts:
             steps=plan.steps,
             candidate=plan.candidate,
             webhook=plan.webhook,
+            shadow=plan.shadow,
         )
         self._log.append(self.name, change)
         return change

@@ -93,6 +93,8 @@ class Experiment(BaseModel):
     steps: list[int] | None = None
     candidate: str | None = None
     webhook: str | None = Field(None, max_length=2048)
+    # Variants that get a mirrored copy of this share (percent) of requests.
+    shadow: dict[str, int] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Experiment:
@@ -116,6 +118,8 @@ class Experiment(BaseModel):
             checked_steps(self.steps, self.candidate, self.incumbent, names)
             if self.guardrails is None:
                 raise ValueError("steps need guardrails: each step waits for their analysis")
+        if self.shadow is not None:
+            self.shadow = checked_shadow(self.shadow, names)
         return self
 
     @property
@@ -163,6 +167,20 @@ def checked_steps(steps: Any, candidate: str | None, incumbent: str, names: list
     if any(b <= a for a, b in itertools.pairwise(steps)):
         raise VariantsError(f"steps must rise; got {steps}")
     return list(steps)
+
+
+def checked_shadow(shadow: Any, names: list[str]) -> dict[str, int]:
+    """``shadow`` (variant -> the share of requests, percent, mirrored to it), or
+    VariantsError naming what is wrong."""
+    if not isinstance(shadow, dict):
+        raise VariantsError(f"shadow must map variants to percentages; got {shadow!r}")
+    unknown = sorted(set(shadow) - set(names))
+    if unknown:
+        raise VariantsError(f"unknown variants in shadow: {unknown}; variants: {names}")
+    bad = {k: v for k, v in shadow.items() if not _whole_percent(v)}
+    if bad:
+        raise VariantsError(f"shadow shares must be whole numbers from 0 to 100; got {bad}")
+    return {name: int(share) for name, share in shadow.items()}
 
 
 def _whole_percent(value: Any) -> bool:

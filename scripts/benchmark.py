@@ -44,6 +44,7 @@ from scripts.bench import (  # noqa: E402
     pipeline,
     plots,
     report,
+    rollouts,
     scale,
     variants,
 )
@@ -60,6 +61,7 @@ SECTIONS = {
     "variants": variants.run,
     "batch": batch.run,
     "consistency": consistency.run,
+    "rollouts": rollouts.run,
     "deploy": deploy.run,
     "pages": pages.run,
     "peer": peer.run,

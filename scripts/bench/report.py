@@ -178,6 +178,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"{consistency['questions']} dev-set questions"
         )
         row(name, value, "0", value == 0)
+    rollouts = results.get("rollouts")
+    if rollouts:
+        for scenario, found in rollouts["scenarios"].items():
+            if found["worse"]:
+                row(f"rolled back within 300 of its requests: {scenario}", found["share"],
+                    ">= 0.95", found["share"] >= 0.95)  # fmt: skip
+            else:
+                row(f"false rollbacks: {scenario}, {rollouts['runs']} runs", found["share"],
+                    "<= 0.05", found["share"] <= 0.05)  # fmt: skip
     deploy = results.get("deploy")
     if deploy:
         value = deploy["url_path"]["tokens_per_s_ratio"]

@@ -31,7 +31,8 @@ def test_a_voted_answer_gives_every_field_in_column_order_and_nothing_else():
     assert list(row) == list(EXPORT_FIELDS)
     assert row == {
         "answer_id": "a1", "collection": "docs", "variant": "v2", "experiment": "gen-int8-2",
-        "given_at": 10.0, "question": "What?", "answer": "That.", "answer_mode": "generated", "reason": None,
+        "given_at": 10.0, "question": "What?", "answer": "That.", "answer_mode": "generated",
+        "reason": None,
         "citations": [{"source": 1, "document_id": "d", "filename": "a.pdf", "page_start": 2,
                        "page_end": 3}],
         "latency_ms": 12.5, "score": -1, "comment": "wrong", "voted_at": 11.0,

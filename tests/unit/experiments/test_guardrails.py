@@ -273,3 +273,22 @@ def test_variants_sharing_a_model_version_share_its_service():
     assert [v.service_name for v in plan.versions] == ["embedder", "generator", "generator-torch"]
     assert plan.by_variant["v3"]["generator"] is plan.by_variant["v1"]["generator"]
     assert plan.by_variant["v2"]["generator"].engine == "torch"
+
+
+def test_a_shadow_share_mirrors_requests_and_keeps_their_outcomes_apart(experiments):
+    experiments.rollout({"v1": 100}, "ops", FAST, shadow={"v2": 100})
+    assert experiments.shadow_target("v1") == "v2"
+    assert experiments.shadow_target("v2") is None  # never mirrored to itself
+    experiments.shadowed("v2", 30.0, "generated", True)
+    experiments.shadowed("v2", 35.0, "ungrounded", False)
+    experiments.shadowed("v2", 40.0, None, None)  # it failed
+    status = experiments.status()
+    mirrored = status["shadow"]["v2"]
+    assert (mirrored["share"], mirrored["requests"], mirrored["agreement"]) == (100, 3, 0.5)
+    assert mirrored["error_rate"] == pytest.approx(1 / 3)
+    assert status["variants"]["v2"]["requests"] == 0  # live statistics untouched
+    experiments.rollout({"v1": 100}, "ops", FAST, shadow={"v2": 0})
+    assert all(experiments.shadow_target("v1") is None for _ in range(50))
+    experiments.rollback("ops")
+    with pytest.raises(errors.InvalidRequest, match="shadow shares must be whole numbers"):
+        experiments.rollout({"v1": 100}, "ops", FAST, shadow={"v2": 101})

@@ -78,7 +78,7 @@ ANSWER = AnswerRecord("a1", "ops", "v1", "alpha", 0.0)
 CLIENTS: dict[str, Callable[[str], Callable[[], Any]]] = {
     "cache": lambda url: lambda: RedisCache(url, TIMEOUT_S).get_many(["k"]),
     "task records": lambda url: lambda: RedisTaskRecords(url, TIMEOUT_S).get("t1"),
-    "outcomes": lambda url: lambda: RedisOutcomes(url, timeout_s=TIMEOUT_S).since("v1", 0),
+    "outcomes": lambda url: lambda: RedisOutcomes(url, timeout_s=TIMEOUT_S).of("e-1", "v1"),
     "rollout log": lambda url: lambda: RedisRolloutLog(url, timeout_s=TIMEOUT_S).history("e"),
     "feedback": lambda url: (
         lambda: RedisFeedback(url, 60, timeout_s=TIMEOUT_S).record_answer(ANSWER)

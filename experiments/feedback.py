@@ -84,8 +84,7 @@ class FeedbackStore(Protocol):
         ...
 
     def vote_times(self, variant: str, experiment: str) -> list[tuple[float, int]]:
-        """(voted_at, score) of the votes on answers ``variant`` gave in ``experiment``,
-        oldest first: when each vote came, for plotting votes over time."""
+        """(voted_at, score) of each vote ``votes`` counts, oldest first: votes over time."""
         ...
 
     def changes_since(self, cursor: int, limit: int = 10_000) -> tuple[list[dict[str, Any]], int]:
@@ -343,14 +342,9 @@ class RedisFeedback(RedisStore):
                 # Beside the scores, not in their list: votes() reads that list as it was.
                 self._key("vote_times", answer.experiment, answer.variant),
             ],
-            args=[
-                json.dumps(asdict(vote)),
-                self._ttl_s,
-                vote.score,
-                self._change_entry(answer_id),
-                f"{vote.voted_at!r}:{vote.score}",
-            ],
-        )
+            args=[json.dumps(asdict(vote)), self._ttl_s, vote.score,
+                  self._change_entry(answer_id), f"{vote.voted_at!r}:{vote.score}"],
+        )  # fmt: skip
         if not stored:
             raise _already_voted(answer_id)
         return vote
@@ -360,8 +354,7 @@ class RedisFeedback(RedisStore):
         return [int(v) for v in self._redis.lrange(key, 0, -1)]
 
     def vote_times(self, variant: str, experiment: str) -> list[tuple[float, int]]:
-        """See FeedbackStore.vote_times. Votes stored before vote times were kept (their
-        scores are in ``votes`` only) are not among them."""
+        """See FeedbackStore.vote_times; votes cast before their times were kept are not."""
         key = self._key("vote_times", experiment, variant)
         pairs = (entry.decode().split(":") for entry in self._redis.lrange(key, 0, -1))
         return [(float(at), int(score)) for at, score in pairs]

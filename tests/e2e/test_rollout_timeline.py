@@ -195,3 +195,19 @@ def test_a_reader_never_sees_the_panel_nor_its_data(page, served):
             body: '{}'})).status"""
     )
     assert status == 403
+
+
+def test_the_open_panel_follows_the_experiment_every_10_s(page, served):
+    test_ui.use_key(page, served.admin)
+    page.locator("#experiment[data-state='shown']").wait_for()
+    cell = page.locator("#experiment-variants tr[data-variant='b'] td").nth(2)
+    before = int(cell.inner_text())
+    body = {"question": "Who makes the radio?", "collection": "docs", "variant": "b"}
+    assert served.post("/query", served.admin, body).status_code == 200
+    # No reload, no click: the panel's own refresh shows the new request.
+    page.wait_for_function(
+        "n => document.querySelector(\"#experiment-variants tr[data-variant='b']\")"
+        ".cells[2].textContent === String(n)",
+        arg=before + 1,
+        timeout=15_000,
+    )

@@ -307,6 +307,14 @@ class RAGService:
         why); and the list of experiments."""
         return await self.app.rollouts.status(experiment)
 
+    @api
+    async def rollout_timeline(self, experiment: str | None = None) -> schemas.RolloutTimeline:
+        """Admin: the experiment ``experiment`` (default: the newest) over time, for a
+        plot: per variant, in at most 41 time bins of a round width (1, 2, 5 s ... 1 min
+        ...), its requests, error, not_found and ungrounded rates, p50/p95 latency, votes
+        cast and their share of +1; and its changes (when, new weights, event, why)."""
+        return await self.app.rollouts.timeline(experiment)
+
     @task
     async def export_feedback(
         self, destination: str = "feedback", format: str = "parquet"

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from app import authorization
-from app.schemas import FeedbackResponse, RolloutStatus
+from app.schemas import FeedbackResponse, RolloutStatus, RolloutTimeline
 from app.wiring import Components
 from core.errors import InvalidRequest
 
@@ -54,6 +54,13 @@ class Rollouts:
     async def status(self, experiment: str | None = None) -> RolloutStatus:
         authorization.rollout_admin()
         return await self._status(experiment)
+
+    async def timeline(self, experiment: str | None = None) -> RolloutTimeline:
+        """The experiment in time bins, for the web page's plot; the same callers as
+        ``status`` (admins of every collection)."""
+        authorization.rollout_admin()
+        found = await asyncio.to_thread(self._experiments.timeline, experiment)
+        return RolloutTimeline.model_validate(found.to_dict())
 
     async def _status(self, experiment: str | None = None) -> RolloutStatus:
         return RolloutStatus(**await asyncio.to_thread(self._experiments.status, experiment))

@@ -1,5 +1,6 @@
 """The response models of the service's API (service.py), and the mappers from the records
-of the layers below: one module for the whole surface. The OpenAI API's wire format lives in
+of the layers below. Over 400 lines on purpose: one module for the whole surface, so every
+reply's shape is read in one place. The OpenAI API's wire format lives in
 models/openai_wire.py."""
 
 from __future__ import annotations
@@ -345,6 +346,37 @@ class RolloutStatus(BaseModel):
     history: list[RolloutChange]
     guardrail_breaches: list[RolloutChange]
     experiments: list[ExperimentSummary] = Field(description="The newest 50, oldest first.")
+
+
+class TimelineBin(BaseModel):
+    start: float = Field(description="Unix time the bin starts; it lasts bin_s seconds.")
+    requests: int
+    error_rate: float | None = Field(description="null: no requests in the bin.")
+    not_found_rate: float | None
+    ungrounded_rate: float | None
+    p50_ms: float | None = Field(description="Median latency of the answered requests.")
+    p95_ms: float | None
+    votes: int = Field(description="Votes cast in the bin.")
+    upvote_share: float | None = Field(description="Share of +1 among them; null: none.")
+
+
+class TimelineChange(BaseModel):
+    at: float
+    event: str = Field(description="start, rollout, step, guardrail, promote or rollback.")
+    weights: dict[str, int]
+    reason: str
+    by: str
+
+
+class RolloutTimeline(BaseModel):
+    experiment_id: str
+    incumbent: str
+    started_at: float
+    ended_at: float | None = Field(description="null while it runs.")
+    bin_s: float = Field(description="The bins' width: a round number of seconds.")
+    starts: list[float] = Field(description="Each bin's start, oldest first.")
+    variants: dict[str, list[TimelineBin]] = Field(description="Per variant, one per bin.")
+    changes: list[TimelineChange] = Field(description="Where the weights changed.")
 
 
 class ExportResponse(BaseModel):

@@ -51,6 +51,7 @@ from experiments.rollouts import (
     busiest,
 )
 from experiments.stores import SQLITE_NAME
+from experiments.timeline import Timeline, timeline
 from experiments.variants import (
     Experiment,
     VariantsError,
@@ -597,6 +598,35 @@ class Experiments:
             return None  # other candidates hold the rest; the operator decides
         reason = f"step {current} -> {later[0]}: analysis passed"
         return self._apply(lambda: self._rollouts.step(new, reason))
+
+    # -- over time -------------------------------------------------------------------------
+
+    def timeline(self, experiment_id: str | None = None) -> Timeline:
+        """The experiment ``experiment_id`` (default: the newest) over time: per variant
+        its outcomes and votes in time bins, and its changes (experiments/timeline.py)."""
+        with _store("rollout_timeline"):
+            try:
+                run = (
+                    self._rollouts.run(experiment_id)
+                    if experiment_id
+                    else self._rollouts.current_run()
+                )
+            except LookupError as exc:
+                raise errors.InvalidRequest(
+                    f"{exc}; experiments: {[r.id for r in self._rollouts.runs()][-20:]}"
+                ) from exc
+            if run is None:
+                raise errors.DependencyUnavailable(
+                    "the variants file's experiment has not started: the experiment store "
+                    "could not be written"
+                )
+            names = self.experiment.names
+            return timeline(
+                run,
+                {name: self._outcomes.of(run.id, name) for name in names},
+                {name: self._feedback.vote_times(name, run.id) for name in names},
+                time.time(),
+            )
 
 
 def _shown(change: Change) -> dict[str, Any]:

@@ -83,6 +83,10 @@ class FeedbackStore(Protocol):
         """The scores of votes on answers ``variant`` gave in ``experiment``, oldest first."""
         ...
 
+    def vote_times(self, variant: str, experiment: str) -> list[tuple[float, int]]:
+        """(voted_at, score) of each vote ``votes`` counts, oldest first: votes over time."""
+        ...
+
     def changes_since(self, cursor: int, limit: int = 10_000) -> tuple[list[dict[str, Any]], int]:
         """Export rows of the answers recorded or voted on after ``cursor`` (at most
         ``limit`` changes, each answer once), and the cursor to pass next time (equal to
@@ -199,6 +203,16 @@ class SqliteFeedback(SqliteStore):
                 (variant, experiment),
             ).fetchall()
         return [int(score) for (score,) in rows]
+
+    def vote_times(self, variant: str, experiment: str) -> list[tuple[float, int]]:
+        with self._file.connect() as db:
+            rows = db.execute(
+                "SELECT v.voted_at, v.score FROM votes v JOIN answers a USING (answer_id) "
+                "JOIN answer_experiments e USING (answer_id) "
+                "WHERE a.variant = ? AND e.experiment = ? ORDER BY v.voted_at",
+                (variant, experiment),
+            ).fetchall()
+        return [(float(at), int(score)) for (at, score) in rows]
 
     def changes_since(self, cursor: int, limit: int = 10_000) -> tuple[list[dict[str, Any]], int]:
         """See FeedbackStore.changes_since; the cursor is the change log's last seq read."""
@@ -325,9 +339,12 @@ class RedisFeedback(RedisStore):
                 self._key("vote", answer_id),
                 self._key("votes", answer.experiment, answer.variant),
                 self._key("changes"),
+                # Beside the scores, not in their list: votes() reads that list as it was.
+                self._key("vote_times", answer.experiment, answer.variant),
             ],
-            args=[json.dumps(asdict(vote)), self._ttl_s, vote.score, self._change_entry(answer_id)],
-        )
+            args=[json.dumps(asdict(vote)), self._ttl_s, vote.score,
+                  self._change_entry(answer_id), f"{vote.voted_at!r}:{vote.score}"],
+        )  # fmt: skip
         if not stored:
             raise _already_voted(answer_id)
         return vote
@@ -335,6 +352,12 @@ class RedisFeedback(RedisStore):
     def votes(self, variant: str, experiment: str) -> list[int]:
         key = self._key("votes", experiment, variant)
         return [int(v) for v in self._redis.lrange(key, 0, -1)]
+
+    def vote_times(self, variant: str, experiment: str) -> list[tuple[float, int]]:
+        """See FeedbackStore.vote_times; votes cast before their times were kept are not."""
+        key = self._key("vote_times", experiment, variant)
+        pairs = (entry.decode().split(":") for entry in self._redis.lrange(key, 0, -1))
+        return [(float(at), int(score)) for at, score in pairs]
 
     def changes_since(self, cursor: int, limit: int = 10_000) -> tuple[list[dict[str, Any]], int]:
         """See FeedbackStore.changes_since. Answers that expired before they were read are

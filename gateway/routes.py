@@ -133,6 +133,7 @@ RULES: dict[str, RouteRule] = {
     "/promote": _WRITE,
     "/rollback": _WRITE,
     "/rollout_status": RouteRule("write", "query"),
+    "/rollout_timeline": RouteRule("write", "query"),
     **task_rules(
         "export_feedback",
         RouteRule("write", "ingest", spans_all=True, locations=(EXPORT_DESTINATION,)),

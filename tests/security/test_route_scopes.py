@@ -98,6 +98,7 @@ CALLS: dict[str, Call] = {
     "/promote": Call("POST", True, _json(variant="default")),
     "/rollback": Call("POST", True, _json()),
     "/rollout_status": Call("POST", True, _json()),
+    "/rollout_timeline": Call("POST", True, _json()),
     # The export holds every collection's questions: only an admin of '*' may run or see it.
     "/export_feedback": Call("POST", True, _json(format="jsonl")),
     "/export_feedback/submit": Call("POST", True, _json(format="jsonl")),

@@ -19,6 +19,7 @@ const state = {
   collections: [],
   answerId: null,
   pageUrl: null, // the blob URL of the page image shown
+  experimentKey: null, // the key the experiment panel's figures were fetched with
 };
 
 // -- key and calls -------------------------------------------------------------------
@@ -46,7 +47,12 @@ async function errorMessage(response) {
   return text || `${response.status} ${response.statusText}`;
 }
 
-class ApiError extends Error {}
+class ApiError extends Error {
+  constructor(message, status = null) {
+    super(message);
+    this.status = status; // the HTTP status, when the service answered
+  }
+}
 
 async function postJson(path, body) {
   const response = await fetch(path, {
@@ -54,7 +60,7 @@ async function postJson(path, body) {
     headers: authHeaders({ "Content-Type": "application/json" }),
     body: JSON.stringify(body),
   });
-  if (!response.ok) throw new ApiError(await errorMessage(response));
+  if (!response.ok) throw new ApiError(await errorMessage(response), response.status);
   return response;
 }
 
@@ -154,6 +160,7 @@ async function refresh() {
   } catch (error) {
     say(error.message);
   } finally {
+    await loadExperiment();
     document.body.dataset.ready = "true";
   }
 }
@@ -437,6 +444,257 @@ async function vote(score) {
   }
 }
 
+// -- experiment (admins of every collection) -------------------------------------------
+
+// The panel is shown only after rollout_status answers 200 for this key: the service
+// decides who is an admin, the page never guesses. A refusal (a reader's 403) empties and
+// hides it, another key's figures are never left on it, and a reply meant for a key that
+// was changed meanwhile is dropped.
+const EXPERIMENT_REFRESH_MS = 10_000;
+const SERIES_CLASSES = 6; // .series-0 ... .series-5 in style.css
+const SVG_NS = "http://www.w3.org/2000/svg";
+const PLOT = { width: 640, height: 170, left: 58, right: 12, top: 10, bottom: 24 };
+
+function hideExperiment() {
+  state.experimentKey = null;
+  const panel = $("experiment");
+  panel.hidden = true;
+  panel.dataset.state = "hidden";
+  delete panel.dataset.experimentId;
+  for (const id of ["experiment-summary", "experiment-analysis", "plot-legend",
+    "latency-plot", "votes-plot", "experiment-error", "experiment-facts"]) {
+    $(id).replaceChildren();
+  }
+  $("experiment-variants").tBodies[0].replaceChildren();
+}
+
+async function loadExperiment() {
+  const key = apiKey();
+  if (state.experimentKey !== key) hideExperiment();
+  try {
+    const status = await (await postJson("/rollout_status", {})).json();
+    const timeline = await (
+      await postJson("/rollout_timeline", { experiment: status.experiment_id })
+    ).json();
+    if (apiKey() !== key) return;
+    state.experimentKey = key;
+    showExperiment(status, timeline);
+  } catch (error) {
+    if (apiKey() !== key) return;
+    const refused = error.status === 401 || error.status === 403;
+    if (refused || $("experiment").hidden) {
+      hideExperiment(); // not an admin (or the service cannot say yet): nothing to show
+    } else {
+      // This key's figures, shown already: kept, with why they are not refreshed.
+      $("experiment-error").textContent = `Could not refresh: ${error.message}`;
+    }
+  }
+}
+
+function showExperiment(status, timeline) {
+  const panel = $("experiment");
+  panel.hidden = false;
+  panel.dataset.state = "shown";
+  panel.dataset.experimentId = status.experiment_id;
+  $("experiment-error").textContent = "";
+  const since = clock(status.started_at);
+  $("experiment-summary").textContent = status.ended_at
+    ? `${status.experiment_id}: ran from ${since} to ${clock(status.ended_at)}; ${status.outcome}.`
+    : `${status.experiment_id}: running since ${since}.`;
+  const names = Object.keys(status.variants);
+  const weights = names.map((name) => `${name} ${status.weights[name]}%`).join(" · ");
+  const steps = status.steps ? status.steps.map((s) => `${s}%`).join(" → ") : "none";
+  $("experiment-facts").replaceChildren(
+    ...fact("Incumbent", status.incumbent),
+    ...fact("Weights", weights),
+    ...fact("Steps", steps),
+    ...fact("Candidate", status.candidate || "none"),
+  );
+  $("experiment-variants").tBodies[0].replaceChildren(
+    ...names.map((name) => variantRow(name, status.variants[name])),
+  );
+  $("experiment-analysis").replaceChildren(...analysisTables(status));
+  $("plot-legend").replaceChildren(...names.map(legendItem));
+  $("latency-plot").replaceChildren(
+    plot(timeline, names, (bin) => bin.p50_ms, "latency-title", formatMs),
+  );
+  $("votes-plot").replaceChildren(
+    plot(timeline, names, (bin) => bin.upvote_share, "votes-title", formatShare, 1),
+  );
+}
+
+function clock(seconds) {
+  return new Date(seconds * 1000).toLocaleTimeString();
+}
+
+function fact(term, value) {
+  const dt = document.createElement("dt");
+  dt.textContent = term;
+  const dd = document.createElement("dd");
+  dd.textContent = value;
+  return [dt, dd];
+}
+
+function cells(row, texts) {
+  for (const text of texts) {
+    const cell = document.createElement("td");
+    cell.textContent = text;
+    row.append(cell);
+  }
+  return row;
+}
+
+function variantRow(name, variant) {
+  const row = document.createElement("tr");
+  row.dataset.variant = name;
+  const feedback = variant.feedback;
+  const votes = feedback ? `${feedback.n} (mean ${feedback.value.toFixed(2)})` : "none";
+  const p50 = variant.p50_ms === null ? "–" : formatMs(variant.p50_ms);
+  return cells(row, [name, `${variant.weight}%`, String(variant.requests), p50, votes]);
+}
+
+// Per candidate: each metric the guardrails judge, passed or failed, with the test's own
+// summary of the figures; before both sides have min_requests outcomes, nothing is judged.
+function analysisTables(status) {
+  const least = status.guardrails ? status.guardrails.min_requests : null;
+  return Object.entries(status.analysis).map(([candidate, analysis]) => {
+    const table = document.createElement("table");
+    table.dataset.candidate = candidate;
+    const caption = document.createElement("caption");
+    caption.textContent = analysis.judged
+      ? `Analysis of ${candidate} against ${status.incumbent}`
+      : `Analysis of ${candidate}: not judged yet (each variant needs ${least} requests)`;
+    const head = table.createTHead().insertRow();
+    for (const title of ["Metric", "Verdict", "Test and figures"]) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = title;
+      head.append(th);
+    }
+    const body = table.createTBody();
+    for (const [metric, judgement] of Object.entries(analysis.judgements)) {
+      const row = body.insertRow();
+      row.dataset.metric = metric;
+      cells(row, [metric, judgement.worse ? "fail" : "pass", `${judgement.test}: ${judgement.summary}`]);
+      row.cells[1].className = judgement.worse ? "verdict-fail" : "verdict-pass";
+    }
+    table.prepend(caption);
+    return table;
+  });
+}
+
+function legendItem(name, index) {
+  const item = document.createElement("li");
+  const swatch = svg("svg", { viewBox: "0 0 24 12", "aria-hidden": "true" });
+  swatch.append(svg("line", { x1: 0, y1: 6, x2: 24, y2: 6, class: seriesClass(index) }));
+  item.append(swatch, name);
+  return item;
+}
+
+function seriesClass(index) {
+  return `series series-${index % SERIES_CLASSES}`;
+}
+
+function svg(name, attributes = {}) {
+  const element = document.createElementNS(SVG_NS, name);
+  for (const [attribute, value] of Object.entries(attributes)) {
+    element.setAttribute(attribute, String(value));
+  }
+  return element;
+}
+
+// One chart: per variant one <path> through the value of each bin that has one (a bin
+// without answers or votes breaks the line, rather than drawing through it) with a dot at
+// each, and a dashed vertical line at each change of the rollout. The y axis runs from 0 to ``top`` (default:
+// a round number above the largest value).
+function plot(timeline, names, value, titleId, format, top = null) {
+  const { width, height, left, right, top: upper, bottom } = PLOT;
+  const first = timeline.starts[0];
+  const last = timeline.starts[timeline.starts.length - 1] + timeline.bin_s;
+  const values = names.flatMap((name) => timeline.variants[name].map(value));
+  const highest = top ?? roundUp(Math.max(0, ...values.filter((v) => v !== null)));
+  const x = (at) => left + ((at - first) / (last - first)) * (width - left - right);
+  const y = (v) => height - bottom - (v / highest) * (height - upper - bottom);
+
+  const chart = svg("svg", {
+    viewBox: `0 0 ${width} ${height}`,
+    class: "chart",
+    role: "img",
+    "aria-labelledby": titleId,
+  });
+  chart.append(
+    svg("rect", { x: left, y: upper, width: width - left - right,
+      height: height - upper - bottom, class: "frame" }),
+    tick(left - 6, y(0) + 4, format(0), "end"),
+    tick(left - 6, y(highest) + 8, format(highest), "end"),
+    tick(left, height - 6, clock(first), "start"),
+    tick(width - right, height - 6, clock(last), "end"),
+  );
+  for (const change of timeline.changes) {
+    const line = svg("line", { x1: x(change.at), x2: x(change.at), y1: upper,
+      y2: height - bottom, class: "change" });
+    line.dataset.event = change.event;
+    const weights = Object.entries(change.weights).map(([n, w]) => `${n} ${w}%`).join(" / ");
+    const title = svg("title");
+    title.textContent = `${clock(change.at)} ${change.event} by ${change.by}: ${weights}. ${change.reason}`;
+    line.append(title);
+    chart.append(line);
+  }
+  names.forEach((name, index) => {
+    let d = "";
+    let drawing = false;
+    const dots = [];
+    timeline.variants[name].forEach((bin, i) => {
+      const v = value(bin);
+      if (v === null) {
+        drawing = false;
+        return;
+      }
+      const [cx, cy] = [x(timeline.starts[i] + timeline.bin_s / 2), y(v)];
+      d += `${drawing ? "L" : "M"}${cx.toFixed(1)} ${cy.toFixed(1)}`;
+      drawing = true;
+      const dot = svg("circle", { cx: cx.toFixed(1), cy: cy.toFixed(1), r: 3,
+        class: `dot ${seriesClass(index)}` });
+      const title = svg("title");
+      title.textContent = `${name}, ${clock(timeline.starts[i])}: ${format(v)}`;
+      dot.append(title);
+      dots.push(dot);
+    });
+    const path = svg("path", { d, class: seriesClass(index) });
+    path.dataset.variant = name;
+    chart.append(path, ...dots);
+  });
+  return chart;
+}
+
+function tick(x, y, text, anchor) {
+  const label = svg("text", { x, y, class: "tick", "text-anchor": anchor });
+  label.textContent = text;
+  return label;
+}
+
+// The smallest of 1, 2 or 5 times a power of ten at or above ``value`` (1 for nothing).
+function roundUp(value) {
+  if (!(value > 0)) return 1;
+  const power = 10 ** Math.floor(Math.log10(value));
+  return [1, 2, 5, 10].map((m) => m * power).find((v) => v >= value);
+}
+
+function formatMs(ms) {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
+}
+
+function formatShare(share) {
+  return `${Math.round(share * 100)}%`;
+}
+
+function refreshExperimentNow() {
+  const open = $("experiment-details").open;
+  if (!$("experiment").hidden && open && document.visibilityState === "visible") {
+    loadExperiment();
+  }
+}
+
 // -- start ---------------------------------------------------------------------------
 
 function useKey(event) {
@@ -469,6 +727,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("ask-form").addEventListener("submit", ask);
   $("vote-up").addEventListener("click", () => vote(1));
   $("vote-down").addEventListener("click", () => vote(-1));
+  $("experiment-details").addEventListener("toggle", refreshExperimentNow);
+  setInterval(refreshExperimentNow, EXPERIMENT_REFRESH_MS);
   refresh().then(() => {
     if ($("collection").value) $("upload-collection").value = $("collection").value;
   });

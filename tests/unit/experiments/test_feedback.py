@@ -77,3 +77,20 @@ def test_racing_votes_on_one_answer_count_once(open_store):
         thread.join()
     assert sorted(outcomes) == ["refused"] * 7 + ["stored"]
     assert open_store().votes("v1", "exp-1") == [1]
+
+
+def test_vote_times_are_when_each_vote_came_per_variant_and_experiment(open_store):
+    store = open_store()
+    for answer_id, variant in [("a1", "v1"), ("a2", "v1"), ("a3", "v2")]:
+        store.record_answer(answer(answer_id, variant=variant))
+    first = store.vote("a1", "alice", 1)
+    second = store.vote("a2", "alice", -1)
+    third = store.vote("a3", "alice", -1)
+    with pytest.raises(AlreadyVoted):
+        store.vote("a1", "alice", -1)  # refused: no time of its own
+    again = open_store()
+    assert again.vote_times("v1", "exp-1") == [(first.voted_at, 1), (second.voted_at, -1)]
+    assert again.vote_times("v2", "exp-1") == [(third.voted_at, -1)]
+    assert again.vote_times("v1", "exp-2") == []
+    # The scores alone are as they were.
+    assert again.votes("v1", "exp-1") == [1, -1]

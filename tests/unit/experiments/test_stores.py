@@ -65,6 +65,7 @@ def test_with_a_redis_url_every_store_is_in_redis_under_the_experiments_prefix(
         "rag:experiments:answer:a1",
         "rag:experiments:vote:a1",
         "rag:experiments:votes:canary-1:v1",
+        "rag:experiments:vote_times:canary-1:v1",  # when each vote came, for the plot
         "rag:experiments:changes",
         "rag:experiments:export:cursors",
         "rag:experiments:outcomes:canary-1:v1",

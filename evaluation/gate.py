@@ -1,11 +1,8 @@
 """Is a candidate no worse than the incumbent on an offline evaluation? Two runs of the same
 labelled questions, in the same order, compared metric by metric. Pure functions.
 
-Every metric is a ratio of sums over the questions: each question adds to a numerator and a
-denominator (a page hit: 1 of 1; an unanswerable question answered: 0 to recall's
-numerator, 1 to its denominator; a question the variant did not refuse: nothing to
-not_found_precision). The same sums give the figure of ``evaluation.metrics.summarize``
-(a test holds them equal), and let two runs be compared question by question:
+Every metric is a ratio of sums over the questions (evaluation/per_question.py), so two
+runs are compared question by question:
 
 - a hit (the denominator is the question's, the same in both runs, and the numerator 0 or
   1): McNemar's exact test, i.e. a binomial test on the questions where exactly one run
@@ -29,139 +26,31 @@ that a test can: see the count of questions beside each verdict).
 
 from __future__ import annotations
 
-import itertools
 import math
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from evaluation.metrics import Outcome, contains_answer, first_hit_rank, is_hit
+from evaluation.metrics import Outcome
+from evaluation.paired import (
+    CONFIDENCE,
+    bootstrap_interval,
+    fewest_discordant,
+    mcnemar_exact,
+    ratio_permutation,
+    signed_rank,
+)
+from evaluation.per_question import METRICS, Kind, MetricSpec
 
-CONFIDENCE = 0.95
-RESAMPLES = 9999  # bootstrap and permutation resamples; the permutations are exact below 14
 # Drops are differences of ratios: 0.75 - 0.65 is 0.09999999999999998, which a tolerance of
 # 0.1 must accept.
 _EPSILON = 1e-9
-
-Kind = Literal["hit", "score", "ratio"]
-Contribution = tuple[float, float]  # (numerator, denominator) of one question
 
 
 class GateInputError(ValueError):
     """Runs or options the comparison cannot use; the message names the problem."""
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    """How one metric counts a question, and which way is better."""
-
-    name: str
-    kind: Kind
-    mode: Literal["search", "query"]  # the evaluate.py mode that measures it
-    contribution: Callable[[Outcome], Contribution]
-    higher_is_better: bool = True
-    # When the set itself gives the metric nothing to measure (e.g. recall without an
-    # unanswerable question), named in the error.
-    needs: str = "answerable questions"
-
-
-def _rank(outcome: Outcome) -> int | None:
-    return first_hit_rank(outcome.search or [], outcome.item)
-
-
-def _searched(outcome: Outcome) -> bool:
-    return outcome.search is not None and outcome.item.answerable
-
-
-def _asked(outcome: Outcome) -> bool:
-    return outcome.answer_mode is not None
-
-
-def _refused(outcome: Outcome) -> bool:
-    return outcome.answer_mode == "not_found"
-
-
-def _page_hit(depth: int) -> Callable[[Outcome], Contribution]:
-    def contribution(o: Outcome) -> Contribution:
-        if not _searched(o):
-            return 0.0, 0.0
-        rank = _rank(o)
-        return float(rank is not None and rank <= depth), 1.0
-
-    return contribution
-
-
-def _reciprocal_rank(o: Outcome) -> Contribution:
-    if not _searched(o):
-        return 0.0, 0.0
-    rank = _rank(o)
-    return (1 / rank if rank else 0.0), 1.0
-
-
-def _contains_gold(o: Outcome) -> Contribution:
-    if not (_asked(o) and o.item.answerable and not _refused(o)):
-        return 0.0, 0.0
-    return float(contains_answer(o.answer or "", o.item.answers)), 1.0
-
-
-def _citation_hit(o: Outcome) -> Contribution:
-    if not (_asked(o) and o.item.answerable and not _refused(o) and o.citations):
-        return 0.0, 0.0
-    return float(any(is_hit(c, o.item) for c in o.citations)), 1.0
-
-
-def _not_found_recall(o: Outcome) -> Contribution:
-    if not (_asked(o) and not o.item.answerable):
-        return 0.0, 0.0
-    return float(_refused(o)), 1.0
-
-
-def _not_found_precision(o: Outcome) -> Contribution:
-    if not (_asked(o) and _refused(o)):
-        return 0.0, 0.0
-    return float(not o.item.answerable), 1.0
-
-
-def _not_found_f1(o: Outcome) -> Contribution:
-    # 2TP / (2TP + FP + FN), a question at a time: a true "not found" adds 2 to both sums,
-    # a wrong one or a missed one 1 to the denominator.
-    if not _asked(o):
-        return 0.0, 0.0
-    refused, unanswerable = _refused(o), not o.item.answerable
-    if refused and unanswerable:
-        return 2.0, 2.0
-    return 0.0, float(refused or unanswerable)
-
-
-def _answerable_refused(o: Outcome) -> Contribution:
-    if not (_asked(o) and o.item.answerable):
-        return 0.0, 0.0
-    return float(_refused(o)), 1.0
-
-
-METRICS: dict[str, MetricSpec] = {
-    spec.name: spec
-    for spec in (
-        MetricSpec("page_hit@1", "hit", "search", _page_hit(1)),
-        MetricSpec("page_hit@4", "hit", "search", _page_hit(4)),
-        MetricSpec("mrr@10", "score", "search", _reciprocal_rank),
-        MetricSpec("answer_contains_gold", "ratio", "query", _contains_gold),
-        MetricSpec("citation_page_hit", "ratio", "query", _citation_hit),
-        MetricSpec(
-            "not_found_recall", "hit", "query", _not_found_recall, needs="unanswerable questions"
-        ),
-        MetricSpec(
-            "not_found_precision",
-            "ratio",
-            "query",
-            _not_found_precision,
-            needs="questions answered not_found",
-        ),
-        MetricSpec("not_found_f1", "ratio", "query", _not_found_f1, needs="unanswerable questions"),
-        MetricSpec("answerable_refused", "hit", "query", _answerable_refused, False),
-    )
-}
 TESTS: dict[Kind, str] = {
     "hit": "McNemar exact",
     "score": "Wilcoxon signed-rank",
@@ -315,7 +204,7 @@ def _compare(
         metric=spec.name,
         incumbent=figures[0],
         candidate=figures[1],
-        interval=_interval(a, b, seed),
+        interval=bootstrap_interval(a, b, seed),
         test=TESTS[spec.kind],
         p_value=p_value,
         questions=int(((a[1] > 0) | (b[1] > 0)).sum()),
@@ -340,89 +229,11 @@ def verdict(drop: float, p_value: float, max_drop: float, alpha: float | None) -
 
 def _paired_test(kind: Kind, a: Any, b: Any, seed: int) -> tuple[float, int | None]:
     """The two-sided p-value of the kind's paired test, and (hits) the discordant count."""
-    import numpy as np
-
     if kind == "hit":
-        from statsmodels.stats.contingency_tables import mcnemar
-
-        counted = a[1] > 0  # the same questions in both runs: the denominator is the set's
-        hit_a, hit_b = a[0][counted] > 0, b[0][counted] > 0
-        table = [
-            [int((hit_a & hit_b).sum()), int((hit_a & ~hit_b).sum())],
-            [int((~hit_a & hit_b).sum()), int((~hit_a & ~hit_b).sum())],
-        ]
-        discordant = table[0][1] + table[1][0]
-        return float(mcnemar(table, exact=True).pvalue), discordant
+        return mcnemar_exact(a, b)
     if kind == "score":
-        from scipy.stats import wilcoxon
-
-        counted = a[1] > 0
-        differences = b[0][counted] - a[0][counted]
-        if not np.any(differences):
-            return 1.0, None  # scipy has no p-value for identical samples; nothing differs
-        with warnings.catch_warnings():
-            # Ties and zero differences (common: most questions rank alike) make scipy
-            # warn that its approximation is used; the p-value is what it is.
-            warnings.simplefilter("ignore")
-            return float(wilcoxon(differences).pvalue), None
-    from scipy.stats import permutation_test
-
-    result = permutation_test(
-        (a, b),
-        _ratio_difference,
-        permutation_type="samples",
-        vectorized=True,
-        n_resamples=RESAMPLES,
-        axis=-1,
-        rng=np.random.default_rng(seed),
-    )
-    # A permutation whose figure is undefined (no denominator on one side) compares as not
-    # extreme (NaN), as it should: it shows no difference.
-    return float(result.pvalue), None
-
-
-def _ratio_difference(a: Any, b: Any, axis: int = -1) -> Any:
-    """The candidate's ratio of sums minus the incumbent's; ``a`` and ``b`` hold the
-    numerators and denominators on their second-to-last axis, questions on ``axis``."""
-    import numpy as np
-
-    def ratio(x: Any) -> Any:
-        return np.take(x, 0, axis=-2).sum(axis=axis) / np.take(x, 1, axis=-2).sum(axis=axis)
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return ratio(b) - ratio(a)
-
-
-def _interval(a: Any, b: Any, seed: int) -> tuple[float, float] | None:
-    """The 95% percentile bootstrap interval of the difference, questions resampled with
-    both runs' outcomes; resamples where a figure is undefined are left out. None when
-    every resample is."""
-    import numpy as np
-    from scipy.stats import bootstrap
-
-    def statistic(na: Any, da: Any, nb: Any, db: Any, axis: int = -1) -> Any:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return nb.sum(axis) / db.sum(axis) - na.sum(axis) / da.sum(axis)
-
-    with warnings.catch_warnings():
-        # scipy warns of a degenerate distribution (identical runs) or NaNs in it; both are
-        # handled here: a degenerate one gives [d, d], NaNs are left out.
-        warnings.simplefilter("ignore")
-        result = bootstrap(
-            (a[0], a[1], b[0], b[1]),
-            statistic,
-            paired=True,
-            vectorized=True,
-            n_resamples=RESAMPLES,
-            method="percentile",
-            rng=np.random.default_rng(seed),
-        )
-    distribution = result.bootstrap_distribution
-    if np.isnan(distribution).all():
-        return None
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.nanpercentile(distribution, [tail, 100 - tail])
-    return float(low), float(high)
+        return signed_rank(a, b), None
+    return ratio_permutation(a, b, seed), None
 
 
 def markdown(result: GateResult, incumbent: str, candidate: str) -> str:
@@ -454,12 +265,6 @@ def markdown(result: GateResult, incumbent: str, candidate: str) -> str:
         else f"**{candidate} is worse than {incumbent}** on {', '.join(result.failed)}"
     )
     return "\n".join(lines) + f"\n\n{outcome} ({rule})."
-
-
-def fewest_discordant(alpha: float) -> int:
-    """The fewest questions that must differ (all lost by the candidate) before McNemar's
-    exact two-sided test can reach p < ``alpha``: a smaller set cannot show a drop."""
-    return next(k for k in itertools.count(1) if 2 * 0.5**k < alpha)
 
 
 def result_json(result: GateResult, incumbent: str, candidate: str) -> dict[str, Any]:

@@ -229,11 +229,11 @@ class HttpBackend:
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=300)
 
     def ensure_ingested(self, pdfs: list[Path], collection: str) -> dict[str, int]:
-        listed = self._post("/list_documents", json={"collection": collection})
+        listed = self.post("/list_documents", json={"collection": collection})
         present = {d["filename"] for d in listed["documents"]}
         missing = [p for p in pdfs if p.name not in present]
         for path in missing:
-            self._post(
+            self.post(
                 "/ingest",
                 files={"file": (path.name, path.read_bytes(), "application/pdf")},
                 data={"collection": collection, "filename": path.name},
@@ -241,19 +241,19 @@ class HttpBackend:
         return {"uploaded": len(missing), "present": len(pdfs) - len(missing)}
 
     def search(self, question: str, collection: str) -> list[Hit]:
-        reply = self._post(
+        reply = self.post(
             "/search",
             json={"query": question, "collection": collection, "top_k": SEARCH_DEPTH} | self._extra,
         )
         return [_hit(r) for r in reply["results"]]
 
     def query(self, question: str, collection: str) -> dict[str, Any]:
-        return self._post(
+        return self.post(
             "/query",
             json={"question": question, "collection": collection} | self._extra | self._style,
         )
 
-    def _post(self, path: str, **kwargs: Any) -> dict[str, Any]:
+    def post(self, path: str, **kwargs: Any) -> dict[str, Any]:
         """The JSON reply; waits out 429s; RuntimeError naming any other error."""
         import httpx
 

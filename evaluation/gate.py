@@ -63,18 +63,22 @@ class MetricComparison:
     """One metric of the candidate against the incumbent on the same questions."""
 
     metric: str
-    incumbent: float
-    candidate: float
+    # None: the run gave nothing this metric judges (e.g. answered no answerable question)
+    incumbent: float | None
+    candidate: float | None
     interval: tuple[float, float] | None  # 95% bootstrap interval of the difference
     test: str
-    p_value: float
+    p_value: float | None  # None without both figures
     questions: int  # questions that count for the metric in either run
     discordant: int | None  # hits only: questions exactly one run hit
-    drop: float  # how much worse the candidate is (negative: better), in the metric's units
-    verdict: str  # "better", "same", "within tolerance", "not significant" or "worse"
+    drop: float | None  # how much worse the candidate is (negative: better), in its units
+    verdict: str  # "better", "same", "within tolerance", "not significant", "worse" or
+    # "not measured" (neither run has a figure)
 
     @property
-    def difference(self) -> float:
+    def difference(self) -> float | None:
+        if self.incumbent is None or self.candidate is None:
+            return None
         return self.candidate - self.incumbent
 
     @property
@@ -134,8 +138,9 @@ def compare_runs(
     the same runs give the same intervals and p-values.
 
     Raises GateInputError when the runs are not of the same questions in the same order,
-    when a question failed in either run, when an option is out of range, or when a metric
-    has nothing to measure in either run (naming what it needs).
+    when a question failed in either run, when an option is out of range, when the set
+    gives a metric nothing to measure (naming what it needs), or when the runs were not
+    asked in the mode a metric needs.
     """
     _check_runs(incumbent, candidate)
     if not (math.isfinite(max_drop) and max_drop >= 0):
@@ -181,22 +186,23 @@ def _compare(
 ) -> MetricComparison:
     import numpy as np
 
+    if not any(spec.applies(o.item) for o in incumbent):
+        raise GateInputError(
+            f"{spec.name} has nothing to measure: the set has no {spec.needs}; choose other metrics"
+        )
     a = np.array([spec.contribution(o) for o in incumbent]).T  # rows: numerators, denominators
     b = np.array([spec.contribution(o) for o in candidate]).T
-    for label, sums in (("incumbent", a), ("candidate", b)):
-        if sums[1].sum() == 0:
-            raise GateInputError(
-                f"{spec.name} has nothing to measure in the {label}'s run: it needs "
-                f"{spec.needs} (asked with the {spec.mode} mode); choose other metrics"
-            )
-    if spec.kind != "ratio" and not np.array_equal(a[1], b[1]):
+    if spec.kind != "ratio" and not (np.array_equal(a[1], b[1]) and a[1].any()):
         # A hit or a score counts on the set's questions (answerable, or not), the same in
-        # both runs unless one was asked in another mode.
+        # both runs unless a run was not asked in that mode.
         raise GateInputError(
-            f"{spec.name} counts different questions in the two runs: were both asked "
-            f"with the {spec.mode} mode?"
+            f"{spec.name} does not count the same questions in the two runs: were both "
+            f"asked with the {spec.mode} mode?"
         )
-    figures = (float(a[0].sum() / a[1].sum()), float(b[0].sum() / b[1].sum()))
+    figures = [float(x[0].sum() / x[1].sum()) if x[1].any() else None for x in (a, b)]
+    counted = int(((a[1] > 0) | (b[1] > 0)).sum())
+    if figures[0] is None or figures[1] is None:
+        return _without_a_figure(spec.name, figures[0], figures[1], counted)
     difference = figures[1] - figures[0]
     drop = -difference if spec.higher_is_better else difference
     p_value, discordant = _paired_test(spec.kind, a, b, seed)
@@ -207,11 +213,28 @@ def _compare(
         interval=bootstrap_interval(a, b, seed),
         test=TESTS[spec.kind],
         p_value=p_value,
-        questions=int(((a[1] > 0) | (b[1] > 0)).sum()),
+        questions=counted,
         discordant=discordant,
         drop=drop,
         verdict=verdict(drop, p_value, max_drop, alpha),
     )
+
+
+def _without_a_figure(
+    metric: str, incumbent: float | None, candidate: float | None, questions: int
+) -> MetricComparison:
+    """A ratio a run has no figure for: it gave nothing the metric judges (answer_contains_gold
+    of a variant that refused every answerable question). A candidate without one where the
+    incumbent has one is worse (it lost what the incumbent gave); with one where the
+    incumbent has none, better; neither: nothing to compare, which passes."""
+    if incumbent is None and candidate is None:
+        verdict = "not measured"
+    else:
+        verdict = "worse" if candidate is None else "better"
+    return MetricComparison(
+        metric, incumbent, candidate, None, "none: a run has no figure", None, questions, None,
+        None, verdict,
+    )  # fmt: skip
 
 
 def verdict(drop: float, p_value: float, max_drop: float, alpha: float | None) -> str:
@@ -247,8 +270,9 @@ def markdown(result: GateResult, incumbent: str, candidate: str) -> str:
         interval = "" if c.interval is None else f" ({c.interval[0]:+.3f} to {c.interval[1]:+.3f})"
         counted = str(c.questions) + ("" if c.discordant is None else f" ({c.discordant} differ)")
         lines.append(
-            f"| {c.metric} | {c.incumbent:.3f} | {c.candidate:.3f} | {c.difference:+.3f}"
-            f"{interval} | {c.test} | {c.p_value:.3g} | {counted} | {c.verdict} |"
+            f"| {c.metric} | {_cell(c.incumbent, '.3f')} | {_cell(c.candidate, '.3f')} | "
+            f"{_cell(c.difference, '+.3f')}{interval} | {c.test} | {_cell(c.p_value, '.3g')} | "
+            f"{counted} | {c.verdict} |"
         )
     rule = f"{result.questions} questions; a drop of at most {result.max_drop:g} tolerated"
     if result.alpha is not None:
@@ -265,6 +289,10 @@ def markdown(result: GateResult, incumbent: str, candidate: str) -> str:
         else f"**{candidate} is worse than {incumbent}** on {', '.join(result.failed)}"
     )
     return "\n".join(lines) + f"\n\n{outcome} ({rule})."
+
+
+def _cell(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def result_json(result: GateResult, incumbent: str, candidate: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from evaluation.dataset import QaItem
 from evaluation.metrics import Outcome, contains_answer, first_hit_rank, is_hit
 
 # hit: numerator 0 or 1 of a denominator the question alone decides (the same in every
@@ -32,9 +33,10 @@ class MetricSpec:
     mode: Literal["search", "query"]  # the evaluate.py mode that measures it
     contribution: Callable[[Outcome], Contribution]
     higher_is_better: bool = True
-    # When the set itself gives the metric nothing to measure (e.g. recall without an
-    # unanswerable question), named in the error.
+    # The questions the set must hold for the metric to mean anything (recall needs an
+    # unanswerable question), and their name in the error when it holds none.
     needs: str = "answerable questions"
+    applies: Callable[[QaItem], bool] = lambda q: q.answerable
 
 
 def _rank(outcome: Outcome) -> int | None:
@@ -111,6 +113,10 @@ def _answerable_refused(o: Outcome) -> Contribution:
     return float(_refused(o)), 1.0
 
 
+def _unanswerable(question: QaItem) -> bool:
+    return not question.answerable
+
+
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
@@ -120,16 +126,17 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("answer_contains_gold", "ratio", "query", _contains_gold),
         MetricSpec("citation_page_hit", "ratio", "query", _citation_hit),
         MetricSpec(
-            "not_found_recall", "hit", "query", _not_found_recall, needs="unanswerable questions"
+            "not_found_recall", "hit", "query", _not_found_recall,
+            needs="unanswerable questions", applies=_unanswerable,
         ),
         MetricSpec(
-            "not_found_precision",
-            "ratio",
-            "query",
-            _not_found_precision,
-            needs="questions answered not_found",
+            "not_found_precision", "ratio", "query", _not_found_precision,
+            needs="questions", applies=lambda q: True,
         ),
-        MetricSpec("not_found_f1", "ratio", "query", _not_found_f1, needs="unanswerable questions"),
+        MetricSpec(
+            "not_found_f1", "ratio", "query", _not_found_f1,
+            needs="unanswerable questions", applies=_unanswerable,
+        ),
         MetricSpec("answerable_refused", "hit", "query", _answerable_refused, False),
     )
-}
+}  # fmt: skip

@@ -129,8 +129,10 @@ def test_the_same_runs_give_the_same_intervals():
         ({"metrics": ["page_hit@5"]}, "unknown or no metrics ['page_hit@5']"),
         ({"max_drop": -0.1}, "max_drop must be 0 or more"),
         ({"alpha": 1.5}, "alpha must be between 0 and 1"),
-        ({"metrics": ["not_found_recall"]}, "not_found_recall has nothing to measure in the "
-         "incumbent's run: it needs unanswerable questions (asked with the query mode)"),
+        ({"metrics": ["not_found_f1"]}, "not_found_f1 has nothing to measure: the set has no "
+         "unanswerable questions; choose other metrics"),
+        ({"metrics": ["answerable_refused"]}, "answerable_refused does not count the same "
+         "questions in the two runs: were both asked with the query mode?"),
     ],
 )  # fmt: skip
 def test_unusable_options_are_named(change, message):
@@ -138,6 +140,21 @@ def test_unusable_options_are_named(change, message):
     options = {"metrics": ["page_hit@4"]} | change
     with pytest.raises(GateInputError, match=re.escape(message)):
         compare_runs(run, run, **options)
+
+
+def test_a_ratio_a_run_has_no_figure_for_is_judged_by_who_has_one():
+    # answer_contains_gold is over the answerable questions a variant answered.
+    answering = [asked(str(n), True, "extractive") for n in range(3)]
+    refusing = [asked(str(n), True, "not_found") for n in range(3)]
+    (c,) = compare_runs(answering, refusing, ["answer_contains_gold"]).comparisons
+    assert (c.incumbent, c.candidate, c.difference, c.p_value) == (1.0, None, None, None)
+    assert (c.verdict, c.passed, c.test) == ("worse", False, "none: a run has no figure")
+    (c,) = compare_runs(refusing, answering, ["answer_contains_gold"]).comparisons
+    assert (c.verdict, c.passed) == ("better", True)
+    result = compare_runs(refusing, list(refusing), ["answer_contains_gold"])
+    assert result.passed and result.comparisons[0].verdict == "not measured"
+    assert "| answer_contains_gold | - | - | - | none: a run has no figure | - | 0 | not " \
+        "measured |" in markdown(result, "v1", "v2")  # fmt: skip
 
 
 def test_runs_of_other_questions_or_with_failures_are_refused():

@@ -21,7 +21,10 @@ incumbent's"): a metric fails when the candidate's figure is worse by more than
 ``max_drop``. A small set cannot tell a real drop from chance, so the test, its p-value and
 the number of questions sit beside every verdict; given ``alpha``, a drop beyond the
 tolerance fails only when the test also finds it at that level (for sets large enough
-that a test can: see the count of questions beside each verdict).
+that a test can: see the count of questions beside each verdict). A ratio that a run has
+no figure for (a variant that answered no answerable question has no answer_contains_gold)
+is judged by who has one: the candidate without one is worse, with one better; neither
+is "not measured", which passes. A set that cannot measure a metric at all is refused.
 """
 
 from __future__ import annotations

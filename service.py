@@ -130,11 +130,17 @@ class RAGService:
 
     @api
     async def search(
-        self, query: str, collection: str = DEFAULT, top_k: int = 8, retrieval: str | None = None
+        self,
+        query: str,
+        collection: str = DEFAULT,
+        top_k: int = 8,
+        retrieval: str | None = None,
+        variant: str | None = None,
     ) -> schemas.SearchResponse:
         """Retrieval only: the passages that best match the query, best first. ``retrieval``:
-        dense, lexical or hybrid (default: RAG_RETRIEVAL)."""
-        return await self.app.answering.search(query, collection, top_k, retrieval)
+        dense, lexical or hybrid (default: the variant's, else RAG_RETRIEVAL). The
+        incumbent's variant searches; admins may force a ``variant``."""
+        return await self.app.answering.search(query, collection, top_k, retrieval, variant)
 
     @api
     async def page_image(

@@ -156,14 +156,21 @@ class Answering:
         return AnswerStream(answer_id, pipeline.variant.name, pieces, report)
 
     async def search(
-        self, query: str, collection: str, top_k: int, retrieval: str | None
+        self,
+        query: str,
+        collection: str,
+        top_k: int,
+        retrieval: str | None,
+        variant: str | None = None,
     ) -> SearchResponse:
-        """Retrieval only, with the incumbent's pipeline."""
+        """Retrieval only, with the incumbent's pipeline, or with ``variant``'s when an
+        admin forces one (403 for others, 400 when unknown): an offline evaluation of a
+        candidate needs its retrieval, not the incumbent's."""
         authorization.permitted(collection)
+        # No sticky assignment here: search is not part of the experiment's traffic.
+        pipeline = self._incumbent if variant is None else self._pipeline(None, variant)
         async with self._parts.batch.gate.interactive():
-            passages, version = await self._incumbent.answerer.search(
-                query, collection, top_k, retrieval
-            )
+            passages, version = await pipeline.answerer.search(query, collection, top_k, retrieval)
         return SearchResponse(results=citations(passages), index_version=version)
 
     async def models(self) -> tuple[list[str], list[str]]:

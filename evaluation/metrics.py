@@ -112,11 +112,24 @@ def summarize(outcomes: Sequence[Outcome]) -> dict[str, float | int | None]:
             "not_found_precision": _ratio(
                 sum(not o.item.answerable for o in refused), len(refused)
             ),
+            # One figure for both errors of "not found" (refusing what the documents answer,
+            # answering what they do not): what a change of the answerability cut trades.
+            "not_found_f1": _f1(
+                sum(not o.item.answerable for o in refused), len(refused), len(unanswerable)
+            ),
             "answerable_refused": _ratio(len(answerable) - len(answered), len(answerable)),
             "query_p50_ms": percentile([o.query_ms or 0 for o in asked], 50),
             "query_p95_ms": percentile([o.query_ms or 0 for o in asked], 95),
         }
     return figures
+
+
+def _f1(true_positives: int, predicted: int, actual: int) -> float | None:
+    """F1 of a yes/no call (2TP / (2TP + FP + FN)); None with nothing to find (no
+    unanswerable question), where recall means nothing."""
+    if not actual:
+        return None
+    return round(2 * true_positives / (predicted + actual), 4)
 
 
 def markdown_table(runs: dict[str, dict[str, float | int | None]]) -> str:

@@ -5,12 +5,17 @@
         --mode search --out eval.json
     python scripts/evaluate.py eval/squad2-dev --mode query \\
         --questions tests/data/off_topic_questions.jsonl
+    python scripts/evaluate.py ./my-set --url http://localhost:3000 --api-key rag_... \\
+        --variant v2
 
 The folder's PDFs are ingested into --collection (default "eval") unless already there,
 then every sampled question is sent to `search` and/or `query`. Without --url the service
-runs in this process (the same code path, with the real models). Prints a table; --out
-writes the figures and every question's outcome as JSON, and a Markdown table beside it.
-Exits 2 when the folder or its qa.jsonl is unusable (the message names file and line).
+runs in this process (the same code path, with the real models). --variant sends every
+question to that variant of the service's experiment (an admin's right: with --url, an
+admin key); without it, `search` uses the incumbent's and `query` the caller's sticky one.
+Prints a table; --out writes the figures and every question's outcome as JSON, and a
+Markdown table beside it. Exits 2 when the folder or its qa.jsonl is unusable (the message
+names file and line), or when the variant cannot be used (unknown, or not an admin's key).
 """
 
 from __future__ import annotations
@@ -58,12 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     questions = sample(items, args.limit, args.seed)
     modes = MODES if args.mode == "both" else (args.mode,)
     backend: Backend = (
-        HttpBackend(args.url, args.api_key, args.retrieval, args.answer_style)
+        HttpBackend(args.url, args.api_key, args.retrieval, args.answer_style, args.variant)
         if args.url
-        else InProcessBackend(args.retrieval, args.answer_style)
+        else InProcessBackend(args.retrieval, args.answer_style, args.variant)
     )
     try:
         ingested = backend.ensure_ingested(pdfs, args.collection)
+        if args.variant:
+            check_variant(backend, args.variant, questions[0], args.collection)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -74,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     outcomes = run(backend, questions, args.collection, modes)
     figures = summarize(outcomes)
-    label = args.label or "/".join(filter(None, (args.retrieval, args.answer_style))) or "default"
+    label = (
+        args.label
+        or "/".join(filter(None, (args.variant, args.retrieval, args.answer_style)))
+        or "default"
+    )
     table = markdown_table({label: figures})
     print(table)
     if args.out:
@@ -107,7 +118,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("extractive", "generative"),
         help="the answer style asked for (default: the service's RAG_ANSWER_STYLE)",
     )
-    parser.add_argument("--label", help="the column name in the table (default: --retrieval)")
+    parser.add_argument(
+        "--variant",
+        help="ask this variant of the served experiment (sent as the admin-forced 'variant' "
+        "of search and query; needs an admin key)",
+    )
+    parser.add_argument(
+        "--label", help="the column name in the table (default: --variant, --retrieval)"
+    )
     parser.add_argument("--out", type=Path, help="FILE.json; a FILE.md table is written too")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
@@ -139,6 +157,16 @@ def run(
             outcome.error = str(exc)
         outcomes.append(outcome)
     return outcomes
+
+
+def check_variant(backend: Backend, variant: str, item: QaItem, collection: str) -> None:
+    """Ask one question of ``variant`` before the run, so that an unknown variant or a key
+    that may not choose one stops it at once (RuntimeError naming the reply) rather than
+    failing every question."""
+    try:
+        backend.search(item.question, collection)
+    except RuntimeError as exc:
+        raise RuntimeError(f"variant {variant!r} cannot be evaluated: {exc}") from exc
 
 
 def timed(call: Callable[[], Any]) -> tuple[Any, float]:
@@ -183,21 +211,29 @@ class HttpBackend:
     """A served instance, over HTTP."""
 
     def __init__(
-        self, url: str, api_key: str | None, retrieval: str | None, answer_style: str | None
+        self,
+        url: str,
+        api_key: str | None,
+        retrieval: str | None,
+        answer_style: str | None,
+        variant: str | None = None,
     ) -> None:
         import httpx
 
-        self._extra = {"retrieval": retrieval} if retrieval else {}
+        # Both search and query: the variant's retrieval for page hits, its answers after.
+        self._extra = ({"retrieval": retrieval} if retrieval else {}) | (
+            {"variant": variant} if variant else {}
+        )
         self._style = {"answer_style": answer_style} if answer_style else {}
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=300)
 
     def ensure_ingested(self, pdfs: list[Path], collection: str) -> dict[str, int]:
-        listed = self._post("/list_documents", json={"collection": collection})
+        listed = self.post("/list_documents", json={"collection": collection})
         present = {d["filename"] for d in listed["documents"]}
         missing = [p for p in pdfs if p.name not in present]
         for path in missing:
-            self._post(
+            self.post(
                 "/ingest",
                 files={"file": (path.name, path.read_bytes(), "application/pdf")},
                 data={"collection": collection, "filename": path.name},
@@ -205,19 +241,19 @@ class HttpBackend:
         return {"uploaded": len(missing), "present": len(pdfs) - len(missing)}
 
     def search(self, question: str, collection: str) -> list[Hit]:
-        reply = self._post(
+        reply = self.post(
             "/search",
             json={"query": question, "collection": collection, "top_k": SEARCH_DEPTH} | self._extra,
         )
         return [_hit(r) for r in reply["results"]]
 
     def query(self, question: str, collection: str) -> dict[str, Any]:
-        return self._post(
+        return self.post(
             "/query",
             json={"question": question, "collection": collection} | self._extra | self._style,
         )
 
-    def _post(self, path: str, **kwargs: Any) -> dict[str, Any]:
+    def post(self, path: str, **kwargs: Any) -> dict[str, Any]:
         """The JSON reply; waits out 429s; RuntimeError naming any other error."""
         import httpx
 
@@ -237,12 +273,15 @@ class HttpBackend:
 class InProcessBackend:
     """RAGService in this process, with the real models: the same code path as served."""
 
-    def __init__(self, retrieval: str | None, answer_style: str | None) -> None:
+    def __init__(
+        self, retrieval: str | None, answer_style: str | None, variant: str | None = None
+    ) -> None:
         import service
 
         self._service = service.RAGService()
         self._retrieval = retrieval
         self._answer_style = answer_style
+        self._variant = variant
         self._loop = asyncio.new_event_loop()
 
     def _run(self, coro: Any) -> Any:
@@ -264,7 +303,11 @@ class InProcessBackend:
     def search(self, question: str, collection: str) -> list[Hit]:
         reply = self._run(
             self._service.search(
-                query=question, collection=collection, top_k=SEARCH_DEPTH, retrieval=self._retrieval
+                query=question,
+                collection=collection,
+                top_k=SEARCH_DEPTH,
+                retrieval=self._retrieval,
+                variant=self._variant,
             )
         )
         return [_hit(r.model_dump()) for r in reply.results]
@@ -276,6 +319,7 @@ class InProcessBackend:
                 collection=collection,
                 retrieval=self._retrieval,
                 answer_style=self._answer_style,
+                variant=self._variant,
             )
         )
         return reply.model_dump()

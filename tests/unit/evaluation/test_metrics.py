@@ -59,6 +59,7 @@ def test_the_summary_counts_exactly():
         "citation_page_hit": 0.5,
         "not_found_recall": 0.5,
         "not_found_precision": 0.5,
+        "not_found_f1": 0.5,  # 2 * 1 / (2 * 1 + 1 refused answerable + 1 unanswerable answered)
         "answerable_refused": round(1 / 3, 4),
         "query_p50_ms": 300,
         "query_p95_ms": 500,

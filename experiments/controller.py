@@ -4,20 +4,22 @@ steps that advance a good one, and the webhooks told of each.
 
 State lives in Redis when configured (every replica sees it) and in the data dir's
 ``experiments.sqlite`` otherwise; nothing that must survive is only in this process.
+
+Over 400 lines on purpose: this is the one object the service drives an experiment
+through, in sections (assignment, outcomes, rollouts, analysis and steps, status); the
+pure parts live beside it (rollouts, guardrails, sequential, status, state, timeline).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -27,8 +29,6 @@ from experiments.feedback import (
     AnswerRecord,
     FeedbackStore,
     NotYourAnswer,
-    RedisFeedback,
-    SqliteFeedback,
     UnknownAnswer,
     Vote,
 )
@@ -36,21 +36,23 @@ from experiments.guardrails import Guardrails, Side, analyse
 from experiments.outcomes import (
     Outcome,
     OutcomeStore,
-    RedisOutcomes,
-    SqliteOutcomes,
-    summarise,
 )
 from experiments.rollouts import (
     Change,
     Plan,
-    RedisRolloutLog,
-    RolloutLog,
     Rollouts,
     Run,
-    SqliteRolloutLog,
     busiest,
 )
-from experiments.stores import SQLITE_NAME
+from experiments.state import (
+    ExperimentObserver,
+    Notifier,
+    Unobserved,
+    open_stores,
+    store_errors,
+    unrecorded,
+)
+from experiments.status import GUARDRAIL, SHADOW_PREFIX, describe, find_run
 from experiments.timeline import Timeline, timeline
 from experiments.variants import (
     Experiment,
@@ -64,67 +66,9 @@ from experiments.webhooks import WebhookEvent, checked_webhook_url
 from storage.redis_connections import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger("rag.experiments")
-GUARDRAIL = "guardrail"
 STEPS = "steps"
 # ``rollout``'s guardrails when the request names none: the variants file's.
 FILE_GUARDRAILS = "file"
-# The outcomes of mirrored requests are filed under this prefix and the variant's name.
-SHADOW_PREFIX = "shadow:"
-
-
-@dataclass(frozen=True)
-class Stores:
-    """Where an experiment's state lives: all in Redis, or all in the data dir's SQLite."""
-
-    rollouts: RolloutLog
-    feedback: FeedbackStore
-    outcomes: OutcomeStore
-
-
-def open_stores(
-    data_dir: Path,
-    redis_url: str | None,
-    feedback_ttl_s: int,
-    redis_timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> Stores:
-    """Redis when ``redis_url`` is set (every replica shares the state; each call gives up
-    after ``redis_timeout_s``), else ``data_dir``'s experiments.sqlite. ``feedback_ttl_s``:
-    how long Redis keeps an answer open to votes (SQLite keeps answers for good)."""
-    if redis_url:
-        return Stores(
-            RedisRolloutLog(redis_url, timeout_s=redis_timeout_s),
-            RedisFeedback(redis_url, feedback_ttl_s, timeout_s=redis_timeout_s),
-            RedisOutcomes(redis_url, timeout_s=redis_timeout_s),
-        )
-    path = data_dir / SQLITE_NAME
-    return Stores(SqliteRolloutLog(path), SqliteFeedback(path), SqliteOutcomes(path))
-
-
-class ExperimentObserver(Protocol):
-    def variant_outcome(
-        self, variant: str, seconds: float, error: bool, modes: list[str], tokens: int
-    ) -> None: ...
-
-    def voted(self, variant: str, score: int) -> None: ...
-
-    def rollout_changed(self, by: str, breached: list[str]) -> None: ...
-
-
-class Notifier(Protocol):
-    def send(self, url: str, event: WebhookEvent) -> object:
-        """Deliver ``event`` to ``url`` without blocking the caller."""
-        ...
-
-
-class _Unobserved:
-    def variant_outcome(self, *args: Any) -> None:
-        pass
-
-    def voted(self, *args: Any) -> None:
-        pass
-
-    def rollout_changed(self, *args: Any) -> None:
-        pass
 
 
 class Experiments:
@@ -150,7 +94,7 @@ class Experiments:
         self._feedback = feedback
         self._outcomes = outcomes
         self._refresh_s = refresh_s
-        self._observer = observer or _Unobserved()
+        self._observer = observer or Unobserved()
         self._notifier = notifier
         self._private_webhooks = private_webhooks
         self._lock = threading.Lock()
@@ -256,7 +200,7 @@ class Experiments:
             completion_tokens=completion_tokens,
             experiment=answer.experiment,
         )
-        with _unrecorded(f"answer {answer.answer_id} of variant {answer.variant}"):
+        with unrecorded(f"answer {answer.answer_id} of variant {answer.variant}"):
             self._feedback.record_answer(answer)
             self._outcomes.record(outcome)
         self._observer.variant_outcome(
@@ -267,7 +211,7 @@ class Experiments:
         """Record a request ``variant`` failed on our side. Blocking."""
         outcome = Outcome(variant, time.time(), latency_ms, True, False, False, 0,
                           self.experiment_id())  # fmt: skip
-        with _unrecorded(f"a failure of variant {variant}"):
+        with unrecorded(f"a failure of variant {variant}"):
             self._outcomes.record(outcome)
         self._observer.variant_outcome(variant, latency_ms / 1000, True, [], 0)
 
@@ -299,13 +243,13 @@ class Experiments:
             experiment=self.experiment_id(),
             agreed=agreed,
         )
-        with _unrecorded(f"a mirrored answer of variant {variant}"):
+        with unrecorded(f"a mirrored answer of variant {variant}"):
             self._outcomes.record(outcome)
 
     def vote(self, answer_id: str, key: str, score: int, comment: str) -> Vote:
         """Store the vote of ``key`` on its answer. Blocking."""
         try:
-            with _store("feedback"):
+            with store_errors("feedback"):
                 vote = self._feedback.vote(answer_id, key, score, comment)
         except UnknownAnswer as exc:
             raise errors.AnswerNotFound(f"no answer with answer_id {answer_id!r}") from exc
@@ -395,7 +339,7 @@ class Experiments:
     def _apply(self, make: Callable[[], Change], breached: tuple[str, ...] = ()) -> Change:
         asked = time.time()
         try:
-            with _store("the rollout"):
+            with store_errors("the rollout"):
                 change = make()
         except VariantsError as exc:
             raise errors.InvalidRequest(str(exc)) from exc
@@ -444,71 +388,10 @@ class Experiments:
         """The experiment ``experiment_id`` (default: the newest): its incumbent, start,
         end and outcome, per variant its weight and statistics (of this experiment only),
         the analysis of each candidate while it runs, and its changes."""
-        with _store("rollout_status"):
-            try:
-                run = (
-                    self._rollouts.run(experiment_id)
-                    if experiment_id
-                    else self._rollouts.current_run()
-                )
-            except LookupError as exc:
-                raise errors.InvalidRequest(
-                    f"{exc}; experiments: {[r.id for r in self._rollouts.runs()][-20:]}"
-                ) from exc
-            return self._status(run)
-
-    def _status(self, run: Run | None) -> dict[str, Any]:
-        if run is None:
-            raise errors.DependencyUnavailable(
-                "the variants file's experiment has not started: the experiment store "
-                "could not be written"
-            )
-        plan = run.plan
-        variants = {}
-        sides: dict[str, Side] = {}
-        for variant in self.experiment.variants:
-            outcomes = self._outcomes.of(run.id, variant.name)
-            votes = self._feedback.votes(variant.name, run.id)
-            sides[variant.name] = Side(outcomes, votes)
-            stats = summarise(outcomes, votes)
-            variants[variant.name] = {"weight": run.weights[variant.name], **stats.to_dict()}
-        analysis = {}
-        if plan.guardrails is not None and run.ended_at is None:
-            rails = Guardrails.model_validate(plan.guardrails)
-            analysis = {
-                name: analyse(rails, sides[run.incumbent], sides[name]).to_dict()
-                for name, weight in run.weights.items()
-                if weight > 0 and name != run.incumbent
-            }
-        shadow = {}
-        for name, share in (plan.shadow or {}).items():
-            mirrored = self._outcomes.of(run.id, SHADOW_PREFIX + name)
-            verdicts = [o.agreed for o in mirrored if o.agreed is not None]
-            shadow[name] = {
-                "share": share,
-                **summarise(mirrored, []).to_dict(),
-                "agreement": sum(verdicts) / len(verdicts) if verdicts else None,
-            }
-            if plan.guardrails is not None and run.ended_at is None:
-                rails = Guardrails.model_validate(plan.guardrails)
-                judged = analyse(rails, sides[run.incumbent], Side(mirrored))
-                analysis[SHADOW_PREFIX + name] = judged.to_dict()
-        history = [_shown(c) for c in run.changes]
-        return {
-            "experiment": self.experiment.experiment,
-            **run.to_dict(),
-            "since": run.started_at,
-            "guardrails": plan.guardrails,
-            "steps": plan.steps,
-            "candidate": plan.candidate,
-            "webhook": _host_only(plan.webhook),
-            "variants": variants,
-            "shadow": shadow,
-            "analysis": analysis,
-            "history": history,
-            "guardrail_breaches": [c for c in history if c["by"] == GUARDRAIL],
-            "experiments": [r.to_dict() for r in self._rollouts.runs()][-50:],
-        }
+        with store_errors("rollout_status"):
+            run = find_run(self._rollouts, experiment_id)
+            return describe(self.experiment, run, self._rollouts.runs(), self._outcomes,
+                            self._feedback)  # fmt: skip
 
     # -- analysis: guardrails and steps ----------------------------------------------------
 
@@ -604,22 +487,8 @@ class Experiments:
     def timeline(self, experiment_id: str | None = None) -> Timeline:
         """The experiment ``experiment_id`` (default: the newest) over time: per variant
         its outcomes and votes in time bins, and its changes (experiments/timeline.py)."""
-        with _store("rollout_timeline"):
-            try:
-                run = (
-                    self._rollouts.run(experiment_id)
-                    if experiment_id
-                    else self._rollouts.current_run()
-                )
-            except LookupError as exc:
-                raise errors.InvalidRequest(
-                    f"{exc}; experiments: {[r.id for r in self._rollouts.runs()][-20:]}"
-                ) from exc
-            if run is None:
-                raise errors.DependencyUnavailable(
-                    "the variants file's experiment has not started: the experiment store "
-                    "could not be written"
-                )
+        with store_errors("rollout_timeline"):
+            run = find_run(self._rollouts, experiment_id)
             names = self.experiment.names
             return timeline(
                 run,
@@ -627,46 +496,6 @@ class Experiments:
                 {name: self._feedback.vote_times(name, run.id) for name in names},
                 time.time(),
             )
-
-
-def _shown(change: Change) -> dict[str, Any]:
-    """A change as rollout_status shows it: the webhook as its host only (a URL may carry
-    a token), no file signature."""
-    shown = asdict(change)
-    shown["webhook"] = _host_only(change.webhook)
-    shown.pop("signature", None)
-    return shown
-
-
-def _host_only(url: str | None) -> str | None:
-    if not url:
-        return None
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}"
-
-
-@contextlib.contextmanager
-def _unrecorded(what: str) -> Iterator[None]:
-    """A record the request does not depend on: a store failure is logged, not raised."""
-    try:
-        yield
-    except Exception:
-        logger.warning("could not record %s: the experiment store failed", what, exc_info=True)
-
-
-@contextlib.contextmanager
-def _store(what: str) -> Iterator[None]:
-    """Store failures (Redis down, a locked or unwritable SQLite file) as 503s naming the
-    store; the service's own refusals pass through."""
-    try:
-        yield
-    except (errors.RagError, VariantsError, LookupError, PermissionError, ValueError):
-        raise
-    except Exception as exc:
-        raise errors.DependencyUnavailable(
-            f"{what} needs the experiment store (Redis when RAG_REDIS_URL is set, else the "
-            f"data dir's experiments.sqlite), which failed: {type(exc).__name__}: {exc}"
-        ) from exc
 
 
 def _problems(exc: ValidationError) -> str:

@@ -1,5 +1,6 @@
 """Results -> targets, a Markdown table and BENCHMARKS.md's results section (the PNG
-plots are scripts/bench/plots.py)."""
+plots are scripts/bench/plots.py). Over 400 lines on purpose: every section's targets in
+one function, so the table cannot miss one."""
 
 from __future__ import annotations
 
@@ -178,15 +179,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"{consistency['questions']} dev-set questions"
         )
         row(name, value, "0", value == 0)
-    rollouts = results.get("rollouts")
-    if rollouts:
-        for scenario, found in rollouts["scenarios"].items():
-            if found["worse"]:
-                row(f"rolled back within 300 of its requests: {scenario}", found["share"],
-                    ">= 0.95", found["share"] >= 0.95)  # fmt: skip
-            else:
-                row(f"false rollbacks: {scenario}, {rollouts['runs']} runs", found["share"],
-                    "<= 0.05", found["share"] <= 0.05)  # fmt: skip
+    for scenario, found in (results.get("rollouts") or {"scenarios": {}})["scenarios"].items():
+        what, goal = ("rolled back within 300 of its requests", ">= 0.95") if found["worse"] \
+            else ("false rollbacks, 40 runs", "<= 0.05")  # fmt: skip
+        met = found["share"] >= 0.95 if found["worse"] else found["share"] <= 0.05
+        row(f"{what}: {scenario}", found["share"], goal, met)
     deploy = results.get("deploy")
     if deploy:
         value = deploy["url_path"]["tokens_per_s_ratio"]

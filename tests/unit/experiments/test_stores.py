@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from experiments.controller import open_stores
+from experiments.state import open_stores
 from experiments.feedback import AnswerRecord, RedisFeedback, SqliteFeedback
 from experiments.outcomes import Outcome, RedisOutcomes, SqliteOutcomes
 from experiments.rollouts import Change, RedisRolloutLog, SqliteRolloutLog

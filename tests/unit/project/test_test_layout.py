@@ -48,6 +48,16 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "feedback exports (test_export_feedback_...); embedding exports in "
         "tests/e2e/test_reindex.py",
     ),
+    "experiments/state": (
+        "tests/unit/experiments/test_stores.py",
+        "open_stores on SQLite and Redis; the observer and store errors through "
+        "tests/unit/experiments/test_guardrails.py's controller tests",
+    ),
+    "experiments/status": (
+        "tests/unit/experiments/test_guardrails.py",
+        "rollout_status of running, ended, older and shadowed experiments (the controller's "
+        "status tests)",
+    ),
     "app/index_versions": (
         "tests/e2e/test_index_versions.py",
         "snapshots, restores and re-indexing through a served instance",

@@ -4,10 +4,8 @@ steps that advance a good one, and the webhooks told of each.
 
 State lives in Redis when configured (every replica sees it) and in the data dir's
 ``experiments.sqlite`` otherwise; nothing that must survive is only in this process.
-
-Over 400 lines on purpose: this is the one object the service drives an experiment
-through, in sections (assignment, outcomes, rollouts, analysis and steps, status); the
-pure parts live beside it (rollouts, guardrails, sequential, status, state, timeline).
+The pure parts live beside it: rollouts (runs), guardrails and sequential (the tests),
+steering (what the analysis does), status, state (stores) and timeline.
 """
 
 from __future__ import annotations
@@ -21,29 +19,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from core import errors
 from experiments.assignment import assign
-from experiments.feedback import (
-    AnswerRecord,
-    FeedbackStore,
-    NotYourAnswer,
-    UnknownAnswer,
-    Vote,
-)
+from experiments.feedback import AnswerRecord, FeedbackStore, NotYourAnswer, UnknownAnswer, Vote
 from experiments.guardrails import Guardrails, Side, analyse
-from experiments.outcomes import (
-    Outcome,
-    OutcomeStore,
-)
-from experiments.rollouts import (
-    Change,
-    Plan,
-    Rollouts,
-    Run,
-    busiest,
-)
+from experiments.outcomes import Outcome, OutcomeStore
+from experiments.plans import checked_guardrails, planned
+from experiments.rollouts import Change, Rollouts
 from experiments.state import (
     ExperimentObserver,
     Notifier,
@@ -51,18 +33,12 @@ from experiments.state import (
     open_stores,
     store_errors,
     unrecorded,
+    webhook_event,
 )
 from experiments.status import GUARDRAIL, SHADOW_PREFIX, describe, find_run
+from experiments.steering import breach_reason, next_move, rolled_back, serving_candidates
 from experiments.timeline import Timeline, timeline
-from experiments.variants import (
-    Experiment,
-    VariantsError,
-    checked_shadow,
-    checked_steps,
-    checked_weights,
-)
-from experiments.webhooks import EVENTS as WEBHOOK_EVENTS
-from experiments.webhooks import WebhookEvent, checked_webhook_url
+from experiments.variants import Experiment, VariantsError
 from storage.redis_connections import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger("rag.experiments")
@@ -285,36 +261,23 @@ class Experiments:
         (``weights`` then default to its first step), a ``webhook``, and ``shadow``
         shares (variant -> percent of requests mirrored to it). Raises InvalidRequest
         naming the problem; the rollout is then untouched."""
-        rails = self._file_guardrails() if guardrails == FILE_GUARDRAILS else guardrails
-        if rails is not None and not isinstance(rails, dict):
-            raise errors.InvalidRequest("guardrails must be an object, or null for none")
-        try:
-            checked = Guardrails.model_validate(rails).model_dump() if rails is not None else None
-        except ValidationError as exc:
-            raise errors.InvalidRequest(f"guardrails: {_problems(exc)}") from exc
-        if webhook is not None:
-            webhook = checked_webhook_url(webhook, self._private_webhooks)
+        rails = checked_guardrails(
+            self._file_guardrails() if guardrails == FILE_GUARDRAILS else guardrails
+        )
 
         def change() -> Change:
-            nonlocal weights
-            if steps is not None or candidate is not None:
-                incumbent = self._next_incumbent()
-                rising = checked_steps(steps, candidate, incumbent, self.experiment.names)
-                if checked is None:
-                    raise VariantsError("steps need guardrails: each step waits for their analysis")
-                first = {incumbent: 100 - rising[0], str(candidate): rising[0]}
-                if weights is not None and checked_weights(weights, self.experiment.names) != (
-                    checked_weights(first, self.experiment.names)
-                ):
-                    raise VariantsError(
-                        f"weights {weights} are not the first step's {first}; give one or the other"
-                    )
-                weights = dict(first)
-            if weights is None:
-                raise VariantsError("give weights (percent per variant), or steps and a candidate")
-            mirrored = checked_shadow(shadow, self.experiment.names) if shadow else None
-            plan = Plan(checked, steps, candidate, webhook, mirrored)
-            return self._rollouts.change(weights, by, plan)
+            accepted, plan = planned(
+                self.experiment,
+                self._rollouts.next_incumbent(),
+                weights,
+                rails,
+                steps,
+                candidate,
+                webhook,
+                shadow,
+                self._private_webhooks,
+            )
+            return self._rollouts.change(accepted, by, plan)
 
         return self._apply(change)
 
@@ -323,14 +286,6 @@ class Experiments:
 
     def rollback(self, by: str) -> Change:
         return self._apply(lambda: self._rollouts.rollback(by))
-
-    def _next_incumbent(self) -> str:
-        """The incumbent of the running experiment, or of the one a rollout would start."""
-        run = self._rollouts.current_run()
-        if run is not None and run.ended_at is None:
-            return run.incumbent
-        weights = run.weights if run else dict(self.experiment.weights)
-        return busiest(weights, run.incumbent if run else str(self.experiment.incumbent))
 
     def _file_guardrails(self) -> dict[str, Any] | None:
         rails = self.experiment.guardrails
@@ -365,22 +320,8 @@ class Experiments:
         return change
 
     def _notify(self, change: Change) -> None:
-        if self._notifier is None or not change.webhook:
-            return
-        event = {"guardrail": "rollback"}.get(change.event, change.event)
-        if event not in WEBHOOK_EVENTS:
-            event = "step"  # a manual change of weights within the experiment
-        self._notifier.send(
-            change.webhook,
-            WebhookEvent(
-                event,
-                change.experiment_id,
-                change.at,
-                dict(change.weights),
-                change.reason,
-                change.by,
-            ),
-        )
+        if self._notifier is not None and change.webhook:
+            self._notifier.send(change.webhook, webhook_event(change))
 
     # -- status ----------------------------------------------------------------------------
 
@@ -395,26 +336,22 @@ class Experiments:
 
     # -- analysis: guardrails and steps ----------------------------------------------------
 
-    def check(self) -> Change | None:
-        """Analyse the running experiment if its interval has passed: roll back every
-        candidate that failed ``failure_limit`` analyses in a row (its share goes to the
-        incumbent), else advance the candidate's step when the analysis passed and the
-        step has lasted an interval with ``min_requests`` of its requests. Returns the
-        change made, if any."""
+    def check(self, force: bool = False) -> Change | None:
+        """Analyse the running experiment if its interval has passed (or ``force``) and act
+        as experiments/steering.py decides: roll back, step, promote. The change made."""
         run = self._rollouts.current_run()
         if run is None or run.ended_at is not None or run.plan.guardrails is None:
             return None
         rails = Guardrails.model_validate(run.plan.guardrails)
         now = time.time()
-        if now - self._analysed_at.get(run.id, float("-inf")) < rails.interval_s:
+        if not force and now - self._analysed_at.get(run.id, float("-inf")) < rails.interval_s:
             return None
         self._analysed_at[run.id] = now
-        weights, incumbent = run.weights, run.incumbent
-        candidates = [n for n, w in weights.items() if w > 0 and n != incumbent]
+        candidates = serving_candidates(run)
         if not candidates:
             return None
         wants_votes = rails.max_downvote_increase is not None
-        base = self._side(run.id, incumbent, wants_votes)
+        base = self._side(run.id, run.incumbent, wants_votes)
         found: dict[str, list[str]] = {}
         passed: set[str] = set()
         for name in candidates:
@@ -426,61 +363,24 @@ class Experiments:
             elif analysis.judged and not analysis.failed:
                 passed.add(name)
         if found:
-            return self._roll_back(weights, incumbent, found)
-        return self._step(run, rails, passed, now)
-
-    def check_guardrails(self) -> Change | None:
-        """``check`` regardless of the interval (tests, and callers that keep their own
-        schedule)."""
-        run = self._rollouts.current_run()
-        if run is not None:
-            self._analysed_at.pop(run.id, None)
-        return self.check()
+            weights = rolled_back(run.weights, run.incumbent, list(found))
+            reason = breach_reason(found)
+            logger.warning("%s (candidate weight set to 0)", reason)
+            return self._apply(lambda: self._rollouts.guardrail(weights, reason), tuple(found))
+        move = next_move(run, rails, passed, now, lambda since: len(
+            self._outcomes.of(run.id, str(run.plan.candidate), since=since)))  # fmt: skip
+        if move is None:
+            return None
+        if move.event == "promote":
+            winner = str(run.plan.candidate)
+            return self._apply(lambda: self._rollouts.promote(winner, STEPS, move.reason))
+        return self._apply(lambda: self._rollouts.step(move.weights, move.reason))
 
     def _side(self, run_id: str, variant: str, votes: bool) -> Side:
         return Side(
             self._outcomes.of(run_id, variant),
             self._feedback.votes(variant, run_id) if votes else (),
         )
-
-    def _roll_back(
-        self, weights: dict[str, int], incumbent: str, found: dict[str, list[str]]
-    ) -> Change:
-        new = dict(weights)
-        for name in found:
-            new[incumbent] += new[name]
-            new[name] = 0
-        reason = "; ".join(f"{name}: {', '.join(why)}" for name, why in found.items())
-        logger.warning("guardrail breached, candidate weight set to 0: %s", reason)
-        return self._apply(
-            lambda: self._rollouts.guardrail(new, f"guardrail breached: {reason}"), tuple(found)
-        )
-
-    def _step(self, run: Run, rails: Guardrails, passed: set[str], now: float) -> Change | None:
-        plan = run.plan
-        candidate = plan.candidate
-        if not plan.steps or candidate not in passed:
-            return None
-        began = run.last.at
-        if now - began < rails.interval_s:
-            return None
-        if len(self._outcomes.of(run.id, str(candidate), since=began)) < rails.min_requests:
-            return None
-        current = run.weights[str(candidate)]
-        later = [s for s in plan.steps if s > current]
-        if not later or later[0] >= 100:
-            return self._apply(
-                lambda: self._rollouts.promote(
-                    str(candidate), STEPS, f"promote {candidate}: every step passed"
-                )
-            )
-        new = dict(run.weights)
-        new[str(candidate)] = later[0]
-        new[run.incumbent] = 100 - sum(w for n, w in new.items() if n != run.incumbent)
-        if new[run.incumbent] < 0:
-            return None  # other candidates hold the rest; the operator decides
-        reason = f"step {current} -> {later[0]}: analysis passed"
-        return self._apply(lambda: self._rollouts.step(new, reason))
 
     # -- over time -------------------------------------------------------------------------
 
@@ -496,9 +396,3 @@ class Experiments:
                 {name: self._feedback.vote_times(name, run.id) for name in names},
                 time.time(),
             )
-
-
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
-    )

@@ -208,6 +208,14 @@ class Rollouts:
                 return run
         raise LookupError(f"no experiment {run_id!r}")
 
+    def next_incumbent(self) -> str:
+        """The incumbent of the running experiment, or of the one a rollout would start."""
+        run = self.current_run()
+        if run is not None and run.ended_at is None:
+            return run.incumbent
+        weights = run.weights if run else dict(self._experiment.weights)
+        return busiest(weights, run.incumbent if run else str(self._experiment.incumbent))
+
     def current(self) -> dict[str, int]:
         run = self.current_run()
         return run.weights if run else dict(self._experiment.weights)
@@ -260,8 +268,10 @@ class Rollouts:
         if run is not None and run.ended_at is None:
             weights = {**{n: 0 for n in self._experiment.names}, run.incumbent: 100}
             return self._append(run, weights, by, reason, ROLLBACK, run.plan)
-        if run is None or run.last.event == ROLLBACK:
-            return run.last if run else self.change(self.current(), by, Plan())
+        if run is None:
+            raise VariantsError("no experiment has started: the variants file's starts first")
+        if run.last.event == ROLLBACK:
+            return run.last
         raise VariantsError(
             f"experiment {run.id} ended ({run.outcome}); there is no running experiment to "
             f"roll back. To go back, start one: rollout with weights "

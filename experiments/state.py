@@ -14,10 +14,10 @@ from typing import Any, Protocol
 from core import errors
 from experiments.feedback import FeedbackStore, RedisFeedback, SqliteFeedback
 from experiments.outcomes import OutcomeStore, RedisOutcomes, SqliteOutcomes
-from experiments.rollouts import RedisRolloutLog, RolloutLog, SqliteRolloutLog
+from experiments.rollouts import Change, RedisRolloutLog, RolloutLog, SqliteRolloutLog
 from experiments.stores import SQLITE_NAME
 from experiments.variants import VariantsError
-from experiments.webhooks import WebhookEvent
+from experiments.webhooks import EVENTS, WebhookEvent
 from storage.redis_connections import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger("rag.experiments")
@@ -59,6 +59,16 @@ class ExperimentObserver(Protocol):
     def voted(self, variant: str, score: int) -> None: ...
 
     def rollout_changed(self, by: str, breached: list[str]) -> None: ...
+
+
+def webhook_event(change: Change) -> WebhookEvent:
+    """What a webhook is told of ``change``: a guardrail's partial rollback is a rollback,
+    an operator's change of weights within the experiment a step."""
+    event = {"guardrail": "rollback"}.get(change.event, change.event)
+    if event not in EVENTS:
+        event = "step"
+    return WebhookEvent(event, change.experiment_id, change.at, dict(change.weights),
+                        change.reason, change.by)  # type: ignore[arg-type]  # fmt: skip
 
 
 class Notifier(Protocol):

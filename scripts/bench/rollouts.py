@@ -94,7 +94,7 @@ def one_run(scenario: Scenario, seed: int, work: Path) -> int | None:
             mode = "ungrounded" if rng.random() < behaviour.ungrounded else "generated"
             answer = AnswerRecord(f"{seed}-{n}", "sim", variant, "c", time.time())
             experiments.answered(answer, latency, mode, 0)
-        if n % CHECK_EVERY == 0 and experiments.check_guardrails() is not None:
+        if n % CHECK_EVERY == 0 and experiments.check(force=True) is not None:
             return served
         if not scenario.requests and served > 400:
             return None

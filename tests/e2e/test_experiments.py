@@ -399,7 +399,10 @@ class Hooks:
 
 def test_steps_promote_a_healthy_candidate_and_roll_back_a_broken_one_telling_a_webhook(ab):
     hooks = Hooks()
-    rails = {"min_requests": 3, "interval_s": 1, "max_p95_ratio": None}
+    ab.ok("/promote", ab.keys.admin, {"variant": "v1"})  # whatever ran has ended
+    # Ten requests each: enough for the analysis to find a candidate that is 100 points
+    # worse before its first step could pass (it does by the seventh).
+    rails = {"min_requests": 10, "interval_s": 1, "max_p95_ratio": None}
     plan = {"steps": [10, 50, 100], "guardrails": rails, "webhook": hooks.url}
     started = ab.ok("/rollout", ab.keys.admin, plan | {"candidate": "v2"})
     assert started["weights"] == {"v1": 90, "v2": 10, "v3-short": 0}

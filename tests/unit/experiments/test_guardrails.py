@@ -97,16 +97,16 @@ def test_a_failing_candidate_goes_to_zero_and_its_share_to_the_incumbent(experim
     record(experiments, "v1", 20, "generated")
     record(experiments, "v2", 20, "generated")
     record(experiments, "v3", 4, "ungrounded")
-    assert experiments.check_guardrails() is None  # v3 has 4 of the 5 outcomes needed
+    assert experiments.check(force=True) is None  # v3 has 4 of the 5 outcomes needed
     record(experiments, "v3", 16, "ungrounded")
-    change = experiments.check_guardrails()
+    change = experiments.check(force=True)
     assert change is not None and change.weights == {"v1": 80, "v2": 20, "v3": 0}
     assert change.by == "guardrail" and change.reason.startswith("guardrail breached: v3:")
     status = experiments.status()
     assert status["weights"] == {"v1": 80, "v2": 20, "v3": 0} and status["ended_at"] is None
     assert status["guardrail_breaches"][-1]["reason"] == change.reason
     record(experiments, "v2", 20, "ungrounded")
-    ended = experiments.check_guardrails()
+    ended = experiments.check(force=True)
     # v2 gone too: only the incumbent serves, so the experiment ended as a rollback.
     assert ended is not None and ended.event == "rollback"
     assert experiments.status()["ended_at"] is not None
@@ -116,16 +116,16 @@ def test_failure_limit_counts_failing_analyses_in_a_row(experiments):
     experiments.rollout({"v1": 50, "v2": 50}, "ops", FAST | {"failure_limit": 3})
     record(experiments, "v1", 20, "generated")
     record(experiments, "v2", 20, "ungrounded")
-    assert experiments.check_guardrails() is None
-    assert experiments.check_guardrails() is None
-    assert experiments.check_guardrails() is not None
+    assert experiments.check(force=True) is None
+    assert experiments.check(force=True) is None
+    assert experiments.check(force=True) is not None
 
 
 def test_null_guardrails_turn_them_off_and_absent_ones_are_the_files(experiments):
     experiments.rollout({"v1": 50, "v2": 50}, "ops", None)
     record(experiments, "v1", 30, "generated")
     record(experiments, "v2", 30, "ungrounded")
-    assert experiments.check_guardrails() is None
+    assert experiments.check(force=True) is None
     assert experiments.status()["guardrails"] is None
     file_rails = Experiments(
         EXPERIMENT.model_copy(update={"guardrails": Guardrails(min_requests=7)}),
@@ -174,7 +174,7 @@ def test_after_a_promotion_the_winner_is_the_next_experiments_incumbent(experime
         for variant, ms in (("v2", 100.0), ("v3", 900.0)):
             experiments.answered(AnswerRecord(f"{variant}-{i}", "k", variant, "c", time.time()),
                                  ms, "generated", 1)  # fmt: skip
-    change = experiments.check_guardrails()
+    change = experiments.check(force=True)
     assert change is not None and change.weights == {"v1": 0, "v2": 100, "v3": 0}
     assert "latency worse" in change.reason
 
@@ -210,7 +210,7 @@ def test_a_step_waits_for_its_interval_and_min_requests(experiments):
     experiments.rollout(None, "ops", FAST | {"interval_s": 60}, steps=[10, 100], candidate="v2")
     record(experiments, "v1", 6, "generated")
     record(experiments, "v2", 6, "generated")
-    assert experiments.check_guardrails() is None  # the step began under 60 s ago
+    assert experiments.check(force=True) is None  # the step began under 60 s ago
 
 
 def test_a_broken_candidate_is_rolled_back_at_its_first_step(experiments):

@@ -9,10 +9,10 @@ import time
 
 import redis
 
-from experiments.state import open_stores
 from experiments.feedback import AnswerRecord, RedisFeedback, SqliteFeedback
 from experiments.outcomes import Outcome, RedisOutcomes, SqliteOutcomes
 from experiments.rollouts import Change, RedisRolloutLog, SqliteRolloutLog
+from experiments.state import open_stores
 
 
 def fill(stores) -> None:

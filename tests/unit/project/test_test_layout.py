@@ -53,6 +53,10 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "open_stores on SQLite and Redis; the observer and store errors through "
         "tests/unit/experiments/test_guardrails.py's controller tests",
     ),
+    "experiments/plans": (
+        "tests/unit/experiments/test_guardrails.py",
+        "every refused rollout plan (test_a_refused_rollout_...) and the stepped ones",
+    ),
     "experiments/status": (
         "tests/unit/experiments/test_guardrails.py",
         "rollout_status of running, ended, older and shadowed experiments (the controller's "

@@ -320,32 +320,36 @@ class VariantStatus(BaseModel):
 
 class RolloutStatus(BaseModel):
     experiment: str = Field(description="The experiment's name (the assignment salt).")
-    experiment_id: str = Field(description="This experiment's id: <name>-<n>.")
+    # The fields from here to `experiments` have defaults only so that a status saved from
+    # a server before experiments had ids still parses (scripts/ab_report.py --status).
+    experiment_id: str = Field("", description="This experiment's id: <name>-<n>.")
     incumbent: str = Field(
         description="The variant serving most when the experiment started; candidates are "
         "judged against it."
     )
-    started_at: float
-    ended_at: float | None = Field(description="null while it runs.")
-    outcome: str | None
+    started_at: float = 0.0
+    ended_at: float | None = Field(None, description="null while it runs.")
+    outcome: str | None = None
     weights: dict[str, int]
     since: float = Field(description="When the experiment started (as started_at).")
     guardrails: dict[str, Any] | None
-    steps: list[int] | None
-    candidate: str | None
-    webhook: str | None = Field(description="The webhook's scheme and host only.")
+    steps: list[int] | None = None
+    candidate: str | None = None
+    webhook: str | None = Field(None, description="The webhook's scheme and host only.")
     variants: dict[str, VariantStatus]
     shadow: dict[str, dict[str, Any]] = Field(
+        {},
         description="Per variant getting mirrored requests: its share, the statistics of its "
-        "mirrored answers, and the share that matched the answer served (agreement)."
+        "mirrored answers, and the share that matched the answer served (agreement).",
     )
     analysis: dict[str, dict[str, Any]] = Field(
+        {},
         description="Per candidate, while the experiment runs: whether it was judged, the "
-        "metrics it failed, and each metric's test, statistic and threshold."
+        "metrics it failed, and each metric's test, statistic and threshold.",
     )
     history: list[RolloutChange]
     guardrail_breaches: list[RolloutChange]
-    experiments: list[ExperimentSummary] = Field(description="The newest 50, oldest first.")
+    experiments: list[ExperimentSummary] = Field([], description="The newest 50, oldest first.")
 
 
 class TimelineBin(BaseModel):

@@ -15,7 +15,7 @@ from app.schemas import (
 )
 from app.wiring import Components
 from jobs.chunk_tables import table_vectors
-from jobs.reindex import choose_target, index_status, roll_back
+from jobs.reindex_admin import choose_target, index_status, roll_back
 from jobs.snapshots import (
     check_embedder,
     embed_texts,

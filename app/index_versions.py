@@ -141,9 +141,16 @@ class IndexVersions:
         """``promoted`` for a caller on another thread than the service's event loop (the
         controller's guardrail thread, or a ``to_thread`` worker): runs it on that loop
         and waits for it. Raises what ``promoted`` raises; RuntimeError when this was not
-        built in a running event loop."""
+        built in a running event loop, or when called on that loop (waiting there would
+        never end: await ``promoted`` instead)."""
         if self._loop is None:
             raise RuntimeError("the index versions were built outside an event loop")
+        try:
+            calling = asyncio.get_running_loop()
+        except RuntimeError:
+            calling = None
+        if calling is self._loop:
+            raise RuntimeError("promoted_from_thread was called on the event loop: await promoted")
         running = asyncio.run_coroutine_threadsafe(self.promoted(variant), self._loop)
         return running.result(PROMOTION_SWITCH_TIMEOUT_S)
 

@@ -50,6 +50,8 @@ def test_promoting_a_staged_variant_makes_every_staged_index_live(index, blobs, 
     async def promote() -> tuple[dict[str, str], dict[str, str]]:
         promoting = versions(index, builder)
         untouched = await promoting.promoted("live")  # reads live indexes: nothing to do
+        with pytest.raises(RuntimeError, match="on the event loop"):
+            promoting.promoted_from_thread("staged")  # it would wait for itself
         # Promotion by steps runs on the controller's guardrail thread.
         return untouched, await asyncio.to_thread(promoting.promoted_from_thread, "staged")
 

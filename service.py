@@ -233,18 +233,36 @@ class RAGService:
         embedder: str | None = None,
         chunk_tokens: int | None = None,
         overlap_tokens: int | None = None,
+        switch: bool = True,
     ) -> schemas.ReindexReport:
         """Admin: build the collection's index again beside the live one -- with
         ``embedder`` (a served embedder's tag or service name; default: the one new
         collections get) and/or new chunk settings -- then switch to it in one write.
-        Queries keep being answered from the live index meanwhile."""
-        return await self.app.versions.reindex(collection, embedder, chunk_tokens, overlap_tokens)
+        Queries keep being answered from the live index meanwhile. ``switch`` false keeps
+        it as the collection's staged index instead: variants with ``index: staged`` read
+        it, every ingest and delete reaches it, switch_index makes it live."""
+        return await self.app.versions.reindex(
+            collection, embedder, chunk_tokens, overlap_tokens, switch
+        )
 
     @api
     async def reindex_status(self, collection: str = DEFAULT) -> schemas.ReindexStatus:
         """Admin: the live index (generation, version, embedder), the one rollback_index
-        would return to, and the progress of a re-index."""
+        would return to, the staged one, and the progress of a re-index."""
         return await self.app.versions.status(collection)
+
+    @api
+    async def switch_index(self, collection: str = DEFAULT) -> schemas.ReindexStatus:
+        """Admin: make the collection's staged index (``reindex`` with switch=false) live in
+        one write, after catching up with writes it lacks; the live one becomes the one
+        rollback_index returns to. 409 when there is none or its embedder is not served."""
+        return await self.app.versions.switch_index(collection)
+
+    @api
+    async def drop_staged_index(self, collection: str = DEFAULT) -> schemas.ReindexStatus:
+        """Admin: discard the collection's staged index (none: nothing changes); variants
+        with ``index: staged`` read the live one again."""
+        return await self.app.versions.drop_staged(collection)
 
     @api
     async def rollback_index(self, collection: str = DEFAULT) -> schemas.ReindexStatus:

@@ -52,7 +52,7 @@ class Application:
         self.batches = Batches(parts, self.answering)
         self.versions = IndexVersions(parts)
         self.exports = Exports(parts)
-        self.rollouts = Rollouts(parts)
+        self.rollouts = Rollouts(parts, self.versions)
 
     @classmethod
     def start(cls, plan: ServingPlan, clients: ModelClients) -> Application:

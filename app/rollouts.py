@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from app import authorization
+from app.index_versions import IndexVersions
 from app.schemas import FeedbackResponse, RolloutStatus, RolloutTimeline
 from app.wiring import Components
 from core.errors import InvalidRequest
@@ -15,8 +16,9 @@ _MAX_COMMENT_CHARS = 2000
 
 
 class Rollouts:
-    def __init__(self, parts: Components) -> None:
+    def __init__(self, parts: Components, versions: IndexVersions) -> None:
         self._experiments = parts.experiments
+        self._versions = versions
 
     async def vote(self, answer_id: str, score: int, comment: str) -> FeedbackResponse:
         if len(comment) > _MAX_COMMENT_CHARS:
@@ -44,6 +46,8 @@ class Rollouts:
     async def promote(self, variant: str) -> RolloutStatus:
         by = authorization.rollout_admin()
         await asyncio.to_thread(self._experiments.promote, variant, by)
+        # A variant that reads staged indexes takes them live with it.
+        await self._versions.promoted(variant)
         return await self._status()
 
     async def roll_back(self) -> RolloutStatus:

@@ -203,7 +203,10 @@ class ReindexReport(BaseModel):
     """A re-index's progress, and its result once it is done."""
 
     collection: str
-    state: str = Field(description="building, switching, done or failed.")
+    state: str = Field(
+        description="building, switching, done, staging, staged (built with switch=false: "
+        "kept beside the live index) or failed."
+    )
     generation: str = Field(description="The index being built (live once done).")
     embedder: str = Field(description="The model tag of the embedder it is built with.")
     documents_total: int
@@ -213,7 +216,10 @@ class ReindexReport(BaseModel):
     started_at: float
     rate_documents_s: float
     eta_s: float | None
-    index_version: str = Field(description="The collection's index_version once switched.")
+    index_version: str = Field(
+        description="The collection's index_version once switched; the staged index's once "
+        "staged (what answers read from it report)."
+    )
     error: str | None
 
 
@@ -222,6 +228,13 @@ class IndexState(BaseModel):
     index_version: str
     embedder: str | None
     documents: int
+
+
+class StagedIndexState(IndexState):
+    out_of_step: int = Field(
+        description="Documents it holds otherwise than the live index (missing, outdated or "
+        "deleted since): 0 when in step. switch_index catches up with them first."
+    )
 
 
 class ServedEmbedderInfo(BaseModel):
@@ -239,6 +252,12 @@ class ReindexStatus(BaseModel):
     rolled_back_from: IndexState | None = Field(
         description="The index the last rollback_index switched away from: kept, not "
         "served and not offered for rollback, until the next restore or re-index switch.",
+    )
+    staged: StagedIndexState | None = Field(
+        description="A re-index built with switch=false and kept beside the live index: read "
+        "by variants with index: staged, kept in step with the live index's documents, "
+        "made live by switch_index (or by promoting such a variant), discarded by "
+        "drop_staged_index or by any other switch."
     )
     building: ReindexReport | None = Field(
         description="The re-index running in this replica, or the last one it ran."

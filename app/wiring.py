@@ -29,7 +29,8 @@ from experiments.variants import Experiment
 from experiments.webhooks import WebhookSender
 from jobs.batch_jobs import BatchJobs
 from jobs.batch_runner import BatchGate
-from jobs.reindex import Reindexer, ReindexLimits
+from jobs.reindex import Reindexer
+from jobs.reindex_sync import ReindexLimits
 from models.catalog import Catalog
 from models.clients import ModelClients
 from retrieval.cache import AnswerCache, make_cache
@@ -172,11 +173,13 @@ def build(
         settings.page_image_max_width,
         settings.page_image_cache_mb * 2**20,
     )
+    served = {service: path.served for service, path in embedders.items()}
     reindexer = Reindexer(
         index,
         read_pdf,
         ReindexLimits(settings.ingest_embed_batch, settings.max_pages, settings.parse_timeout_s),
         on_switch=changed,
+        served=served,
     )
     ingestor = Ingestor(
         index,
@@ -198,6 +201,8 @@ def build(
         router=EmbedderRouter(
             embedders[ingest_with].guard, served_embedders(embedders), follow_index=True
         ),
+        # A staged re-index takes every ingest and delete too, until it is switched to.
+        follow=reindexer.follow,
     )
     batch = BatchJobs(
         make_object_store(settings, "jobs/batch"),
@@ -253,7 +258,7 @@ def build(
         experiments=experiments,
         ingest_with=embedders[ingest_with],
         ingest_with_name=ingest_with,
-        served={service: path.served for service, path in embedders.items()},
+        served=served,
         read_pdf=read_pdf,
         changed=changed,
     )

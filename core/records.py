@@ -38,7 +38,9 @@ class DocumentRecord:
 
 @dataclass(frozen=True)
 class LiveIndex:
-    """What a reader of a collection reads: the live generation and its version."""
+    """What a reader of a collection reads: ``generation`` and its version (the live
+    generation, or the staged one for a reader of staged indexes), and the generations
+    the collection's live record names besides."""
 
     collection: str
     generation: str
@@ -48,11 +50,17 @@ class LiveIndex:
     # rollback): kept, never served, and not offered for another rollback, so a second
     # rollback_index cannot switch forward again.
     rolled_back_from: str = ""
+    # A re-index built in full and kept beside the live one instead of switched to
+    # (``reindex`` with switch=false): read only by variants with ``index: staged``, kept
+    # in step with the live one's documents until ``switch_index`` makes it live or
+    # ``drop_staged_index`` (or any other switch) drops it.
+    staged: str = ""
 
     def kept(self) -> frozenset[str]:
-        """The generations this record holds on to (live, previous, rolled back from): no
-        clean-up of abandoned builds may drop them."""
-        return frozenset(g for g in (self.generation, self.previous, self.rolled_back_from) if g)
+        """The generations this record holds on to (live, previous, rolled back from,
+        staged): no clean-up of abandoned builds may drop them."""
+        named = (self.generation, self.previous, self.rolled_back_from, self.staged)
+        return frozenset(g for g in named if g)
 
 
 @dataclass(frozen=True)

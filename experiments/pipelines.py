@@ -6,6 +6,10 @@ another embedder reads the same collections only if they were indexed by that em
 otherwise its queries get 409 EmbedderMismatch naming both versions (re-index the
 collection with that embedder first). A variant that names none follows each collection's
 index: it embeds the question with whichever served embedder made that index.
+
+A variant with ``index: staged`` reads each collection's staged index (a re-index kept
+beside the live one) where there is one, and the live one elsewhere; the embedder rules
+above apply to the index it reads.
 """
 
 from __future__ import annotations
@@ -117,8 +121,9 @@ def build_pipelines(
             served_embedders(embedders),
             follow_index=variant.embedder == ModelChoice(),
         )
+        staged = variant.index == "staged"
         answerer = Answerer(
-            Retriever(index, lexical, candidates=settings.fusion_candidates),
+            Retriever(index, lexical, candidates=settings.fusion_candidates, staged=staged),
             embedder.embed,
             _generate(generator, tokens),
             _stream(generator, tokens),
@@ -129,6 +134,9 @@ def build_pipelines(
                 "generator": generator.label,
                 "max_new_tokens": tokens,
                 "prompt": variant.prompt,
+                # Answers from a staged index are not a live variant's (the keys of
+                # variants that read live indexes stay as they were).
+                **({"index": "staged"} if staged else {}),
             },
             observer=observer,
             router=router,

@@ -63,6 +63,10 @@ class Variant(BaseModel):
     prompt: str = "default"
     top_k: int | None = Field(None, ge=1, le=20)
     max_new_tokens: int | None = Field(None, ge=1, le=1024)
+    # Which index of each collection the variant reads: "staged" reads a re-index kept
+    # beside the live one (`reindex` with switch=false) where a collection has one, and
+    # the live index elsewhere; promoting such a variant makes the staged indexes live.
+    index: Literal["live", "staged"] = "live"
 
     @field_validator("prompt")
     @classmethod

@@ -155,6 +155,8 @@ RULES: dict[str, RouteRule] = {
     **task_rules("reindex", RouteRule("write", "ingest", collection_in_body=True)),
     "/reindex_status": RouteRule("write", "query", collection_in_body=True),
     "/rollback_index": RouteRule("write", "ingest", collection_in_body=True),
+    "/switch_index": RouteRule("write", "ingest", collection_in_body=True),
+    "/drop_staged_index": RouteRule("write", "ingest", collection_in_body=True),
     **task_rules(
         "export_embeddings",
         RouteRule("write", "ingest", collection_in_body=True, locations=(EXPORT_DESTINATION,)),

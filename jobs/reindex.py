@@ -1,5 +1,5 @@
 """Blue/green re-index: a collection's index built again (another embedder, other chunk
-settings) beside the live one, then switched to in one write.
+settings) beside the live one, then switched to in one write -- or kept *staged* beside it.
 
 Queries keep reading the live index while the new generation is built from the PDFs of
 the live documents. Before the switch the builder catches up with ingests and deletes made
@@ -9,6 +9,13 @@ next switch. A rollback keeps the generation it leaves until the next switch as 
 re-index neither builds into it nor drops it before its own switch), and a second rollback
 changes nothing.
 
+A re-index run with ``switch=False`` builds the same way, then records the new generation
+as the collection's staged index instead of switching: variants with ``index: staged``
+read it, everything else reads the live one. It is kept in step: every ingest or delete
+calls ``follow``, which brings that document's copy in the staged index up to date, and
+``switch_staged`` catches up once more (the build's own passes) before it switches in one
+write, exactly as a re-index that switches at once.
+
 A re-index that dies (SIGKILL, a restart) leaves its half-built generation invisible to
 queries. Started again with the same target, it finds that generation and goes on with the
 documents it lacks; any other abandoned generation of the collection is dropped.
@@ -17,74 +24,30 @@ documents it lacks; any other abandoned generation of the collection is dropped.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
-from core.errors import IndexConflict, InvalidRequest
-from core.records import DocumentRecord, EmbedderId, LiveIndex
-from retrieval.chunking import TokenCounter, chunk_pages
+from core.errors import IndexConflict
+from core.records import DocumentRecord, LiveIndex
+from jobs.reindex_sync import (
+    GenerationSync,
+    ReindexLimits,
+    ReindexProgress,
+    ReindexTarget,
+    stale,
+)
 from retrieval.embedders import ServedEmbedder
-from retrieval.engines import EmbedFn
 from retrieval.index import ChunkIndex
-from retrieval.parsing import parse_pdf
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ReindexTarget:
-    """What the new index is built with."""
-
-    embedder: EmbedderId
-    embed: EmbedFn
-    counter: TokenCounter  # the embedder's own tokenizer cuts the chunks
-    chunk_tokens: int
-    overlap_tokens: int
-
-    def settings(self) -> dict[str, Any]:
-        """What makes two re-indexes the same one (a resumed run must match it)."""
-        return {
-            "embedder": self.embedder.tag,
-            "dimension": self.embedder.dimension,
-            "chunking": {"chunk_tokens": self.chunk_tokens, "overlap_tokens": self.overlap_tokens},
-        }
-
-
-@dataclass
-class ReindexProgress:
-    collection: str
-    state: str  # building | switching | done | failed
-    generation: str
-    embedder: str
-    documents_total: int = 0
-    documents_done: int = 0
-    chunks_done: int = 0
-    resumed_documents: int = 0  # already built by an earlier run
-    started_at: float = dataclasses.field(default_factory=time.time)
-    rate_documents_s: float = 0.0
-    eta_s: float | None = None
-    index_version: str = ""  # the collection's, once switched
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class ReindexLimits:
-    embed_batch: int
-    max_pages: int
-    parse_timeout_s: float
+T = TypeVar("T")
 
 
 class Reindexer:
-    """Builds and switches generations of collections. One re-index per collection at a
-    time in this process (a second gets 409)."""
+    """Builds, stages and switches generations of collections. One re-index or switch per
+    collection at a time in this process (a second gets 409)."""
 
     def __init__(
         self,
@@ -92,39 +55,122 @@ class Reindexer:
         read_pdf: Callable[[str], bytes],
         limits: ReindexLimits,
         on_switch: Callable[[str], None],
+        served: Mapping[str, ServedEmbedder] | None = None,
     ) -> None:
         """``read_pdf(uri)``: a document's PDF from the blob store (or its S3 source);
-        ``on_switch(collection)``: caches and BM25 indexes to refresh after a switch."""
+        ``on_switch(collection)``: caches and BM25 indexes to refresh after a switch or a
+        change of the staged index; ``served``: the embedders this service runs (by
+        service name), with which a staged index is kept in step and switched to."""
         self._index = index
-        self._read_pdf = read_pdf
-        self._limits = limits
+        self._builder = GenerationSync(index, read_pdf, limits)
         self._on_switch = on_switch
+        self._served = dict(served or {})
         self.progress: dict[str, ReindexProgress] = {}
         self._running: set[str] = set()
+        # Per collection, the generation a re-index is building now: when that is the
+        # staged one (a re-index resumed into it), the build's own passes keep it in step.
+        self._building: dict[str, str] = {}
+        # Changes of a collection's staged index (staging, catch-up, switch, drop) one at
+        # a time, so that a catch-up never writes into a generation being dropped.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
-    async def run(self, collection: str, target: ReindexTarget) -> ReindexProgress:
-        """Re-index ``collection`` with ``target`` and switch to it. Raises IndexConflict
-        when a re-index of it is running here, when the collection is empty, or when some
-        documents could not be rebuilt (nothing is switched then)."""
+    async def run(
+        self, collection: str, target: ReindexTarget, *, switch: bool = True
+    ) -> ReindexProgress:
+        """Re-index ``collection`` with ``target`` and switch to it (``switch``), or keep
+        it as the staged index. Raises IndexConflict when a re-index of it is running
+        here, when the collection is empty, or when some documents could not be rebuilt
+        (nothing is switched or staged then)."""
+        return await self._exclusive(collection, lambda: self._run(collection, target, switch))
+
+    async def switch_staged(self, collection: str) -> ReindexProgress:
+        """Bring the staged index of ``collection`` in step with the live one, then make it
+        live in one write (the live one becomes ``previous``, for rollback_index). Raises
+        IndexConflict when there is none, when its embedder is not served here, when a
+        re-index of the collection is running here, or when some documents could not be
+        rebuilt (nothing is switched then)."""
+        return await self._exclusive(collection, lambda: self._switch_staged(collection))
+
+    async def drop_staged(self, collection: str) -> LiveIndex:
+        """Discard the staged index of ``collection`` (none: nothing changes). Raises
+        IndexConflict while a re-index of the collection is running here."""
+        return await self._exclusive(collection, lambda: self._drop_staged(collection))
+
+    async def follow(self, collection: str, document_id: str) -> None:
+        """After an ingest or delete of ``document_id``: make the staged index of
+        ``collection``, if it has one, hold that document as the live index does. Raises
+        IndexConflict when the document must be rebuilt and the staged index's embedder
+        is not served here (``switch_staged`` catches up with it later)."""
+        async with self._lock(collection):
+            live = await asyncio.to_thread(self._index.live, collection)
+            staged = live.staged
+            if not staged or self._building.get(collection) == staged:
+                return  # nothing staged, or the re-index building it catches up itself
+            source = await asyncio.to_thread(
+                self._index.find_document, document_id, collection, live.generation
+            )
+            built = await asyncio.to_thread(
+                self._index.find_document, document_id, collection, staged
+            )
+            if source is None and built is not None:
+                # A delete needs no embedder: it reaches the staged index whatever is served.
+                await asyncio.to_thread(
+                    self._index.delete_document, document_id, collection, staged
+                )
+            elif source is not None and stale(built, source):
+                target = await asyncio.to_thread(self.staged_target, collection, staged)
+                scratch = ReindexProgress(collection, "staged", staged, target.embedder.tag)
+                await self._builder.apply(collection, [source], set(), staged, target, scratch)
+            else:
+                return
+        await asyncio.to_thread(self._on_switch, collection)
+
+    def staged_target(self, collection: str, generation: str) -> ReindexTarget:
+        """The target ``generation`` (staged) of ``collection`` was built with, with the
+        served embedder that made it. Raises IndexConflict when none of ``served`` is it."""
+        embedder = self._index.embedder_of(collection, fresh=True, generation=generation)
+        chosen = [s for s in self._served.values() if s.id == embedder]
+        if embedder is None or not chosen:
+            raise IndexConflict(
+                f"the staged index of {collection!r} was made by {embedder}, which this "
+                "service does not serve: serve it again (a variant naming it) first"
+            )
+        chunking = self._index.generation_settings(collection, generation)["chunking"]
+        return ReindexTarget(
+            embedder,
+            chosen[0].embed,
+            chosen[0].counter,
+            int(chunking["chunk_tokens"]),
+            int(chunking["overlap_tokens"]),
+        )
+
+    async def _exclusive(self, collection: str, work: Callable[[], Awaitable[T]]) -> T:
         if collection in self._running:
             raise IndexConflict(f"collection {collection!r} is being re-indexed already")
         self._running.add(collection)
+        before = self.progress.get(collection)
         try:
-            return await self._run(collection, target)
+            return await work()
         except BaseException as exc:
-            if collection in self.progress:
-                self.progress[collection].state = "failed"
-                self.progress[collection].error = str(exc) or type(exc).__name__
+            # Only the progress this call reported fails: a refusal before it started
+            # (nothing staged, an empty collection) leaves the last run's report as it was.
+            progress = self.progress.get(collection)
+            if progress is not None and progress is not before:
+                progress.state = "failed"
+                progress.error = str(exc) or type(exc).__name__
             raise
         finally:
             self._running.discard(collection)
 
-    async def _run(self, collection: str, target: ReindexTarget) -> ReindexProgress:
+    def _lock(self, collection: str) -> asyncio.Lock:
+        return self._locks.setdefault(collection, asyncio.Lock())
+
+    async def _run(self, collection: str, target: ReindexTarget, switch: bool) -> ReindexProgress:
         live = await asyncio.to_thread(self._index.live, collection)
         sources = await asyncio.to_thread(self._index.list_documents, collection, live.generation)
         if not sources:
             raise IndexConflict(f"collection {collection!r} has no documents to re-index")
-        generation = await asyncio.to_thread(self._building, collection, live, target)
+        generation = await asyncio.to_thread(self._build_into, collection, live, target)
         built = await asyncio.to_thread(self._index.list_documents, collection, generation)
         progress = ReindexProgress(
             collection,
@@ -136,21 +182,73 @@ class Reindexer:
             documents_done=len(built),
         )
         self.progress[collection] = progress
-        # Catch up until a pass finds nothing to do: ingests and deletes go on meanwhile.
+        self._building[collection] = generation
+        try:
+            sources = await self._catch_up(collection, live, generation, target, progress)
+            async with self._lock(collection):
+                self._building.pop(collection, None)
+                if switch:
+                    return await self._switch(
+                        collection, live, generation, target, progress, sources
+                    )
+                return await self._stage(collection, live, generation, target, progress)
+        finally:
+            self._building.pop(collection, None)
+
+    async def _drop_staged(self, collection: str) -> LiveIndex:
+        async with self._lock(collection):
+            live = await asyncio.to_thread(self._index.drop_staged, collection)
+        await asyncio.to_thread(self._on_switch, collection)
+        return live
+
+    async def _switch_staged(self, collection: str) -> ReindexProgress:
+        async with self._lock(collection):
+            live = await asyncio.to_thread(self._index.live, collection)
+            if not live.staged:
+                raise IndexConflict(f"collection {collection!r} has no staged index to switch to")
+            target = await asyncio.to_thread(self.staged_target, collection, live.staged)
+            progress = ReindexProgress(collection, "switching", live.staged, target.embedder.tag)
+            self.progress[collection] = progress
+            sources = await self._catch_up(collection, live, live.staged, target, progress)
+            return await self._switch(collection, live, live.staged, target, progress, sources)
+
+    async def _catch_up(
+        self,
+        collection: str,
+        live: LiveIndex,
+        generation: str,
+        target: ReindexTarget,
+        progress: ReindexProgress,
+    ) -> list[DocumentRecord]:
+        """Passes over the live index until one finds nothing to do (ingests and deletes go
+        on meanwhile). Returns the live documents the last pass saw."""
         while True:
             sources = await asyncio.to_thread(
                 self._index.list_documents, collection, live.generation
             )
-            if not await self._sync(collection, sources, generation, target, progress):
-                break
-        progress.state = "switching"
-        seen = {d.document_id: d.ingest_id for d in sources}
+            if not await self._builder.sync(collection, sources, generation, target, progress):
+                return sources
+
+    async def _unchanged(self, collection: str, live: LiveIndex) -> None:
         current = await asyncio.to_thread(self._index.live, collection)
         if current.generation != live.generation:
             raise IndexConflict(
                 f"collection {collection!r} was switched to another index while it was "
                 "re-indexed (a restore or another re-index); nothing was switched"
             )
+
+    async def _switch(
+        self,
+        collection: str,
+        live: LiveIndex,
+        generation: str,
+        target: ReindexTarget,
+        progress: ReindexProgress,
+        sources: list[DocumentRecord],
+    ) -> ReindexProgress:
+        progress.state = "switching"
+        seen = {d.document_id: d.ingest_id for d in sources}
+        await self._unchanged(collection, live)
         switched = await asyncio.to_thread(self._index.switch, collection, generation)
         await asyncio.to_thread(self._on_switch, collection)
         # Writes that reached the old generation between the last pass and the switch.
@@ -159,7 +257,7 @@ class Reindexer:
         gone = set(seen) - {d.document_id for d in after}
         if late or gone:
             logger.info("re-index of %r: %d late writes after the switch", collection, len(late))
-            await self._apply(collection, late, gone, generation, target, progress)
+            await self._builder.apply(collection, late, gone, generation, target, progress)
             await asyncio.to_thread(self._on_switch, collection)
             switched = await asyncio.to_thread(self._index.live, collection)
         progress.state = "done"
@@ -167,105 +265,39 @@ class Reindexer:
         progress.eta_s = 0.0
         return progress
 
-    async def _sync(
+    async def _stage(
         self,
         collection: str,
-        sources: list[DocumentRecord],
+        live: LiveIndex,
         generation: str,
         target: ReindexTarget,
         progress: ReindexProgress,
-    ) -> bool:
-        """Make ``generation`` hold ``sources``. Returns whether there was anything to do."""
-        built = {
-            d.document_id: d
-            for d in await asyncio.to_thread(self._index.list_documents, collection, generation)
-        }
-        todo = [d for d in sources if _stale(built.get(d.document_id), d)]
-        gone = set(built) - {d.document_id for d in sources}
-        progress.documents_total = len(sources)
-        progress.documents_done = len(sources) - len(todo)
-        if not todo and not gone:
-            return False
-        await self._apply(collection, todo, gone, generation, target, progress)
-        return True
+    ) -> ReindexProgress:
+        progress.state = "staging"
+        await self._unchanged(collection, live)
+        await asyncio.to_thread(self._index.keep_staged, collection, generation)
+        # Writes since the last pass: their ``follow`` saw no staged index, or the one this
+        # replaces; from here on (once this lock is released) each one's follow sees it.
+        await self._catch_up(collection, live, generation, target, progress)
+        await asyncio.to_thread(self._on_switch, collection)
+        progress.state = "staged"
+        progress.index_version = await asyncio.to_thread(
+            self._index.index_version, collection, generation
+        )
+        progress.eta_s = 0.0
+        return progress
 
-    async def _apply(
-        self,
-        collection: str,
-        documents: list[DocumentRecord],
-        gone: set[str],
-        generation: str,
-        target: ReindexTarget,
-        progress: ReindexProgress,
-    ) -> None:
-        failures = []
-        started, done_before = time.monotonic(), progress.documents_done
-        for document in documents:
-            try:
-                progress.chunks_done += await self._rebuild(document, generation, target)
-            except Exception as exc:  # one document's problem is reported, not fatal here
-                logger.warning("re-index of %s failed", document.filename, exc_info=True)
-                failures.append(f"{document.filename}: {exc}")
-                continue
-            progress.documents_done += 1
-            elapsed = time.monotonic() - started
-            if elapsed > 0:
-                progress.rate_documents_s = round(
-                    (progress.documents_done - done_before) / elapsed, 3
-                )
-                left = progress.documents_total - progress.documents_done
-                progress.eta_s = round(left / progress.rate_documents_s, 1) if left > 0 else 0.0
-        for document_id in gone:
-            await asyncio.to_thread(
-                self._index.delete_document, document_id, collection, generation
-            )
-        if failures:
-            raise IndexConflict(
-                f"{len(failures)} document(s) of {collection!r} could not be re-indexed, so "
-                f"the live index stays as it is: {'; '.join(failures[:5])}"
-            )
-
-    async def _rebuild(self, source: DocumentRecord, generation: str, target: ReindexTarget) -> int:
-        """``source`` parsed, chunked and embedded again into ``generation``; its chunks."""
-        data = await asyncio.to_thread(self._read_pdf, source.source)
-        parsed = await asyncio.to_thread(
-            parse_pdf,
-            data,
-            filename=source.filename,
-            max_pages=self._limits.max_pages,
-            max_seconds=self._limits.parse_timeout_s,
-        )
-        chunks = await asyncio.to_thread(
-            chunk_pages,
-            parsed.pages,
-            target.counter,
-            max_tokens=target.chunk_tokens,
-            overlap_tokens=target.overlap_tokens,
-        )
-        record = dataclasses.replace(
-            source, chunks=len(chunks), ingest_id=uuid.uuid4().hex, generation=generation
-        )
-        previous = await asyncio.to_thread(
-            self._index.find_document, source.document_id, source.collection, generation
-        )
-        await asyncio.to_thread(self._index.begin, record)
-        try:
-            size = self._limits.embed_batch
-            for start in range(0, len(chunks), size):
-                part = chunks[start : start + size]
-                vectors = await target.embed([c.text for c in part])
-                await asyncio.to_thread(self._index.stage, record, part, vectors)
-            await asyncio.to_thread(self._index.commit, record, previous)
-        except BaseException:
-            await asyncio.shield(asyncio.to_thread(self._index.abort, record))
-            raise
-        return len(chunks)
-
-    def _building(self, collection: str, live: LiveIndex, target: ReindexTarget) -> str:
-        """The generation to build into: an unfinished one with the same target (a resumed
+    def _build_into(self, collection: str, live: LiveIndex, target: ReindexTarget) -> str:
+        """The generation to build into: the staged one if it was built with the same
+        target (it is only caught up), else an unfinished one with that target (a resumed
         re-index), else a new one. Other abandoned generations are dropped."""
         wanted = target.settings()
-        resumed = None
+        if live.staged and (
+            self._index.generation_settings(collection, live.staged).get("reindex") == wanted
+        ):
+            resumed: str | None = live.staged
+        else:
+            resumed = None
         for generation in self._index.generations(collection):
             if generation in live.kept():
                 continue
@@ -281,97 +313,3 @@ class Reindexer:
         )
         self._index.record_embedder(collection, target.embedder, generation)
         return generation
-
-
-def choose_target(
-    served: dict[str, ServedEmbedder],
-    default: str,
-    embedder: str | None,
-    chunking: dict[str, int],
-    chunk_tokens: int | None,
-    overlap_tokens: int | None,
-) -> ReindexTarget:
-    """The target a ``reindex`` request asks for: ``embedder`` by service name or model tag
-    among ``served`` (default: the ``default`` service's), and chunk settings (default:
-    ``chunking``'s). Raises InvalidRequest naming what is served or allowed."""
-    name = default
-    if embedder is not None:
-        found = [n for n, s in served.items() if embedder in (n, s.id.tag)]
-        if not found:
-            names = [f"{n} ({s.id.tag})" for n, s in served.items()]
-            raise InvalidRequest(f"embedder {embedder!r} is not served here; served: {names}")
-        name = found[0]
-    tokens = chunking["chunk_tokens"] if chunk_tokens is None else chunk_tokens
-    overlap = chunking["overlap_tokens"] if overlap_tokens is None else overlap_tokens
-    if not 16 <= tokens <= 254 or not 0 <= overlap < tokens:
-        raise InvalidRequest(
-            "chunk_tokens must be 16..254 and overlap_tokens 0..chunk_tokens-1; got "
-            f"{tokens} and {overlap}"
-        )
-    chosen = served[name]
-    return ReindexTarget(chosen.id, chosen.embed, chosen.counter, tokens, overlap)
-
-
-def index_status(
-    index: ChunkIndex,
-    collection: str,
-    progress: ReindexProgress | None,
-    served: dict[str, ServedEmbedder],
-) -> dict[str, Any]:
-    """What reindex_status shows: the live index, the one rollback_index returns to (None
-    after a rollback), the one a rollback left, unfinished builds, the last re-index run
-    here and the embedders a re-index may use."""
-    live = index.live(collection)
-
-    def state(generation: str) -> dict[str, Any]:
-        embedder = index.embedder_of(collection, fresh=True, generation=generation)
-        return {
-            "generation": generation,
-            "index_version": index.index_version(collection, generation),
-            "embedder": embedder.tag if embedder else None,
-            "documents": len(index.list_documents(collection, generation)),
-        }
-
-    stored = index.generations(collection)
-    return {
-        "collection": collection,
-        "live": state(live.generation),
-        "previous": state(live.previous) if live.previous in stored else None,
-        "rolled_back_from": (
-            state(live.rolled_back_from) if live.rolled_back_from in stored else None
-        ),
-        "building": progress.to_dict() if progress else None,
-        "unfinished": [state(g) for g in stored if g not in live.kept()],
-        "served_embedders": [{"service": n, "tag": s.id.tag} for n, s in served.items()],
-    }
-
-
-def roll_back(index: ChunkIndex, collection: str, served: set[EmbedderId]) -> LiveIndex:
-    """Switch ``collection`` back to its previous index; the one it leaves is not offered
-    for rollback, so a second call (a retry) returns the state unchanged rather than
-    switching forward again. Raises IndexConflict when there is no previous index and the
-    last switch was not a rollback, or when the previous index was made by an embedder not
-    in ``served`` (its queries would fail)."""
-    live = index.live(collection)
-    if not live.previous and live.rolled_back_from:
-        return live
-    if not live.previous or live.previous not in index.generations(collection):
-        raise IndexConflict(f"collection {collection!r} has no previous index to go back to")
-    embedder = index.embedder_of(collection, fresh=True, generation=live.previous)
-    if embedder is not None and embedder not in served:
-        raise IndexConflict(
-            f"the previous index of {collection!r} was made by {embedder}, which this "
-            "service does not serve: serve it again (RAG_EMBEDDER_MODEL or a variant) first"
-        )
-    try:
-        return index.roll_back(collection, live.previous)
-    except ValueError as exc:  # another switch landed since the read above
-        raise IndexConflict(
-            f"collection {collection!r} was switched while it was rolled back; nothing was "
-            "changed: look at reindex_status and try again"
-        ) from exc
-
-
-def _stale(built: DocumentRecord | None, source: DocumentRecord) -> bool:
-    """Must ``source`` be (re)built, given what the new generation holds for it?"""
-    return built is None or built.sha256 != source.sha256 or built.source != source.source

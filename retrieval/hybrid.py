@@ -47,11 +47,15 @@ class Retriever:
         rrf_k: int = RRF_K,
         lexical_weight: float = LEXICAL_WEIGHT,
         guard: EmbedderGuard | None = None,
+        staged: bool = False,
     ) -> None:
-        """``guard`` refuses collections indexed by another embedder."""
+        """``guard`` refuses collections indexed by another embedder; ``staged`` reads
+        each collection's staged index when it has one (a re-index kept beside the live
+        one), the live one otherwise."""
         if candidates < 1 or rrf_k < 1:
             raise ValueError("candidates and rrf_k must be at least 1")
         self._guard = guard
+        self._staged = staged
         self._index = index
         self._lexical = lexical
         self._candidates = candidates
@@ -79,10 +83,11 @@ class Retriever:
         ]
 
     def live(self, collection: str) -> LiveIndex:
-        """The generation a request reads (pass its name to ``retrieve``) and its version,
-        once ``collection``'s vectors are known to be comparable with this embedder's.
-        Raises EmbedderMismatch."""
-        live = self._index.live(collection)
+        """The generation a request reads (pass its name to ``retrieve``) and its version
+        -- the live one, or the staged one for a retriever of staged indexes -- once
+        ``collection``'s vectors are known to be comparable with this embedder's. Raises
+        EmbedderMismatch."""
+        live = self._index.live(collection, staged=self._staged)
         if self._guard is not None:
             self._guard.check_read(collection, live.generation)
         return live

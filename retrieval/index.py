@@ -12,7 +12,9 @@ generation that queries read. A restore or a re-index builds a new generation be
 live one and switches that record: one write, so a reader sees the old index or the new
 one, never a mix. The previous generation is kept until the next switch, for
 ``rollback_index``; a rollback keeps the generation it leaves (``rolled_back_from``) until
-the next switch too, and offers no previous one, so rolling back twice stays put.
+the next switch too, and offers no previous one, so rolling back twice stays put. A
+re-index may also be kept *staged* beside the live one: read only by readers that ask for
+it (a variant with ``index: staged``), made live later by a switch to it.
 Generation "0" is the layout of indexes made before generations existed (its chunks keep
 their old Chroma collection name).
 
@@ -109,9 +111,11 @@ class ChunkIndex:
 
     # -- generations ---------------------------------------------------------------------
 
-    def live(self, collection: str) -> LiveIndex:
-        """The generation queries of ``collection`` read now, and its index_version."""
-        return self._registry.live(collection)
+    def live(self, collection: str, *, staged: bool = False) -> LiveIndex:
+        """The generation queries of ``collection`` read now, and its index_version; with
+        ``staged``, the collection's staged generation instead when it has one (what a
+        variant with ``index: staged`` reads)."""
+        return self._registry.live(collection, staged=staged)
 
     def index_version(self, collection: str, generation: str) -> str:
         """The version of one generation ("0" for one that was never written)."""
@@ -128,7 +132,8 @@ class ChunkIndex:
 
     def switch(self, collection: str, generation: str) -> LiveIndex:
         """Make ``generation`` the live index of ``collection`` in one write, keep the one
-        it replaces for rollback_index and drop the one kept before. Returns the new state."""
+        it replaces for rollback_index and drop the one kept before, and the staged one
+        unless it is ``generation``. Returns the new state."""
         return self._registry.switch(collection, generation)
 
     def roll_back(self, collection: str, generation: str) -> LiveIndex:
@@ -141,6 +146,20 @@ class ChunkIndex:
             ValueError: ``generation`` is not the previous index of ``collection``.
         """
         return self._registry.roll_back(collection, generation)
+
+    def keep_staged(self, collection: str, generation: str) -> LiveIndex:
+        """Keep ``generation`` (built, not live) as the staged index of ``collection``, in
+        one write, and drop the one staged before. Returns the new state.
+
+        Raises:
+            ValueError: ``generation`` is live or kept for rollback.
+        """
+        return self._registry.keep_staged(collection, generation)
+
+    def drop_staged(self, collection: str) -> LiveIndex:
+        """Forget and drop the staged index of ``collection`` (none: nothing changes).
+        Returns the new state."""
+        return self._registry.drop_staged(collection)
 
     def generations(self, collection: str) -> list[str]:
         """Every generation of ``collection`` that has a record (built, building or kept)."""

@@ -131,10 +131,12 @@ def live_metadata(
     previous: str,
     switched_at: float,
     rolled_back_from: str = "",
+    staged: str = "",
 ) -> dict[str, Any]:
     """The registry metadata naming the generation that queries of ``collection`` read,
-    the one rollback_index goes back to and the one it last went back from ("" for none).
-    Every key is always written: an upsert keeps keys it is not given."""
+    the one rollback_index goes back to, the one it last went back from and the staged
+    one ("" for none). Every key is always written: an upsert keeps keys it is not given
+    (a record written before staged indexes existed has no ``staged``: none)."""
     return {
         "kind": LIVE,
         "collection": collection,
@@ -142,6 +144,7 @@ def live_metadata(
         "previous": previous,
         "switched_at": switched_at,
         "rolled_back_from": rolled_back_from,
+        "staged": staged,
     }
 
 

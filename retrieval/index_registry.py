@@ -7,6 +7,12 @@ reader sees the old index or the new one, never a mix; the generation it replace
 (as ``previous``) until the next switch, for ``rollback_index``. A rollback is a switch to
 ``previous`` that keeps the generation it leaves as ``rolled_back_from`` and offers no
 ``previous`` any more: a second rollback finds nothing to go back to and changes nothing.
+
+A collection may also have a *staged* generation: a re-index built in full and kept
+beside the live one rather than switched to, which only readers that ask for it read
+(``live(..., staged=True)``: a variant with ``index: staged``). Staging and dropping it
+are one write of the same record; a rollback keeps it, any switch drops it unless it
+switches to it.
 """
 
 from __future__ import annotations
@@ -149,11 +155,14 @@ class IndexRegistry:
 
     # -- generations ---------------------------------------------------------------------
 
-    def live(self, collection: str) -> LiveIndex:
-        """The generation queries of ``collection`` read now, and its index_version."""
-        got = self._registry.get(ids=[live_id(collection)], include=["metadatas"])
-        meta = got["metadatas"][0] if got["ids"] else {}
+    def live(self, collection: str, *, staged: bool = False) -> LiveIndex:
+        """The generation queries of ``collection`` read now, and its index_version; with
+        ``staged``, the staged generation instead when the collection has one."""
+        meta = self._live_record(collection)
+        kept_staged = str(meta.get("staged") or "")
         generation = str(meta.get("generation") or FIRST_GENERATION)
+        if staged and kept_staged:
+            generation = kept_staged
         version = self.index_version(collection, generation)
         with self._lock:
             self._versions[(collection, generation)] = version
@@ -163,7 +172,12 @@ class IndexRegistry:
             version,
             str(meta.get("previous") or ""),
             str(meta.get("rolled_back_from") or ""),
+            kept_staged,
         )
+
+    def _live_record(self, collection: str) -> dict[str, Any]:
+        got = self._registry.get(ids=[live_id(collection)], include=["metadatas"])
+        return dict(got["metadatas"][0]) if got["ids"] else {}
 
     def index_version(self, collection: str, generation: str) -> str:
         """The version of one generation ("0" for one that was never written)."""
@@ -197,7 +211,9 @@ class IndexRegistry:
 
     def switch(self, collection: str, generation: str) -> LiveIndex:
         """Make ``generation`` live in one write, keep the one it replaces (as
-        ``previous``) and drop the ones kept before. Returns the new state."""
+        ``previous``) and drop the ones kept before, the staged one included unless it is
+        ``generation`` (it was built from the index this switch replaces). Returns the new
+        state."""
         current = self.live(collection)
         if generation == current.generation:
             return current
@@ -230,9 +246,57 @@ class IndexRegistry:
         self._registry.upsert(
             ids=[live_id(collection)],
             embeddings=[NO_VECTOR],
-            metadatas=[live_metadata(collection, generation, "", time.time(), current.generation)],
+            metadatas=[
+                live_metadata(
+                    collection, generation, "", time.time(), current.generation, current.staged
+                )
+            ],
         )
         return self.live(collection)
+
+    def keep_staged(self, collection: str, generation: str) -> LiveIndex:
+        """Record ``generation`` as the staged index of ``collection`` in one write (the
+        live one and those kept for rollback stay as they are), then drop the one staged
+        before. Returns the new state.
+
+        Raises:
+            ValueError: ``generation`` is live or kept for rollback.
+        """
+        current = self.live(collection)
+        if generation in {current.generation, current.previous, current.rolled_back_from}:
+            raise ValueError(f"generation {generation} of {collection!r} is live or kept")
+        self._restage(current, generation)
+        if current.staged and current.staged != generation:
+            self.drop_generation(collection, current.staged)
+        return self.live(collection)
+
+    def drop_staged(self, collection: str) -> LiveIndex:
+        """Forget and drop the staged index of ``collection``, if it has one. Returns the
+        new state."""
+        current = self.live(collection)
+        if current.staged:
+            # Dropped after the write that stops naming it, as a switch drops (see switch).
+            self._restage(current, "")
+            self.drop_generation(collection, current.staged)
+        return self.live(collection)
+
+    def _restage(self, current: LiveIndex, staged: str) -> None:
+        """The live record of ``current`` again, with another staged generation."""
+        switched_at = float(self._live_record(current.collection).get("switched_at") or 0.0)
+        self._registry.upsert(
+            ids=[live_id(current.collection)],
+            embeddings=[NO_VECTOR],
+            metadatas=[
+                live_metadata(
+                    current.collection,
+                    current.generation,
+                    current.previous,
+                    switched_at,
+                    current.rolled_back_from,
+                    staged,
+                )
+            ],
+        )
 
     def generations(self, collection: str) -> list[str]:
         """Every generation of ``collection`` that has a record (built, building or kept)."""

@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
@@ -94,12 +94,16 @@ class Ingestor:
         observer: Observer | None = None,
         guard: EmbedderGuard | None = None,
         router: EmbedderRouter | None = None,
+        follow: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
         """``on_change(collection)`` runs after every commit or delete that changes it;
         ``observer`` hears how every ingest ended; ``guard`` refuses collections indexed
         by another embedder; ``router`` (instead) embeds each collection with the
         embedder of its index, and cuts chunks with that embedder's tokenizer and the
-        chunk settings its index was built with."""
+        chunk settings its index was built with; ``follow(collection, document_id)``
+        runs after every ingest or delete of a document, to bring a copy of the index
+        that follows the live one (a staged re-index) in step with it."""
+        self._follow_hook = follow
         self._guard = guard
         self._router = router
         self._blobs = blobs
@@ -139,6 +143,7 @@ class Ingestor:
         try:
             async with lock:
                 result = await self._ingest(data, name, collection, document_id, metadata, source)
+            await self._follow(collection, document_id)
         except Exception as exc:
             bad_input = isinstance(exc, RagError) and exc.error_code < 500
             outcome = "rejected" if bad_input else "failed"
@@ -266,9 +271,26 @@ class Ingestor:
         """Remove a document and its chunks. Raises DocumentNotFound."""
         record = await asyncio.to_thread(self._index.delete_document, document_id)
         await asyncio.to_thread(self._on_change, record.collection)
+        await self._follow(record.collection, document_id)
         if record.source:
             await asyncio.to_thread(self._drop_blob, record.source)
         return record
+
+    async def _follow(self, collection: str, document_id: str) -> None:
+        if self._follow_hook is None:
+            return
+        try:
+            await self._follow_hook(collection, document_id)
+        except Exception:
+            # The live index has the change, and that is what this call promised: a staged
+            # copy that could not take it (its embedder is not served here, a PDF is gone)
+            # is caught up before it is switched to, and reindex_status counts it behind.
+            logger.warning(
+                "the staged index of %r could not take document %s yet",
+                collection,
+                document_id,
+                exc_info=True,
+            )
 
     def _writer(self, live: LiveIndex) -> tuple[EmbedFn, TokenCounter, int, int]:
         """(embed, tokenizer, chunk tokens, overlap) for new chunks of ``live``'s index:

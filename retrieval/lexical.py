@@ -155,10 +155,11 @@ class LexicalIndex:
             self._lock.release()
 
     def _forget_old_generations(self, collection: str) -> None:
-        """Keep the statistics of two generations per collection (the live one and the
-        one before, which requests that began before a switch may still read)."""
+        """Keep the statistics of three generations per collection (the live one, the one
+        before, which requests that began before a switch may still read, and a staged
+        one that a variant reads beside the live one) once the caller adds one."""
         kept = [key for key in self._states if key[0] == collection]
-        for key in kept[: max(0, len(kept) - 1)]:
+        for key in kept[: max(0, len(kept) - 2)]:
             del self._states[key]
 
     def _rebuild(self, state: _CollectionState) -> None:

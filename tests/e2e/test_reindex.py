@@ -1,7 +1,8 @@
 """End to end: blue/green re-index on a real `bentoml serve` with both embedder versions
 served (the int8 ONNX one and the torch one), a Chroma server, Redis and S3 -- queries
-under load while a collection moves between embedders, rollback, and a re-index killed
-mid-way that resumes without touching the live index."""
+under load while a collection moves between embedders, rollback, a re-index served to 10%
+of traffic as a variant before it is promoted, and a re-index killed mid-way that resumes
+without touching the live index."""
 
 from __future__ import annotations
 
@@ -13,17 +14,23 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from experiments.assignment import assign
 from tests.conftest import BLOB_BUCKET, RedisServer, Server
 from tests.pdfs import make_pdf
 
 pytestmark = pytest.mark.e2e
 
-# The incumbent embeds with the int8 ONNX export; "legacy" is held to the torch weights.
+# The incumbent embeds with the int8 ONNX export; "legacy" is held to the torch weights;
+# "staged" reads each collection's staged index where there is one.
 VARIANTS = {
     "experiment": "embedders",
-    "incumbent": "default",
-    "variants": [{"name": "default"}, {"name": "legacy", "embedder": {"engine": "torch"}}],
-    "weights": {"default": 100, "legacy": 0},
+    "incumbent": "live",
+    "variants": [
+        {"name": "live"},
+        {"name": "legacy", "embedder": {"engine": "torch"}},
+        {"name": "staged", "index": "staged"},
+    ],
+    "weights": {"live": 100, "legacy": 0, "staged": 0},
 }
 FACTS = [
     ("lighthouse.pdf", "The Quillfeather lighthouse keeper logs 417 ships every winter."),
@@ -185,6 +192,159 @@ def test_export_embeddings_writes_the_live_index_as_parquet(server, s3):
     # Refused on submission (the gateway parses the destination), before any task runs.
     outside = post(server, "export_embeddings/submit", collection="fleet", destination="../../x")
     assert outside.status_code == 400 and "exports/" in outside.json()["error"]
+
+
+class Askers:
+    """Clients asking QUESTION of ``collection`` as end users (``users``, round robin)
+    until stopped: every reply kept, with the variant and index_version it reports."""
+
+    def __init__(self, server: Server, collection: str, users: list[str]) -> None:
+        self.replies: list[tuple[str, str, str]] = []  # (variant, index_version, answer)
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._ask, args=(server, collection, users[n::4]))
+            for n in range(4)
+        ]
+
+    def _ask(self, server: Server, collection: str, users: list[str]) -> None:
+        n = 0
+        while not self._stop.is_set():
+            user = users[n % len(users)]
+            n += 1
+            reply = post(server, "query", question=QUESTION[0], collection=collection, user=user)
+            if reply.status_code != 200:
+                self.failures.append(reply.text)
+            else:
+                body = reply.json()
+                self.replies.append((body["variant"], body["index_version"], body["answer"]))
+
+    def __enter__(self) -> Askers:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+def test_a_reindex_served_to_ten_percent_as_a_variant_then_promoted_and_rolled_back(server):
+    for name, fact in FACTS:
+        ingest(server, "harbour", name, [fact, "Filler page about nothing in particular."])
+    status = ok(post(server, "reindex_status", collection="harbour"))
+    served = {e["service"]: e["tag"] for e in status["served_embedders"]}
+    old = status["live"]
+    weights = {"live": 90, "legacy": 0, "staged": 10}
+    ok(post(server, "rollout", weights=weights, guardrails=None))
+    # End users that the split sends to each side: both are asked all along.
+    users = [f"user-{n}" for n in range(200)]
+    side = {u: assign(f"user:{u}", weights, VARIANTS["experiment"]) for u in users}
+    chosen = [u for u in users if side[u] == "staged"][:4] + [
+        u for u in users if side[u] == "live"
+    ][:4]
+
+    with Askers(server, "harbour", chosen) as staging:
+        staged = ok(
+            run_task(
+                server, "reindex", collection="harbour", embedder="embedder-torch", switch=False
+            )
+        )
+        time.sleep(1.5)  # queries of both variants with the staged index in place
+    assert staging.failures == []
+    assert all(QUESTION[1] in answer for _, _, answer in staging.replies)
+    assert {variant for variant, _, _ in staging.replies} == {"live", "staged"}
+    # Only the staged variant read the staged index; the live one never did.
+    assert {v for variant, v, _ in staging.replies if variant == "live"} == {old["index_version"]}
+    assert staged["index_version"] in {
+        v for variant, v, _ in staging.replies if variant == "staged"
+    }
+
+    status = ok(post(server, "reindex_status", collection="harbour"))
+    assert (staged["state"], status["live"]) == ("staged", old)
+    assert status["staged"] == {
+        "generation": staged["generation"],
+        "index_version": staged["index_version"],
+        "embedder": served["embedder-torch"],
+        "documents": len(FACTS),
+        "out_of_step": 0,
+    }
+    # A forced staged-variant query is answered from the staged index, with its embedder.
+    forced = ok(post(server, "query", question=QUESTION[0], collection="harbour", variant="staged"))
+    assert (forced["variant"], forced["index_version"]) == ("staged", staged["index_version"])
+    assert QUESTION[1] in forced["answer"]
+
+    # Ingests and deletes reach the staged index too.
+    ingest(server, "harbour", "canal.pdf", ["The Marlow canal lock lifts boats 12 metres."])
+    ferry = next(
+        d["document_id"]
+        for d in ok(post(server, "list_documents", collection="harbour"))["documents"]
+        if d["filename"] == "ferry.pdf"
+    )
+    ok(post(server, "delete_document", document_id=ferry))
+    status = ok(post(server, "reindex_status", collection="harbour"))
+    assert (status["staged"]["documents"], status["staged"]["out_of_step"]) == (len(FACTS), 0)
+    for query, present, absent in (
+        ("canal lock lifts boats", "canal.pdf", None),
+        ("Kestrel ferry crosses the sound", None, "ferry.pdf"),
+    ):
+        found = ok(
+            post(server, "search", query=query, collection="harbour", top_k=8, variant="staged")
+        )
+        assert found["index_version"] == status["staged"]["index_version"]
+        names = [r["filename"] for r in found["results"]]
+        assert present is None or names[0] == present
+        assert absent not in names
+
+    # Promotion makes the staged index live, while queries go on.
+    with Askers(server, "harbour", chosen) as promoting:
+        time.sleep(0.5)
+        ok(post(server, "promote", variant="staged"))
+        time.sleep(1.5)
+    assert promoting.failures == []
+    assert all(QUESTION[1] in answer for _, _, answer in promoting.replies)
+    status = ok(post(server, "reindex_status", collection="harbour"))
+    assert status["live"]["generation"] == staged["generation"]
+    assert status["live"]["embedder"] == served["embedder-torch"]
+    assert status["previous"]["generation"] == old["generation"]
+    assert status["staged"] is None
+    promoted = status["live"]["index_version"]
+    assert promoted in {version for _, version, _ in promoting.replies}
+
+    # rollback_index: the old index serves again; a second call leaves it there.
+    rolled = ok(post(server, "rollback_index", collection="harbour"))
+    assert rolled["live"]["generation"] == old["generation"]
+    assert rolled["live"]["embedder"] == served["embedder"]
+    assert rolled["rolled_back_from"]["index_version"] == promoted
+    assert ok(post(server, "rollback_index", collection="harbour")) == rolled
+    reply = ok(post(server, "query", question=QUESTION[0], collection="harbour", user=chosen[0]))
+    assert (reply["variant"], reply["index_version"]) == ("staged", rolled["live"]["index_version"])
+    assert QUESTION[1] in reply["answer"]
+
+
+def test_switch_and_drop_of_a_staged_index(server):
+    for name, fact in FACTS[:2]:
+        ingest(server, "quay", name, [fact])
+    # Nothing staged: switch_index is 409 saying so; dropping nothing changes nothing.
+    refused = post(server, "switch_index", collection="quay")
+    assert (refused.status_code, refused.json()["type"]) == (409, "IndexConflict")
+    assert "no staged index" in refused.json()["error"]
+    before = ok(post(server, "reindex_status", collection="quay"))
+    assert ok(post(server, "drop_staged_index", collection="quay")) == before
+
+    staged = ok(run_task(server, "reindex", collection="quay", chunk_tokens=64, switch=False))
+    dropped = ok(post(server, "drop_staged_index", collection="quay"))
+    assert (dropped["live"], dropped["staged"], dropped["unfinished"]) == (before["live"], None, [])
+    forced = ok(post(server, "query", question=FACTS[0][1], collection="quay", variant="staged"))
+    assert forced["index_version"] == before["live"]["index_version"]  # the live one again
+
+    again = ok(run_task(server, "reindex", collection="quay", chunk_tokens=64, switch=False))
+    assert again["generation"] != staged["generation"]
+    switched = ok(post(server, "switch_index", collection="quay"))
+    assert switched["live"]["generation"] == again["generation"]
+    assert switched["previous"]["generation"] == before["live"]["generation"]
+    assert switched["staged"] is None
 
 
 def many_pages(i: int) -> list[str]:

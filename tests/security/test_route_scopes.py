@@ -123,6 +123,8 @@ CALLS: dict[str, Call] = {
     "/batch_query_result/": Call("GET", False, _batch),
     "/reindex_status": Call("POST", True, _json(collection="alpha")),
     "/rollback_index": Call("POST", True, _json(collection="alpha")),
+    "/switch_index": Call("POST", True, _json(collection="alpha")),
+    "/drop_staged_index": Call("POST", True, _json(collection="alpha")),
     **_admin_task("reindex", "alpha_reindex_task_id"),
     **_admin_task("export_embeddings", "alpha_export_task_id"),
     "/snapshot": Call("POST", True, _json(collection="alpha")),

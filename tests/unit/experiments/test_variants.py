@@ -89,3 +89,10 @@ def test_models_missing_from_the_store_are_named_per_variant():
     stored = {("rag-embedder:latest", "onnx"), ("rag-generator:latest", "torch")}
     missing = missing_models(experiment, defaults, lambda m, e: (m, e) in stored)
     assert missing == ["variant 'v2': generator rag-generator:latest (ct2)"]
+
+
+def test_a_variant_reads_live_indexes_unless_it_asks_for_staged_ones():
+    experiment = parse_experiment("variants: [{name: a}, {name: b, index: staged}]", "v.yaml")
+    assert [v.index for v in experiment.variants] == ["live", "staged"]
+    with pytest.raises(VariantsError, match=r"variants\.0\.index: Input should be 'live' or"):
+        parse_experiment("variants: [{name: a, index: green}]", "v.yaml")

@@ -1,6 +1,8 @@
 """Blue/green re-index on a real Chroma with real PDFs and the real tokenizer (vectors from a
 stand-in embedding, so that runs are fast and exact): the live index is untouched until
-the switch, a killed re-index resumes, and writes made meanwhile are caught up."""
+the switch, a killed re-index resumes, and writes made meanwhile are caught up. A staged
+re-index is built whole and not switched to, takes every later ingest and delete, and is
+switched to, rolled back from or dropped."""
 
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ import pytest
 
 from core.errors import IndexConflict
 from core.records import DocumentRecord, EmbedderId
-from jobs.reindex import Reindexer, ReindexLimits, ReindexTarget, index_status, roll_back
+from jobs.reindex import Reindexer
+from jobs.reindex_admin import index_status, roll_back
+from jobs.reindex_sync import ReindexLimits, ReindexTarget
 from retrieval.chunking import chunk_pages
+from retrieval.embedders import ServedEmbedder
 from retrieval.index import ChunkIndex
-from retrieval.ingestion import document_id_for
+from retrieval.ingestion import IngestOptions, Ingestor, document_id_for
 from retrieval.parsing import parse_pdf
 from storage.object_store import LocalObjectStore
 from tests.pdfs import make_pdf
@@ -76,13 +81,29 @@ def ingest(index: ChunkIndex, blobs, counter, name: str, pages: list[str]) -> Do
     return record
 
 
-def reindexer(index, blobs, switched=None) -> Reindexer:
+def reindexer(index, blobs, switched=None, served=None) -> Reindexer:
     return Reindexer(
         index,
         blobs.get,
         ReindexLimits(embed_batch=16, max_pages=100, parse_timeout_s=30),
         switched.append if switched is not None else (lambda _: None),
+        served=served,
     )
+
+
+def serving(counter, embed) -> dict[str, ServedEmbedder]:
+    """The service's embedders as a Reindexer sees them: the new one is served."""
+    return {"embedder-new": ServedEmbedder(NEW, embed, counter)}
+
+
+def ingestor(index, blobs, counter, follow) -> Ingestor:
+    """The service's ingest path, with the old embedder, and ``follow`` after each write."""
+    options = IngestOptions(max_bytes=2**22, chunk_tokens=200, overlap_tokens=32, embed_batch=16)
+    return Ingestor(index, counter, Embedder("old"), options, blobs, follow=follow)
+
+
+def names(index: ChunkIndex, generation: str | None = None) -> list[str]:
+    return [r.filename for r in index.list_documents("c", generation)]
 
 
 def target(counter, embed, chunk_tokens: int = 200) -> ReindexTarget:
@@ -190,3 +211,145 @@ def test_rollback_returns_to_the_previous_index_and_twice_leaves_it_there(index,
     assert again.generation != progress.generation and again.resumed_documents == 0
     assert set(index.generations("c")) == {before.generation, again.generation}
     assert index_status(index, "c", None, {})["rolled_back_from"] is None
+
+
+def test_a_staged_reindex_is_built_whole_and_not_switched_to(index, blobs, counter):
+    for name, pages in TEXTS.items():
+        ingest(index, blobs, counter, name, pages)
+    before = index.live("c")
+    switched: list[str] = []
+    progress = run(
+        reindexer(index, blobs, switched).run(
+            "c", target(counter, Embedder("new"), 64), switch=False
+        )
+    )
+    live = index.live("c")
+    assert (progress.state, progress.documents_done, progress.documents_total) == ("staged", 3, 3)
+    assert (live.generation, live.index_version) == (before.generation, before.index_version)
+    assert live.staged == progress.generation
+    assert index.embedder_of("c") == OLD
+    assert index.embedder_of("c", generation=live.staged) == NEW
+    assert names(index, live.staged) == names(index) == sorted(TEXTS)
+    # Answers report the version of the index they read: the staged one's, for its readers.
+    assert progress.index_version == index.live("c", staged=True).index_version
+    assert switched == ["c"]  # cached answers of staged readers are stale
+    status = index_status(index, "c", progress, {})
+    assert status["staged"] == {
+        "generation": progress.generation,
+        "index_version": progress.index_version,
+        "embedder": NEW.tag,
+        "documents": 3,
+        "out_of_step": 0,
+    }
+    assert status["unfinished"] == [] and status["previous"] is None
+    # The same target again finds the staged index built: nothing is embedded.
+    embed = Embedder("new")
+    again = run(reindexer(index, blobs).run("c", target(counter, embed, 64), switch=False))
+    assert (again.generation, again.resumed_documents, embed.calls) == (progress.generation, 3, 0)
+
+
+def test_ingests_and_deletes_reach_the_staged_index_during_and_after_the_build(
+    index, blobs, counter
+):
+    ingest(index, blobs, counter, "bridge.pdf", TEXTS["bridge.pdf"])
+    ingest(index, blobs, counter, "tower.pdf", TEXTS["tower.pdf"])
+
+    async def write(call: int) -> None:
+        if call == 0:  # while the first document is being rebuilt
+            ingest(index, blobs, counter, "ferry.pdf", TEXTS["ferry.pdf"])
+            index.delete_document(document_id_for("c", "tower.pdf"))
+
+    embed = Embedder("new")
+    embed.before_call = write
+    served = Embedder("new")
+    staging = reindexer(index, blobs, served=serving(counter, served))
+    progress = run(staging.run("c", target(counter, embed), switch=False))
+    staged = progress.generation
+    assert names(index, staged) == names(index) == ["bridge.pdf", "ferry.pdf"]
+
+    # After the build, through the service's ingest path: each write reaches it too.
+    writer = ingestor(index, blobs, counter, staging.follow)
+
+    async def after() -> None:
+        canal = make_pdf(["The Marlow canal lock lifts boats 12 metres."])
+        await writer.ingest(canal, "canal.pdf", "c")
+        await writer.ingest(canal, "canal.pdf", "c")  # unchanged: nothing to do
+        await writer.ingest(make_pdf(["The Ostrava tower holds 700 m3."]), "ferry.pdf", "c")
+        await writer.delete(document_id_for("c", "bridge.pdf"))
+
+    run(after())
+    assert names(index, staged) == names(index) == ["canal.pdf", "ferry.pdf"]
+    assert served.calls == 2  # canal and the new ferry, with the staged index's embedder
+    live, in_staged = (
+        {r.document_id: r.sha256 for r in index.list_documents("c", g)} for g in (None, staged)
+    )
+    assert live == in_staged
+    assert index_status(index, "c", None, {})["staged"]["out_of_step"] == 0
+    assert index.live("c").staged == staged
+
+
+def test_switch_index_catches_up_then_switches_and_rollback_twice_leaves_the_old_index(
+    index, blobs, counter
+):
+    ingest(index, blobs, counter, "bridge.pdf", TEXTS["bridge.pdf"])
+    unserved = reindexer(index, blobs)  # a replica that does not serve the new embedder
+    progress = run(unserved.run("c", target(counter, Embedder("new")), switch=False))
+    # Its ingest succeeds in the live index; the staged one lags, and says so.
+    run(ingestor(index, blobs, counter, unserved.follow).ingest(
+        make_pdf(TEXTS["tower.pdf"]), "tower.pdf", "c"
+    ))  # fmt: skip
+    assert names(index) == ["bridge.pdf", "tower.pdf"]
+    assert names(index, progress.generation) == ["bridge.pdf"]
+    assert index_status(index, "c", None, {})["staged"]["out_of_step"] == 1
+    with pytest.raises(IndexConflict, match=r"rag-embedder:int8 \(8 dimensions\).*does not serve"):
+        run(unserved.switch_staged("c"))
+    old = index.live("c")
+    assert old.generation != progress.generation  # refused: nothing switched
+
+    done = run(reindexer(index, blobs, served=serving(counter, Embedder("new"))).switch_staged("c"))
+    live = index.live("c")
+    assert (done.state, live.generation, live.previous, live.staged) == (
+        "done",
+        progress.generation,
+        old.generation,
+        "",
+    )
+    assert done.index_version == live.index_version
+    assert names(index) == ["bridge.pdf", "tower.pdf"] and index.embedder_of("c") == NEW
+
+    first = roll_back(index, "c", {OLD, NEW})
+    second = roll_back(index, "c", {OLD, NEW})
+    assert first == second == index.live("c")
+    assert (first.generation, first.index_version, first.previous) == (
+        old.generation,
+        old.index_version,
+        "",
+    )
+    assert index.embedder_of("c") == OLD and names(index) == ["bridge.pdf", "tower.pdf"]
+    with pytest.raises(IndexConflict, match="no staged index"):
+        run(unserved.switch_staged("c"))
+
+
+def test_a_staged_index_is_dropped_on_request_or_by_another_switch(index, blobs, counter):
+    for name, pages in TEXTS.items():
+        ingest(index, blobs, counter, name, pages)
+    before = index.live("c")
+    builder = reindexer(index, blobs)
+    first = run(builder.run("c", target(counter, Embedder("new")), switch=False))
+    dropped = run(builder.drop_staged("c"))
+    assert dropped == before  # the live record as it was, nothing staged
+    assert first.generation not in index.generations("c")
+    assert index_status(index, "c", None, {})["staged"] is None
+    assert run(builder.drop_staged("c")) == before  # nothing staged: nothing changes
+
+    second = run(builder.run("c", target(counter, Embedder("new")), switch=False))
+    # A re-index with another target that switches at once drops it: it was built from
+    # the index that switch replaces.
+    moved = run(builder.run("c", target(counter, Embedder("new"), 64)))
+    live = index.live("c")
+    assert (live.generation, live.previous, live.staged) == (
+        moved.generation,
+        before.generation,
+        "",
+    )
+    assert second.generation not in index.generations("c")

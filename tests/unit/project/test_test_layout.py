@@ -62,10 +62,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "rollout_status of running, ended, older and shadowed experiments (the controller's "
         "status tests)",
     ),
-    "app/index_versions": (
-        "tests/e2e/test_index_versions.py",
-        "snapshots, restores and re-indexing through a served instance",
-    ),
     "app/rollouts": ("tests/e2e/test_experiments.py", "rollouts across replicas"),
     "app/schemas": (
         "tests/e2e/test_serve.py",

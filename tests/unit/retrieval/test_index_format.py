@@ -119,6 +119,7 @@ def test_metadata_of_pending_live_generation_and_chunk_records():
         "previous": "0",
         "switched_at": 6.0,
         "rolled_back_from": "",
+        "staged": "",
     }
     settings = json.dumps({"chunk_tokens": 200}, sort_keys=True)
     assert generation_metadata("manuals", "3f2a", "18a", 7.0, settings) == {

@@ -1,6 +1,6 @@
 """Index generations and versions on a real Chroma (embedded and server): every write
-changes the index_version, a switch is one write, and a reader pinned to a generation
-never sees another one."""
+changes the index_version, a switch is one write, a reader pinned to a generation never
+sees another one, and a staged generation is read only by readers that ask for it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from core.records import FIRST_GENERATION
+from retrieval.hybrid import Retriever
 from retrieval.index import ChunkIndex
+from retrieval.lexical import LexicalIndex
 from tests.unit.retrieval.test_index import record, stage, vec
 
 
@@ -154,3 +156,67 @@ def test_documents_indexed_before_generations_existed_are_generation_zero(tmp_pa
     assert [r.filename for r in reopened.list_documents("default")] == ["a.pdf"]
     assert reopened.live("default").index_version != "0"
     assert reopened.search("default", vec(0), 1)[0].text == "old chunk 0"
+
+
+def test_a_staged_generation_is_read_only_by_those_who_ask_for_it(index):
+    commit(index, "blue", "a.pdf")
+    blue = index.live("default")
+    green = index.create_generation("default", {})
+    commit(index, "green", "b.pdf", generation=green)
+    staged = index.keep_staged("default", green)
+    assert (staged.generation, staged.staged, staged.previous) == (blue.generation, green, "")
+    assert staged.index_version == blue.index_version  # staging writes no document
+    assert labels(index.search("default", vec(0), 5)) == {"blue"}
+    read = index.live("default", staged=True)
+    assert (read.generation, read.index_version) == (green, index.index_version("default", green))
+    assert read.index_version != blue.index_version
+    # What a variant with `index: staged` reads, through the retriever it is built with.
+    lexical = LexicalIndex(index)
+    assert Retriever(index, lexical, staged=True).live("default") == read
+    assert Retriever(index, lexical).live("default") == staged
+    found = Retriever(index, lexical, staged=True).retrieve("default", "chunk", vec(0), 5, "dense")
+    assert labels(found) == {"green"}
+    # Kept whole by a clean-up of abandoned builds, and dropped in one call.
+    assert green in staged.kept()
+    assert index.drop_staged("default") == dataclasses.replace(staged, staged="")
+    assert set(index.generations("default")) == {blue.generation}
+    assert index.live("default", staged=True) == index.live("default")
+    assert index.drop_staged("default") == index.live("default")  # nothing staged: no change
+
+
+def test_a_staged_generation_survives_a_rollback_and_goes_at_any_other_switch(index):
+    commit(index, "blue", "a.pdf")
+    blue = index.live("default")
+    green = index.create_generation("default", {})
+    commit(index, "green", "a.pdf", generation=green)
+    index.switch("default", green)
+    red = index.create_generation("default", {})
+    commit(index, "red", "a.pdf", generation=red)
+    index.keep_staged("default", red)
+    with pytest.raises(ValueError, match="is live or kept"):
+        index.keep_staged("default", blue.generation)  # kept for rollback_index
+    back = index.roll_back("default", blue.generation)
+    assert (back.generation, back.rolled_back_from, back.staged) == (blue.generation, green, red)
+    assert labels(
+        index.search("default", vec(0), 5, index.live("default", staged=True).generation)
+    ) == {"red"}
+    # A switch to another generation drops the staged one (built from the index it replaces).
+    white = index.create_generation("default", {})
+    commit(index, "white", "a.pdf", generation=white)
+    moved = index.switch("default", white)
+    assert (moved.previous, moved.staged) == (blue.generation, "")
+    assert set(index.generations("default")) == {blue.generation, white}
+
+
+def test_switching_to_the_staged_generation_keeps_the_live_one_for_rollback(index):
+    commit(index, "blue", "a.pdf")
+    blue = index.live("default")
+    green = index.create_generation("default", {})
+    commit(index, "green", "a.pdf", generation=green)
+    index.keep_staged("default", green)
+    switched = index.switch("default", green)
+    assert (switched.generation, switched.previous, switched.staged) == (green, blue.generation, "")
+    assert labels(index.search("default", vec(0), 5)) == {"green"}
+    back = index.roll_back("default", blue.generation)
+    assert index.roll_back("default", blue.generation) == back == index.live("default")
+    assert (back.generation, back.index_version) == (blue.generation, blue.index_version)

@@ -53,6 +53,9 @@ class Application:
         self.versions = IndexVersions(parts)
         self.exports = Exports(parts)
         self.rollouts = Rollouts(parts, self.versions)
+        # A variant promoted by its steps takes the staged indexes it reads live with it
+        # (the promote API does so itself: app/rollouts.py).
+        parts.experiments.on_promoted = self.versions.promoted_from_thread
 
     @classmethod
     def start(cls, plan: ServingPlan, clients: ModelClients) -> Application:

@@ -60,11 +60,9 @@ class Experiments:
         notifier: Notifier | None = None,
         private_webhooks: bool = False,
     ) -> None:
-        """``refresh_s``: how long read weights are used before reading them again (a
-        change made on another replica applies here within that time); ``observer``
-        hears outcomes, votes and changes made through this object (metrics);
-        ``notifier`` delivers webhook events (none: not sent); ``private_webhooks``:
-        whether a webhook may point at a loopback or private address."""
+        """``refresh_s``: how long read weights are used (another replica's change applies
+        here within it); ``observer``: metrics; ``notifier``: webhooks (none: not sent);
+        ``private_webhooks``: whether one may point at a loopback or private address."""
         self.experiment = experiment
         self._rollouts = rollouts
         self._feedback = feedback
@@ -83,6 +81,7 @@ class Experiments:
         # failing analyses in a row (replicas analyse alike, from the shared outcomes).
         self._analysed_at: dict[str, float] = {}
         self._failures: dict[tuple[str, str], int] = {}
+        self.on_promoted: Callable[[str], object] | None = None  # set by the application
 
     @classmethod
     def open(
@@ -161,10 +160,9 @@ class Experiments:
         mode: str,
         completion_tokens: int,
     ) -> None:
-        """Record an answer (votes on it are then accepted) and its outcome, in the
-        running experiment. ``mode``: generated, extractive, not_found or ungrounded.
-        Blocking. While the store is unreachable the answer still stands: only its
-        statistics and votes are lost."""
+        """Record an answer (votes on it are then accepted) and its outcome in the running
+        experiment. ``mode``: generated, extractive, not_found or ungrounded. Blocking. A
+        store failure loses only its statistics and votes, never the answer."""
         answer = replace(answer, experiment=self.experiment_id())
         outcome = Outcome(
             answer.variant,
@@ -230,9 +228,8 @@ class Experiments:
         except UnknownAnswer as exc:
             raise errors.AnswerNotFound(f"no answer with answer_id {answer_id!r}") from exc
         except NotYourAnswer as exc:
-            raise errors.Forbidden(
-                f"answer {answer_id!r} was given to another API key; only its receiver votes"
-            ) from exc
+            who = "was given to another API key; only its receiver votes"
+            raise errors.Forbidden(f"answer {answer_id!r} {who}") from exc
         except ValueError as exc:
             raise errors.InvalidRequest(str(exc)) from exc
         self._observer.voted(vote.variant, vote.score)
@@ -373,7 +370,12 @@ class Experiments:
             return None
         if move.event == "promote":
             winner = str(run.plan.candidate)
-            return self._apply(lambda: self._rollouts.promote(winner, STEPS, move.reason))
+            change = self._apply(lambda: self._rollouts.promote(winner, STEPS, move.reason))
+            try:  # what the promotion takes live with it (staged indexes: app/)
+                self.on_promoted(winner) if self.on_promoted else None
+            except Exception:
+                logger.warning("%s promoted; its staged indexes not", winner, exc_info=True)
+            return change
         return self._apply(lambda: self._rollouts.step(move.weights, move.reason))
 
     def _side(self, run_id: str, variant: str, votes: bool) -> Side:

@@ -194,6 +194,8 @@ def test_rollback_twice_changes_nothing_and_after_a_promotion_says_how_to_go_bac
 def test_steps_advance_while_the_analysis_passes_and_the_last_promotes(experiments):
     experiments.rollout(None, "ops", FAST, steps=[10, 50, 100], candidate="v2")
     assert experiments.weights() == {"v1": 90, "v2": 10, "v3": 0}
+    promoted: list[str] = []
+    experiments.on_promoted = promoted.append  # the application takes staged indexes live
     seen = []
     for _ in range(2):
         record(experiments, "v1", 6, "generated")
@@ -202,7 +204,7 @@ def test_steps_advance_while_the_analysis_passes_and_the_last_promotes(experimen
         change = experiments.check()
         assert change is not None
         seen.append((change.event, change.weights["v2"]))
-    assert seen == [("step", 50), ("promote", 100)]
+    assert seen == [("step", 50), ("promote", 100)] and promoted == ["v2"]
     assert experiments.status()["outcome"] == "promote v2: every step passed"
 
 

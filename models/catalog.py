@@ -2,16 +2,43 @@
 
 Only the types: the engines' side (models.clients) starts one BentoML service per
 ``ModelVersion``. Which versions there are is read from the variants file, above this
-layer (experiments.catalog).
+layer (experiments.catalog). A version may follow an alias (models/aliases.py): its
+service then serves whatever stored version the alias names, and ``model`` and ``engine``
+are what it serves while the alias names none.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 Kind = Literal["embedder", "generator"]
 KINDS: tuple[Kind, ...] = ("embedder", "generator")
+
+
+@dataclass(frozen=True)
+class AliasTarget:
+    """The version an alias names: an exact model-store tag (``name:version``) and the
+    engine that runs it."""
+
+    model: str
+    engine: str
+
+
+class AliasLookup(Protocol):
+    def __call__(self, alias: str) -> AliasTarget | None:
+        """The version ``alias`` names now; None while it names none. Raises when the
+        table cannot be read (the caller keeps what it knew)."""
+        ...
+
+
+@dataclass(frozen=True)
+class AliasRef:
+    """The alias a model service serves, and the engine its variants declare for it
+    (None: whichever engine the alias names)."""
+
+    name: str
+    engine: str | None = None
 
 
 @dataclass(frozen=True)
@@ -20,6 +47,7 @@ class ModelVersion:
     model: str
     engine: str
     service_name: str
+    alias: AliasRef | None = None
 
     @property
     def attribute(self) -> str:
@@ -34,6 +62,9 @@ class Catalog:
     versions: tuple[ModelVersion, ...]
     # variant name -> kind -> the version it calls
     by_variant: dict[str, dict[Kind, ModelVersion]]
+    # Where the services that follow an alias read it, and how often (RAG_ALIAS_REFRESH_S).
+    aliases: AliasLookup | None = None
+    alias_refresh_s: float = 3.0
 
     def of_kind(self, kind: Kind) -> list[ModelVersion]:
         return [v for v in self.versions if v.kind == kind]

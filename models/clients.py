@@ -18,6 +18,7 @@ import bentoml
 from core.deadlines import REQUEST_TIMEOUT_S, time_left
 from core.errors import DependencyTimeout, DependencyUnavailable
 from core.settings import Settings
+from models.aliases import FollowedAlias
 from models.catalog import Catalog, ModelVersion
 from models.embedder import embedder_service
 from models.generator import ChatPrompt, Completion, generator_service
@@ -118,11 +119,16 @@ class EmbedderClient:
 
 class GeneratorClient:
     def __init__(
-        self, service: Any, label: str, where: str, limits: CallLimits = CallLimits()
+        self,
+        service: Any,
+        label: str | Callable[[], str],
+        where: str,
+        limits: CallLimits = CallLimits(),
     ) -> None:
         """``service``: the client of a generator service (a ``bentoml.depends`` value);
-        ``where`` names it in errors (its name, and its URL when deployed apart)."""
-        self.label = label
+        ``label``: the version it serves, or what says it now (a service that follows an
+        alias); ``where`` names it in errors (its name, and its URL when deployed apart)."""
+        self._label = label
         self._where = where
         self._service = service
         self._limit_s = limits.generate_s
@@ -136,6 +142,12 @@ class GeneratorClient:
             limit_s=limits.generate_s,
             observer=limits.observer,
         )
+
+    @property
+    def label(self) -> str:
+        """The version serving now, as this process reads it (a service that follows an
+        alias swaps within RAG_ALIAS_REFRESH_S of it; each completion names its own)."""
+        return self._label() if callable(self._label) else self._label
 
     async def generate(self, system: str, user: str, max_new_tokens: int) -> Completion:
         prompt = ChatPrompt(system=system, user=user, max_new_tokens=max_new_tokens)
@@ -179,7 +191,8 @@ class GeneratorBackend(Protocol):
     """What answers need of a generator: GeneratorClient (a generator service) or
     models/openai_generator.OpenAIGenerator (a remote OpenAI-compatible API)."""
 
-    label: str
+    @property
+    def label(self) -> str: ...
 
     async def generate(self, system: str, user: str, max_new_tokens: int) -> Completion: ...
 
@@ -238,7 +251,7 @@ def with_model_services(catalog: Catalog, placement: Placement) -> Callable[[typ
     def attach(cls: type) -> type:
         for version in catalog.versions:
             if not placement.replaced(version):
-                service = _service_of(version)
+                service = _service_of(version, catalog)
                 url = placement.url(version.service_name)
                 setattr(cls, version.attribute, bentoml.depends(service, url=url))
         return cls
@@ -254,12 +267,25 @@ def model_service(api_service: Any, catalog: Catalog, name: str) -> Any:
     if dependency is not None:
         return dependency.on
     (version,) = [v for v in catalog.versions if v.service_name == name]
-    return _service_of(version)
+    return _service_of(version, catalog)
 
 
-def _service_of(version: ModelVersion) -> Any:
-    make = embedder_service if version.kind == "embedder" else generator_service
-    return make(ModelSource(version.model, version.engine), version.service_name)
+def _service_of(version: ModelVersion, catalog: Catalog) -> Any:
+    source = ModelSource(version.model, version.engine)
+    if version.kind == "embedder":
+        if version.alias is not None:
+            # Vectors of another version would not match the collections' indexes.
+            raise ValueError("embedder services do not follow aliases: re-index instead")
+        return embedder_service(source, version.service_name)
+    return generator_service(source, version.service_name, _followed(version, catalog))
+
+
+def _followed(version: ModelVersion, catalog: Catalog) -> FollowedAlias | None:
+    if version.alias is None:
+        return None
+    if catalog.aliases is None:
+        raise ValueError(f"{version.service_name} follows an alias but the catalog has no table")
+    return FollowedAlias(version.alias, catalog.aliases, catalog.alias_refresh_s)
 
 
 @dataclass(frozen=True)
@@ -290,7 +316,14 @@ def model_clients(
             local = _query_encoder(version, path, where, limits)
             embedders[version.service_name] = EmbedderClient(service, label, where, limits, local)
         else:
-            generators[version.service_name] = GeneratorClient(service, label, where, limits)
+            followed = _followed(version, catalog)
+            current: str | Callable[[], str] = label
+            if followed is not None:
+                # A service that follows an alias serves what the alias names now; read
+                # beside the event loop, never on it.
+                fallback = ModelSource(version.model, version.engine)
+                current = followed.view(fallback, wait=False).label
+            generators[version.service_name] = GeneratorClient(service, current, where, limits)
     return ModelClients(embedders, generators, directories)
 
 

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import bentoml
 from bentoml.models import BentoModel
 
+from models.catalog import Kind
+
 logger = logging.getLogger(__name__)
 ENGINE_LABEL = "engine"
 DEFAULT_ENGINE = "torch"
@@ -90,6 +92,50 @@ class ModelSource:
         return Path(model.path), str(model.tag)
 
 
+@dataclass(frozen=True)
+class StoredVersion:
+    """One version in the model store: its exact tag, engine and kind."""
+
+    tag: str
+    engine: str
+    kind: Kind
+
+    def __str__(self) -> str:
+        return f"{self.tag} ({self.kind}, {self.engine})"
+
+
+def stored_version(tag: str) -> StoredVersion | None:
+    """The stored version ``tag`` names (``name:version``; ``latest`` or no version: the
+    newest), or None when the store holds none."""
+    try:
+        return _described(bentoml.models.get(tag))
+    except (bentoml.exceptions.BentoMLException, ValueError):
+        return None  # not found, or not a tag at all
+
+
+def stored_versions(name: str) -> list[StoredVersion]:
+    """Every stored version of the model ``name``, newest first."""
+    try:
+        models = bentoml.models.list(name)
+    except (bentoml.exceptions.BentoMLException, ValueError):
+        return []
+    newest_first = sorted(models, key=lambda m: m.info.creation_time, reverse=True)
+    return [_described(m) for m in newest_first]
+
+
+def stored_engine(tag: str) -> str:
+    """The engine label of the stored version ``tag`` (torch when it has none)."""
+    return str(bentoml.models.get(tag).info.labels.get(ENGINE_LABEL, DEFAULT_ENGINE))
+
+
+def _described(model: bentoml.Model) -> StoredVersion:
+    # A sentence-transformers directory (modules.json) is an embedder; every other version
+    # this project stores is a causal LM (torch) or its CTranslate2 conversion.
+    kind: Kind = "embedder" if (Path(model.path) / "modules.json").is_file() else "generator"
+    engine = str(model.info.labels.get(ENGINE_LABEL, DEFAULT_ENGINE))
+    return StoredVersion(str(model.tag), engine, kind)
+
+
 def engine_source(reference: str, engine: str) -> ModelSource:
     """The source to serve ``reference`` with ``engine``; torch, with a warning, when the
     store has no version for that engine (its conversion was skipped at install)."""
@@ -106,11 +152,19 @@ def engine_source(reference: str, engine: str) -> ModelSource:
 
 
 def version_service(
-    worker: type, source: ModelSource, name: str, threads: int, also_pack: tuple[str, ...] = ()
+    worker: type,
+    source: ModelSource,
+    name: str,
+    threads: int,
+    also_pack: tuple[str, ...] = (),
+    alias: object | None = None,
 ) -> Any:
     """A BentoML service ``name`` whose worker (a subclass of ``worker``) serves
-    ``source``, with its own process and batch queue. The version is packed into the
-    Bento, and so are its model's versions for the engines in ``also_pack``."""
+    ``source``, with its own process and batch queue; or, given ``alias`` (a
+    models.aliases.FollowedAlias), whatever version that alias names, ``source`` while
+    it names none. The version is packed into the Bento, and so are its model's versions
+    for the engines in ``also_pack`` (an alias's later versions are not: they must be in
+    the model store where the service runs)."""
     sources = [source] + [ModelSource(source.reference, e) for e in also_pack]
     packed: dict[str, BentoModel] = {}
     for candidate in sources:
@@ -120,7 +174,7 @@ def version_service(
     subclass = type(
         f"{worker.__name__}_{name.replace('-', '_')}",
         (worker,),
-        {"source": source, "__module__": worker.__module__, **packed},
+        {"source": source, "alias": alias, "__module__": worker.__module__, **packed},
     )
     return bentoml.service(name=name, workers=1, threads=threads, traffic={"timeout": 300})(
         subclass

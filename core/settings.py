@@ -448,6 +448,13 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a replica uses the weights it read before reading them again (s).",
     )
+    alias_refresh_s: float = Field(
+        3.0,
+        gt=0,
+        description="How often a generator service that follows a model alias reads it (a "
+        "moved alias is served within this plus the new version's load time), and how long "
+        "the API uses the version it read (s).",
+    )
     feedback_ttl_s: int = Field(
         90 * 24 * 3600,
         ge=60,

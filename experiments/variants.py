@@ -15,7 +15,10 @@ their rollout weights::
     webhook: https://hooks.example.com/rollouts   # optional: told of start, step, end
 
 A variant may also set ``retrieval``, ``top_k`` (its default), ``max_new_tokens`` and
-``embedder``; unset fields take the service's settings.
+``embedder``; unset fields take the service's settings. A generator may name a model alias
+instead of a model (``generator: {alias: challenger}``, optionally with the engine every
+version it names must have): its service serves whatever version the alias names now
+(``set_alias``), the settings' model while it names none (experiments/aliases.py).
 
 Without a file there is one variant, ``default``, built from the settings: nothing changes
 for users who do not run experiments. Parsing and validation are pure, so a bad file is
@@ -27,12 +30,14 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from experiments.guardrails import Guardrails
+from models.aliases import ALIAS_PATTERN
 
 DEFAULT_VARIANT = "default"
 PROMPT_TEMPLATES = ("default",)
@@ -46,11 +51,21 @@ class VariantsError(ValueError):
 
 class ModelChoice(BaseModel):
     """One model version: a model-store tag (``latest``: the newest of the engine) and the
-    engine that runs it. Unset fields take the service's settings."""
+    engine that runs it, or an alias that names a version at run time (with ``engine``:
+    the engine its versions must have). Unset fields take the service's settings."""
 
     model_config = ConfigDict(extra="forbid")
     model: str | None = None
     engine: str | None = None
+    alias: str | None = Field(None, pattern=ALIAS_PATTERN)
+
+    @model_validator(mode="after")
+    def _model_or_alias(self) -> ModelChoice:
+        if self.model is not None and self.alias is not None:
+            raise ValueError(
+                f"give a model or an alias, not both (model {self.model!r}, alias {self.alias!r})"
+            )
+        return self
 
 
 class Variant(BaseModel):
@@ -81,6 +96,14 @@ class Variant(BaseModel):
             engine = getattr(self, kind).engine
             if engine is not None and engine not in allowed:
                 raise ValueError(f"{kind} engine {engine!r} is not one of {list(allowed)}")
+        if self.embedder.alias is not None:
+            # Another embedder version's vectors do not match the collections' indexes:
+            # moving it is a re-index (`reindex`), not a swap.
+            raise ValueError(
+                f"embedder alias {self.embedder.alias!r}: only generators may name an alias "
+                "(an embedder change needs the collections re-indexed: name the model, "
+                "then run `reindex`)"
+            )
         return self
 
 
@@ -124,7 +147,25 @@ class Experiment(BaseModel):
                 raise ValueError("steps need guardrails: each step waits for their analysis")
         if self.shadow is not None:
             self.shadow = checked_shadow(self.shadow, names)
+        self.alias_engines()  # one engine per alias
         return self
+
+    def alias_engines(self) -> dict[str, str | None]:
+        """Per alias a generator names, the engine its variants declare (None: any).
+        Raises VariantsError when two variants declare different engines for one alias."""
+        engines: dict[str, str | None] = {}
+        for variant in self.variants:
+            choice = variant.generator
+            if choice.alias is None:
+                continue
+            known = engines.get(choice.alias)
+            if known is not None and choice.engine not in (None, known):
+                raise VariantsError(
+                    f"alias {choice.alias!r} is declared with engines {known!r} and "
+                    f"{choice.engine!r}: an alias names one version, of one engine"
+                )
+            engines[choice.alias] = known or choice.engine
+        return engines
 
     @property
     def names(self) -> list[str]:
@@ -241,11 +282,24 @@ def missing_models(
     for variant in experiment.variants:
         for kind in ("embedder", "generator"):
             choice = resolved(getattr(variant, kind), defaults[kind])
-            if not available(choice.model or "", choice.engine or ""):
+            if not available(choice.model, choice.engine):
                 missing.append(f"variant {variant.name!r}: {kind} {choice.model} ({choice.engine})")
     return missing
 
 
-def resolved(choice: ModelChoice, default: ModelChoice) -> ModelChoice:
-    """``choice`` with its unset fields taken from ``default``."""
-    return ModelChoice(model=choice.model or default.model, engine=choice.engine or default.engine)
+@dataclass(frozen=True)
+class ResolvedChoice:
+    """A ModelChoice with every field set: the model and engine to serve, and the alias
+    that replaces them at run time (None: none)."""
+
+    model: str
+    engine: str
+    alias: str | None = None
+
+
+def resolved(choice: ModelChoice, default: ModelChoice) -> ResolvedChoice:
+    """``choice`` with its unset fields taken from ``default`` (an alias keeps its name, and
+    gets the default's model: what it serves while the alias names no version)."""
+    return ResolvedChoice(
+        str(choice.model or default.model), str(choice.engine or default.engine), choice.alias
+    )

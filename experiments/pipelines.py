@@ -14,7 +14,7 @@ above apply to the index it reads.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,8 +63,24 @@ def served_embedders(paths: dict[str, EmbedderPath]) -> dict[EmbedderId, ServedE
 class Pipeline:
     variant: Variant
     answerer: Answerer
-    model: dict[str, str]  # kind -> the exact version's label
+    embedder_label: str
+    generator: GeneratorBackend
     default_top_k: int
+
+    @property
+    def model(self) -> dict[str, str]:
+        """kind -> the exact version serving now (a generator that follows an alias moves
+        with it)."""
+        return {"embedder": self.embedder_label, "generator": self.generator.label}
+
+
+def serving_versions(pipelines: dict[str, Pipeline]) -> dict[str, dict[str, Any]]:
+    """Per variant: the exact model versions it serves now and the alias its generator
+    follows (None: it names no alias), for rollout_status."""
+    return {
+        name: {"model": pipeline.model, "generator_alias": pipeline.variant.generator.alias}
+        for name, pipeline in pipelines.items()
+    }
 
 
 def embedder_paths(
@@ -140,18 +156,21 @@ def build_pipelines(
             },
             observer=observer,
             router=router,
+            # A generator that follows an alias: its version now, in every cache key.
+            versions=_generator_now(generator) if variant.generator.alias else None,
         )
         pipelines[variant.name] = Pipeline(
-            variant,
-            answerer,
-            {"embedder": embedder.label, "generator": generator.label},
-            variant.top_k or DEFAULT_TOP_K,
+            variant, answerer, embedder.label, generator, variant.top_k or DEFAULT_TOP_K
         )
     return pipelines
 
 
 # The passages a query cites unless the request or its variant says otherwise.
 DEFAULT_TOP_K = 4
+
+
+def _generator_now(client: GeneratorBackend) -> Callable[[], dict[str, str]]:
+    return lambda: {"generator": client.label}
 
 
 def _generate(client: GeneratorBackend, max_new_tokens: int) -> Any:

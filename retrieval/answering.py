@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -66,10 +66,14 @@ class Answerer:
         cache_params: dict[str, Any] | None = None,
         observer: Observer | None = None,
         router: EmbedderRouter | None = None,
+        versions: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         """``cache_params`` name what else changes an answer (model versions, token caps);
+        ``versions`` the model versions serving now, where they may change at run time (a
+        generator that follows an alias): read for every answer's cache key;
         ``observer`` hears the time each stage took; ``router`` picks the embedder of each
         collection's index (default: always ``embed``)."""
+        self._versions = versions
         self._router = router
         self._observer = observer or NullObserver()
         self._cache = cache
@@ -122,6 +126,7 @@ class Answerer:
         if self._cache is None:
             return await self._answer(question, collection, top_k, mode, style, started)
         params = {**self._cache_params, "top_k": top_k, "retrieval": mode, "style": style}
+        params.update(self._versions() if self._versions else {})
         key = await asyncio.to_thread(self._cache.key, question, collection, params)
         hit = await asyncio.to_thread(self._cache.get, key)
         self._observer.cache_lookup("answer", int(hit is not None), int(hit is None))
@@ -129,8 +134,17 @@ class Answerer:
             answer = Answer.from_dict(hit)
             return replace(answer, cached=True, timings_ms={"total": ms_since(started)})
         answer = await self._answer(question, collection, top_k, mode, style, started)
-        await asyncio.to_thread(self._cache.put, key, answer.to_dict())
+        if self._kept_under(answer, params):
+            await asyncio.to_thread(self._cache.put, key, answer.to_dict())
         return answer
+
+    def _kept_under(self, answer: Answer, params: dict[str, Any]) -> bool:
+        """Whether ``answer`` may be cached under the key of ``params``: where versions
+        change at run time, only under the version that wrote it (while a generator swaps
+        versions, an answer of the old one must not be served as the new one's)."""
+        if self._versions is None or not answer.generator:
+            return True
+        return answer.generator == params.get("generator")
 
     async def _answer(
         self, question: str, collection: str, top_k: int, mode: str, style: str, started: float
@@ -188,7 +202,8 @@ class Answerer:
         )
         if verdict.declined:
             declined = Assessment(PASSAGES_DO_NOT_ANSWER, verdict.reason)
-            return replace(self._not_found(declined, passages, timings, started), usage=usage)
+            not_found = self._not_found(declined, passages, timings, started)
+            return replace(not_found, usage=usage, generator=completion.model)
         text, answer_mode = final_answer(completion.text, verdict, support)
         timings["total"] = ms_since(started)
         return Answer(
@@ -200,6 +215,7 @@ class Answerer:
             usage,
             timings,
             ungrounded=not verdict.grounded,
+            generator=completion.model,
         )
 
     def _not_found(

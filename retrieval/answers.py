@@ -28,6 +28,9 @@ class Answer:
     ungrounded: bool = False
     # The version of the collection's index the answer was read from.
     index_version: str = ""
+    # The exact generator version that wrote it ("" when none did, or it did not say): a
+    # generator that follows a model alias may have moved since the answer was asked for.
+    generator: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,6 +14,7 @@ class Generation(Protocol):
     text: str
     prompt_tokens: int
     completion_tokens: int
+    model: str  # the exact version that wrote it ("" when the engine does not say)
 
 
 # texts -> unit-length vectors, one row per text

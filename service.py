@@ -339,6 +339,22 @@ class RAGService:
         cast and their share of +1; and its changes (when, new weights, event, why)."""
         return await self.app.rollouts.timeline(experiment)
 
+    @api
+    async def set_alias(
+        self, alias: str, model: str, engine: str | None = None
+    ) -> schemas.AliasInfo:
+        """Admin: point the model alias ``alias`` (e.g. challenger) at the stored version
+        ``model`` (name:version; a bare name: its newest, of ``engine`` when given). The
+        generator service of every variant that follows it swaps to that version within
+        RAG_ALIAS_REFRESH_S, without a restart. 400 naming the problem, nothing changed."""
+        return await self.app.aliases.set(alias, model, engine)
+
+    @api
+    async def list_aliases(self) -> schemas.AliasList:
+        """Admin: every alias (the version it names, who set it, when, what before, the
+        variants that follow it) and the newest changes."""
+        return await self.app.aliases.list()
+
     @task
     async def export_feedback(
         self, destination: str = "feedback", format: str = "parquet"

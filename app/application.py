@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.aliases import ModelAliases
 from app.answering import Answering
 from app.batch import Batches
 from app.documents import Documents
@@ -56,6 +57,7 @@ class Application:
         # A variant promoted by its steps takes the staged indexes it reads live with it
         # (the promote API does so itself: app/rollouts.py).
         parts.experiments.on_promoted = self.versions.promoted_from_thread
+        self.aliases = ModelAliases(parts)
 
     @classmethod
     def start(cls, plan: ServingPlan, clients: ModelClients) -> Application:

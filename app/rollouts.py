@@ -11,6 +11,7 @@ from app.index_versions import IndexVersions
 from app.schemas import FeedbackResponse, RolloutStatus, RolloutTimeline
 from app.wiring import Components
 from core.errors import InvalidRequest
+from experiments.pipelines import serving_versions
 
 _MAX_COMMENT_CHARS = 2000
 
@@ -19,6 +20,7 @@ class Rollouts:
     def __init__(self, parts: Components, versions: IndexVersions) -> None:
         self._experiments = parts.experiments
         self._versions = versions
+        self._pipelines = parts.pipelines
 
     async def vote(self, answer_id: str, score: int, comment: str) -> FeedbackResponse:
         if len(comment) > _MAX_COMMENT_CHARS:
@@ -67,4 +69,9 @@ class Rollouts:
         return RolloutTimeline.model_validate(found.to_dict())
 
     async def _status(self, experiment: str | None = None) -> RolloutStatus:
-        return RolloutStatus(**await asyncio.to_thread(self._experiments.status, experiment))
+        status = await asyncio.to_thread(self._experiments.status, experiment)
+        # What each variant serves now (a generator that follows an alias moves with it).
+        for name, serving in serving_versions(self._pipelines).items():
+            if name in status["variants"]:
+                status["variants"][name].update(serving)
+        return RolloutStatus(**status)

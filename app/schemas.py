@@ -335,6 +335,47 @@ class VariantStatus(BaseModel):
         description="Mean vote (-1..1) with its 95% interval {value, low, high, n}; null "
         "without votes."
     )
+    model: dict[str, str] | None = Field(
+        None,
+        description="The exact versions it serves now, {embedder, generator}, as this "
+        "replica reads its alias (a generator service swaps within RAG_ALIAS_REFRESH_S).",
+    )
+    generator_alias: str | None = Field(None, description="The alias its generator follows.")
+
+
+class AliasInfo(BaseModel):
+    alias: str
+    model: str | None = Field(
+        description="The exact model-store tag (name:version) it names; null while unset."
+    )
+    engine: str | None
+    kind: str | None = Field(description="embedder or generator.")
+    set_by: str | None = Field(description="The API key's name that set it last.")
+    set_at: float | None = Field(description="Unix time it was set last.")
+    from_model: str | None = Field(description="What it named before (null: nothing).")
+    from_engine: str | None
+    variants: list[str] = Field(description="The variants whose generator follows it.")
+    changed: bool | None = Field(
+        None, description="set_alias: false when it named that version already."
+    )
+
+
+class AliasChangeRecord(BaseModel):
+    alias: str
+    model: str
+    engine: str
+    kind: str
+    by: str
+    at: float
+    from_model: str | None
+    from_engine: str | None
+
+
+class AliasList(BaseModel):
+    aliases: list[AliasInfo] = Field(
+        description="Every alias set, and those variants follow while unset, by name."
+    )
+    history: list[AliasChangeRecord] = Field(description="The newest 50 changes, oldest first.")
 
 
 class RolloutStatus(BaseModel):
@@ -441,7 +482,9 @@ def query_response(
             AnswerCitation(**c.model_dump(), role=role) for c in citations(answer.citations)
         ],
         supporting=list(answer.supporting),
-        model=model,
+        # The version that wrote the answer, which a generator following an alias may have
+        # swapped since the pipeline's own view.
+        model={**model, "generator": answer.generator} if answer.generator else model,
         usage=answer.usage,
         timings_ms=answer.timings_ms,
         variant=variant,

@@ -17,6 +17,7 @@ from app.metrics import get_metrics
 from app.sources import SourcePolicy
 from core.records import EmbedderId
 from core.settings import Settings
+from experiments.aliases import Aliases, alias_uses, open_aliases
 from experiments.controller import Experiments
 from experiments.pipelines import (
     EmbedderPath,
@@ -96,6 +97,7 @@ class Components:
     s3_sync: S3Sync
     pipelines: dict[str, Pipeline]
     experiments: Experiments
+    aliases: Aliases
     # The embedder new documents are indexed with (the incumbent's), by service name.
     ingest_with: EmbedderPath
     ingest_with_name: str
@@ -256,6 +258,10 @@ def build(
         s3_sync=S3Sync(ingestor, index, s3),
         pipelines=pipelines,
         experiments=experiments,
+        aliases=Aliases(
+            open_aliases(settings.data_dir, settings.redis_url, settings.redis_timeout_s),
+            alias_uses(experiment),
+        ),
         ingest_with=embedders[ingest_with],
         ingest_with_name=ingest_with,
         served=served,

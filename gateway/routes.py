@@ -134,6 +134,9 @@ RULES: dict[str, RouteRule] = {
     "/rollback": _WRITE,
     "/rollout_status": RouteRule("write", "query"),
     "/rollout_timeline": RouteRule("write", "query"),
+    # Model aliases move what every collection's variants answer with: as rollouts.
+    "/set_alias": _WRITE,
+    "/list_aliases": RouteRule("write", "query"),
     **task_rules(
         "export_feedback",
         RouteRule("write", "ingest", spans_all=True, locations=(EXPORT_DESTINATION,)),

@@ -99,6 +99,8 @@ CALLS: dict[str, Call] = {
     "/rollback": Call("POST", True, _json()),
     "/rollout_status": Call("POST", True, _json()),
     "/rollout_timeline": Call("POST", True, _json()),
+    "/set_alias": Call("POST", True, _json(alias="challenger", model="rag-generator")),
+    "/list_aliases": Call("POST", True, _json()),
     # The export holds every collection's questions: only an admin of '*' may run or see it.
     "/export_feedback": Call("POST", True, _json(format="jsonl")),
     "/export_feedback/submit": Call("POST", True, _json(format="jsonl")),

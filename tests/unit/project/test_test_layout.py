@@ -26,6 +26,11 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "tests/service/test_service_inprocess.py",
         "the BentoML surface: in process here, over HTTP in tests/e2e/ and tests/security/",
     ),
+    "app/aliases": (
+        "tests/e2e/test_aliases.py",
+        "set_alias and list_aliases through a served instance; their logic in "
+        "tests/unit/experiments/test_aliases.py",
+    ),
     "app/answering": (
         "tests/service/test_service_inprocess.py",
         "the answer flow with the real models; /v1's use of it in tests/unit/api/",

@@ -7,7 +7,9 @@ asks for ``latest`` means the newest version of the wanted engine.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +49,11 @@ class ModelSource:
             # A pinned version counts only when the store holds it: a variant that names
             # one never imported must stop the start-up check, not the first request.
             try:
-                return str(bentoml.models.get(tag).tag)
+                return str(_stored(bentoml.models.get, tag).tag)
             except bentoml.exceptions.NotFound:
                 return None
         try:
-            models = bentoml.models.list(tag.name)
+            models = _stored(bentoml.models.list, tag.name)
         except bentoml.exceptions.NotFound:
             return None
         fitting = [
@@ -88,7 +90,7 @@ class ModelSource:
                 f"no {self.engine} version of {self.reference!r} in the BentoML model store: "
                 "run `python scripts/import_models.py` to import the bundled models"
             )
-        model = bentoml.models.get(tag)
+        model = _stored(bentoml.models.get, tag)
         return Path(model.path), str(model.tag)
 
 
@@ -108,7 +110,7 @@ def stored_version(tag: str) -> StoredVersion | None:
     """The stored version ``tag`` names (``name:version``; ``latest`` or no version: the
     newest), or None when the store holds none."""
     try:
-        return _described(bentoml.models.get(tag))
+        return _described(_stored(bentoml.models.get, tag))
     except (bentoml.exceptions.BentoMLException, ValueError):
         return None  # not found, or not a tag at all
 
@@ -116,7 +118,7 @@ def stored_version(tag: str) -> StoredVersion | None:
 def stored_versions(name: str) -> list[StoredVersion]:
     """Every stored version of the model ``name``, newest first."""
     try:
-        models = bentoml.models.list(name)
+        models = _stored(bentoml.models.list, name)
     except (bentoml.exceptions.BentoMLException, ValueError):
         return []
     newest_first = sorted(models, key=lambda m: m.info.creation_time, reverse=True)
@@ -125,7 +127,7 @@ def stored_versions(name: str) -> list[StoredVersion]:
 
 def stored_engine(tag: str) -> str:
     """The engine label of the stored version ``tag`` (torch when it has none)."""
-    return str(bentoml.models.get(tag).info.labels.get(ENGINE_LABEL, DEFAULT_ENGINE))
+    return str(_stored(bentoml.models.get, tag).info.labels.get(ENGINE_LABEL, DEFAULT_ENGINE))
 
 
 def _described(model: bentoml.Model) -> StoredVersion:
@@ -179,6 +181,39 @@ def version_service(
     return bentoml.service(name=name, workers=1, threads=threads, traffic={"timeout": 300})(
         subclass
     )
+
+
+# The modules whose types BentoML compares each model's metadata with, looked up in
+# sys.modules without importing them (bentoml._internal.utils.validate_metadata).
+_PEEKED_MODULES = ("numpy", "scipy.sparse", "pandas", "pandas.api.extensions")
+
+
+def _stored(read: Callable[..., T], *args: Any) -> T:
+    """A read of the model store that is safe beside another thread's import.
+
+    BentoML checks a model's metadata against numpy, scipy and pandas types it takes from
+    sys.modules as they are: while another thread is importing one (the BM25 index imports
+    scipy.sparse on its first build), it finds the module half-initialized and the read
+    fails with AttributeError. Reads at run time (set_alias, an alias's look-ups) happen in
+    threads, so the imports under way are finished first -- importing a module another
+    thread is importing waits for it -- and a read that still lost the race (the import
+    began after that) is tried again."""
+    for attempt in range(3):
+        for name in _PEEKED_MODULES:
+            if name in sys.modules:
+                importlib.import_module(name)
+        try:
+            return read(*args)
+        except Exception as exc:  # BentoML wraps it: cattrs' ClassValidationError
+            if attempt == 2 or not _lost_import_race(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _lost_import_race(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(AttributeError) is not None
+    return isinstance(exc, AttributeError)
 
 
 class ModelLoadError(RuntimeError):

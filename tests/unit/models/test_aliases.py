@@ -79,14 +79,32 @@ def test_a_view_reads_the_table_again_only_after_its_refresh(table):
 def test_a_view_that_must_not_wait_answers_at_once_and_reads_beside(table):
     torch_tag, ct2_tag = stored_tag("torch"), stored_tag("ct2")
     table.point("challenger", torch_tag, "torch")
+    gate = threading.Event()
+    gate.set()
+    reads = {"passed": 0, "done": 0}
+
+    def hanging(alias: str) -> AliasTarget | None:
+        gate.wait(30)  # a table that hangs while the gate is shut
+        reads["passed"] += 1
+        try:
+            return table(alias)
+        finally:
+            reads["done"] += 1
+
     view = AliasView(
-        AliasRef("challenger"), table, ModelSource(f"{GENERATOR}:latest"), 0.05, wait=False
+        AliasRef("challenger"), hanging, ModelSource(f"{GENERATOR}:latest"), 0.05, wait=False
     )
-    assert table.reads == 1  # read when made, not by the first query
+    assert reads["done"] == 1  # read when made, not by the first query
     assert view.label() == torch_tag
+    gate.clear()
+    while reads["passed"] != reads["done"]:  # a read under way finishes first
+        time.sleep(0.01)
     table.point("challenger", ct2_tag, "ct2")
     time.sleep(0.1)
-    assert view.label() == torch_tag  # stale: answered at once, read again in a thread
+    started = time.monotonic()
+    assert view.label() == torch_tag  # stale, the table hangs: answered at once
+    assert time.monotonic() - started < 0.5
+    gate.set()
     deadline = time.monotonic() + 5
     while view.label() != ct2_tag and time.monotonic() < deadline:
         time.sleep(0.02)

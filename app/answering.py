@@ -72,47 +72,35 @@ class Answering:
         authorization.permitted(collection)
         pipeline = self._pipeline(user, variant)
         started = time.perf_counter()
+        request = (question, collection, top_k, retrieval, answer_style)
         try:
             async with self._parts.batch.gate.interactive():
-                answer = await pipeline.answerer.answer(
-                    question,
-                    collection,
-                    pipeline.default_top_k if top_k is None else top_k,
-                    retrieval,
-                    answer_style,
-                )
+                answer = await _answer_with(pipeline, *request)
         except Exception as exc:
             await self._failed(pipeline, started, exc)
             raise
         answer_id = uuid.uuid4().hex
-        mode = "ungrounded" if answer.ungrounded else answer.mode
+        mode = _mode(answer)
         await self._answered(
             pipeline, answer_id, collection, started, mode, answer.usage, question, answer
         )
         shadow = self._parts.experiments.shadow_target(pipeline.variant.name)
         if shadow is not None:
-            self._mirror(shadow, answer, question, collection, top_k, retrieval, answer_style)
+            self._mirror(shadow, answer, request)
         return query_response(answer, pipeline.variant.name, pipeline.model, answer_id)
 
-    def _mirror(self, variant: str, served: Answer, *request: Any) -> None:
+    def _mirror(self, variant: str, served: Answer, request: tuple[Any, ...]) -> None:
         """Answer ``request`` again with ``variant`` in the background, as batch work (it
         yields to people), and record how it did; its answer is never returned. At most
         ``_MAX_MIRRORED`` at a time: a mirror never queues up behind real traffic."""
         if len(self._mirrored) >= _MAX_MIRRORED:
             return
-        task = asyncio.create_task(self._mirrored_answer(variant, served, *request))
+        task = asyncio.create_task(self._mirrored_answer(variant, served, request))
         self._mirrored.add(task)
         task.add_done_callback(self._mirrored.discard)
 
     async def _mirrored_answer(
-        self,
-        variant: str,
-        served: Answer,
-        question: str,
-        collection: str,
-        top_k: int | None,
-        retrieval: str | None,
-        answer_style: str | None,
+        self, variant: str, served: Answer, request: tuple[Any, ...]
     ) -> None:
         pipeline = self._parts.pipelines[variant]
         started = time.perf_counter()
@@ -120,14 +108,8 @@ class Answering:
         agreed: bool | None = None
         try:
             async with self._parts.batch.gate.batch():
-                mirrored = await pipeline.answerer.answer(
-                    question,
-                    collection,
-                    pipeline.default_top_k if top_k is None else top_k,
-                    retrieval,
-                    answer_style,
-                )
-            mode = "ungrounded" if mirrored.ungrounded else mirrored.mode
+                mirrored = await _answer_with(pipeline, *request)
+            mode = _mode(mirrored)
             agreed = mirrored.answer.strip() == served.answer.strip()
         except Exception:
             logger.warning("a mirrored request to variant %s failed", variant, exc_info=True)
@@ -268,3 +250,26 @@ class Answering:
             return
         latency_ms = (time.perf_counter() - started) * 1000
         await asyncio.to_thread(self._parts.experiments.failed, pipeline.variant.name, latency_ms)
+
+
+async def _answer_with(
+    pipeline: Pipeline,
+    question: str,
+    collection: str,
+    top_k: int | None,
+    retrieval: str | None,
+    answer_style: str | None,
+) -> Answer:
+    return await pipeline.answerer.answer(
+        question,
+        collection,
+        pipeline.default_top_k if top_k is None else top_k,
+        retrieval,
+        answer_style,
+    )
+
+
+def _mode(answer: Answer) -> str:
+    """The answer's mode as outcomes record it: a generated answer that failed its check
+    is "ungrounded" (the response shows the sentence that replaced it)."""
+    return "ungrounded" if answer.ungrounded else answer.mode

@@ -133,6 +133,7 @@ class Experiment(BaseModel):
             self.incumbent = names[0]
         if self.incumbent not in names:
             raise ValueError(f"incumbent {self.incumbent!r} is not a variant; variants: {names}")
+        given = bool(self.weights)
         if not self.weights:
             self.weights = {name: WEIGHT_TOTAL if name == self.incumbent else 0 for name in names}
         self.weights = checked_weights(self.weights, names)
@@ -142,9 +143,17 @@ class Experiment(BaseModel):
                 f"incumbent is the variant serving most); weights: {self.weights}"
             )
         if self.steps is not None or self.candidate is not None:
-            checked_steps(self.steps, self.candidate, self.incumbent, names)
+            rising = checked_steps(self.steps, self.candidate, self.incumbent, names)
             if self.guardrails is None:
                 raise ValueError("steps need guardrails: each step waits for their analysis")
+            # The file's experiment starts at the first step (a candidate at 0% would never
+            # get the requests its first step waits for).
+            first = checked_weights(
+                {self.incumbent: 100 - rising[0], str(self.candidate): rising[0]}, names
+            )
+            if given and self.weights != first:
+                raise ValueError(f"weights {self.weights} are not the first step's {first}")
+            self.weights = first
         if self.shadow is not None:
             self.shadow = checked_shadow(self.shadow, names)
         self.alias_engines()  # one engine per alias

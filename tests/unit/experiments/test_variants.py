@@ -96,3 +96,18 @@ def test_a_variant_reads_live_indexes_unless_it_asks_for_staged_ones():
     assert [v.index for v in experiment.variants] == ["live", "staged"]
     with pytest.raises(VariantsError, match=r"variants\.0\.index: Input should be 'live' or"):
         parse_experiment("variants: [{name: a, index: green}]", "v.yaml")
+
+
+def test_a_file_with_steps_starts_at_the_first_step_and_refuses_bad_plans():
+    base = '{"experiment": "x", "variants": [{"name": "v1"}, {"name": "v2"}], "guardrails": {}'
+    stepped = parse_experiment(base + ', "steps": [10, 50, 100], "candidate": "v2"}', "f")
+    assert stepped.weights == {"v1": 90, "v2": 10}
+    for tail, problem in (
+        (', "weights": {"v1": 50, "v2": 50}, "steps": [10], "candidate": "v2"}', "first step"),
+        (', "steps": [50, 10], "candidate": "v2"}', "steps must rise"),
+        (', "steps": [10], "candidate": "v1"}', "other than the incumbent"),
+        (', "shadow": {"v2": 101}}', "whole numbers from 0 to 100"),
+        (', "weights": {"v1": 10, "v2": 90}, "incumbent": "v1"}', "must have the most traffic"),
+    ):
+        with pytest.raises(VariantsError, match=problem):
+            parse_experiment(base + tail, "f")

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from experiments.feedback import AnswerRecord, FeedbackStore, NotYourAnswer, Unk
 from experiments.guardrails import Guardrails, Side, analyse
 from experiments.outcomes import Outcome, OutcomeStore
 from experiments.plans import checked_guardrails, planned
-from experiments.rollouts import Change, Rollouts
+from experiments.rollouts import Change, Rollouts, Superseded
 from experiments.state import (
     ExperimentObserver,
     Notifier,
@@ -35,9 +36,9 @@ from experiments.state import (
     unrecorded,
     webhook_event,
 )
-from experiments.status import GUARDRAIL, SHADOW_PREFIX, describe, find_run
+from experiments.status import GUARDRAIL, SHADOW_PREFIX, describe, find_run, timeline_of
 from experiments.steering import breach_reason, next_move, rolled_back, serving_candidates
-from experiments.timeline import Timeline, timeline
+from experiments.timeline import Timeline
 from experiments.variants import Experiment, VariantsError
 from storage.redis_connections import DEFAULT_TIMEOUT_S
 
@@ -73,12 +74,9 @@ class Experiments:
         self._private_webhooks = private_webhooks
         self._lock = threading.Lock()
         self._weights: dict[str, int] = {}
-        self._run_id = ""
         self._shadow: dict[str, int] = {}
-        self._random = random.Random()
-        self._read_at = float("-inf")
-        # This process's analysis: when each run was last analysed, and each candidate's
-        # failing analyses in a row (replicas analyse alike, from the shared outcomes).
+        self._run_id, self._read_at, self._random = "", float("-inf"), random.Random()
+        # This process's analysis: when each run was analysed; failing analyses in a row.
         self._analysed_at: dict[str, float] = {}
         self._failures: dict[tuple[str, str], int] = {}
         self.on_promoted: Callable[[str], object] | None = None  # set by the application
@@ -108,9 +106,8 @@ class Experiments:
     # -- assignment -------------------------------------------------------------------------
 
     def weights(self) -> dict[str, int]:
-        """The current weights, read again after ``refresh_s``. While the store is
-        unreachable the last weights read (at first the file's) stay in force: an outage
-        of Redis never fails a query."""
+        """The current weights, read again after ``refresh_s``. While the store is down the
+        last ones read (at first the file's) stay: a Redis outage never fails a query."""
         return self._current()[0]
 
     def experiment_id(self) -> str:
@@ -236,8 +233,7 @@ class Experiments:
         return vote
 
     @property
-    def feedback_log(self) -> FeedbackStore:
-        """The answers and votes, for export_feedback."""
+    def feedback_log(self) -> FeedbackStore:  # the answers and votes, for export_feedback
         return self._feedback
 
     # -- rollouts --------------------------------------------------------------------------
@@ -334,8 +330,8 @@ class Experiments:
     # -- analysis: guardrails and steps ----------------------------------------------------
 
     def check(self, force: bool = False) -> Change | None:
-        """Analyse the running experiment if its interval has passed (or ``force``) and act
-        as experiments/steering.py decides: roll back, step, promote. The change made."""
+        """Analyse the running experiment if its interval passed (or ``force``); roll back,
+        step or promote as experiments/steering.py decides. The change made, if any."""
         run = self._rollouts.current_run()
         if run is None or run.ended_at is not None or run.plan.guardrails is None:
             return None
@@ -363,20 +359,31 @@ class Experiments:
             weights = rolled_back(run.weights, run.incumbent, list(found))
             reason = breach_reason(found)
             logger.warning("%s (candidate weight set to 0)", reason)
-            return self._apply(lambda: self._rollouts.guardrail(weights, reason), tuple(found))
+            guardrail = partial(self._rollouts.guardrail, weights, reason, run.last.at)
+            return self._superseded_is_none(guardrail, tuple(found))
         move = next_move(run, rails, passed, now, lambda since: len(
             self._outcomes.of(run.id, str(run.plan.candidate), since=since)))  # fmt: skip
         if move is None:
             return None
         if move.event == "promote":
             winner = str(run.plan.candidate)
-            change = self._apply(lambda: self._rollouts.promote(winner, STEPS, move.reason))
+            promote = partial(self._rollouts.promote, winner, STEPS, move.reason, run.last.at)
+            change = self._superseded_is_none(promote)
+            if change is None:
+                return None
             try:  # what the promotion takes live with it (staged indexes: app/)
                 self.on_promoted(winner) if self.on_promoted else None
             except Exception:
                 logger.warning("%s promoted; its staged indexes not", winner, exc_info=True)
             return change
-        return self._apply(lambda: self._rollouts.step(move.weights, move.reason))
+        step = partial(self._rollouts.step, move.weights, move.reason, run.last.at)
+        return self._superseded_is_none(step)
+
+    def _superseded_is_none(self, make: Callable[[], Change], *breached: Any) -> Change | None:
+        try:
+            return self._apply(make, *breached)
+        except Superseded:
+            return None  # another replica acted on the same analysis first
 
     def _side(self, run_id: str, variant: str, votes: bool) -> Side:
         return Side(
@@ -387,14 +394,7 @@ class Experiments:
     # -- over time -------------------------------------------------------------------------
 
     def timeline(self, experiment_id: str | None = None) -> Timeline:
-        """The experiment ``experiment_id`` (default: the newest) over time: per variant
-        its outcomes and votes in time bins, and its changes (experiments/timeline.py)."""
+        """The experiment ``experiment_id`` (default: the newest) in time bins."""
         with store_errors("rollout_timeline"):
             run = find_run(self._rollouts, experiment_id)
-            names = self.experiment.names
-            return timeline(
-                run,
-                {name: self._outcomes.of(run.id, name) for name in names},
-                {name: self._feedback.vote_times(name, run.id) for name in names},
-                time.time(),
-            )
+            return timeline_of(self.experiment, run, self._outcomes, self._feedback)

@@ -22,10 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
-from experiments.stores import RedisStore, SqliteStore
 from experiments.variants import Experiment, VariantsError, checked_weights
 
 START, ROLLOUT, STEP, GUARDRAIL, PROMOTE, ROLLBACK = (
@@ -33,6 +32,11 @@ START, ROLLOUT, STEP, GUARDRAIL, PROMOTE, ROLLBACK = (
 )  # fmt: skip
 ENDING = (PROMOTE, ROLLBACK)
 FILE = "variants file"
+
+
+class Superseded(LookupError):
+    """The experiment changed after the change was decided (another replica acted on the
+    same analysis first): nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,10 @@ def file_signature(experiment: Experiment) -> str:
 
 
 class RolloutLog(Protocol):
-    def append(self, experiment: str, change: Change) -> None: ...
+    def append(self, experiment: str, change: Change, after: float | None = None) -> bool:
+        """Append ``change``; with ``after``, only while the newest entry is the one made at
+        that time. Whether it was appended."""
+        ...
 
     def history(self, experiment: str) -> list[Change]: ...
 
@@ -233,32 +240,39 @@ class Rollouts:
             return self._start(accepted, by, plan, busiest(before, run and run.incumbent))
         return self._append(run, accepted, by, reason, ROLLOUT, plan)
 
-    def step(self, weights: dict[str, int], reason: str) -> Change:
-        run = self._running()
-        return self._append(run, checked_weights(weights, self._experiment.names),
-                            "steps", reason, STEP, run.plan)  # fmt: skip
+    # The analysis's changes (step, guardrail, a promotion by steps) pass ``after``: the
+    # time of the run's newest change they were decided on. Replicas analyse the same
+    # outcomes; the first to act wins and the others' changes raise Superseded.
 
-    def guardrail(self, weights: dict[str, int], reason: str) -> Change:
+    def step(self, weights: dict[str, int], reason: str, after: float) -> Change:
+        run = self._running(after)
+        return self._append(run, checked_weights(weights, self._experiment.names),
+                            "steps", reason, STEP, run.plan, after)  # fmt: skip
+
+    def guardrail(self, weights: dict[str, int], reason: str, after: float) -> Change:
         """Weights the guardrails set (candidates past their limits to 0); it ends the run
         as a rollback when only the incumbent is left serving."""
-        run = self._running()
+        run = self._running(after)
         accepted = checked_weights(weights, self._experiment.names)
         ends = accepted[run.incumbent] == 100
         return self._append(run, accepted, GUARDRAIL, reason, ROLLBACK if ends else GUARDRAIL,
-                            run.plan)  # fmt: skip
+                            run.plan, after)  # fmt: skip
 
-    def promote(self, variant: str, by: str, reason: str | None = None) -> Change:
+    def promote(
+        self, variant: str, by: str, reason: str | None = None, after: float | None = None
+    ) -> Change:
         """``variant`` to 100%; ends the experiment, and the winner is the next one's
         incumbent."""
         self._experiment.variant(variant)
-        run = self.current_run()
+        run = self._running(after) if after is not None else self.current_run()
         if run is None or run.ended_at is not None:
             # Nothing running: a promotion is an experiment that starts and ends at once.
             before = run.weights if run else dict(self._experiment.weights)
-            self._start(before, by, Plan(), busiest(before, run and run.incumbent))
-            run = self._running()
-        return self._append(run, {**{n: 0 for n in self._experiment.names}, variant: 100},
-                            by, reason or f"promote {variant}", PROMOTE, run.plan)  # fmt: skip
+            started = self._start(before, by, Plan(), busiest(before, run and run.incumbent))
+            run = self._running(started.at)
+        weights = {**{n: 0 for n in self._experiment.names}, variant: 100}
+        reason = reason or f"promote {variant}"
+        return self._append(run, weights, by, reason, PROMOTE, run.plan, after)
 
     def rollback(self, by: str, reason: str = ROLLBACK) -> Change:
         """The running experiment's incumbent to 100%; ends it. Idempotent: an experiment
@@ -278,10 +292,10 @@ class Rollouts:
             f"{{{run.incumbent!r}: 100}} (or promote {run.incumbent!r})"
         )
 
-    def _running(self) -> Run:
+    def _running(self, after: float) -> Run:
         run = self.current_run()
-        if run is None or run.ended_at is not None:
-            raise VariantsError("no experiment is running")
+        if run is None or run.ended_at is not None or run.last.at != after:
+            raise Superseded(f"experiment {run and run.id} changed since the analysis")
         return run
 
     def _start(self, weights: dict[str, int], by: str, plan: Plan, incumbent: str) -> Change:
@@ -293,7 +307,14 @@ class Rollouts:
         return change
 
     def _append(
-        self, run: Run, weights: dict[str, int], by: str, reason: str, event: str, plan: Plan
+        self,
+        run: Run,
+        weights: dict[str, int],
+        by: str,
+        reason: str,
+        event: str,
+        plan: Plan,
+        after: float | None = None,
     ) -> Change:
         change = replace(
             Change(weights, by, time.time(), reason, event=event, experiment_id=run.id),
@@ -303,84 +324,6 @@ class Rollouts:
             webhook=plan.webhook,
             shadow=plan.shadow,
         )
-        self._log.append(self.name, change)
+        if not self._log.append(self.name, change, after):
+            raise Superseded(f"experiment {run.id} changed since the analysis")
         return change
-
-
-class SqliteRolloutLog(SqliteStore):
-    SCHEMA = (
-        "CREATE TABLE IF NOT EXISTS rollout_changes (seq INTEGER PRIMARY KEY "
-        "AUTOINCREMENT, experiment TEXT NOT NULL, change TEXT NOT NULL)"
-    )
-
-    def append(self, experiment: str, change: Change) -> None:
-        with self._file.connect() as db:
-            db.execute(
-                "INSERT INTO rollout_changes (experiment, change) VALUES (?, ?)",
-                (experiment, json.dumps(asdict(change))),
-            )
-
-    def history(self, experiment: str) -> list[Change]:
-        with self._file.connect() as db:
-            rows = db.execute(
-                "SELECT change FROM rollout_changes WHERE experiment = ? ORDER BY seq",
-                (experiment,),
-            ).fetchall()
-        return [Change.from_json(raw) for (raw,) in rows]
-
-    def start_once(self, experiment: str, change: Change) -> None:
-        with self._file.connect() as db:
-            # IMMEDIATE: two processes starting at once cannot both see "not started".
-            db.execute("BEGIN IMMEDIATE")
-            rows = db.execute(
-                "SELECT change FROM rollout_changes WHERE experiment = ? ORDER BY seq DESC",
-                (experiment,),
-            ).fetchall()
-            signed = [c for c in (Change.from_json(raw) for (raw,) in rows) if c.signature]
-            if signed and signed[0].signature == change.signature:
-                return
-            starts = sum(Change.from_json(raw).event == START for (raw,) in rows)
-            numbered = replace(change, experiment_id=f"{experiment}-{starts + 1}")
-            db.execute(
-                "INSERT INTO rollout_changes (experiment, change) VALUES (?, ?)",
-                (experiment, json.dumps(asdict(numbered))),
-            )
-
-
-# Append ARGV[1] (a START with signature ARGV[2]) unless the newest signed entry has that
-# signature; the run number is the count of starts + 1 (ARGV[3]: the id's prefix). One
-# script, so replicas starting at once cannot both start the file's run.
-_START_ONCE = """
-local entries = redis.call('LRANGE', KEYS[1], 0, -1)
-local starts = 0
-local newest = nil
-for i = 1, #entries do
-  local entry = cjson.decode(entries[i])
-  if entry['event'] == 'start' then starts = starts + 1 end
-  if type(entry['signature']) == 'string' then newest = entry['signature'] end
-end
-if newest == ARGV[2] then return 0 end
-local change = cjson.decode(ARGV[1])
-change['experiment_id'] = ARGV[3] .. '-' .. tostring(starts + 1)
-redis.call('RPUSH', KEYS[1], cjson.encode(change))
-return 1
-"""
-
-
-class RedisRolloutLog(RedisStore):
-    def __init__(self, url: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(url, *args, **kwargs)
-        self._start_once = self._redis.register_script(_START_ONCE)
-
-    def append(self, experiment: str, change: Change) -> None:
-        self._redis.rpush(self._key("rollout", experiment), json.dumps(asdict(change)))
-
-    def history(self, experiment: str) -> list[Change]:
-        raw = self._redis.lrange(self._key("rollout", experiment), 0, -1)
-        return [Change.from_json(entry) for entry in raw]
-
-    def start_once(self, experiment: str, change: Change) -> None:
-        self._start_once(
-            keys=[self._key("rollout", experiment)],
-            args=[json.dumps(asdict(change)), change.signature or "", experiment],
-        )

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 from core import errors
 from experiments.feedback import FeedbackStore, RedisFeedback, SqliteFeedback
 from experiments.outcomes import OutcomeStore, RedisOutcomes, SqliteOutcomes
-from experiments.rollouts import Change, RedisRolloutLog, RolloutLog, SqliteRolloutLog
+from experiments.rollout_logs import RedisRolloutLog, SqliteRolloutLog
+from experiments.rollouts import Change, RolloutLog
 from experiments.stores import SQLITE_NAME
 from experiments.variants import VariantsError
 from experiments.webhooks import EVENTS, WebhookEvent

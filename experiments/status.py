@@ -4,6 +4,7 @@ its changes. Read from the stores, computed here; nothing is written."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ from experiments.feedback import FeedbackStore
 from experiments.guardrails import Guardrails, Side, analyse
 from experiments.outcomes import OutcomeStore, summarise
 from experiments.rollouts import Change, Rollouts, Run
+from experiments.timeline import Timeline, timeline
 from experiments.variants import Experiment
 
 GUARDRAIL = "guardrail"
@@ -90,6 +92,20 @@ def describe(
         "guardrail_breaches": [c for c in history if c["by"] == GUARDRAIL],
         "experiments": [r.to_dict() for r in runs][-50:],
     }
+
+
+def timeline_of(
+    experiment: Experiment, run: Run, outcomes: OutcomeStore, feedback: FeedbackStore
+) -> Timeline:
+    """``run`` over time: per variant its outcomes and votes in time bins, and its changes
+    (experiments/timeline.py)."""
+    names = experiment.names
+    return timeline(
+        run,
+        {name: outcomes.of(run.id, name) for name in names},
+        {name: feedback.vote_times(name, run.id) for name in names},
+        time.time(),
+    )
 
 
 def shown(change: Change) -> dict[str, Any]:

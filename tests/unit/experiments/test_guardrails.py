@@ -13,6 +13,7 @@ from experiments.controller import Experiments
 from experiments.feedback import AnswerRecord
 from experiments.guardrails import Guardrails, Side, analyse
 from experiments.outcomes import Outcome
+from experiments.rollouts import Superseded
 from experiments.variants import parse_experiment
 
 EXPERIMENT = parse_experiment(
@@ -294,3 +295,23 @@ def test_a_shadow_share_mirrors_requests_and_keeps_their_outcomes_apart(experime
     experiments.rollback("ops")
     with pytest.raises(errors.InvalidRequest, match="shadow shares must be whole numbers"):
         experiments.rollout({"v1": 100}, "ops", FAST, shadow={"v2": 101})
+
+
+def test_two_replicas_acting_on_one_analysis_change_the_experiment_once(experiments):
+    experiments.rollout(None, "ops", FAST, steps=[10, 50, 100], candidate="v2")
+    record(experiments, "v1", 6, "generated")
+    record(experiments, "v2", 6, "generated")
+    time.sleep(0.02)
+    replica = Experiments(EXPERIMENT, experiments._rollouts, experiments.feedback_log,
+                          experiments._outcomes)  # fmt: skip
+    run = experiments._rollouts.current_run()
+    first = experiments._rollouts.step({"v1": 50, "v2": 50, "v3": 0}, "step", run.last.at)
+    # The other replica decided on the same analysis: its step is not written twice, and
+    # a promotion decided on the ended run does not start a new experiment.
+    with pytest.raises(Superseded):
+        replica._rollouts.step({"v1": 50, "v2": 50, "v3": 0}, "step", run.last.at)
+    experiments._rollouts.promote("v2", "steps", "promote v2", first.at)
+    with pytest.raises(Superseded):
+        replica._rollouts.promote("v2", "steps", "promote v2", first.at)
+    events = [c.event for c in experiments._rollouts.current_run().changes]
+    assert events == ["start", "rollout", "step", "promote"]  # the file's run, then ours

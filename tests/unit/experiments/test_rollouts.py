@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from experiments.rollouts import Plan, RedisRolloutLog, Rollouts, SqliteRolloutLog
+from experiments.rollout_logs import RedisRolloutLog, SqliteRolloutLog
+from experiments.rollouts import Plan, Rollouts
 from experiments.variants import VariantsError, parse_experiment
 
 CANARY = """

@@ -11,7 +11,8 @@ import redis
 
 from experiments.feedback import AnswerRecord, RedisFeedback, SqliteFeedback
 from experiments.outcomes import Outcome, RedisOutcomes, SqliteOutcomes
-from experiments.rollouts import Change, RedisRolloutLog, SqliteRolloutLog
+from experiments.rollout_logs import RedisRolloutLog, SqliteRolloutLog
+from experiments.rollouts import Change
 from experiments.state import open_stores
 
 

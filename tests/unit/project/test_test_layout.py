@@ -53,6 +53,11 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "feedback exports (test_export_feedback_...); embedding exports in "
         "tests/e2e/test_reindex.py",
     ),
+    "experiments/rollout_logs": (
+        "tests/unit/experiments/test_rollouts.py",
+        "both logs (SQLite and a real Redis) under every rollout test; the conditional "
+        "append in test_guardrails.py's two-replicas test",
+    ),
     "experiments/state": (
         "tests/unit/experiments/test_stores.py",
         "open_stores on SQLite and Redis; the observer and store errors through "

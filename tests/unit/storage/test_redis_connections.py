@@ -18,7 +18,7 @@ from core.errors import DependencyUnavailable
 from core.keys import KeyRing
 from experiments.feedback import AnswerRecord, RedisFeedback
 from experiments.outcomes import RedisOutcomes
-from experiments.rollouts import RedisRolloutLog
+from experiments.rollout_logs import RedisRolloutLog
 from gateway.ratelimit import RateLimiter
 from gateway.tasks import RedisTaskRecords
 from retrieval.cache import RedisCache, make_cache

@@ -176,7 +176,6 @@ class Rollouts:
         """Start the file's run unless it was started already (by this process, another
         replica or before a restart)."""
         weights = dict(self._experiment.weights)
-        number = len([c for c in self.history() if c.event == START]) + 1
         self._log.start_once(
             self.name,
             Change(
@@ -186,7 +185,7 @@ class Rollouts:
                 f"start from the variants file ({self._experiment.experiment})",
                 self._experiment.guardrails.model_dump() if self._experiment.guardrails else None,
                 START,
-                f"{self.name}-{number}",
+                "",  # numbered by the log, which counts the starts as it writes
                 str(self._experiment.incumbent),
                 self._experiment.steps,
                 self._experiment.candidate,

@@ -16,10 +16,9 @@ from evaluation.gate import (
     parse_metrics,
     result_json,
 )
-from evaluation.metrics import Hit, Outcome
+from evaluation.metrics import Outcome
 from tests.unit.evaluation.test_dataset import item
-
-ON, OFF = Hit("a.pdf", 2, 2), Hit("a.pdf", 9, 9)
+from tests.unit.evaluation.test_per_question import OFF, ON, mixed_run
 
 
 def searched(id: str, rank: int | None) -> Outcome:
@@ -36,22 +35,6 @@ def asked(id: str, answerable: bool, mode: str, answer: str = "Ann") -> Outcome:
         citations=[ON] if mode != "not_found" else [],
         query_ms=1,
     )
-
-
-def mixed_run() -> list[Outcome]:
-    # The set of test_metrics' summary test: every metric has something to count.
-    return [
-        Outcome(item("1"), search=[ON], search_ms=10, answer="Ann did", answer_mode="generated",
-                citations=[ON], query_ms=100),
-        Outcome(item("2"), search=[OFF, OFF, ON], search_ms=20, answer="Bob",
-                answer_mode="extractive", citations=[OFF], query_ms=200),
-        Outcome(item("3"), search=[OFF], search_ms=30, answer="Not found.",
-                answer_mode="not_found", query_ms=300),
-        Outcome(item("4", answerable=False), search=[OFF], search_ms=40, answer="Not found.",
-                answer_mode="not_found", query_ms=400),
-        Outcome(item("5", answerable=False), search=[ON], search_ms=50, answer="Ann",
-                answer_mode="generated", citations=[ON], query_ms=500),
-    ]  # fmt: skip
 
 
 def test_identical_runs_pass_with_nothing_to_see():

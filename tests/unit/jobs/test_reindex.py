@@ -157,7 +157,9 @@ def test_a_killed_reindex_leaves_the_live_index_alone_and_resumes(index, blobs, 
     assert index.live("c").generation == progress.generation
 
 
-def test_writes_during_the_reindex_are_in_the_new_index(index, blobs, counter):
+def writing_during_the_build(index, blobs, counter) -> Embedder:
+    """bridge.pdf and tower.pdf ingested, and an embedder that ingests ferry.pdf and
+    deletes tower.pdf while the first document is being rebuilt."""
     ingest(index, blobs, counter, "bridge.pdf", TEXTS["bridge.pdf"])
     ingest(index, blobs, counter, "tower.pdf", TEXTS["tower.pdf"])
 
@@ -168,6 +170,11 @@ def test_writes_during_the_reindex_are_in_the_new_index(index, blobs, counter):
 
     embed = Embedder("new")
     embed.before_call = write
+    return embed
+
+
+def test_writes_during_the_reindex_are_in_the_new_index(index, blobs, counter):
+    embed = writing_during_the_build(index, blobs, counter)
     run(reindexer(index, blobs).run("c", target(counter, embed)))
     assert sorted(r.filename for r in index.list_documents("c")) == ["bridge.pdf", "ferry.pdf"]
 
@@ -251,16 +258,7 @@ def test_a_staged_reindex_is_built_whole_and_not_switched_to(index, blobs, count
 def test_ingests_and_deletes_reach_the_staged_index_during_and_after_the_build(
     index, blobs, counter
 ):
-    ingest(index, blobs, counter, "bridge.pdf", TEXTS["bridge.pdf"])
-    ingest(index, blobs, counter, "tower.pdf", TEXTS["tower.pdf"])
-
-    async def write(call: int) -> None:
-        if call == 0:  # while the first document is being rebuilt
-            ingest(index, blobs, counter, "ferry.pdf", TEXTS["ferry.pdf"])
-            index.delete_document(document_id_for("c", "tower.pdf"))
-
-    embed = Embedder("new")
-    embed.before_call = write
+    embed = writing_during_the_build(index, blobs, counter)
     served = Embedder("new")
     staging = reindexer(index, blobs, served=serving(counter, served))
     progress = run(staging.run("c", target(counter, embed), switch=False))

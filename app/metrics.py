@@ -29,7 +29,8 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...] | None]] =
         "histogram", "Time to ingest one document.", ("outcome",), _INGEST_BUCKETS,
     ),
     "rag_retrieval_seconds": (
-        "histogram", "Retrieval time: embed the query, search the index.", ("stage",),
+        "histogram", "Retrieval time: embed the query, search the index, read the candidates.",
+        ("stage",),
         _RETRIEVAL_BUCKETS,
     ),
     # Calls to the model services (models/routing.py). In flight = started - ended

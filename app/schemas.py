@@ -34,6 +34,11 @@ class Citation(BaseModel):
         description="1-based rank of the passage in each retriever that found it "
         "('dense', 'lexical').",
     )
+    answer_score: float | None = Field(
+        None,
+        description="The reader's probability (0..1) that the passage answers the question; "
+        "null where the variant has no reader or the passage was not among those it read.",
+    )
 
 
 class AnswerCitation(Citation):
@@ -337,8 +342,9 @@ class VariantStatus(BaseModel):
     )
     model: dict[str, str] | None = Field(
         None,
-        description="The exact versions it serves now, {embedder, generator}, as this "
-        "replica reads its alias (a generator service swaps within RAG_ALIAS_REFRESH_S).",
+        description="The exact versions it serves now, {embedder, generator} and its reader "
+        "where it has one, as this replica reads its alias (a generator service swaps within "
+        "RAG_ALIAS_REFRESH_S).",
     )
     generator_alias: str | None = Field(None, description="The alias its generator follows.")
 
@@ -463,6 +469,7 @@ def citations(passages: list[Passage]) -> list[Citation]:
             text=p.text,
             score=p.score,
             ranks=p.ranks,
+            answer_score=p.answer_score,
         )
         for n, p in enumerate(passages, start=1)
     ]

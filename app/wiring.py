@@ -227,6 +227,7 @@ def build(
         answers,
         settings,
         metrics,
+        clients.readers,
     )
     experiments = Experiments.open(
         experiment,

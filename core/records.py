@@ -75,6 +75,8 @@ class Passage:
     chunk_id: str = ""
     # 1-based rank of this passage in each retriever that found it ("dense", "lexical").
     ranks: dict[str, int] = field(default_factory=dict)
+    # The reader's probability that the passage answers the question (None: not read).
+    answer_score: float | None = None
 
 
 @dataclass(frozen=True)

@@ -336,6 +336,23 @@ class Settings(BaseSettings):
     # Chosen on eval/squad2-dev: the lowest round value at which 95% of 50
     # questions on subjects no document covers are not found (0.9: 96%), refusing 2.8% of
     # its answerable questions; see EVALUATION.md.
+    # The shipped reader (bundled-models/rag-reader, imported at install) was trained on part
+    # of the SQuAD 2.0 training set; its model card has its figures.
+    reader_model: str = Field(
+        "rag-reader:latest",
+        description=(
+            "Model-store tag of the reader: a cross-encoder that reads the question with each "
+            "of the best candidates, puts the one that answers it first and answers 'not "
+            "found' when none does (its threshold is stored with it); 'none' turns it off. "
+            "A variant's 'reader' overrides it."
+        ),
+    )
+    reader_candidates: int = Field(
+        8,
+        ge=1,
+        le=50,
+        description="How many of the first stage's best passages the reader reads per question.",
+    )
     min_evidence: float = Field(
         0.9,
         ge=0.0,

@@ -19,7 +19,14 @@ import re
 
 from core.settings import Settings
 from experiments.aliases import AliasReader
-from experiments.variants import Experiment, ModelChoice, VariantsError, missing_models, resolved
+from experiments.variants import (
+    Experiment,
+    ModelChoice,
+    VariantsError,
+    missing_models,
+    reader_of,
+    resolved,
+)
 from models.catalog import KINDS, AliasLookup, AliasRef, Catalog, Kind, ModelVersion
 
 
@@ -28,6 +35,7 @@ def catalog(
     defaults: dict[Kind, ModelChoice],
     aliases: AliasLookup | None = None,
     alias_refresh_s: float = 3.0,
+    reader: str | None = None,
 ) -> Catalog:
     """The services for ``experiment``; ``defaults`` fill each variant's unset fields (the
     settings' model and engine). The incumbent's versions come first. One service per
@@ -58,7 +66,8 @@ def catalog(
                     versions[key] = ModelVersion(kind, model, engine, name, ref)
             chosen[kind] = versions[key]
         by_variant[variant.name] = chosen
-    return Catalog(tuple(versions.values()), by_variant, aliases, alias_refresh_s)
+    readers = {v.name: reader_of(v, reader) for v in experiment.variants}
+    return Catalog(tuple(versions.values()), by_variant, aliases, alias_refresh_s, readers)
 
 
 def _service_name(kind: Kind, model: str, engine: str, default: ModelChoice) -> str:
@@ -86,7 +95,10 @@ def serving_catalog(experiment: Experiment, settings: Settings) -> Catalog:
         ),
     }
     missing = missing_models(
-        experiment, dict(defaults), lambda model, engine: ModelSource(model, engine).available()
+        experiment,
+        dict(defaults),
+        lambda model, engine: ModelSource(model, engine).available(),
+        settings.reader_model,
     )
     if missing:
         raise VariantsError(
@@ -95,4 +107,4 @@ def serving_catalog(experiment: Experiment, settings: Settings) -> Catalog:
             + " (import them with `python scripts/import_models.py`)"
         )
     table = AliasReader(settings) if experiment.alias_engines() else None
-    return catalog(experiment, defaults, table, settings.alias_refresh_s)
+    return catalog(experiment, defaults, table, settings.alias_refresh_s, settings.reader_model)

@@ -87,7 +87,7 @@ class Side:
 
 @dataclass(frozen=True)
 class Analysis:
-    judged: bool  # both sides had min_requests outcomes
+    judged: bool  # both sides had min_requests outcomes, and every metric could be judged
     failed: dict[str, Judgement]  # metric -> the judgement that failed it
     judgements: dict[str, Judgement]
 
@@ -147,7 +147,9 @@ def analyse(rails: Guardrails, incumbent: Side, candidate: Side) -> Analysis:
             rails.min_requests,
         )
     failed = {metric: j for metric, j in judgements.items() if j.worse}
-    return Analysis(True, failed, judgements)
+    # A metric with too little to judge by (latency before the incumbent has answered
+    # min_requests by the candidate's look) passes nothing: a step waits for it.
+    return Analysis(all(j.decided for j in judgements.values()), failed, judgements)
 
 
 def _errors(outcomes: Sequence[Outcome]) -> tuple[int, int]:

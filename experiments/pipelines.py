@@ -24,6 +24,7 @@ from experiments.variants import Experiment, ModelChoice, Variant
 from models.catalog import Catalog
 from models.clients import EmbedderClient, GeneratorBackend
 from models.generator import Completion
+from models.reader import ReaderClient
 from retrieval.answer_requests import AnswerOptions
 from retrieval.answering import Answerer
 from retrieval.cache import AnswerCache, ResilientCache, cached_embedder
@@ -39,6 +40,7 @@ from retrieval.hybrid import Retriever
 from retrieval.index import ChunkIndex
 from retrieval.lexical import LexicalIndex
 from retrieval.observer import Observer
+from retrieval.reading import Reading
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,14 @@ class Pipeline:
     embedder_label: str
     generator: GeneratorBackend
     default_top_k: int
+    reader_label: str | None = None
 
     @property
     def model(self) -> dict[str, str]:
         """kind -> the exact version serving now (a generator that follows an alias moves
-        with it)."""
-        return {"embedder": self.embedder_label, "generator": self.generator.label}
+        with it); ``reader`` only where the variant has one."""
+        model = {"embedder": self.embedder_label, "generator": self.generator.label}
+        return model | ({"reader": self.reader_label} if self.reader_label else {})
 
 
 def serving_versions(pipelines: dict[str, Pipeline]) -> dict[str, dict[str, Any]]:
@@ -115,9 +119,18 @@ def build_pipelines(
     answers: AnswerCache,
     settings: Settings,
     observer: Observer,
+    readers: dict[str, ReaderClient] | None = None,
 ) -> dict[str, Pipeline]:
+    """One pipeline per variant; ``readers`` by reference (models.clients.ModelClients)."""
     pipelines = {}
     for variant in experiment.variants:
+        reference = catalog.readers.get(variant.name)
+        reader = (readers or {}).get(reference) if reference else None
+        reading = (
+            Reading(reader.read, reader.threshold, reader.label, settings.reader_candidates)
+            if reader
+            else None
+        )
         versions = catalog.by_variant[variant.name]
         embedder = embedders[versions["embedder"].service_name]
         generator = generators[versions["generator"].service_name]
@@ -158,9 +171,15 @@ def build_pipelines(
             router=router,
             # A generator that follows an alias: its version now, in every cache key.
             versions=_generator_now(generator) if variant.generator.alias else None,
+            reading=reading,
         )
         pipelines[variant.name] = Pipeline(
-            variant, answerer, embedder.label, generator, variant.top_k or DEFAULT_TOP_K
+            variant,
+            answerer,
+            embedder.label,
+            generator,
+            variant.top_k or DEFAULT_TOP_K,
+            reader.label if reader else None,
         )
     return pipelines
 

@@ -46,10 +46,14 @@ class Judgement:
     threshold: float  # the statistic's value at which ``worse`` turns true
     test: str
     summary: str  # the figures, for the rollback's reason
+    # False when there was too little to judge by (no look yet, or too few incumbent
+    # answers by the time of the candidate's look): not worse, but not shown fine either.
+    decided: bool = True
 
     def to_dict(self) -> dict[str, object]:
         return {
             "worse": self.worse,
+            "decided": self.decided,
             "statistic": round(self.statistic, 4),
             "threshold": round(self.threshold, 4),
             "test": self.test,
@@ -140,13 +144,17 @@ def latency_increase(
 
     grid = looks(minimum, len(cand_ms))
     if not grid:
-        return Judgement(False, 0.0, math.inf, "Mann-Whitney U (spent over looks)", "too few")
+        return Judgement(
+            False, 0.0, math.inf, "Mann-Whitney U (spent over looks)", "too few", decided=False
+        )
     size = grid[-1]
     until = cand_ms[size - 1][0]
     candidate = [(ms - slack_ms) / ratio for _, ms in cand_ms[:size]]
     incumbent = [ms for at, ms in base_ms if at <= until]
     if len(incumbent) < minimum:
-        return Judgement(False, 0.0, math.inf, "Mann-Whitney U (spent over looks)", "too few")
+        return Judgement(
+            False, 0.0, math.inf, "Mann-Whitney U (spent over looks)", "too few", decided=False
+        )
     p_value = float(mannwhitneyu(candidate, incumbent, alternative="greater").pvalue)
     spent = look_alpha(len(grid), alpha)
     statistic = -math.log10(max(p_value, 1e-300))

@@ -45,6 +45,10 @@ ENGINES = {"embedder": ("torch", "onnx"), "generator": ("torch", "ct2")}
 WEIGHT_TOTAL = 100
 
 
+NO_READER = "none"
+READER_PATTERN = r"^(none|[A-Za-z0-9][A-Za-z0-9_.-]{0,62}(:[A-Za-z0-9_.-]{1,63})?)$"
+
+
 class VariantsError(ValueError):
     """A variants file or a rollout change that cannot be used; the message names why."""
 
@@ -82,6 +86,10 @@ class Variant(BaseModel):
     # beside the live one (`reindex` with switch=false) where a collection has one, and
     # the live index elsewhere; promoting such a variant makes the staged indexes live.
     index: Literal["live", "staged"] = "live"
+    # The reader (models/reader.py) that reorders the best candidates and says "not found":
+    # a model-store tag (``rag-reader:<version>``), or "none" for no reader; unset: the
+    # settings' (RAG_READER_MODEL).
+    reader: str | None = Field(None, pattern=READER_PATTERN)
 
     @field_validator("prompt")
     @classmethod
@@ -283,6 +291,7 @@ def missing_models(
     experiment: Experiment,
     defaults: dict[str, ModelChoice],
     available: Callable[[str, str], bool],
+    reader_default: str | None = None,
 ) -> list[str]:
     """Descriptions of the model versions the variants name that the store does not hold.
     ``defaults`` fill unset fields per kind (``embedder``, ``generator``);
@@ -293,7 +302,16 @@ def missing_models(
             choice = resolved(getattr(variant, kind), defaults[kind])
             if not available(choice.model, choice.engine):
                 missing.append(f"variant {variant.name!r}: {kind} {choice.model} ({choice.engine})")
+        reader = reader_of(variant, reader_default)
+        if reader is not None and not available(reader, "onnx"):
+            missing.append(f"variant {variant.name!r}: reader {reader} (onnx)")
     return missing
+
+
+def reader_of(variant: Variant, default: str | None) -> str | None:
+    """The reader version ``variant`` serves: its own, else ``default``; None for none."""
+    chosen = variant.reader or default
+    return None if chosen in (None, "", NO_READER) else chosen
 
 
 @dataclass(frozen=True)

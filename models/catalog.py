@@ -9,7 +9,7 @@ are what it serves while the alias names none.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 Kind = Literal["embedder", "generator"]
@@ -65,6 +65,9 @@ class Catalog:
     # Where the services that follow an alias read it, and how often (RAG_ALIAS_REFRESH_S).
     aliases: AliasLookup | None = None
     alias_refresh_s: float = 3.0
+    # variant name -> the reader version it serves (a model-store tag; None: no reader).
+    # Readers run inside the API process (models/reader.py), not as services of their own.
+    readers: dict[str, str | None] = field(default_factory=dict)
 
     def of_kind(self, kind: Kind) -> list[ModelVersion]:
         return [v for v in self.versions if v.kind == kind]

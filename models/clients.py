@@ -22,6 +22,7 @@ from models.aliases import FollowedAlias
 from models.catalog import Catalog, ModelVersion
 from models.embedder import embedder_service
 from models.generator import ChatPrompt, Completion, generator_service
+from models.reader import ReaderClient
 from models.routing import AloneOrBatched, CallObserver, reported
 from models.sessions import drain_on_refresh
 from models.store import ModelSource
@@ -254,6 +255,11 @@ def with_model_services(catalog: Catalog, placement: Placement) -> Callable[[typ
                 service = _service_of(version, catalog)
                 url = placement.url(version.service_name)
                 setattr(cls, version.attribute, bentoml.depends(service, url=url))
+        # Readers run in the API process: their versions are packed with it.
+        for n, reference in enumerate(sorted({r for r in catalog.readers.values() if r})):
+            model = ModelSource(reference, "onnx").bento_model()
+            if model is not None:
+                setattr(cls, f"reader_model_{n}", model)
         return cls
 
     return attach
@@ -293,6 +299,7 @@ class ModelClients:
     embedders: dict[str, EmbedderClient]  # by service name
     generators: dict[str, GeneratorBackend]
     directories: dict[str, Path]  # the weights of each service's version
+    readers: dict[str, ReaderClient] = field(default_factory=dict)  # by reference
 
 
 def model_clients(
@@ -324,7 +331,11 @@ def model_clients(
                 fallback = ModelSource(version.model, version.engine)
                 current = followed.view(fallback, wait=False).label
             generators[version.service_name] = GeneratorClient(service, current, where, limits)
-    return ModelClients(embedders, generators, directories)
+    readers = {}
+    for reference in sorted({r for r in catalog.readers.values() if r}):
+        path, label = ModelSource(reference, "onnx").resolve()
+        readers[reference] = ReaderClient(path, label)
+    return ModelClients(embedders, generators, directories, readers)
 
 
 def _query_encoder(

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import bentoml
 from bentoml.models import BentoModel
@@ -100,7 +100,7 @@ class StoredVersion:
 
     tag: str
     engine: str
-    kind: Kind
+    kind: Kind | Literal["reader"]
 
     def __str__(self) -> str:
         return f"{self.tag} ({self.kind}, {self.engine})"
@@ -131,9 +131,17 @@ def stored_engine(tag: str) -> str:
 
 
 def _described(model: bentoml.Model) -> StoredVersion:
-    # A sentence-transformers directory (modules.json) is an embedder; every other version
-    # this project stores is a causal LM (torch) or its CTranslate2 conversion.
-    kind: Kind = "embedder" if (Path(model.path) / "modules.json").is_file() else "generator"
+    # A sentence-transformers directory (modules.json) is an embedder, one with a reader.json
+    # a reader (models/reader.py); every other version this project stores is a causal LM
+    # (torch) or its CTranslate2 conversion.
+    path = Path(model.path)
+    kind: Kind | Literal["reader"] = (
+        "embedder"
+        if (path / "modules.json").is_file()
+        else "reader"
+        if (path / "reader.json").is_file()
+        else "generator"
+    )
     engine = str(model.info.labels.get(ENGINE_LABEL, DEFAULT_ENGINE))
     return StoredVersion(str(model.tag), engine, kind)
 

@@ -25,7 +25,7 @@ from retrieval.answerability import (
     assess,
     not_found_answer,
 )
-from retrieval.answers import Answer, StreamReport, sources_line
+from retrieval.answers import Answer, StreamReport, not_found, sources_line
 from retrieval.cache import AnswerCache
 from retrieval.embedders import EmbedderRouter
 from retrieval.engines import EmbedFn, GenerateFn, StreamFn, ms_since
@@ -42,6 +42,14 @@ from retrieval.grounding import (
 from retrieval.hybrid import Retriever
 from retrieval.observer import NullObserver, Observer
 from retrieval.prompting import build_prompt
+from retrieval.reading import (
+    Reading,
+    answering,
+    best_answer_score,
+    read,
+    unanswered,
+    unanswered_detail,
+)
 
 # The "not found" gate weighs a question's words as if the collection held at least this
 # many chunks (LexicalIndex.term_weights): on a 4-page manual, "Is the radio waterproof?"
@@ -49,7 +57,7 @@ from retrieval.prompting import build_prompt
 ABOUTNESS_CHUNKS = 1000
 # Part of every answer-cache key: bump it when the same inputs give different answers (a new
 # ranking, gate or check), so that an upgraded service does not serve the old ones.
-PIPELINE_VERSION = 3
+PIPELINE_VERSION = 4
 
 
 class Answerer:
@@ -67,12 +75,15 @@ class Answerer:
         observer: Observer | None = None,
         router: EmbedderRouter | None = None,
         versions: Callable[[], dict[str, str]] | None = None,
+        reading: Reading | None = None,
     ) -> None:
         """``cache_params`` name what else changes an answer (model versions, token caps);
         ``versions`` the model versions serving now, where they may change at run time (a
         generator that follows an alias): read for every answer's cache key;
         ``observer`` hears the time each stage took; ``router`` picks the embedder of each
-        collection's index (default: always ``embed``)."""
+        collection's index (default: always ``embed``); ``reading``, the reader that
+        reorders the best candidates and says when none answers (None: no reader)."""
+        self._reading = reading
         self._versions = versions
         self._router = router
         self._observer = observer or NullObserver()
@@ -81,6 +92,7 @@ class Answerer:
             **(cache_params or {}),
             **asdict(options),
             "pipeline": PIPELINE_VERSION,
+            "reader": reading.label if reading else None,
         }
         self._retriever = retriever
         self._embed = embed
@@ -97,7 +109,7 @@ class Answerer:
         collection = checked_request(self._options, query, collection, top_k)
         mode = retrieval_mode(self._options, retrieval)
         passages, _, live, _ = await self._retrieve(query, collection, top_k, mode, {})
-        return passages, live.index_version
+        return passages[:top_k], live.index_version
 
     async def answer(
         self,
@@ -172,7 +184,7 @@ class Answerer:
         started: float,
     ) -> Answer:
         if assessment.reason:
-            return self._not_found(assessment, passages, timings, started)
+            return not_found(assessment, passages, timings, started)
         if style == "extractive":
             timings["total"] = ms_since(started)
             return Answer(
@@ -202,8 +214,8 @@ class Answerer:
         )
         if verdict.declined:
             declined = Assessment(PASSAGES_DO_NOT_ANSWER, verdict.reason)
-            not_found = self._not_found(declined, passages, timings, started)
-            return replace(not_found, usage=usage, generator=completion.model)
+            refused = not_found(declined, passages, timings, started)
+            return replace(refused, usage=usage, generator=completion.model)
         text, answer_mode = final_answer(completion.text, verdict, support)
         timings["total"] = ms_since(started)
         return Answer(
@@ -216,28 +228,6 @@ class Answerer:
             timings,
             ungrounded=not verdict.grounded,
             generator=completion.model,
-        )
-
-    def _not_found(
-        self,
-        assessment: Assessment,
-        passages: list[Passage],
-        timings: dict[str, float],
-        started: float,
-    ) -> Answer:
-        """The answer for a question the documents do not answer: the closest passages
-        are cited as related, and nothing is offered as support."""
-        assert assessment.reason is not None
-        timings["total"] = ms_since(started)
-        return Answer(
-            not_found_answer(assessment.reason),
-            "not_found",
-            passages,
-            [],
-            assessment.detail,
-            {"prompt_tokens": 0, "completion_tokens": 0},
-            timings,
-            reason=assessment.reason,
         )
 
     async def answer_stream(
@@ -318,7 +308,14 @@ class Answerer:
         passages, qvec, live, embed = await self._retrieve(
             question, collection, top_k, mode, timings
         )
-        relevant = [p for p in passages if p.score >= self._options.min_relevance]
+        best_read = best_answer_score(passages)
+        passages = passages[:top_k]
+        on_topic = [p for p in passages if p.score >= self._options.min_relevance]
+        relevant = on_topic
+        if self._reading is not None:
+            # Support comes from the passages the reader says answer; while none does, the
+            # best one stays (the question is answered "not found" below).
+            relevant = answering(on_topic, self._reading.threshold) or on_topic[:1]
         candidates = candidate_sentences(relevant)
         support: list[SupportingSentence] = []
         similarity = 0.0
@@ -331,7 +328,7 @@ class Answerer:
             self._retriever.coverages,
             collection,
             question,
-            [" ".join(p.text for p in relevant)],
+            [" ".join(p.text for p in on_topic)],
             as_if_chunks=ABOUTNESS_CHUNKS,
             generation=live.generation,
         )
@@ -360,13 +357,18 @@ class Answerer:
             text=" ".join(s.text for s in support),
         )
         assessment = assess(question, evidence, self._options.min_evidence)
+        if assessment.reason is None and unanswered(self._reading, best_read):
+            assessment = Assessment(
+                PASSAGES_DO_NOT_ANSWER, unanswered_detail(self._reading, best_read)
+            )
         return passages, relevant, support, assessment, live.index_version
 
     async def _retrieve(
         self, query: str, collection: str, top_k: int, mode: str, timings: dict[str, float]
     ) -> tuple[list[Passage], np.ndarray, LiveIndex, EmbedFn]:
         """(passages, the query's vector, the index generation read, the embed function
-        of its embedder)."""
+        of its embedder). With a reader, the passages are its candidates (at least
+        ``top_k``), reordered by it: callers keep the first ``top_k``."""
         # The generation is read (and its embedder checked) first, and every read of this
         # request goes to it: a restore or re-index switching meanwhile cannot mix indexes.
         live = await asyncio.to_thread(self._retriever.live, collection)
@@ -379,9 +381,13 @@ class Answerer:
         timings["embed"] = ms_since(clock)
         self._observer.retrieved("embed", timings["embed"] / 1000)
         clock = time.perf_counter()
+        reading = self._reading
+        depth = top_k if reading is None else max(top_k, reading.candidates)
         passages = await asyncio.to_thread(
-            self._retriever.retrieve, collection, query, qvec, top_k, mode, live.generation
+            self._retriever.retrieve, collection, query, qvec, depth, mode, live.generation
         )
         timings["retrieve"] = ms_since(clock)
         self._observer.retrieved("search", timings["retrieve"] / 1000)
+        if reading is not None:
+            passages = await read(reading, query, passages, timings, self._observer)
         return passages, qvec, live, embed

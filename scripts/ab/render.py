@@ -85,6 +85,12 @@ def markdown(report: Report) -> str:
             )
     if not report.comparisons:
         lines.append(_row(["(no candidate)", *[""] * (len(head) - 1)]))
+    if report.models:
+        kinds = sorted({kind for model in report.models.values() for kind in model})
+        lines += ["", "## Model versions", "", _row(["variant", *kinds]),
+                  _row(["---"] * (len(kinds) + 1))]  # fmt: skip
+        for name, model in sorted(report.models.items()):
+            lines.append(_row([name, *(model.get(kind, "-") for kind in kinds)]))
     return "\n".join(lines)
 
 
@@ -114,6 +120,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "tests": TESTS,
         "sample_size": {"effect": report.effect, "alpha": 1 - CONFIDENCE, "power": POWER},
         "variants": variants,
+        "models": report.models,
         "comparisons": {
             name: [_comparison_json(c) for c in comparisons]
             for name, comparisons in report.comparisons.items()

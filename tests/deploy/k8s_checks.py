@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import kubernetes_validate
@@ -517,6 +518,8 @@ def cronjob_problems(objects: list[Obj]) -> list[str]:
         for c in d["spec"]["template"]["spec"]["containers"]
     ]
     for cronjob in of_kind(objects, "CronJob"):
+        if cronjob["metadata"]["labels"].get("app.kubernetes.io/component") != "s3-sync":
+            continue
         for container in containers(pod_spec(cronjob) or {}):
             env = container_env(container, objects)
             url = urlsplit(env.get("API_URL") or "")
@@ -538,3 +541,43 @@ def cronjob_problems(objects: list[Obj]) -> list[str]:
                         f"{ref(cronjob)}: {source} into {collection} is not in RAG_S3_SOURCES"
                     )
     return problems
+
+
+def train_job_problems(objects: list[Obj], parse: Any) -> list[str]:
+    """The training CronJob stays suspended (a template: nothing trains on a schedule), its
+    scripts/train.py command parses with the script's own parser (``parse``) once its
+    variables are filled in, and its --url reaches the API's Service."""
+    import shlex
+
+    problems = []
+    jobs = [c for c in of_kind(objects, "CronJob")
+            if c["metadata"]["labels"].get("app.kubernetes.io/component") == "train"]  # fmt: skip
+    if not jobs:
+        return ["no training CronJob (app.kubernetes.io/component: train) in the render"]
+    for job in jobs:
+        if job["spec"].get("suspend") is not True:
+            problems.append(f"{ref(job)}: not suspended: it would train on a schedule")
+        for container in containers(pod_spec(job) or {}):
+            env = container_env(container, objects)
+            script = "\n".join(container.get("args") or [])
+            if "scripts/train.py" not in script:
+                continue
+            command = script[script.index("scripts/train.py") :].replace("\\\n", " ")
+            words = shlex.split(command.split("\n")[0])[1:]
+            filled = [_fill(w, env) for w in words]
+            try:
+                args = parse(filled)
+            except SystemExit:
+                problems.append(f"{ref(job)}: scripts/train.py refuses {' '.join(filled)}")
+                continue
+            url = urlsplit(args.url or "")
+            why = _service_reaching(objects, url.hostname or "", url.port, MAIN_SERVICE)
+            if why:
+                problems.append(f"{ref(job)}: --url {args.url!r} -- {why}")
+    return problems
+
+
+def _fill(word: str, env: dict[str, str | None]) -> str:
+    for name, value in env.items():
+        word = word.replace(f"${name}", value or "").replace(f"${{{name}}}", value or "")
+    return word

@@ -13,6 +13,7 @@ import bentoml
 import pytest
 import yaml
 
+from tests.conftest import ROOT
 from tests.deploy import k8s_checks as checks
 from tests.deploy.conftest import OVERLAYS
 from tests.deploy.k8s_objects import container_env, named, of_kind
@@ -370,3 +371,23 @@ def test_each_check_reports_a_broken_manifest(rendered, overlay, breakage, check
     breakage(objects)
     problems = check(objects)
     assert any(expected in p for p in problems), problems
+
+
+def test_the_training_job_is_a_suspended_template_whose_command_the_script_accepts(objects):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "scripts" / "train.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert checks.train_job_problems(objects, script.parse_args) == []
+    # What it is for: a schedule that would train, a flag the script does not know.
+    broken = copy.deepcopy(objects)
+    job = named(broken, "CronJob", "rag-train")
+    assert job is not None
+    job["spec"]["suspend"] = False
+    container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    container["args"] = [container["args"][0].replace("--work", "--no-such-flag")]
+    problems = checks.train_job_problems(broken, script.parse_args)
+    assert any("not suspended" in p for p in problems)
+    assert any("refuses" in p for p in problems)

@@ -33,13 +33,28 @@ def outcomes(variant: str, n: int, *, ms: float = 100, errors: int = 0, not_foun
 
 
 def test_nothing_is_judged_before_both_sides_have_enough_requests():
-    rails = Guardrails(min_requests=10)
+    # Latency aside: its own look needs the incumbent's answers by then (test below).
+    rails = Guardrails(min_requests=10, max_p95_ratio=None)
     assert not analyse(rails, Side(outcomes("v1", 50)), Side(outcomes("v2", 9, errors=9))).judged
     judged = analyse(rails, Side(outcomes("v1", 50)), Side(outcomes("v2", 10, errors=9)))
     assert judged.judged and list(judged.failed) == ["error rate"]
     [reason] = judged.reasons
     assert reason.startswith("error rate worse: 0.900 of 10 vs incumbent's 0.000 of 50")
     assert "mSPRT" in reason
+
+
+def test_latency_the_incumbent_had_too_few_answers_for_by_the_candidates_look_passes_nothing():
+    # The candidate's 8 slow answers came before any of the incumbent's: at its look the
+    # incumbent had none, so latency cannot be judged -- and a step must not take that as
+    # a pass (a 20x slower candidate would otherwise be promoted).
+    rails = Guardrails(min_requests=8)
+    start = time.time()
+    slow = [Outcome("v2", start + i, 1000, False, False, False) for i in range(8)]
+    fast = [Outcome("v1", start + 100 + i, 50, False, False, False) for i in range(8)]
+    analysis = analyse(rails, Side(fast), Side(slow))
+    assert not analysis.judged and not analysis.failed
+    assert analysis.judgements["latency"].decided is False
+    assert analysis.to_dict()["judgements"]["latency"]["decided"] is False
 
 
 def test_each_metric_is_judged_and_named():

@@ -53,6 +53,15 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "feedback exports (test_export_feedback_...); embedding exports in "
         "tests/e2e/test_reindex.py",
     ),
+    "jobs/training_runs": (
+        "tests/e2e/test_learning_loop.py",
+        "a reader run through scripts/train.py: registered, not better (exit 3), bad input; "
+        "its split in tests/unit/jobs/test_embedder_runs.py",
+    ),
+    "jobs/training_setup": (
+        "tests/e2e/test_learning_loop.py",
+        "scripts/train.py's sources, base and start weights, resolved as a run does",
+    ),
     "experiments/rollout_logs": (
         "tests/unit/experiments/test_rollouts.py",
         "both logs (SQLite and a real Redis) under every rollout test; the conditional "

@@ -710,3 +710,20 @@ def test_the_script_writes_the_same_png_for_the_same_input(tmp_path):
 
     done = run_script("--status", str(status), "--plot", str(tmp_path / "c.png"))
     assert done.returncode == 2 and "--plot needs --log" in done.stderr
+
+
+def test_the_report_names_the_model_versions_behind_each_variant(tmp_path, capsys):
+    raw = clear_and_unclear_status()
+    raw["variants"]["v1"]["model"] = {"embedder": "rag-embedder:a", "generator": "rag-generator:b"}
+    raw["variants"]["v2"]["model"] = {
+        "embedder": "rag-embedder:a", "generator": "rag-generator:b", "reader": "rag-reader:c"
+    }  # fmt: skip
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps(raw))
+    out = tmp_path / "ab.json"
+    assert main(["--status", str(status), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "## Model versions" in printed
+    assert "| v2 | rag-embedder:a | rag-generator:b | rag-reader:c |" in printed
+    assert "| v1 | rag-embedder:a | rag-generator:b | - |" in printed
+    assert json.loads(out.read_text())["models"]["v2"]["reader"] == "rag-reader:c"

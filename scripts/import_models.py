@@ -34,6 +34,7 @@ from models.store import DEFAULT_ENGINE, ENGINE_LABEL, ModelSource
 
 SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_READER = Path(__file__).resolve().parent.parent / "bundled-models" / "rag-reader"
+READER_NAME = "rag-reader"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,21 +65,19 @@ def main(argv: list[str] | None = None) -> int:
     float32_dir = ModelSource(f"{generator_name}:latest").resolve()[0]
     _second_version(generator_name, generator_source, "ct2",
                     lambda _, target: _convert_ct2(float32_dir, target), args.force)  # fmt: skip
-    _import_reader(settings.reader_model, args.force)
+    _import_reader(args.force)
     return 0
 
 
-def _import_reader(reference: str, force: bool) -> None:
+def _import_reader(force: bool) -> None:
     """The shipped reader (bundled-models/rag-reader: int8 ONNX, MODEL_CARD.md there) as
-    the first version of the settings' reader model, unless the store has it already."""
-    if reference == "none":
-        return
+    the first version of ``rag-reader``, unless the store has it already: variants and
+    RAG_READER_MODEL can then name it, and scripts/train.py has a version to beat."""
     from models.reader import check_reader_dir
 
     check_reader_dir(BUNDLED_READER)  # a damaged checkout stops here, naming the file
-    name = bentoml.models.Tag.from_taglike(reference).name
-    _import(name, BUNDLED_READER, _copy_reader, force, engine="onnx", precision="int8",
-            kind="reader")  # fmt: skip
+    _import(READER_NAME, BUNDLED_READER, _copy_reader, force, engine="onnx",
+            precision="int8", kind="reader")  # fmt: skip
 
 
 def _copy_reader(source: Path, target: Path) -> None:

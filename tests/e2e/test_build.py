@@ -28,9 +28,9 @@ def bento():
     bentoml.bentos.delete(built.tag)
 
 
-def test_bento_carries_the_models_and_the_service_graph(bento):
+def test_bento_carries_both_models_and_the_service_graph(bento):
     models = {m.tag.name for m in bento.info.all_models}
-    assert models == {"rag-embedder", "rag-generator", "rag-reader"}
+    assert models == {"rag-embedder", "rag-generator"}
     # Both engines' versions of each model travel, so either can be chosen at serve time.
     engines = {
         (m.tag.name, bentoml.models.get(m.tag).info.labels.get("engine", "torch"))
@@ -41,10 +41,8 @@ def test_bento_carries_the_models_and_the_service_graph(bento):
         ("rag-embedder", "onnx"),
         ("rag-generator", "torch"),
         ("rag-generator", "ct2"),
-        # The reader runs in the API process: the exact version it serves travels with it.
-        ("rag-reader", "onnx"),
     }
-    assert len(bento.info.all_models) == 5
+    assert len(bento.info.all_models) == 4
     services = {s.name: s for s in bento.info.services}
     assert set(services) == {"rag", "embedder", "generator"}
     assert {d.service for d in services["rag"].dependencies} == {"embedder", "generator"}

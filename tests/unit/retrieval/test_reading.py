@@ -24,10 +24,15 @@ def passage(n: int) -> Passage:
 PASSAGES = [passage(n) for n in range(1, 6)]
 
 
-def test_the_read_passages_are_reordered_and_the_rest_keep_their_place():
+def test_the_read_passages_are_reordered_by_both_orders_and_the_rest_keep_their_place():
+    # First stage c1 c2 c3, reader c2 c3 c1: fused by reciprocal rank (k=10), c2 (2nd and
+    # 1st) leads, c1 (1st and 3rd) beats c3 (3rd and 2nd).
     out = reranked(PASSAGES, [0.1, 0.9, 0.5])
-    assert [p.chunk_id for p in out] == ["c2", "c3", "c1", "c4", "c5"]
-    assert [p.answer_score for p in out] == [0.9, 0.5, 0.1, None, None]
+    assert [p.chunk_id for p in out] == ["c2", "c1", "c3", "c4", "c5"]
+    assert [p.answer_score for p in out] == [0.9, 0.1, 0.5, None, None]
+    # A passage both put first stays first; one the reader puts first from far down rises.
+    assert next(p.chunk_id for p in reranked(PASSAGES, [0.9, 0.1, 0.2])) == "c1"
+    assert [p.chunk_id for p in reranked(PASSAGES, [0.1, 0.2, 0.3, 0.4, 0.9])][:2] == ["c5", "c1"]
     # Equal scores keep the first stage's order.
     assert [p.chunk_id for p in reranked(PASSAGES[:3], [0.5, 0.5, 0.5])] == ["c1", "c2", "c3"]
 
@@ -59,5 +64,5 @@ def test_read_calls_the_reader_once_with_the_question_and_its_candidates():
     timings: dict[str, float] = {}
     out = asyncio.run(read(reading, "  why?  ", PASSAGES, timings, NullObserver()))
     assert calls == [("why?", ["text 1", "text 2", "text 3"])]
-    assert [p.chunk_id for p in out][:3] == ["c2", "c3", "c1"] and "read" in timings
+    assert [p.chunk_id for p in out][:3] == ["c2", "c1", "c3"] and "read" in timings
     assert asyncio.run(read(reading, "q", [], {}, NullObserver())) == []

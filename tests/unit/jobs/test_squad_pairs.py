@@ -28,9 +28,7 @@ def article(articles, title):
 def test_every_positive_holds_its_answer_and_every_hard_negative_none(articles, counter):
     zelda = article(articles, "The_Legend_of_Zelda:_Twilight_Princess")
     answers = {
-        qa["id"]: [a["text"] for a in qa["answers"]]
-        for p in zelda["paragraphs"]
-        for qa in p["qas"]
+        qa["id"]: [a["text"] for a in qa["answers"]] for p in zelda["paragraphs"] for qa in p["qas"]
     }
     made = list(squad_pairs([zelda], counter, SquadOptions(perturb=0.0)))
     kinds = Counter(p.kind for p in made)

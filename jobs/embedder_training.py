@@ -9,7 +9,6 @@ checkpoint that did best on the validation pairs and can resume from its checkpo
 
 from __future__ import annotations
 
-import math
 import random
 import shutil
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.reader_training import BudgetTooSmall
+from jobs.training_budget import budget_callback, check_budget, trainer_arguments
 from jobs.training_data import Pair, TrainingDataError, by_question
 
 
@@ -79,7 +78,6 @@ def train_embedder(
     )
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
-    from transformers import TrainerCallback
 
     rows = triples(train, options.seed)
     if not rows:
@@ -89,24 +87,9 @@ def train_embedder(
     torch.manual_seed(options.seed)
     model = SentenceTransformer(str(base), device="cpu", local_files_only=True)
     loss = MultipleNegativesRankingLoss(model)
-    step_s = _one_step_seconds(model, loss, rows[: options.batch_size])
-    if step_s > options.budget_s:
-        raise BudgetTooSmall(
-            f"one training step takes {step_s:.1f} s here, more than the whole budget of "
-            f"{options.budget_s:.0f} s: give a larger --budget-min"
-        )
+    check_budget(_one_step_seconds(model, loss, rows[: options.batch_size]), options.budget_s)
     started = time.monotonic()
-
-    class Budget(TrainerCallback):  # type: ignore[misc]
-        stopped = False
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if time.monotonic() - started > options.budget_s:
-                Budget.stopped = True
-                control.should_training_stop = True
-                control.should_evaluate = True
-                control.should_save = True
-            return control
+    budget = budget_callback(options.budget_s)
 
     def dataset(items: list[tuple[str, str, str]]) -> Any:
         return Dataset.from_dict(
@@ -118,35 +101,20 @@ def train_embedder(
         )
 
     checkpoints = work / "checkpoints"
-    steps_per_epoch = math.ceil(len(rows) / options.batch_size)
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=options.epochs,
-        per_device_train_batch_size=options.batch_size,
+        **trainer_arguments(work, len(rows), options.epochs, options.batch_size,
+                            options.learning_rate, options.eval_steps, options.seed),
         per_device_eval_batch_size=options.batch_size,
-        learning_rate=options.learning_rate,
-        warmup_steps=max(1, int(0.1 * steps_per_epoch)),
         batch_sampler=BatchSamplers.NO_DUPLICATES,
-        eval_strategy="steps",
-        eval_steps=options.eval_steps,
-        save_strategy="steps",
-        save_steps=options.eval_steps,
-        save_total_limit=2,
-        load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
         logging_steps=10,
-        seed=options.seed,
-        use_cpu=True,
-        dataloader_num_workers=0,
-        report_to=[],
-    )
+    )  # fmt: skip
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
         train_dataset=dataset(rows),
         eval_dataset=dataset(held),
         loss=loss,
-        callbacks=[Budget()],
+        callbacks=[budget],
     )
     has_checkpoint = resume and any(checkpoints.glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
@@ -155,7 +123,7 @@ def train_embedder(
         shutil.rmtree(out)
     model.save(str(out))
     return TrainedEmbedder(
-        out, trainer.state.global_step, time.monotonic() - started, Budget.stopped
+        out, trainer.state.global_step, time.monotonic() - started, budget.stopped
     )
 
 

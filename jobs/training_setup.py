@@ -16,7 +16,7 @@ from jobs.model_registry import UnknownBase, base_directory
 from jobs.reader_training import ReaderTrainingOptions
 from jobs.squad_pairs import SquadOptions, load_squad, squad_pairs
 from jobs.training_data import Pair, TrainingDataError, read_pairs
-from jobs.training_runs import TORCH_DIR, RunOptions, RunResult, run_reader
+from jobs.training_runs import TORCH_DIR, RunResult, run_options, run_reader, with_overrides
 from models.store import ModelSource
 
 DEFAULT_READER = "rag-reader"
@@ -73,26 +73,8 @@ def _run_reader(
         init = base[0] / TORCH_DIR  # go on from the served reader's own weights
     else:
         init = embedder_dir  # the installed MiniLM: the reader's first version
-    defaults = ReaderTrainingOptions()
-    reader = ReaderTrainingOptions(
-        epochs=args.epochs or defaults.epochs,
-        batch_size=args.batch_size or defaults.batch_size,
-        learning_rate=args.learning_rate or defaults.learning_rate,
-        budget_s=args.budget_min * 60,
-        seed=args.seed,
-        threads=args.threads,
-    )
-    options = RunOptions(
-        kind="reader",
-        name=args.name or DEFAULT_READER,
-        work=args.work,
-        split=args.split,
-        held_out=args.held_out,
-        seed=args.seed,
-        force=args.force,
-        resume=args.resume,
-        reader=reader,
-    )
+    reader = with_overrides(ReaderTrainingOptions(), args)
+    options = run_options(args, "reader", DEFAULT_READER, reader=reader)
     return run_reader(pairs, options, init, base, _cosine(embedder_dir, args.threads))
 
 

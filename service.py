@@ -144,12 +144,17 @@ class RAGService:
 
     @api
     async def page_image(
-        self, document_id: str, page: int, width: int = DEFAULT_WIDTH
+        self,
+        document_id: str,
+        page: int,
+        width: int = DEFAULT_WIDTH,
+        highlight: str | None = None,
     ) -> Annotated[bytes, ContentType("image/png")]:
         """Page ``page`` (1-based) of the document's PDF as a PNG, for showing a cited page:
         ``width`` (100 to RAG_PAGE_IMAGE_MAX_WIDTH) rounded up to a multiple of 200 pixels,
-        at most RAG_PAGE_IMAGE_MAX_WIDTH, so 500 and 501 both give the 600-pixel image."""
-        return await self.app.documents.page_image(document_id, page, width)
+        at most RAG_PAGE_IMAGE_MAX_WIDTH, so 500 and 501 both give the 600-pixel image.
+        ``highlight``: a citation's ``chunk_id``, whose lines are marked on the page."""
+        return await self.app.documents.page_image(document_id, page, width, highlight)
 
     @api
     async def list_documents(self, collection: str = DEFAULT) -> schemas.DocumentList:

@@ -271,6 +271,9 @@ def citation(passage: Citation, n: int) -> dict[str, Any]:
         "page_end": passage.page_end,
         "text": passage.text,
         "score": passage.score,
+        "heading": passage.heading,
+        # page_image's highlight: the web page marks the passage on its page with it.
+        "chunk_id": passage.chunk_id,
     }
 
 

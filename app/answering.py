@@ -152,8 +152,10 @@ class Answering:
         # No sticky assignment here: search is not part of the experiment's traffic.
         pipeline = self._incumbent if variant is None else self._pipeline(None, variant)
         async with self._parts.batch.gate.interactive():
-            passages, version = await pipeline.answerer.search(query, collection, top_k, retrieval)
-        return SearchResponse(results=citations(passages), index_version=version)
+            passages, version, routing = await pipeline.answerer.search(
+                query, collection, top_k, retrieval
+            )
+        return SearchResponse(results=citations(passages), index_version=version, routing=routing)
 
     async def models(self) -> tuple[list[str], list[str]]:
         """The collections the caller's key may use (those with documents), and the

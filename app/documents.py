@@ -17,6 +17,7 @@ from app.schemas import (
 )
 from app.wiring import Components
 from core.errors import TaskNotFound
+from retrieval.highlights import check_highlight, mark, passage_boxes
 
 # Progress reports of this many most recent ingest_s3 tasks are kept.
 _PROGRESS_KEPT = 256
@@ -35,10 +36,22 @@ class Documents:
         result = await self._parts.ingestor.ingest(data, filename, collection, metadata)
         return ingest_response(result)
 
-    async def page_image(self, document_id: str, page: int, width: int) -> bytes:
+    async def page_image(
+        self, document_id: str, page: int, width: int, highlight: str | None = None
+    ) -> bytes:
         record = await asyncio.to_thread(self._parts.index.find_document, document_id)
         record = authorization.visible_document(record, document_id)
-        return await self._parts.pages.image(record, page, width)
+        boxes = None
+        if highlight is not None:
+            layout = await asyncio.to_thread(
+                self._parts.index.chunk_layout,
+                record.collection,
+                record.generation,
+                check_highlight(highlight),
+            )
+            boxes = passage_boxes(record, page, highlight, layout)
+        png = await self._parts.pages.image(record, page, width)
+        return png if boxes is None else await asyncio.to_thread(mark, png, boxes)
 
     async def list(self, collection: str) -> DocumentList:
         name = authorization.permitted(collection)

@@ -21,6 +21,13 @@ INDEX_VERSION = (
 )
 
 
+ROUTING = (
+    "The documents the question named and was answered from: their file names and the "
+    "question's words that matched (RAG_ROUTE_DOCUMENTS); null when every document was "
+    "searched."
+)
+
+
 class Citation(BaseModel):
     source: int = Field(description="The number used for this passage in the answer, [n].")
     document_id: str
@@ -38,6 +45,15 @@ class Citation(BaseModel):
         None,
         description="The reader's probability (0..1) that the passage answers the question; "
         "null where the variant has no reader or the passage was not among those it read.",
+    )
+    chunk_id: str = Field(
+        "",
+        description="The passage's id: page_image's highlight marks it on its page.",
+    )
+    heading: str = Field(
+        "",
+        description="The section headings the passage sits under, outermost first, joined "
+        "by ' > ' (from the PDF's bookmarks or its type); '' where none were found.",
     )
 
 
@@ -76,11 +92,13 @@ class QueryResponse(BaseModel):
     variant: str = Field(description="The variant (answer pipeline) that answered.")
     answer_id: str = Field(description="Send it to `feedback` to vote on this answer.")
     index_version: str = Field(description=INDEX_VERSION)
+    routing: dict[str, list[str]] | None = Field(None, description=ROUTING)
 
 
 class SearchResponse(BaseModel):
     results: list[Citation]
     index_version: str = Field(description=INDEX_VERSION)
+    routing: dict[str, list[str]] | None = Field(None, description=ROUTING)
 
 
 class IngestResponse(BaseModel):
@@ -92,6 +110,14 @@ class IngestResponse(BaseModel):
     chunks: int
     status: str = Field(description="indexed, unchanged (same bytes again) or replaced.")
     timings_ms: dict[str, float]
+    ocr_pages: int = Field(
+        0, description="Pages without a text layer whose text was recognised (RAG_OCR)."
+    )
+    skipped_pages: dict[str, str] = Field(
+        default_factory=dict,
+        description="Scanned pages (1-based) whose text could not be recognised, and why; "
+        "the rest of the document is indexed.",
+    )
 
 
 class DocumentInfo(BaseModel):
@@ -106,7 +132,12 @@ class DocumentInfo(BaseModel):
     pages: int
     chunks: int
     indexed_at: float
-    metadata: dict[str, Any]
+    metadata: dict[str, Any] = Field(
+        description="The metadata given at ingest; where it named no title or dates, those "
+        "read from the first pages (listed under 'detected')."
+    )
+    ocr_pages: int = Field(0, description="Pages whose text was recognised from their image.")
+    skipped_pages: int = Field(0, description="Scanned pages whose text could not be recognised.")
 
 
 class DocumentList(BaseModel):
@@ -470,6 +501,8 @@ def citations(passages: list[Passage]) -> list[Citation]:
             score=p.score,
             ranks=p.ranks,
             answer_score=p.answer_score,
+            chunk_id=p.chunk_id,
+            heading=p.heading,
         )
         for n, p in enumerate(passages, start=1)
     ]
@@ -497,6 +530,7 @@ def query_response(
         variant=variant,
         answer_id=answer_id,
         index_version=answer.index_version,
+        routing=answer.routing,
     )
 
 

@@ -8,6 +8,7 @@ model services' clients, and closes it when the worker stops.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from retrieval.embedders import EmbedderRouter, ServedEmbedder
 from retrieval.index import ChunkIndex, open_index
 from retrieval.ingestion import IngestOptions, Ingestor
 from retrieval.lexical import LexicalIndex
+from retrieval.ocr import OcrOptions, OcrUnavailable, check_installed
 from retrieval.page_images import PageRenderer
 from retrieval.render_pool import RenderLimits, RenderPool
 from retrieval.s3sync import S3Sync
@@ -195,6 +197,7 @@ def build(
             max_pages=settings.max_pages,
             max_chunks=settings.max_chunks,
             parse_timeout_s=settings.parse_timeout_s,
+            ocr=ocr_options(settings),
         ),
         blobs=blobs,
         on_change=changed,
@@ -295,3 +298,20 @@ def _watch_guardrails(experiments: Experiments, interval_s: float) -> None:
             experiments.check()
         except Exception:
             logger.warning("could not analyse the running experiment", exc_info=True)
+
+
+def ocr_options(settings: Settings) -> OcrOptions | None:
+    """How scans are recognised (RAG_OCR), or None when they are not: off, or auto without
+    Tesseract installed (said once, at start)."""
+    if settings.ocr == "off":
+        return None
+    try:
+        check_installed()
+    except OcrUnavailable as exc:
+        logger.warning("RAG_OCR=auto but %s: PDFs without a text layer will be refused", exc)
+        return None
+    return OcrOptions(
+        dpi=settings.ocr_dpi,
+        page_timeout_s=settings.ocr_page_timeout_s,
+        workers=os.cpu_count() or 1,
+    )

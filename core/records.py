@@ -29,6 +29,8 @@ class DocumentRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # URI of the PDF's bytes in the blob store
     generation: str = FIRST_GENERATION  # the index generation that holds its chunks
+    ocr_pages: int = 0  # pages whose text was recognised from their image
+    skipped_pages: int = 0  # scanned pages whose text could not be recognised
 
     def to_public(self) -> dict[str, Any]:
         public = asdict(self)
@@ -77,6 +79,8 @@ class Passage:
     ranks: dict[str, int] = field(default_factory=dict)
     # The reader's probability that the passage answers the question (None: not read).
     answer_score: float | None = None
+    # The headings the passage sits under ("Item 8 > Consolidated Statement of Cash Flows").
+    heading: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,3 +104,5 @@ class ChunkRow:
     page_end: int
     chunk_index: int
     vector: np.ndarray | None
+    heading: str = ""
+    boxes: str = ""  # retrieval.index_format.boxes_json

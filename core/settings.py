@@ -291,6 +291,22 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest one PDF may take to parse (more: 413 DocumentTooLarge).",
     )
+    ocr: Literal["auto", "off"] = Field(
+        "auto",
+        description=(
+            "auto: pages without a text layer (scans) are recognised with Tesseract "
+            "(installed by scripts/install.sh) when it is installed; off: a PDF without any "
+            "text layer is refused (422 NoTextLayer)."
+        ),
+    )
+    # 300 dpi is what Tesseract is trained for; a page takes it a few seconds on one core.
+    ocr_dpi: int = Field(300, ge=72, le=600, description="Resolution pages are recognised at.")
+    ocr_page_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Longest recognition of one page may take; a page past it is skipped "
+        "(named in the ingest response's skipped_pages) and the rest indexed.",
+    )
     max_chunks: int = Field(
         20000,
         ge=1,
@@ -356,6 +372,14 @@ class Settings(BaseSettings):
         ge=1,
         le=50,
         description="How many of the first stage's best passages the reader reads per question.",
+    )
+    route_documents: bool = Field(
+        True,
+        description=(
+            "Answer a question that names documents (a company, a fiscal year: words of "
+            "their file names or metadata that few other documents share) from those "
+            "documents only; responses say which under 'routing'."
+        ),
     )
     min_evidence: float = Field(
         0.9,

@@ -142,6 +142,7 @@ def build_pipelines(
             retrieval=variant.retrieval or settings.retrieval,
             answer_style=variant.answer_style or settings.answer_style,
             min_evidence=settings.min_evidence,
+            route_documents=settings.route_documents,
         )
         # A variant that names no embedder reads each collection with the embedder of its
         # index (so a re-index can move it); one that names an embedder is held to it.

@@ -30,6 +30,8 @@ def chunk_schema(dimension: int) -> pa.Schema:
             ("page_end", pa.int32()),
             ("chunk_index", pa.int32()),
             ("text", pa.string()),
+            ("heading", pa.string()),
+            ("boxes", pa.string()),
             ("embedder", pa.string()),
             ("vector", pa.list_(pa.float32(), dimension)),
         ]
@@ -60,6 +62,8 @@ def chunk_table(
             columns["page_end"].append(row.page_end)
             columns["chunk_index"].append(row.chunk_index)
             columns["text"].append(row.text)
+            columns["heading"].append(row.heading)
+            columns["boxes"].append(row.boxes)
             columns["embedder"].append(embedder)
             assert row.vector is not None
             vectors.append(np.asarray(row.vector, dtype=np.float32))

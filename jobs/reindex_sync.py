@@ -21,7 +21,7 @@ from typing import Any
 
 from core.errors import IndexConflict
 from core.records import DocumentRecord, EmbedderId
-from retrieval.chunking import TokenCounter, chunk_pages
+from retrieval.chunking import TokenCounter, chunk_blocks
 from retrieval.engines import EmbedFn
 from retrieval.index import ChunkIndex
 from retrieval.parsing import parse_pdf
@@ -159,8 +159,8 @@ class GenerationSync:
             max_seconds=self._limits.parse_timeout_s,
         )
         chunks = await asyncio.to_thread(
-            chunk_pages,
-            parsed.pages,
+            chunk_blocks,
+            parsed.page_blocks(),
             target.counter,
             max_tokens=target.chunk_tokens,
             overlap_tokens=target.overlap_tokens,

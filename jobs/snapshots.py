@@ -196,6 +196,18 @@ def restore_snapshot(
             strict=True,
         )
     )
+    # Snapshots taken before headings and boxes were kept have neither column.
+    layouts = list(
+        zip(
+            *(
+                table.column(name).to_pylist()
+                if name in table.column_names
+                else [""] * table.num_rows
+                for name in ("heading", "boxes")
+            ),
+            strict=True,
+        )
+    )
     rows_of = _rows_by_document(table)
     _drop_abandoned_restores(index, target)
     generation = index.create_generation(
@@ -217,6 +229,7 @@ def restore_snapshot(
                     [texts[i] for i in page],
                     [spans[i] for i in page],
                     vectors[page],
+                    [layouts[i] for i in page],
                 )
             index.commit(record, None)
     except BaseException:
@@ -272,6 +285,9 @@ def _restored_record(
         metadata=fields["metadata"],
         source=source,
         generation=generation,
+        # Snapshots taken before recognition existed hold neither count.
+        ocr_pages=int(fields.get("ocr_pages", 0)),
+        skipped_pages=int(fields.get("skipped_pages", 0)),
     )
 
 

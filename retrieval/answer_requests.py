@@ -23,6 +23,8 @@ class AnswerOptions:
     support_sentences: int = 3
     # Below this evidence strength (answerability.Evidence) a question is not found.
     min_evidence: float = 0.9
+    # Search only the documents a question names (document_routing).
+    route_documents: bool = True
 
 
 def checked_request(options: AnswerOptions, query: Any, collection: Any, top_k: Any) -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, replace
@@ -27,6 +28,7 @@ from retrieval.answerability import (
 )
 from retrieval.answers import Answer, StreamReport, not_found, sources_line
 from retrieval.cache import AnswerCache
+from retrieval.document_routing import DocumentRouter, Routing
 from retrieval.embedders import EmbedderRouter
 from retrieval.engines import EmbedFn, GenerateFn, StreamFn, ms_since
 from retrieval.grounding import (
@@ -95,6 +97,7 @@ class Answerer:
             "reader": reading.label if reading else None,
         }
         self._retriever = retriever
+        self._routes = DocumentRouter(retriever.documents, options.route_documents)
         self._embed = embed
         self._generate = generate
         self._stream = stream
@@ -102,14 +105,15 @@ class Answerer:
 
     async def search(
         self, query: str, collection: str, top_k: int, retrieval: str | None = None
-    ) -> tuple[list[Passage], str]:
+    ) -> tuple[list[Passage], str, Routing]:
         """The ``top_k`` passages best matching ``query`` (by ``retrieval``: dense, lexical
-        or hybrid; None = the default), best first, whatever their score; and the
-        index_version they were read from."""
+        or hybrid; None = the default), best first, whatever their score; the
+        index_version they were read from; the documents the query named and was searched
+        in (None: all; see document_routing)."""
         collection = checked_request(self._options, query, collection, top_k)
         mode = retrieval_mode(self._options, retrieval)
-        passages, _, live, _ = await self._retrieve(query, collection, top_k, mode, {})
-        return passages[:top_k], live.index_version
+        passages, _, live, _, routing = await self._retrieve(query, collection, top_k, mode, {})
+        return passages[:top_k], live.index_version, routing
 
     async def answer(
         self,
@@ -162,7 +166,7 @@ class Answerer:
         self, question: str, collection: str, top_k: int, mode: str, style: str, started: float
     ) -> Answer:
         timings: dict[str, float] = {}
-        passages, citations, support, assessment, version = await self._evidence(
+        passages, citations, support, assessment, version, routing = await self._evidence(
             question, collection, top_k, mode, timings
         )
         return replace(
@@ -170,6 +174,7 @@ class Answerer:
                 question, style, passages, citations, support, assessment, timings, started
             ),
             index_version=version,
+            routing=routing,
         )
 
     async def _answer_from(
@@ -251,7 +256,7 @@ class Answerer:
         collection = checked_request(self._options, question, collection, top_k)
         mode = retrieval_mode(self._options, retrieval)
         style = answer_style(self._options, style)
-        passages, citations, support, assessment, version = await self._evidence(
+        passages, citations, support, assessment, version, _ = await self._evidence(
             question, collection, top_k, mode, {}
         )
         report = report if report is not None else StreamReport()
@@ -302,10 +307,11 @@ class Answerer:
 
     async def _evidence(
         self, question: str, collection: str, top_k: int, mode: str, timings: dict[str, float]
-    ) -> tuple[list[Passage], list[Passage], list[SupportingSentence], Assessment, str]:
+    ) -> tuple[list[Passage], list[Passage], list[SupportingSentence], Assessment, str, Routing]:
         """(retrieved passages, the relevant ones, their best sentences, whether the
-        question can be answered from them, the index_version they come from)."""
-        passages, qvec, live, embed = await self._retrieve(
+        question can be answered from them, the index_version they come from, the
+        documents it was routed to)."""
+        passages, qvec, live, embed, routing = await self._retrieve(
             question, collection, top_k, mode, timings
         )
         best_read = best_answer_score(passages)
@@ -361,14 +367,15 @@ class Answerer:
             assessment = Assessment(
                 PASSAGES_DO_NOT_ANSWER, unanswered_detail(self._reading, best_read)
             )
-        return passages, relevant, support, assessment, live.index_version
+        return passages, relevant, support, assessment, live.index_version, routing
 
     async def _retrieve(
         self, query: str, collection: str, top_k: int, mode: str, timings: dict[str, float]
-    ) -> tuple[list[Passage], np.ndarray, LiveIndex, EmbedFn]:
+    ) -> tuple[list[Passage], np.ndarray, LiveIndex, EmbedFn, Routing]:
         """(passages, the query's vector, the index generation read, the embed function
-        of its embedder). With a reader, the passages are its candidates (at least
-        ``top_k``), reordered by it: callers keep the first ``top_k``."""
+        of its embedder, the documents the query named: document_routing). With a reader,
+        the passages are its candidates (at least ``top_k``), reordered by it: callers
+        keep the first ``top_k``."""
         # The generation is read (and its embedder checked) first, and every read of this
         # request goes to it: a restore or re-index switching meanwhile cannot mix indexes.
         live = await asyncio.to_thread(self._retriever.live, collection)
@@ -383,11 +390,11 @@ class Answerer:
         clock = time.perf_counter()
         reading = self._reading
         depth = top_k if reading is None else max(top_k, reading.candidates)
-        passages = await asyncio.to_thread(
-            self._retriever.retrieve, collection, query, qvec, depth, mode, live.generation
-        )
+        documents, routing = await asyncio.to_thread(self._routes.route, query, live)
+        retrieve = functools.partial(self._retriever.retrieve, collection, query, qvec, depth)
+        passages = await asyncio.to_thread(retrieve, mode, live.generation, documents)
         timings["retrieve"] = ms_since(clock)
         self._observer.retrieved("search", timings["retrieve"] / 1000)
         if reading is not None:
             passages = await read(reading, query, passages, timings, self._observer)
-        return passages, qvec, live, embed
+        return passages, qvec, live, embed, routing

@@ -33,6 +33,9 @@ class Answer:
     # The exact generator version that wrote it ("" when none did, or it did not say): a
     # generator that follows a model alias may have moved since the answer was asked for.
     generator: str = ""
+    # The documents the question named and was answered from (document_routing.Route's
+    # public form); None when it was searched in all of them.
+    routing: dict[str, list[str]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

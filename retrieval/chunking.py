@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from retrieval.headings import SEPARATOR
+from retrieval.layout import Block, Box
 from retrieval.text import normalize_text, split_sentences
 
 
@@ -19,11 +21,33 @@ class TokenCounter(Protocol):
 
 @dataclass(frozen=True)
 class Chunk:
+    """A passage as indexed: ``text`` starts with its heading path on a line of its own
+    when it has one (both retrievers read it), ``boxes`` mark its lines on the page."""
+
     index: int
     text: str
     page_start: int
     page_end: int
     tokens: int
+    heading: str = ""
+    boxes: tuple[Box, ...] = ()
+
+    @property
+    def body(self) -> str:
+        """The text without its heading line."""
+        return body_of(self.text, self.heading)
+
+
+def indexed_text(heading: str, body: str) -> str:
+    """What is embedded and searched for a passage: its heading path, then its text."""
+    return f"{heading}\n{body}" if heading else body
+
+
+def body_of(text: str, heading: str) -> str:
+    """``indexed_text``'s body again (``text`` as is when it does not start with
+    ``heading``: an index written before headings were kept)."""
+    prefix = f"{heading}\n"
+    return text[len(prefix) :] if heading and text.startswith(prefix) else text
 
 
 class WordPieceCounter:
@@ -62,11 +86,27 @@ class WordPieceCounter:
 def chunk_pages(
     pages: list[str], counter: TokenCounter, *, max_tokens: int, overlap_tokens: int
 ) -> list[Chunk]:
-    """Cut each page into chunks of whole sentences holding at most ``max_tokens`` word pieces.
+    """``chunk_blocks`` for pages of plain text (no headings, no boxes)."""
+    return chunk_blocks(
+        [[Block(text, "text")] for text in pages],
+        counter,
+        max_tokens=max_tokens,
+        overlap_tokens=overlap_tokens,
+    )
 
-    Chunks never cross a page, so every citation names the exact page. Neighbouring chunks
-    of a page share up to ``overlap_tokens`` of trailing sentences. A sentence longer than
-    ``max_tokens`` is cut at word-piece boundaries: text the model never sees cannot be found.
+
+def chunk_blocks(
+    pages: list[list[Block]], counter: TokenCounter, *, max_tokens: int, overlap_tokens: int
+) -> list[Chunk]:
+    """Cut each page into chunks of whole sentences (and whole table rows) holding at most
+    ``max_tokens`` word pieces, heading line included.
+
+    Chunks never cross a page, so every citation names the exact page, nor a heading, so
+    each chunk's heading path is true of all of it. Neighbouring chunks share up to
+    ``overlap_tokens`` of trailing sentences. A sentence longer than the room left is cut
+    at word-piece boundaries: text the model never sees cannot be found. A heading is
+    indexed in the path of the chunks under it, and as text only where no chunk after it
+    on its page has it in its path (a path keeps only the innermost headings).
 
     Raises:
         ValueError: ``max_tokens`` < 1 or ``overlap_tokens`` not below ``max_tokens``.
@@ -76,38 +116,78 @@ def chunk_pages(
     if not 0 <= overlap_tokens < max_tokens:
         raise ValueError(f"overlap_tokens must be in [0, {max_tokens}), got {overlap_tokens}")
     chunks: list[Chunk] = []
-    for page_number, raw in enumerate(pages, start=1):
-        for text, tokens in _pack(_units(raw, counter, max_tokens), max_tokens, overlap_tokens):
-            chunks.append(Chunk(len(chunks), text, page_number, page_number, tokens))
+    for page_number, blocks in enumerate(pages, start=1):
+        for heading, group in _sections(blocks):
+            room = max_tokens - (counter.count([heading])[0] + 1 if heading else 0)
+            if room < max(overlap_tokens + 1, max_tokens // 4):
+                # A heading path too long to leave room for text is cut to its last part.
+                heading = heading.rsplit(SEPARATOR, 1)[-1][:200]
+                room = max(max_tokens - counter.count([heading])[0] - 1, overlap_tokens + 1)
+            units = [u for block in group for u in _units(block, counter, room)]
+            for text, tokens, boxes in _pack(units, room, min(overlap_tokens, room - 1)):
+                chunks.append(
+                    Chunk(
+                        len(chunks),
+                        indexed_text(heading, text),
+                        page_number,
+                        page_number,
+                        tokens,
+                        heading,
+                        boxes,
+                    )
+                )
     return chunks
 
 
-def _units(raw: str, counter: TokenCounter, max_tokens: int) -> list[tuple[str, int]]:
-    sentences = split_sentences(normalize_text(raw))
-    units: list[tuple[str, int]] = []
+def _sections(blocks: list[Block]) -> list[tuple[str, list[Block]]]:
+    """A page's blocks grouped by heading path, headings followed by their text dropped."""
+    sections: list[tuple[str, list[Block]]] = []
+    for index, block in enumerate(blocks):
+        if block.kind == "heading" and any(
+            block.text in b.heading.split(SEPARATOR) for b in blocks[index + 1 :]
+        ):
+            continue
+        if sections and sections[-1][0] == block.heading:
+            sections[-1][1].append(block)
+        else:
+            sections.append((block.heading, [block]))
+    return sections
+
+
+Unit = tuple[str, int, tuple[Box, ...]]
+
+
+def _units(block: Block, counter: TokenCounter, max_tokens: int) -> list[Unit]:
+    # A table row is one unit (its cells mean nothing apart); prose is cut into sentences.
+    if block.kind == "table":
+        sentences = [" ".join(block.text.split())]
+    else:
+        sentences = split_sentences(normalize_text(block.text))
+    units: list[Unit] = []
     for sentence, n in zip(sentences, counter.count(sentences), strict=True):
         if n == 0:
             continue
         if n <= max_tokens:
-            units.append((sentence, n))
+            units.append((sentence, n, block.boxes))
             continue
         pieces = counter.split(sentence, max_tokens)
-        units.extend(zip(pieces, counter.count(pieces), strict=True))
+        units.extend(
+            (piece, count, block.boxes)
+            for piece, count in zip(pieces, counter.count(pieces), strict=True)
+        )
     return units
 
 
-def _pack(
-    units: list[tuple[str, int]], max_tokens: int, overlap_tokens: int
-) -> list[tuple[str, int]]:
-    packed: list[tuple[str, int]] = []
-    current: list[tuple[str, int]] = []
+def _pack(units: list[Unit], max_tokens: int, overlap_tokens: int) -> list[Unit]:
+    packed: list[Unit] = []
+    current: list[Unit] = []
     fresh = False  # does `current` hold a unit not yet emitted?
     for unit in units:
-        if current and sum(n for _, n in current) + unit[1] > max_tokens:
+        if current and sum(u[1] for u in current) + unit[1] > max_tokens:
             if fresh:
                 packed.append(_join(current))
             current = _tail(current, overlap_tokens)
-            while current and sum(n for _, n in current) + unit[1] > max_tokens:
+            while current and sum(u[1] for u in current) + unit[1] > max_tokens:
                 current.pop(0)
         current.append(unit)
         fresh = True
@@ -116,8 +196,8 @@ def _pack(
     return packed
 
 
-def _tail(units: list[tuple[str, int]], budget: int) -> list[tuple[str, int]]:
-    tail: list[tuple[str, int]] = []
+def _tail(units: list[Unit], budget: int) -> list[Unit]:
+    tail: list[Unit] = []
     used = 0
     for unit in reversed(units):
         if used + unit[1] > budget:
@@ -127,5 +207,8 @@ def _tail(units: list[tuple[str, int]], budget: int) -> list[tuple[str, int]]:
     return tail
 
 
-def _join(units: list[tuple[str, int]]) -> tuple[str, int]:
-    return " ".join(text for text, _ in units), sum(n for _, n in units)
+def _join(units: list[Unit]) -> Unit:
+    boxes: list[Box] = []
+    for _, _, unit_boxes in units:
+        boxes.extend(box for box in unit_boxes if box not in boxes)
+    return " ".join(u[0] for u in units), sum(u[1] for u in units), tuple(boxes)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from core.errors import InvalidRequest
-from core.records import LiveIndex, Passage
+from core.records import DocumentRecord, LiveIndex, Passage
 from retrieval.answerability import evidence_score, key_term_coverage
 from retrieval.embedders import EmbedderGuard
 from retrieval.index import ChunkIndex
@@ -82,6 +83,11 @@ class Retriever:
             key_term_coverage(terms, [self._lexical.key_terms(text)], weights) for text in texts
         ]
 
+    def documents(self, collection: str, generation: str) -> list[DocumentRecord]:
+        """The documents of ``generation`` of ``collection`` (what a question may be routed
+        to)."""
+        return self._index.list_documents(collection, generation)
+
     def live(self, collection: str) -> LiveIndex:
         """The generation a request reads (pass its name to ``retrieve``) and its version
         -- the live one, or the staged one for a retriever of staged indexes -- once
@@ -100,19 +106,25 @@ class Retriever:
         top_k: int,
         mode: str,
         generation: str | None = None,
+        documents: Sequence[DocumentRecord] | None = None,
     ) -> list[Passage]:
         """The ``top_k`` best passages by ``mode``, all read from one ``generation`` of the
-        index (default: the live one, read now)."""
+        index (default: the live one, read now); from ``documents`` only where given."""
         generation = generation or self.live(collection).generation
+        ids = None if documents is None else [d.document_id for d in documents]
+        ingests = None if documents is None else frozenset(d.ingest_id for d in documents)
         if mode == "dense":
-            dense = self._index.search(collection, vector, top_k, generation)
+            dense = self._index.search(collection, vector, top_k, generation, ids)
             return [replace(p, ranks={"dense": n}) for n, p in enumerate(dense, start=1)]
         depth = max(top_k, self._candidates)
         dense = (
-            self._index.search(collection, vector, depth, generation) if mode == "hybrid" else []
+            self._index.search(collection, vector, depth, generation, ids)
+            if mode == "hybrid"
+            else []
         )
         lexical = [
-            chunk_id for chunk_id, _ in self._lexical.search(collection, query, depth, generation)
+            chunk_id
+            for chunk_id, _ in self._lexical.search(collection, query, depth, generation, ingests)
         ]
         fused = reciprocal_rank_fusion(
             {"dense": [p.chunk_id for p in dense], "lexical": lexical},

@@ -206,10 +206,12 @@ class ChunkIndex:
         texts: Sequence[str],
         spans: Sequence[tuple[int, int, int]],
         vectors: np.ndarray,
+        layouts: Sequence[tuple[str, str]] | None = None,
     ) -> None:
         """``stage`` for chunks given as columns: ids, texts, (page_start, page_end,
-        chunk_index) and vectors (a restore writes back what a snapshot read)."""
-        self._writes.stage_rows(record, ids, texts, spans, vectors)
+        chunk_index), vectors and (heading, boxes JSON) when known (a restore writes back
+        what a snapshot read)."""
+        self._writes.stage_rows(record, ids, texts, spans, vectors, layouts)
 
     def commit(self, record: DocumentRecord, replaced: DocumentRecord | None) -> None:
         """Make ``record`` the visible version of its document, then drop what it replaced.
@@ -241,10 +243,22 @@ class ChunkIndex:
     # reads cannot mix two indexes.
 
     def search(
-        self, collection: str, vector: np.ndarray, top_k: int, generation: str | None = None
+        self,
+        collection: str,
+        vector: np.ndarray,
+        top_k: int,
+        generation: str | None = None,
+        documents: Sequence[str] | None = None,
     ) -> list[Passage]:
-        """The ``top_k`` visible chunks nearest to ``vector``, best first."""
-        return self._reads.search(collection, vector, top_k, generation)
+        """The ``top_k`` visible chunks nearest to ``vector``, best first; only chunks of
+        ``documents`` (ids) where given."""
+        return self._reads.search(collection, vector, top_k, generation, documents)
+
+    def chunk_layout(
+        self, collection: str, generation: str, chunk_id: str
+    ) -> tuple[int, int, list[tuple[float, float, float, float]]] | None:
+        """(first page, last page, boxes on the page) of one chunk; None if there is none."""
+        return self._reads.chunk_layout(collection, generation, chunk_id)
 
     def active_ingests(self, collection: str, generation: str | None = None) -> frozenset[str]:
         """The ingest ids whose chunks are visible in ``collection`` now."""

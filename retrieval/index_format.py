@@ -14,7 +14,9 @@ started and has not committed), ``generation`` (one per generation, with its
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -42,6 +44,20 @@ def chunk_id(ingest_id: str, chunk_index: int) -> str:
     """The id of one chunk: unique per ingest, so a re-ingest never overwrites the chunks
     that readers still see."""
     return f"{ingest_id}:{chunk_index}"
+
+
+_CHUNK_ID = re.compile(r"^([0-9a-f]{32}):(\d{1,9})$")
+
+
+def parse_chunk_id(text: str) -> tuple[str, int]:
+    """(ingest id, chunk index) of a chunk id as ``chunk_id`` writes it. Raises ValueError
+    naming the expected form for anything else."""
+    match = _CHUNK_ID.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(
+            "a chunk id is 32 hexadecimal digits, a colon and a number (a citation's chunk_id)"
+        )
+    return match.group(1), int(match.group(2))
 
 
 def pending_id(ingest_id: str) -> str:
@@ -96,6 +112,8 @@ def document_record(meta: dict[str, Any]) -> DocumentRecord:
         metadata=json.loads(str(meta.get("metadata") or "{}")),
         source=str(meta.get("source") or ""),
         generation=str(meta.get("generation") or FIRST_GENERATION),
+        ocr_pages=int(meta.get("ocr_pages") or 0),
+        skipped_pages=int(meta.get("skipped_pages") or 0),
     )
 
 
@@ -149,10 +167,17 @@ def live_metadata(
 
 
 def chunk_metadata(
-    record: DocumentRecord, page_start: int, page_end: int, chunk_index: int
+    record: DocumentRecord,
+    page_start: int,
+    page_end: int,
+    chunk_index: int,
+    heading: str = "",
+    boxes: str = "",
 ) -> dict[str, Any]:
-    """The metadata of one chunk: the ingest that wrote it decides whether it is visible."""
-    return {
+    """The metadata of one chunk: the ingest that wrote it decides whether it is visible.
+    ``heading`` is the path its text starts with, ``boxes`` its lines' boxes on the page as
+    ``boxes_json`` writes them; neither is written when empty (as before they existed)."""
+    meta: dict[str, Any] = {
         "document_id": record.document_id,
         "ingest_id": record.ingest_id,
         "filename": record.filename,
@@ -160,3 +185,31 @@ def chunk_metadata(
         "page_end": page_end,
         "chunk_index": chunk_index,
     }
+    if heading:
+        meta["heading"] = heading
+    if boxes:
+        meta["boxes"] = boxes
+    return meta
+
+
+def boxes_json(boxes: Sequence[Sequence[float]]) -> str:
+    """Boxes (x0, top, x1, bottom as fractions of the page) as compact JSON; "" for none."""
+    return json.dumps([list(box) for box in boxes], separators=(",", ":")) if boxes else ""
+
+
+def parse_boxes(text: str) -> list[tuple[float, float, float, float]]:
+    """``boxes_json``'s boxes again; [] for "" or for anything that is not a list of four
+    numbers each (a chunk written by another version)."""
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return []
+    if not isinstance(value, list):
+        return []
+    return [
+        (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
+        for b in value
+        if isinstance(b, list)
+        and len(b) == 4
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in b)
+    ]

@@ -18,6 +18,8 @@ import numpy as np
 
 from core.records import ChunkRow, Passage
 from retrieval.chroma_store import ChromaStore
+from retrieval.chunking import body_of
+from retrieval.index_format import parse_boxes
 from retrieval.index_registry import IndexRegistry
 
 # Chunks read at once when the lexical index loads a document.
@@ -40,9 +42,15 @@ class IndexReads:
         self._rows_lock = threading.Lock()
 
     def search(
-        self, collection: str, vector: np.ndarray, top_k: int, generation: str | None = None
+        self,
+        collection: str,
+        vector: np.ndarray,
+        top_k: int,
+        generation: str | None = None,
+        documents: Sequence[str] | None = None,
     ) -> list[Passage]:
-        """The ``top_k`` visible chunks nearest to ``vector``, best first."""
+        """The ``top_k`` visible chunks nearest to ``vector``, best first; only chunks of
+        ``documents`` (ids) where given."""
         generation = generation or self._registry.live(collection).generation
         chunks = self._store.chunks(collection, generation, create=False)
         if chunks is None:
@@ -55,6 +63,7 @@ class IndexReads:
                 query_embeddings=np.asarray([vector], dtype=np.float32),
                 n_results=want,
                 include=["documents", "metadatas", "distances"],
+                where=_of_documents(documents),
             )
             passages = self._visible(collection, generation, got)
             # Hidden chunks (a replaced or unfinished ingest) may have crowded the visible
@@ -113,6 +122,8 @@ class IndexReads:
                         int(meta["page_end"]),
                         int(meta["chunk_index"]),
                         None if vector is None else np.asarray(vector, dtype=np.float32),
+                        str(meta.get("heading") or ""),
+                        str(meta.get("boxes") or ""),
                     )
                     for chunk_id, text, meta, vector in zip(
                         got["ids"], got["documents"], got["metadatas"], vectors, strict=True
@@ -188,6 +199,24 @@ class IndexReads:
         # In the order asked (Chroma answers in its own).
         return {c: rows[c] for c in chunk_ids if c in rows}
 
+    def chunk_layout(
+        self, collection: str, generation: str, chunk_id: str
+    ) -> tuple[int, int, list[tuple[float, float, float, float]]] | None:
+        """(first page, last page, boxes) of one stored chunk, visible or not; None if
+        the generation holds no such chunk."""
+        chunks = self._store.chunks(collection, generation, create=False)
+        if chunks is None:
+            return None
+        got = chunks.get(ids=[chunk_id], include=["metadatas"])
+        if not got["ids"]:
+            return None
+        meta = got["metadatas"][0]
+        return (
+            int(meta["page_start"]),
+            int(meta["page_end"]),
+            parse_boxes(str(meta.get("boxes") or "")),
+        )
+
     def count_chunks(self, collection: str, generation: str | None = None) -> int:
         """How many chunks a generation holds, visible or not."""
         chunks = self._store.chunks(
@@ -213,13 +242,23 @@ class IndexReads:
                     filename=record.filename,
                     page_start=int(meta["page_start"]),
                     page_end=int(meta["page_end"]),
-                    text=text,
+                    text=body_of(text, str(meta.get("heading") or "")),
                     score=round(1.0 - float(distance), 4),
                     chunk_index=int(meta["chunk_index"]),
                     chunk_id=chunk_id,
+                    heading=str(meta.get("heading") or ""),
                 )
             )
         return passages
+
+
+def _of_documents(documents: Sequence[str] | None) -> dict[str, Any] | None:
+    """Chroma's filter for chunks of ``documents`` (None: no filter)."""
+    if documents is None:
+        return None
+    if len(documents) == 1:
+        return {"document_id": documents[0]}
+    return {"document_id": {"$in": list(documents)}}
 
 
 def cosine(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:

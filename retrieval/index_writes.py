@@ -22,6 +22,7 @@ from retrieval.chunking import Chunk
 from retrieval.index_format import (
     NO_VECTOR,
     PENDING,
+    boxes_json,
     chunk_id,
     chunk_metadata,
     document_metadata,
@@ -64,6 +65,7 @@ class IndexWrites:
             [c.text for c in chunks],
             [(c.page_start, c.page_end, c.index) for c in chunks],
             vectors,
+            [(c.heading, boxes_json(c.boxes)) for c in chunks],
         )
 
     def stage_rows(
@@ -73,16 +75,21 @@ class IndexWrites:
         texts: Sequence[str],
         spans: Sequence[tuple[int, int, int]],
         vectors: np.ndarray,
+        layouts: Sequence[tuple[str, str]] | None = None,
     ) -> None:
         """``stage`` for chunks given as columns: ids, texts, (page_start, page_end,
-        chunk_index) and vectors (a restore writes back what a snapshot read)."""
+        chunk_index), vectors and (heading, boxes JSON) if known (a restore writes back
+        what a snapshot read)."""
+        layouts = layouts or [("", "")] * len(spans)
         self._store.chunks(record.collection, record.generation).add(
             ids=list(ids),
             embeddings=np.asarray(vectors, dtype=np.float32),
             documents=list(texts),
             metadatas=[
-                chunk_metadata(record, page_start, page_end, chunk_index)
-                for page_start, page_end, chunk_index in spans
+                chunk_metadata(record, page_start, page_end, chunk_index, heading, boxes)
+                for (page_start, page_end, chunk_index), (heading, boxes) in zip(
+                    spans, layouts, strict=True
+                )
             ],
         )
 

@@ -4,30 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 from typing import Any
 
 from core.collection_names import DEFAULT_COLLECTION, check_collection_name
-from core.errors import DocumentTooLarge, InvalidRequest, NoTextLayer, RagError
+from core.errors import DocumentTooLarge, NoTextLayer, RagError
 from core.records import DocumentRecord, LiveIndex
-from retrieval.chunking import TokenCounter, chunk_pages
+from retrieval.chunking import TokenCounter, chunk_blocks
+from retrieval.document_facts import check_metadata, detected_metadata
 from retrieval.embedders import EmbedderGuard, EmbedderRouter
 from retrieval.engines import EmbedFn, ms_since
 from retrieval.index import ChunkIndex
 from retrieval.observer import NullObserver, Observer
-from retrieval.parsing import check_size, parse_pdf
+from retrieval.ocr import OcrOptions, recognise
+from retrieval.parsing import ParsedPdf, check_size, parse_pdf
 from storage.object_store import ObjectStore
 
 logger = logging.getLogger(__name__)
-
-MAX_METADATA_BYTES = 8192
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,8 @@ class IngestOptions:
     max_chunks: int = 20000
     # Longest one parse may take; a small crafted PDF can keep pypdf busy for hours.
     parse_timeout_s: float = 60.0
+    # How pages without a text layer are recognised; None: they are not (RAG_OCR=off).
+    ocr: OcrOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class IngestResult:
     chunks: int
     status: str  # indexed | unchanged | replaced
     timings_ms: dict[str, float] = field(default_factory=dict)
+    ocr_pages: int = 0
+    # 1-based page (as a string, for JSON) -> why its text could not be read.
+    skipped_pages: dict[str, str] = field(default_factory=dict)
 
 
 def document_id_for(collection: str, filename: str) -> str:
@@ -63,21 +67,6 @@ def clean_filename(filename: str | None) -> str:
     """The last path component of an uploaded file's name, or ``document.pdf``."""
     name = PurePath((filename or "").replace("\\", "/")).name.strip()
     return name[:255] or "document.pdf"
-
-
-def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
-    """``metadata`` if it is a small JSON object, else raise InvalidRequest."""
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, dict):
-        raise InvalidRequest("metadata must be a JSON object")
-    try:
-        encoded = json.dumps(metadata)
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequest(f"metadata is not JSON-serializable: {exc}") from exc
-    if len(encoded) > MAX_METADATA_BYTES:
-        raise InvalidRequest(f"metadata is {len(encoded)} bytes; the limit is {MAX_METADATA_BYTES}")
-    return metadata
 
 
 class Ingestor:
@@ -193,9 +182,12 @@ class Ingestor:
             max_bytes=self._options.max_bytes,
             max_pages=self._options.max_pages,
             max_seconds=self._options.parse_timeout_s,
+            scans=self._options.ocr is not None,
         )
+        if parsed.scanned:
+            parsed = await self._recognised(data, name, parsed)
         chunks = await asyncio.to_thread(
-            chunk_pages, parsed.pages, counter, max_tokens=tokens, overlap_tokens=overlap
+            chunk_blocks, parsed.page_blocks(), counter, max_tokens=tokens, overlap_tokens=overlap
         )
         if not chunks:
             raise NoTextLayer(f"{name} has no text that the embedder can read")
@@ -220,9 +212,12 @@ class Ingestor:
             chunks=len(chunks),
             ingest_id=uuid.uuid4().hex,
             indexed_at=time.time(),
-            metadata=metadata,
+            # What the first pages say, where the uploader did not say it.
+            metadata={**detected_metadata(parsed.page_blocks(), parsed.title), **metadata},
             source=source,
             generation=live.generation,
+            ocr_pages=parsed.recognised,
+            skipped_pages=len(parsed.skipped),
         )
         clock = time.perf_counter()
         size = self._options.embed_batch
@@ -265,7 +260,40 @@ class Ingestor:
             await self._ingest(
                 data, name, collection, document_id, metadata, external, switched_before=True
             )
-        return _result(record, "replaced" if previous else "indexed", timings)
+        result = _result(record, "replaced" if previous else "indexed", timings)
+        return replace(
+            result, skipped_pages={str(p + 1): why for p, why in sorted(parsed.skipped.items())}
+        )
+
+    async def _recognised(self, data: bytes, name: str, parsed: ParsedPdf) -> ParsedPdf:
+        """``parsed`` with its scanned pages' text recognised (ocr.recognise). Raises
+        NoTextLayer when no page has text after all."""
+        assert self._options.ocr is not None
+        total = len(parsed.scanned)
+        started = time.perf_counter()
+
+        def progress(done: int, of: int) -> None:
+            # A 300-page scan takes minutes: say how far it is.
+            if done == of or done % 10 == 0:
+                logger.info(
+                    "%s: recognised %d of %d scanned pages (%.1f pages/s)",
+                    name,
+                    done,
+                    of,
+                    done / max(time.perf_counter() - started, 1e-9),
+                )
+
+        recognised = await asyncio.to_thread(
+            recognise, data, parsed.scanned, self._options.ocr, progress
+        )
+        parsed = parsed.with_recognised(recognised)
+        if not any(text.strip() for text in parsed.pages):
+            reasons = sorted(set(recognised.skipped.values())) or ["no words were recognised"]
+            raise NoTextLayer(
+                f"{name} has no text layer and no text could be recognised on its "
+                f"{total} scanned page(s): {'; '.join(reasons)[:300]}"
+            )
+        return parsed
 
     async def delete(self, document_id: str) -> DocumentRecord:
         """Remove a document and its chunks. Raises DocumentNotFound."""
@@ -334,4 +362,5 @@ def _result(record: DocumentRecord, status: str, timings: dict[str, float]) -> I
         chunks=record.chunks,
         status=status,
         timings_ms=timings,
+        ocr_pages=record.ocr_pages,
     )

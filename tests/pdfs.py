@@ -346,3 +346,116 @@ def fuzz_seeds(paths: list[Path], *, max_bytes: int = 150_000) -> dict[str, byte
     seeds["generated-pages.pdf"] = many_pages_pdf(5)
     seeds["generated-page-tree.pdf"] = deep_page_tree_pdf(4)
     return seeds
+
+
+# A report laid out as real ones are: running head and foot, bold headings, a statement
+# as a table with right-aligned figures, two columns of prose, bookmarks.
+REPORT_HEAD = "Northwind Devices Inc. | 2023 Annual Report"
+REPORT_CASH_FLOWS = [
+    ("Cash Flows from Operating Activities", None, None),
+    ("Net income", "$ 5,363", "$ 4,869"),
+    ("Depreciation and amortization", "1,488", "1,544"),
+    ("Net cash provided by operating activities", "6,439", "6,240"),
+    ("Cash Flows from Investing Activities", None, None),
+    ("Purchases of property, plant and equipment", "(1,577)", "(1,373)"),
+    ("Proceeds from sale of businesses", "846", "1,065"),
+]
+REPORT_LEFT = (
+    "Northwind designs radios for hikers and sailors. The company sells through outdoor "
+    "retailers in twelve countries and through its own web shop, which grew fastest. "
+    "Sales of the marine line doubled after the new waterproof housing was introduced."
+)
+REPORT_RIGHT = (
+    "Risks include the supply of chips from two foundries, the weather in the northern "
+    "summer season and the exchange rate of the dollar against the euro and the pound. "
+    "The board reviews each of these risks every quarter with the auditors present."
+)
+
+
+def report_pdf() -> bytes:
+    """Four pages: a title page, a statement of cash flows (a table under bold headings),
+    two columns of prose, and a page of notes; a running head and a page number on each,
+    and bookmarks for the two parts."""
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=A4, invariant=1)
+    width, height = A4
+
+    def furniture(number: int) -> None:
+        pdf.setFont("Helvetica", 8)
+        pdf.drawString(72, height - 40, REPORT_HEAD)
+        pdf.drawCentredString(width / 2, 30, str(number))
+
+    def heading(text: str, y: float, size: int = 14) -> None:
+        pdf.setFont("Helvetica-Bold", size)
+        pdf.drawString(72, y, text)
+
+    furniture(1)
+    heading("Northwind Devices Inc. Annual Report 2023", height - 200, 20)
+    pdf.setFont("Helvetica", 10)
+    pdf.drawString(72, height - 230, "Fiscal year ended December 31, 2023")
+    pdf.showPage()
+
+    furniture(2)
+    pdf.bookmarkPage("statements")
+    pdf.addOutlineEntry("Item 8. Financial Statements", "statements", level=0)
+    heading("Item 8. Financial Statements", height - 90)
+    heading("Consolidated Statement of Cash Flows", height - 120, 11)
+    pdf.setFont("Helvetica", 10)
+    y = height - 150
+    pdf.drawString(72, y, "(Millions)")
+    pdf.drawRightString(420, y, "2023")
+    pdf.drawRightString(500, y, "2022")
+    for label, this_year, last_year in REPORT_CASH_FLOWS:
+        y -= 16
+        pdf.drawString(72 if this_year is None else 84, y, label)
+        if this_year is not None and last_year is not None:
+            pdf.drawRightString(420, y, this_year)
+            pdf.drawRightString(500, y, last_year)
+    pdf.showPage()
+
+    furniture(3)
+    pdf.bookmarkPage("business")
+    pdf.addOutlineEntry("Item 1. Business", "business", level=0)
+    heading("Item 1. Business", height - 90)
+    pdf.setFont("Helvetica", 10)
+    for x, text in ((72, REPORT_LEFT), (316, REPORT_RIGHT)):
+        y = height - 120
+        for line in textwrap.wrap(text, 42):
+            pdf.drawString(x, y, line)
+            y -= 13
+    pdf.showPage()
+
+    furniture(4)
+    pdf.setFont("Helvetica", 10)
+    pdf.drawString(72, height - 90, "Notes continue on the next page of the printed report.")
+    pdf.showPage()
+    pdf.save()
+    return buffer.getvalue()
+
+
+def scan_pdf(pages: list[str], *, dpi: int = 150) -> bytes:
+    """``make_pdf(pages)`` as a scanner returns it: every page an image of itself, without
+    a text layer (rendered by PDFium, wrapped by Pillow)."""
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(make_pdf(pages))
+    try:
+        images = [page.render(scale=dpi / 72, grayscale=True).to_pil() for page in document]
+    finally:
+        document.close()
+    buffer = io.BytesIO()
+    images[0].save(buffer, "PDF", save_all=True, append_images=images[1:], resolution=dpi)
+    return buffer.getvalue()
+
+
+def mixed_pdf(text_pages: list[str], scanned_pages: list[str]) -> bytes:
+    """The text pages with a text layer, then the scanned ones as images only."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for data in (make_pdf(text_pages), scan_pdf(scanned_pages)):
+        for page in PdfReader(io.BytesIO(data)).pages:
+            writer.add_page(page)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()

@@ -88,6 +88,9 @@ def test_generated_dockerfile_installs_pinned_torch_and_serves(bento, tmp_path):
     assert "entrypoint.sh" in dockerfile
     requirements = Path(bento.path_of("env/python/requirements.txt")).read_text()
     assert "torch==2.13.0" in requirements
+    # Scanned pages need Tesseract in the image (RAG_OCR=auto).
+    assert "tesseract-ocr" in dockerfile and "tesseract-ocr-eng" in dockerfile
+    assert "pytesseract" in requirements
 
 
 def _pod(argv: list[str], bento, log: Path, env: dict[str, str]) -> subprocess.Popen:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from core.keys import hash_key
+from retrieval.pdf_words import open_document, page_words
 from tests.conftest import ROOT, Server, sample_pdf
 from tests.pdfs import MANUAL_PAGES, make_pdf
 
@@ -255,6 +256,7 @@ def test_an_answer_streams_with_citations_the_cited_page_and_a_vote(page, served
     assert image.evaluate("img => img.naturalWidth") == 1000
     assert image.evaluate("img => img.naturalHeight") > 1000  # A4, portrait
     assert "24 months" in page.locator("#page-passage mark").inner_text()
+    assert_the_passage_is_marked(image, "months", page_index=3)
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=SCREENSHOT, full_page=True)
 
@@ -265,6 +267,47 @@ def test_an_answer_streams_with_citations_the_cited_page_and_a_vote(page, served
     assert page.get_by_role("button", name="Bad answer").is_disabled()
 
     record_first_token_times(page, served, float(timing["firstTokenMs"]), tmp_path)
+
+
+# The marks page_image draws (retrieval.highlights): yellow over white, orange outlines;
+# black text and grey anti-aliasing never pass this test.
+_MARKED_BOX = """img => {
+  const canvas = document.createElement("canvas");
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  const context = canvas.getContext("2d");
+  context.drawImage(img, 0, 0);
+  const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+  let x0 = Infinity, y0 = Infinity, x1 = -1, y1 = -1;
+  for (let y = 0; y < canvas.height; y++) {
+    for (let x = 0; x < canvas.width; x++) {
+      const i = (y * canvas.width + x) * 4;
+      if (data[i] > 200 && data[i] - data[i + 2] > 60) {
+        x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x); y1 = Math.max(y1, y);
+      }
+    }
+  }
+  return x1 < 0 ? null : [x0 / canvas.width, y0 / canvas.height, x1 / canvas.width,
+                          y1 / canvas.height];
+}"""
+
+
+def assert_the_passage_is_marked(image, word: str, page_index: int) -> None:
+    """The page shown in the browser carries a mark, and the mark covers ``word`` where
+    PDFium finds it on the manual's page (and not the whole page)."""
+    marked = image.evaluate(_MARKED_BOX)
+    assert marked is not None, "the cited page is shown without its passage marked"
+    document = open_document(make_pdf(MANUAL_PAGES))
+    try:
+        found = page_words(document, page_index)
+    finally:
+        document.close()
+    target = next(w for w in found.words if w.text.strip(".,") == word)
+    middle_x = (target.x0 + target.x1) / 2 / found.width
+    middle_y = target.middle / found.height
+    x0, y0, x1, y1 = marked
+    assert x0 <= middle_x <= x1 and y0 <= middle_y <= y1, (marked, middle_x, middle_y)
+    assert (x1 - x0) * (y1 - y0) < 0.5  # the passage, not the page
 
 
 def query_stream_ttfb_ms(served: Served, question: str) -> float:

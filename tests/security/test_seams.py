@@ -18,6 +18,7 @@ import pytest
 
 from core.keys import hash_key
 from tests.conftest import RedisServer, Server
+from tests.pdfs import make_pdf
 from tests.security.conftest import ALPHA_SECRET, BATCH_QUESTIONS, SOURCE_BUCKET, Secured
 
 pytestmark = pytest.mark.e2e
@@ -332,3 +333,47 @@ def test_a_task_lost_with_a_restart_gets_the_documented_error_saying_so(lean):
             f"export_feedback task {task_id!r} is not known to this server: it may have been "
             "lost with a restart; submit it again"
         )
+
+
+# -- highlight: a passage is marked only on its own document's page -----------------------
+
+
+def test_a_highlight_is_checked_after_the_document_and_against_it_only(secured):
+    """A beta admin may neither see alpha's page through a highlight nor mark alpha's
+    passage on beta's page; the checks answer the same whether the passage exists or not."""
+    alpha = secured.call(
+        "POST",
+        "/search",
+        secured.keys.alpha_reader,
+        json={"query": "coolant", "collection": "alpha"},
+    ).json()["results"][0]
+    assert alpha["chunk_id"]
+    stranger = secured.call(
+        "POST",
+        "/page_image",
+        secured.keys.beta_admin,
+        json={"document_id": alpha["document_id"], "page": 1, "highlight": alpha["chunk_id"]},
+    )
+    assert stranger.status_code in (403, 404), stranger.text
+    assert ALPHA_SECRET not in stranger.text
+    secured.call(
+        "POST",
+        "/ingest",
+        secured.keys.beta_admin,
+        files={"file": ("beta-page.pdf", make_pdf(["beta's own page"]), "application/pdf")},
+        data={"collection": "beta"},
+    ).raise_for_status()
+    beta = next(d for d in secured.documents("beta") if d["filename"] == "beta-page.pdf")
+    replies = [
+        secured.call(
+            "POST",
+            "/page_image",
+            secured.keys.beta_admin,
+            json={"document_id": beta["document_id"], "page": 1, "highlight": chunk},
+        )
+        for chunk in (alpha["chunk_id"], "f" * 32 + ":0")
+    ]
+    assert [r.status_code for r in replies] == [400, 400]
+    assert all(error_of(r)["type"] == "InvalidRequest" for r in replies)
+    assert all("is not a passage of 'beta-page.pdf'" in error_of(r)["error"] for r in replies)
+    assert all(ALPHA_SECRET not in r.text and "coolant" not in r.text for r in replies)

@@ -403,11 +403,16 @@ async function showPage(citation, button) {
   mark.textContent = citation.text;
   $("page-passage").replaceChildren(mark);
   try {
-    const response = await postJson("/page_image", {
-      document_id: citation.document_id,
-      page: citation.page_start,
-      width: 1000,
-    });
+    const asked = { document_id: citation.document_id, page: citation.page_start, width: 1000 };
+    let response;
+    try {
+      // The passage marked on its page; a passage indexed without its place (an index
+      // written by an earlier version) is shown on the page unmarked.
+      response = await postJson("/page_image", { ...asked, highlight: citation.chunk_id });
+    } catch (error) {
+      if (!citation.chunk_id || !(error instanceof ApiError) || error.status !== 400) throw error;
+      response = await postJson("/page_image", asked);
+    }
     const blob = await response.blob();
     if (state.pageUrl) URL.revokeObjectURL(state.pageUrl);
     state.pageUrl = URL.createObjectURL(blob);

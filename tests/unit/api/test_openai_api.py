@@ -43,6 +43,8 @@ def passage(n: int, filename: str, page: int, score: float, last: int | None = N
         page_end=last or page,
         text=f"text of {filename} p.{page}",
         score=score,
+        heading="",
+        chunk_id="",
     )
 
 
@@ -179,6 +181,8 @@ def test_an_answer_ends_with_its_sources_and_carries_the_citations(http, stand_i
         "page_end": 2,
         "text": "text of specs.pdf p.1",
         "score": 0.6,
+        "heading": "",
+        "chunk_id": "",
     }
     assert {k: extra[k] for k in ("index_version", "variant", "answer_id", "answer_mode")} == {
         "index_version": "v7",

@@ -21,6 +21,8 @@ def test_a_document_shows_clients_neither_its_ingest_nor_its_generation():
         "indexed_at": 1.5,
         "metadata": {"team": "ops"},
         "source": "s3://b/a.pdf",
+        "ocr_pages": 0,
+        "skipped_pages": 0,
     }
 
 

@@ -37,7 +37,7 @@ def test_a_local_export_reads_with_pyarrow_pandas_and_duckdb(index, tmp_path):
     table = pq.read_table(report.file)
     assert table.column_names == [
         "chunk_id", "document_id", "filename", "page_start", "page_end", "chunk_index",
-        "text", "embedder", "vector",
+        "text", "heading", "boxes", "embedder", "vector",
     ]  # fmt: skip
     rows = {r["chunk_id"]: r for r in table.to_pylist()}
     assert rows["one:1"]["text"] == "one chunk 1"

@@ -177,6 +177,10 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "tests/service/test_service_inprocess.py",
         "Protocols of the model engines and a clock helper, used by every answer",
     ),
+    "retrieval/pdf_words": (
+        "tests/unit/retrieval/test_page_layout.py",
+        "PDFium's words, boxes, fonts and bookmarks, read from a generated report there",
+    ),
     "retrieval/index_registry": (
         "tests/unit/retrieval/test_index_generations.py",
         "registry reads, generations and embedder metadata, through the ChunkIndex facade",

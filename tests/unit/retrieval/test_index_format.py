@@ -82,6 +82,8 @@ def test_a_document_round_trips_through_its_registry_metadata():
         "metadata": '{"team": "ops", "year": 2024}',
         "source": "s3://bucket/a.pdf",
         "generation": "3f2a",
+        "ocr_pages": 0,
+        "skipped_pages": 0,
         "kind": "document",
     }
     assert document_record(meta) == RECORD

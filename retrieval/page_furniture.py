@@ -1,0 +1,59 @@
+"""Running headers, footers and page numbers: the lines a report repeats on every page.
+
+Left in, "Table of Contents", "3M Company 2018 Form 10-K" and "47" become part of every
+chunk, so every page of a report looks alike to both retrievers. A line is furniture when
+it sits in the top or bottom margin and the same words (numbers aside) sit in a margin of
+many pages, or when it is only a page number.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from retrieval.layout import Line
+
+# The top and bottom share of a page where running heads and feet live.
+MARGIN = 0.12
+# A margin line repeated on at least this share of pages (and on 3 or more) is furniture.
+REPEATED_SHARE = 0.3
+MIN_REPEATS = 3
+_DIGITS = re.compile(r"\d+")
+_PAGE_NUMBER = re.compile(
+    r"^\W*(?:page\s+)?(?:\d{1,4}|[ivxlcdm]{1,7})(?:\s*(?:of|/)\s*\d{1,4})?\W*$", re.IGNORECASE
+)
+
+
+def furniture(pages: list[list[Line]], heights: list[float]) -> list[set[int]]:
+    """For each page, the indices of its lines that are running heads, feet or page numbers.
+
+    ``pages[i]`` are page i's lines and ``heights[i]`` its height in the lines' units."""
+    keys = [
+        [_key(line) if _in_margin(line, height) else None for line in lines]
+        for lines, height in zip(pages, heights, strict=True)
+    ]
+    counts: Counter[str] = Counter()
+    for page_keys in keys:
+        counts.update({key for key in page_keys if key})
+    repeated = {
+        key for key, n in counts.items() if n >= MIN_REPEATS and n >= REPEATED_SHARE * len(pages)
+    }
+    dropped: list[set[int]] = []
+    for lines, page_keys in zip(pages, keys, strict=True):
+        drop = {
+            index
+            for index, (line, key) in enumerate(zip(lines, page_keys, strict=True))
+            if key is not None and (key in repeated or _PAGE_NUMBER.match(line.text))
+        }
+        # A page of nothing else (a slide title, a numbered blank) keeps what it has.
+        dropped.append(drop if len(drop) < len(lines) else set())
+    return dropped
+
+
+def _in_margin(line: Line, height: float) -> bool:
+    return line.bottom <= MARGIN * height or line.top >= (1 - MARGIN) * height
+
+
+def _key(line: Line) -> str:
+    """The line's words with numbers as '#': "Page 3 of 40" and "Page 4 of 40" agree."""
+    return " ".join(_DIGITS.sub("#", line.text.lower()).split())

@@ -313,5 +313,6 @@ def ocr_options(settings: Settings) -> OcrOptions | None:
     return OcrOptions(
         dpi=settings.ocr_dpi,
         page_timeout_s=settings.ocr_page_timeout_s,
+        total_timeout_s=settings.ocr_timeout_s,
         workers=os.cpu_count() or 1,
     )

@@ -307,6 +307,13 @@ class Settings(BaseSettings):
         description="Longest recognition of one page may take; a page past it is skipped "
         "(named in the ingest response's skipped_pages) and the rest indexed.",
     )
+    ocr_timeout_s: float = Field(
+        480.0,
+        gt=0,
+        description="Longest recognition of all of one document's scanned pages may take "
+        "(an ingest is one request, limited to 600 s); pages not reached are skipped, "
+        "named in skipped_pages, and the rest indexed.",
+    )
     max_chunks: int = Field(
         20000,
         ge=1,

@@ -131,7 +131,7 @@ def chunk_blocks(
                         indexed_text(heading, text),
                         page_number,
                         page_number,
-                        tokens,
+                        tokens + max_tokens - room,  # the heading line's share too
                         heading,
                         boxes,
                     )

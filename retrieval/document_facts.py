@@ -84,5 +84,17 @@ def detected_metadata(blocks: list[list[Block]], info_title: str = "") -> dict[s
     return found
 
 
+def with_detected(
+    given: dict[str, str], blocks: list[list[Block]], info_title: str = ""
+) -> dict[str, str]:
+    """``given`` metadata, with the title and dates read from the first pages where it
+    names none ("detected" lists those added)."""
+    found = detected_metadata(blocks, info_title)
+    added = {k: v for k, v in found.items() if k != DETECTED and k not in given}
+    if added and DETECTED not in given:
+        added[DETECTED] = ", ".join(added)
+    return {**added, **given}
+
+
 def _distinct(values: list[str]) -> list[str]:
     return list(dict.fromkeys(" ".join(v.split()) for v in values))

@@ -17,7 +17,7 @@ from core.collection_names import DEFAULT_COLLECTION, check_collection_name
 from core.errors import DocumentTooLarge, NoTextLayer, RagError
 from core.records import DocumentRecord, LiveIndex
 from retrieval.chunking import TokenCounter, chunk_blocks
-from retrieval.document_facts import check_metadata, detected_metadata
+from retrieval.document_facts import check_metadata, with_detected
 from retrieval.embedders import EmbedderGuard, EmbedderRouter
 from retrieval.engines import EmbedFn, ms_since
 from retrieval.index import ChunkIndex
@@ -213,7 +213,7 @@ class Ingestor:
             ingest_id=uuid.uuid4().hex,
             indexed_at=time.time(),
             # What the first pages say, where the uploader did not say it.
-            metadata={**detected_metadata(parsed.page_blocks(), parsed.title), **metadata},
+            metadata=with_detected(metadata, parsed.page_blocks(), parsed.title),
             source=source,
             generation=live.generation,
             ocr_pages=parsed.recognised,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,11 +32,18 @@ class OcrUnavailable(RuntimeError):
     """Tesseract (or its English data) is not installed."""
 
 
+class _OutOfBudget(Exception):
+    """The document's recognition time ran out before a page started."""
+
+
 @dataclass(frozen=True)
 class OcrOptions:
     dpi: int = 300
     page_timeout_s: float = 60.0
     workers: int = 2
+    # For all pages of one document: an ingest is one request, and a request that runs
+    # past the service's time limit is lost whole.
+    total_timeout_s: float = 480.0
 
 
 @dataclass(frozen=True)
@@ -74,19 +82,29 @@ def recognise(
     which Tesseract or the renderer fails, is skipped with its reason."""
     found: dict[int, PageWords] = {}
     skipped: dict[int, str] = {}
+    deadline = time.monotonic() + options.total_timeout_s
 
     def one(index: int) -> None:
+        left = deadline - time.monotonic()
+        limit = min(options.page_timeout_s, left)
         try:
+            if left <= 0:
+                raise _OutOfBudget
             found[index] = run_isolated(
                 recognise_page,
                 data,
                 index,
                 options.dpi,
-                options.page_timeout_s,
-                timeout_s=options.page_timeout_s + _MARGIN_S,
+                limit,
+                timeout_s=limit + _MARGIN_S,
+            )
+        except _OutOfBudget:
+            skipped[index] = (
+                f"the document's recognition time ({options.total_timeout_s:g} s, "
+                "RAG_OCR_TIMEOUT_S) ran out before this page"
             )
         except (OutOfTime, TimeoutError):
-            skipped[index] = f"recognition took longer than {options.page_timeout_s:g} s"
+            skipped[index] = f"recognition took longer than {limit:g} s"
         except ChildDied as exc:
             skipped[index] = f"recognition failed: {exc}"
         except Exception as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from retrieval.document_facts import detected_metadata
+from retrieval.document_facts import detected_metadata, with_detected
 from retrieval.layout import Block
 from retrieval.parsing import parse_pdf
 from tests.pdfs import make_pdf, report_pdf
@@ -28,3 +28,15 @@ def test_the_pdf_title_wins_unless_it_is_a_placeholder():
 def test_nothing_is_invented():
     parsed = parse_pdf(make_pdf(["plain words and nothing else"], title=""))
     assert detected_metadata(parsed.page_blocks(), parsed.title) == {}
+
+
+def test_what_the_uploader_gave_wins_and_only_what_was_added_is_listed():
+    blocks = [[Block("Annual Report", "heading"), Block("Dated May 26, 2023.", "text")]]
+    assert with_detected({"title": "FY2023 10-K", "company": "Acme"}, blocks) == {
+        "title": "FY2023 10-K",
+        "company": "Acme",
+        "dates": "May 26, 2023",
+        "detected": "dates",
+    }
+    given = {"title": "T", "dates": "2020"}
+    assert with_detected(given, blocks) == given

@@ -75,3 +75,11 @@ def test_words_are_set_in_their_line_height_and_unsure_words_dropped():
         ("Net", 50.0, 50.0, 20.0),
         ("sales", 100.0, 52.0, 20.0),
     ]
+
+
+def test_pages_not_reached_within_the_documents_time_are_skipped(scan):
+    spent = OcrOptions(dpi=300, page_timeout_s=60, workers=1, total_timeout_s=1e-9)
+    recognised = recognise(scan, [0, 1], spent)
+    assert recognised.pages == {}
+    assert set(recognised.skipped) == {0, 1}
+    assert "RAG_OCR_TIMEOUT_S" in recognised.skipped[0]

@@ -93,5 +93,7 @@ def test_chunks_start_with_their_heading_and_keep_their_boxes(parsed):
     # A heading followed by its text is indexed as the path, not again as text.
     assert all("Item 8. Financial Statements" not in c.body for c in statement)
     assert all(c.boxes for c in chunks)
+    # The heading line counts against the window the embedder reads.
+    assert all(len(c.text.split()) <= c.tokens <= 40 for c in chunks)
     # The title page's heading has no text under it on its page but a line: kept as text.
     assert chunks[0].page_start == 1 and "Fiscal year ended December 31, 2023" in chunks[0].body

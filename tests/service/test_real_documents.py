@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 from pathlib import Path
 
 import pytest
@@ -16,21 +15,6 @@ from core.errors import InvalidRequest
 from tests.pdfs import MANUAL_PAGES, make_pdf, report_pdf, scan_pdf
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory):
-    data_dir = tmp_path_factory.mktemp("documents")
-    os.environ["RAG_DATA_DIR"] = str(data_dir)
-    from core.settings import get_settings
-
-    get_settings.cache_clear()
-    import service as service_module
-
-    svc = service_module.RAGService()
-    yield svc
-    os.environ.pop("RAG_DATA_DIR", None)
-    get_settings.cache_clear()
 
 
 def run(coro):

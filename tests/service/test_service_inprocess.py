@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -12,22 +11,6 @@ from tests.conftest import sample_pdf
 from tests.pdfs import MANUAL_PAGES, make_pdf
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory):
-    data_dir = tmp_path_factory.mktemp("inprocess")
-    os.environ["RAG_DATA_DIR"] = str(data_dir)
-    from core.settings import get_settings
-
-    get_settings.cache_clear()
-    import service as service_module
-
-    svc = service_module.RAGService()
-    assert svc.app.parts.index is not None
-    yield svc
-    os.environ.pop("RAG_DATA_DIR", None)
-    get_settings.cache_clear()
 
 
 def run(coro):

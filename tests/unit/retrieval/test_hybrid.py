@@ -80,3 +80,15 @@ def test_hybrid_orders_the_fused_candidates_by_evidence(index):
     assert passages[0].filename == "otters.pdf"
     # Dense alone follows the embedding.
     assert retriever.retrieve("c", question, vector, 1, "dense")[0].filename == "bridge.pdf"
+
+
+def test_each_pages_best_passage_comes_before_any_pages_second():
+    from core.records import Passage
+    from retrieval.hybrid import pages_first
+
+    def at(document: str, page: int, n: int) -> Passage:
+        return Passage(document, f"{document}.pdf", page, page, f"text {n}", 0.5, n)
+
+    ranked = [at("a", 25, 0), at("a", 25, 1), at("a", 25, 2), at("b", 25, 3), at("a", 4, 4)]
+    assert [p.chunk_index for p in pages_first(ranked)] == [0, 3, 4, 1, 2]
+    assert pages_first([]) == []

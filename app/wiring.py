@@ -178,10 +178,16 @@ def build(
         settings.page_image_cache_mb * 2**20,
     )
     served = {service: path.served for service, path in embedders.items()}
+    ocr = ocr_options(settings)  # scans are read alike by ingest and by a re-index
     reindexer = Reindexer(
         index,
         read_pdf,
-        ReindexLimits(settings.ingest_embed_batch, settings.max_pages, settings.parse_timeout_s),
+        ReindexLimits(
+            settings.ingest_embed_batch,
+            settings.max_pages,
+            settings.parse_timeout_s,
+            ocr,
+        ),
         on_switch=changed,
         served=served,
     )
@@ -197,7 +203,7 @@ def build(
             max_pages=settings.max_pages,
             max_chunks=settings.max_chunks,
             parse_timeout_s=settings.parse_timeout_s,
-            ocr=ocr_options(settings),
+            ocr=ocr,
         ),
         blobs=blobs,
         on_change=changed,

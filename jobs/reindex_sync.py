@@ -24,7 +24,8 @@ from core.records import DocumentRecord, EmbedderId
 from retrieval.chunking import TokenCounter, chunk_blocks
 from retrieval.engines import EmbedFn
 from retrieval.index import ChunkIndex
-from retrieval.parsing import parse_pdf
+from retrieval.ocr import OcrOptions
+from retrieval.parsing import parse_recognised
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class ReindexLimits:
     embed_batch: int
     max_pages: int
     parse_timeout_s: float
+    # Scanned pages are recognised again, as ingest recognised them (None: RAG_OCR=off).
+    ocr: OcrOptions | None = None
 
 
 class GenerationSync:
@@ -152,9 +155,10 @@ class GenerationSync:
         """``source`` parsed, chunked and embedded again into ``generation``; its chunks."""
         data = await asyncio.to_thread(self._read_pdf, source.source)
         parsed = await asyncio.to_thread(
-            parse_pdf,
+            parse_recognised,
             data,
             filename=source.filename,
+            ocr=self._limits.ocr,
             max_pages=self._limits.max_pages,
             max_seconds=self._limits.parse_timeout_s,
         )

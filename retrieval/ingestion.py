@@ -22,8 +22,8 @@ from retrieval.embedders import EmbedderGuard, EmbedderRouter
 from retrieval.engines import EmbedFn, ms_since
 from retrieval.index import ChunkIndex
 from retrieval.observer import NullObserver, Observer
-from retrieval.ocr import OcrOptions, recognise
-from retrieval.parsing import ParsedPdf, check_size, parse_pdf
+from retrieval.ocr import OcrOptions
+from retrieval.parsing import check_size, parse_recognised
 from storage.object_store import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -176,16 +176,15 @@ class Ingestor:
             return _result(same, "unchanged", timings)
 
         parsed = await asyncio.to_thread(
-            parse_pdf,
+            parse_recognised,
             data,
             filename=name,
+            ocr=self._options.ocr,
             max_bytes=self._options.max_bytes,
             max_pages=self._options.max_pages,
             max_seconds=self._options.parse_timeout_s,
-            scans=self._options.ocr is not None,
+            on_page=_progress(name),
         )
-        if parsed.scanned:
-            parsed = await self._recognised(data, name, parsed)
         chunks = await asyncio.to_thread(
             chunk_blocks, parsed.page_blocks(), counter, max_tokens=tokens, overlap_tokens=overlap
         )
@@ -265,36 +264,6 @@ class Ingestor:
             result, skipped_pages={str(p + 1): why for p, why in sorted(parsed.skipped.items())}
         )
 
-    async def _recognised(self, data: bytes, name: str, parsed: ParsedPdf) -> ParsedPdf:
-        """``parsed`` with its scanned pages' text recognised (ocr.recognise). Raises
-        NoTextLayer when no page has text after all."""
-        assert self._options.ocr is not None
-        total = len(parsed.scanned)
-        started = time.perf_counter()
-
-        def progress(done: int, of: int) -> None:
-            # A 300-page scan takes minutes: say how far it is.
-            if done == of or done % 10 == 0:
-                logger.info(
-                    "%s: recognised %d of %d scanned pages (%.1f pages/s)",
-                    name,
-                    done,
-                    of,
-                    done / max(time.perf_counter() - started, 1e-9),
-                )
-
-        recognised = await asyncio.to_thread(
-            recognise, data, parsed.scanned, self._options.ocr, progress
-        )
-        parsed = parsed.with_recognised(recognised)
-        if not any(text.strip() for text in parsed.pages):
-            reasons = sorted(set(recognised.skipped.values())) or ["no words were recognised"]
-            raise NoTextLayer(
-                f"{name} has no text layer and no text could be recognised on its "
-                f"{total} scanned page(s): {'; '.join(reasons)[:300]}"
-            )
-        return parsed
-
     async def delete(self, document_id: str) -> DocumentRecord:
         """Remove a document and its chunks. Raises DocumentNotFound."""
         record = await asyncio.to_thread(self._index.delete_document, document_id)
@@ -350,6 +319,20 @@ class Ingestor:
             self._blobs.delete(uri)
         except Exception:
             logger.warning("could not delete blob %s", uri, exc_info=True)
+
+
+def _progress(name: str) -> Callable[[int, int], None]:
+    """A log line every 10 scanned pages recognised: a 300-page scan takes minutes."""
+    started = time.perf_counter()
+
+    def said(done: int, of: int) -> None:
+        if done == of or done % 10 == 0:
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            logger.info(
+                "%s: recognised %d of %d scanned pages (%.1f pages/s)", name, done, of, rate
+            )
+
+    return said
 
 
 def _result(record: DocumentRecord, status: str, timings: dict[str, float]) -> IngestResult:

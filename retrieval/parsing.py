@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import pypdfium2 as pdfium
@@ -28,7 +29,7 @@ from core.errors import (
 )
 from retrieval.isolation import ChildDied, OutOfTime, run_isolated
 from retrieval.layout import Block
-from retrieval.ocr import Recognised
+from retrieval.ocr import OcrOptions, Recognised, recognise
 from retrieval.page_layout import document_blocks, page_text
 from retrieval.pdf_words import PageWords, open_document, outline, page_words
 
@@ -144,6 +145,44 @@ def parse_pdf(
         raise NoTextLayer(
             f"{filename} has no text layer ({parsed.page_count} page(s) of images only?); "
             "run OCR on it first"
+        )
+    return parsed
+
+
+def parse_recognised(
+    data: bytes,
+    *,
+    filename: str,
+    ocr: OcrOptions | None,
+    max_bytes: int | None = None,
+    max_pages: int | None = None,
+    max_seconds: float | None = None,
+    on_page: Callable[[int, int], None] | None = None,
+) -> ParsedPdf:
+    """``parse_pdf``, with pages without a text layer recognised by ``ocr`` (None: they
+    are not, and a PDF of scans alone is NoTextLayer). ``on_page(done, total)`` hears the
+    recognition's progress. Blocking for as long as recognition takes: call from a thread.
+
+    Raises the errors of ``parse_pdf``, and NoTextLayer when no page has text after
+    recognition (the reasons pages were skipped, in its message)."""
+    parsed = parse_pdf(
+        data,
+        filename=filename,
+        max_bytes=max_bytes,
+        max_pages=max_pages,
+        max_seconds=max_seconds,
+        scans=ocr is not None,
+    )
+    if not parsed.scanned or ocr is None:
+        return parsed
+    total = len(parsed.scanned)
+    recognised = recognise(data, parsed.scanned, ocr, on_page)
+    parsed = parsed.with_recognised(recognised)
+    if not any(text.strip() for text in parsed.pages):
+        reasons = sorted(set(recognised.skipped.values())) or ["no words were recognised"]
+        raise NoTextLayer(
+            f"{filename} has no text layer and no text could be recognised on its "
+            f"{total} scanned page(s): {'; '.join(reasons)[:300]}"
         )
     return parsed
 

@@ -23,9 +23,10 @@ from retrieval.chunking import chunk_pages
 from retrieval.embedders import ServedEmbedder
 from retrieval.index import ChunkIndex
 from retrieval.ingestion import IngestOptions, Ingestor, document_id_for
+from retrieval.ocr import OcrOptions, check_installed
 from retrieval.parsing import parse_pdf
 from storage.object_store import LocalObjectStore
-from tests.pdfs import make_pdf
+from tests.pdfs import make_pdf, scan_pdf
 
 OLD = EmbedderId("rag-embedder:torch", 8)
 NEW = EmbedderId("rag-embedder:int8", 8)
@@ -351,3 +352,27 @@ def test_a_staged_index_is_dropped_on_request_or_by_another_switch(index, blobs,
         "",
     )
     assert second.generation not in index.generations("c")
+
+
+def test_a_scanned_document_is_recognised_again_by_the_reindex(index, blobs, counter):
+    """A document whose text came from OCR at ingest is rebuilt by recognising it again:
+    without recognition it would have no text, and stop the whole switch."""
+    check_installed()
+    scan = scan_pdf(["The Larkspur bridge opened in 1931 and spans the river."])
+    options = IngestOptions(
+        max_bytes=2**22, chunk_tokens=200, overlap_tokens=32, embed_batch=16,
+        ocr=OcrOptions(dpi=300, workers=1),
+    )  # fmt: skip
+    ingest_scan = Ingestor(index, counter, Embedder("old"), options, blobs)
+    ingested = run(ingest_scan.ingest(scan, "s.pdf", "c"))
+    assert ingested.ocr_pages == 1
+    with_ocr = Reindexer(
+        index,
+        blobs.get,
+        ReindexLimits(16, 100, 30, OcrOptions(dpi=300, workers=1)),
+        lambda _: None,
+    )
+    progress = run(with_ocr.run("c", target(counter, Embedder("new"), 64)))
+    assert (progress.state, progress.documents_done) == ("done", 1)
+    hit = index.search("c", vectors(["The Larkspur bridge opened in 1931."], "new")[0], 1)
+    assert hit[0].filename == "s.pdf" and "Larkspur" in hit[0].text

@@ -144,7 +144,7 @@ def parse_pdf(
     if not any(text.strip() for text in parsed.pages) and not (scans and parsed.scanned):
         raise NoTextLayer(
             f"{filename} has no text layer ({parsed.page_count} page(s) of images only?); "
-            "run OCR on it first"
+            "scans are read with OCR (RAG_OCR=auto, with Tesseract installed)"
         )
     return parsed
 

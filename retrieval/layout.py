@@ -191,6 +191,8 @@ def join_lines(lines: Iterable[Line]) -> str:
 
 def line_boxes(lines: Iterable[Line], width: float, height: float) -> tuple[Box, ...]:
     """Each line's box as fractions of the page (so any rendering can scale them)."""
+    # A damaged page may declare no size at all: no division by zero, marks clipped.
+    width, height = max(width, 1.0), max(height, 1.0)
     return tuple(
         (
             round(max(line.x0 / width, 0.0), 4),

@@ -18,6 +18,8 @@ MARGIN = 0.12
 # A margin line repeated on at least this share of pages (and on 3 or more) is furniture.
 REPEATED_SHARE = 0.3
 MIN_REPEATS = 3
+# A line closer than this many line heights to the body's next line is part of it.
+ATTACHED_LINES = 0.5
 _DIGITS = re.compile(r"\d+")
 _PAGE_NUMBER = re.compile(
     r"^\W*(?:page\s+)?(?:\d{1,4}|[ivxlcdm]{1,7})(?:\s*(?:of|/)\s*\d{1,4})?\W*$", re.IGNORECASE
@@ -29,7 +31,10 @@ def furniture(pages: list[list[Line]], heights: list[float]) -> list[set[int]]:
 
     ``pages[i]`` are page i's lines and ``heights[i]`` its height in the lines' units."""
     keys = [
-        [_key(line) if _in_margin(line, height) else None for line in lines]
+        [
+            _key(line) if _standalone_in_margin(lines, index, height) else None
+            for index, line in enumerate(lines)
+        ]
         for lines, height in zip(pages, heights, strict=True)
     ]
     counts: Counter[str] = Counter()
@@ -52,6 +57,31 @@ def furniture(pages: list[list[Line]], heights: list[float]) -> list[set[int]]:
 
 def _in_margin(line: Line, height: float) -> bool:
     return line.bottom <= MARGIN * height or line.top >= (1 - MARGIN) * height
+
+
+def _standalone_in_margin(lines: list[Line], index: int, height: float) -> bool:
+    """Whether line ``index`` (of a page's lines, top to bottom) sits in a margin apart
+    from the body: body text set high on a page runs on line after line into the page,
+    while a running head stands apart (alone, or with other margin lines)."""
+    if not _in_margin(lines[index], height):
+        return False
+    block = _run_of_lines(lines, index)
+    return all(_in_margin(lines[i], height) for i in block)
+
+
+def _run_of_lines(lines: list[Line], index: int) -> range:
+    """The lines set close together (gaps under ATTACHED_LINES heights) around ``index``."""
+
+    def attached(upper: Line, lower: Line) -> bool:
+        return lower.top - upper.bottom < ATTACHED_LINES * (upper.bottom - upper.top)
+
+    first = index
+    while first > 0 and attached(lines[first - 1], lines[first]):
+        first -= 1
+    last = index
+    while last + 1 < len(lines) and attached(lines[last], lines[last + 1]):
+        last += 1
+    return range(first, last + 1)
 
 
 def _key(line: Line) -> str:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
+from retrieval.text import STOPWORDS
+
 # Font weights from 600 up are bold (CSS's scale). Many fonts do not state a weight
 # (PDFium then reports -1 or a guess), so the font's name decides too.
 _BOLD_WEIGHT = 600
@@ -116,7 +118,7 @@ def _words(textpage: pdfium.PdfTextPage, page_height: float) -> list[Word]:
     for index in range(min(count, len(text))):
         char = text[index]
         if char.isspace() or char == "\x00":
-            if chars and _kerning(textpage, text, index, previous_right, size, rect):
+            if chars and _kerning(textpage, text, index, chars, previous_right, size, rect):
                 continue
             if chars:
                 words.append(Word("".join(chars), x0, top, x1, bottom, size, bold))
@@ -166,25 +168,36 @@ def _font_size(textpage: pdfium.PdfTextPage, index: int, height: float) -> float
     return size or height
 
 
-# A space PDFium made up (none in the file) where the letters around it are closer than
-# this share of the font size is kerning, not a word break: "Balance Shee t" is "Sheet".
+# A space PDFium made up (none in the file) between letters closer than this share of the
+# font size may be kerning, not a word break: "Balance Shee t" is "Sheet", "LIQUIDI TY" is
+# "LIQUIDITY". Gaps alone cannot tell it from "of Cash" (closer still in the same font), so
+# only a tail of at most three letters that is no word of its own is joined back.
 _KERNING_EMS = 0.15
+_MAX_TAIL = 3
 
 
 def _kerning(
     textpage: pdfium.PdfTextPage,
     text: str,
     index: int,
+    chars: list[str],
     previous_right: float,
     size: float,
     rect: pdfium_c.FS_RECTF,
 ) -> bool:
-    """Whether the space at ``index`` only separates two letters of one word."""
-    following = index + 1
-    if following >= len(text) or text[following].isspace():
+    """Whether the space at ``index`` only separates the end of the word in ``chars``."""
+    tail = text[index + 1 : index + 1 + _MAX_TAIL + 1].split(maxsplit=1)
+    tail_word = tail[0] if tail and not text[index + 1 : index + 2].isspace() else ""
+    if not (
+        0 < len(tail_word) <= _MAX_TAIL
+        and tail_word.isalpha()
+        and tail_word.lower() not in STOPWORDS
+        and len(chars) >= _MAX_TAIL
+        and all(c.isalpha() for c in chars)
+    ):
         return False
     if pdfium_c.FPDFText_IsGenerated(textpage, index) != 1:
         return False
-    if not pdfium_c.FPDFText_GetLooseCharBox(textpage, following, ctypes.byref(rect)):
+    if not pdfium_c.FPDFText_GetLooseCharBox(textpage, index + 1, ctypes.byref(rect)):
         return False
     return rect.left - previous_right < _KERNING_EMS * size

@@ -274,7 +274,12 @@ def test_delete_removes_the_document_from_search(client, tmp_path):
         metadata={"team": "wildlife"},
     )
     listed = client.list_documents(collection="deleting")["documents"]
-    assert listed[0]["metadata"] == {"team": "wildlife"}
+    # What was given, and the title the PDF states (make_pdf's), listed as detected.
+    assert listed[0]["metadata"] == {
+        "team": "wildlife",
+        "title": "Test document",
+        "detected": "title",
+    }
     deleted = client.delete_document(document_id=doc["document_id"])
     assert deleted == {
         "document_id": doc["document_id"],
@@ -297,8 +302,8 @@ BAD_UPLOADS = [
     ),
     ("pypdf/resources/encryption/r4-aes-user-password.pdf", 422, "password"),
     ("sample-files/017-unreadable-meta-data/unreadablemetadata.pdf", 422, "damaged"),
-    ("sample-files/019-grayscale-image/grayscale-image.pdf", 422, "no text layer"),
-    ("pypdf/resources/encrypted_doc_no_id.pdf", 422, "no text layer"),
+    # A picture without words: recognised, and still nothing to index.
+    ("sample-files/019-grayscale-image/grayscale-image.pdf", 422, "no text could be recognised"),
 ]
 
 

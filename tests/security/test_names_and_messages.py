@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.pdfs import MANUAL_PAGES, make_pdf, self_referencing_length_pdf
+from tests.pdfs import MANUAL_PAGES, make_pdf, self_referencing_kids_pdf
 from tests.security.test_findings import error_of
 
 pytestmark = pytest.mark.e2e
@@ -35,10 +35,10 @@ def test_a_damaged_upload_is_named_without_a_heap_address(secured):
         "POST",
         "/ingest",
         secured.keys.ops,
-        files={"file": ("loop.pdf", self_referencing_length_pdf(), "application/pdf")},
+        files={"file": ("loop.pdf", self_referencing_kids_pdf(), "application/pdf")},
         data={"collection": "alpha"},
     )
     assert reply.status_code == 422, reply.text
     message = error_of(reply)["error"]
-    assert message.endswith("Detected loop with self reference for object 4 0."), message
+    assert message.endswith("Detected loop with self reference for object 3 0."), message
     assert "IndirectObject" not in json.dumps(reply.json())

@@ -41,3 +41,11 @@ def test_a_short_document_keeps_a_line_seen_twice_but_drops_page_numbers():
         ["Page 1 of 5"],
         ["Page 2 of 5"],
     ]
+
+
+def test_a_first_line_of_body_text_set_high_is_not_a_running_head():
+    pages = [
+        group_lines(words(f"Field note {n} of the survey.", 40, 60) + words("The heron", 40, 74))
+        for n in range(5)
+    ]
+    assert furniture(pages, [800.0] * 5) == [set()] * 5

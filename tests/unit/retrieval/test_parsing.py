@@ -28,6 +28,7 @@ from tests.pdfs import (
     many_pages_pdf,
     nested_arrays_pdf,
     object_stream_pdf,
+    self_referencing_kids_pdf,
     self_referencing_length_pdf,
 )
 
@@ -164,6 +165,13 @@ def test_malformed_pdf_is_corrupt_and_says_why(case):
     assert words in message
     assert len(message) < 300
     assert raised.value.error_code.value == 422
+
+
+def test_a_damaged_pdf_message_holds_no_memory_address():
+    # pypdf names the looping object as IndirectObject(3, 0, <id() of its reader>).
+    with pytest.raises(CorruptPdf) as raised:
+        parse_pdf(self_referencing_kids_pdf(), filename="loop.pdf")
+    assert str(raised.value).endswith("Detected loop with self reference for object 3 0.")
 
 
 @pytest.mark.parametrize("case", sorted(READ_DESPITE_DAMAGE))

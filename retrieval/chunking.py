@@ -124,7 +124,7 @@ def chunk_blocks(
                 heading = heading.rsplit(SEPARATOR, 1)[-1][:200]
                 room = max(max_tokens - counter.count([heading])[0] - 1, overlap_tokens + 1)
             units = [u for block in group for u in _units(block, counter, room)]
-            for text, tokens, boxes in _pack(units, room, min(overlap_tokens, room - 1)):
+            for text, tokens, boxes, _ in _pack(units, room, min(overlap_tokens, room - 1)):
                 chunks.append(
                     Chunk(
                         len(chunks),
@@ -154,7 +154,8 @@ def _sections(blocks: list[Block]) -> list[tuple[str, list[Block]]]:
     return sections
 
 
-Unit = tuple[str, int, tuple[Box, ...]]
+# (text, word pieces, boxes of its lines, whether it is a table row)
+Unit = tuple[str, int, tuple[Box, ...], bool]
 
 
 def _units(block: Block, counter: TokenCounter, max_tokens: int) -> list[Unit]:
@@ -167,12 +168,13 @@ def _units(block: Block, counter: TokenCounter, max_tokens: int) -> list[Unit]:
     for sentence, n in zip(sentences, counter.count(sentences), strict=True):
         if n == 0:
             continue
+        row = block.kind == "table"
         if n <= max_tokens:
-            units.append((sentence, n, block.boxes))
+            units.append((sentence, n, block.boxes, row))
             continue
         pieces = counter.split(sentence, max_tokens)
         units.extend(
-            (piece, count, block.boxes)
+            (piece, count, block.boxes, row)
             for piece, count in zip(pieces, counter.count(pieces), strict=True)
         )
     return units
@@ -208,7 +210,13 @@ def _tail(units: list[Unit], budget: int) -> list[Unit]:
 
 
 def _join(units: list[Unit]) -> Unit:
+    # Table rows stay a paragraph each: a row is what an extractive answer quotes, and
+    # sentences are split at paragraph breaks, never inside "| 2018: (1,577) |".
+    text = ""
     boxes: list[Box] = []
-    for _, _, unit_boxes in units:
+    for n, (piece, _, unit_boxes, row) in enumerate(units):
+        if n:
+            text += "\n\n" if row or units[n - 1][3] else " "
+        text += piece
         boxes.extend(box for box in unit_boxes if box not in boxes)
-    return " ".join(u[0] for u in units), sum(u[1] for u in units), tuple(boxes)
+    return text, sum(u[1] for u in units), tuple(boxes), any(u[3] for u in units)

@@ -114,3 +114,19 @@ def test_a_scan_is_recognised_and_answered_from(service, tmp_path: Path):
     )
     assert reply.citations[0].page_start == 2
     assert reply.answer_mode != "not_found"
+
+
+def test_an_answer_from_a_table_quotes_its_row(service, reports):
+    reply = run(
+        service.query(
+            question="What were Northwind's purchases of property, plant and equipment in 2023?",
+            collection="reports",
+        )
+    )
+    assert reply.answer_mode == "extractive"
+    assert "Purchases of property, plant and equipment | 2023: (1,577)" in reply.answer
+    assert "Net income" not in reply.answer  # the row, not the whole statement
+    assert reply.routing == {
+        "documents": ["Northwind_2023_annual_report.pdf"],
+        "terms": ["2023", "northwind"],
+    }

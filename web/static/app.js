@@ -408,7 +408,8 @@ async function showPage(citation, button) {
     try {
       // The passage marked on its page; a passage indexed without its place (an index
       // written by an earlier version) is shown on the page unmarked.
-      response = await postJson("/page_image", { ...asked, highlight: citation.chunk_id });
+      const marked = citation.chunk_id ? { ...asked, highlight: citation.chunk_id } : asked;
+      response = await postJson("/page_image", marked);
     } catch (error) {
       if (!citation.chunk_id || !(error instanceof ApiError) || error.status !== 400) throw error;
       response = await postJson("/page_image", asked);

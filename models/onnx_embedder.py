@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from models.onnx_export import export_quantized
+
 ONNX_FILE = "model.int8.onnx"
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Weights that stay behind in the v1 directory: the ONNX file replaces them.
 _TORCH_WEIGHTS = {"model.safetensors", "pytorch_model.bin"}
 
@@ -36,8 +35,6 @@ _TORCH_WEIGHTS = {"model.safetensors", "pytorch_model.bin"}
 def export_int8(source: Path, target: Path) -> None:
     """Write the int8 ONNX version of the sentence-transformers model in ``source`` into
     ``target``, with its tokenizer and pooling configuration."""
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel, AutoTokenizer
 
     target.mkdir(parents=True, exist_ok=True)
@@ -51,37 +48,15 @@ def export_int8(source: Path, target: Path) -> None:
     sample = tokenizer(["a short text", "and a somewhat longer one"], return_tensors="pt",
                        padding=True)  # fmt: skip
 
-    class Hidden(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            out = self.model(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            )
-            return out.last_hidden_state
-
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32 = Path(tmp) / "model.onnx"
-        axes = {name: {0: "batch", 1: "tokens"} for name in (*_INPUTS, "last_hidden_state")}
-        torch.onnx.export(
-            Hidden(),
-            tuple(sample[name] for name in _INPUTS),
-            str(fp32),
-            input_names=list(_INPUTS),
-            output_names=["last_hidden_state"],
-            dynamic_axes=axes,
-            opset_version=17,
-            dynamo=False,
-        )
-        quantize_dynamic(
-            str(fp32),
-            str(target / ONNX_FILE),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["MatMul"],
-        )
+    export_quantized(
+        model,
+        lambda out: out.last_hidden_state,
+        sample,
+        target / ONNX_FILE,
+        output_name="last_hidden_state",
+        output_axes={0: "batch", 1: "tokens"},
+        quantize=["MatMul"],
+    )
 
 
 class OnnxEmbedder:

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from models.onnx_export import export_quantized
+
 ONNX_FILE = "model.int8.onnx"
 READER_CONFIG = "reader.json"
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                     "vocab.txt", "config.json")  # fmt: skip
 
@@ -58,8 +58,6 @@ class ReaderConfig:
 def export_int8(source: Path, target: Path) -> None:
     """Write the int8 ONNX version of the Hugging Face sequence-classification model in
     ``source`` (with its reader.json) into ``target``."""
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     target.mkdir(parents=True, exist_ok=True)
@@ -72,36 +70,16 @@ def export_int8(source: Path, target: Path) -> None:
     sample = tokenizer(["a question?", "another question"], ["a passage", "a longer passage"],
                        return_tensors="pt", padding=True)  # fmt: skip
 
-    class Logits(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.model(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).logits
-
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32 = Path(tmp) / "model.onnx"
-        axes = {name: {0: "batch", 1: "tokens"} for name in _INPUTS}
-        torch.onnx.export(
-            Logits(),
-            tuple(sample[name] for name in _INPUTS),
-            str(fp32),
-            input_names=list(_INPUTS),
-            output_names=["logits"],
-            dynamic_axes={**axes, "logits": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-        quantize_dynamic(
-            str(fp32),
-            str(target / ONNX_FILE),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["MatMul", "Gather"],
-        )
+    # The word embeddings (Gather) too: the reader ships in the repository (22 MB).
+    export_quantized(
+        model,
+        lambda out: out.logits,
+        sample,
+        target / ONNX_FILE,
+        output_name="logits",
+        output_axes={0: "batch"},
+        quantize=["MatMul", "Gather"],
+    )
 
 
 def check_reader_dir(directory: Path) -> ReaderConfig:

@@ -10,6 +10,7 @@ Ordinary words never route, so a question that names no document is searched eve
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import Counter
@@ -95,35 +96,61 @@ def question_terms(question: str) -> frozenset[str]:
     return frozenset(t for t in terms if len(t) > 1 and t not in STOPWORDS)
 
 
-def matched(asked: frozenset[str], terms: frozenset[str]) -> frozenset[str]:
-    """The question's terms a document holds: the same word, or (for names of 3 letters or
-    more) the start of one ("JPM" of "jpmorgan", "Activision" of "activisionblizzard")."""
-    found = set(asked & terms)
-    for term in asked - found:
-        if len(term) >= _MIN_PREFIX and term.isalpha() and any(t.startswith(term) for t in terms):
-            found.add(term)
-    return frozenset(found)
+class TermIndex:
+    """Which documents hold which words (``document_terms``), for routing questions without
+    a pass over every document: built once per version of a collection's index."""
+
+    def __init__(self, documents: Mapping[str, frozenset[str]]) -> None:
+        self.count = len(documents)
+        self._holders: dict[str, set[str]] = {}
+        for document, terms in documents.items():
+            for term in terms:
+                self._holders.setdefault(term, set()).add(document)
+        self._vocabulary = sorted(self._holders)
+
+    def hits(self, asked: frozenset[str]) -> dict[str, frozenset[str]]:
+        """For each document holding any of ``asked``, which: the same word, or (for names
+        of 3 letters or more) the start of one ("JPM" of "jpmorgan", "Activision" of
+        "activisionblizzard")."""
+        found: dict[str, set[str]] = {}
+        for term in asked:
+            for holder in self._holders_of(term):
+                found.setdefault(holder, set()).add(term)
+        return {document: frozenset(terms) for document, terms in found.items()}
+
+    def _holders_of(self, term: str) -> set[str]:
+        if not (len(term) >= _MIN_PREFIX and term.isalpha()):
+            return self._holders.get(term, set())
+        holders: set[str] = set()
+        # Every word that starts with ``term`` sits right after it in sorted order.
+        for word in self._vocabulary[bisect.bisect_left(self._vocabulary, term) :]:
+            if not word.startswith(term):
+                break
+            holders |= self._holders[word]
+        return holders
 
 
-def route(question: str, documents: Mapping[str, frozenset[str]]) -> Route:
-    """The documents (ids of ``documents``, which maps each to its ``document_terms``) that
-    ``question`` names, or an empty Route when it names none or all of them equally.
+def route(question: str, documents: Mapping[str, frozenset[str]] | TermIndex) -> Route:
+    """The documents that ``question`` names (ids of ``documents``, which maps each to its
+    ``document_terms``, or their TermIndex), or an empty Route when it names none or all of
+    them equally.
 
     Names decide and numbers narrow: the documents whose names the question holds (rarer
     names weigh more), then among them those whose years and figures it holds. A year
     alone routes nowhere: "in 2019" is as likely a year a 2021 report looks back on."""
-    if len(documents) < 2:
+    index = documents if isinstance(documents, TermIndex) else TermIndex(documents)
+    if index.count < 2:
         return Route()
     asked = question_terms(question)
     if not asked:
         return Route()
-    hits = {d: matched(asked, terms) for d, terms in documents.items()}
+    hits = index.hits(asked)
     frequency = Counter(t for found in hits.values() for t in found)
-    weight = {t: math.log(len(documents) / n) for t, n in frequency.items()}
+    weight = {t: math.log(index.count / n) for t, n in frequency.items()}
     names = {t for t in weight if not t.isdigit()}
     # In a small collection, a name only one document holds is enough.
-    chosen = _best(hits, names, weight, documents, min(MIN_SCORE, math.log(len(documents))))
-    if not chosen or len(chosen) == len(documents):
+    chosen = _best(hits, names, weight, hits, min(MIN_SCORE, math.log(index.count)))
+    if not chosen or len(chosen) == index.count:
         return Route()
     chosen = _best(hits, set(weight) - names, weight, chosen, floor=0.0) or chosen
     words = sorted(set().union(*(hits[d] for d in chosen)))
@@ -172,7 +199,7 @@ class DocumentRouter:
         # (collection, generation) -> (index_version, records by id, their words).
         self._known: dict[
             tuple[str, str],
-            tuple[str, dict[str, DocumentRecord], dict[str, frozenset[str]]],
+            tuple[str, dict[str, DocumentRecord], TermIndex],
         ] = {}
 
     def route(self, query: str, live: LiveIndex) -> tuple[list[DocumentRecord] | None, Routing]:
@@ -187,7 +214,7 @@ class DocumentRouter:
             known = (
                 live.index_version,
                 {r.document_id: r for r in records},
-                {r.document_id: document_terms(r.filename, r.metadata) for r in records},
+                TermIndex({r.document_id: document_terms(r.filename, r.metadata) for r in records}),
             )
             self._known[key] = known
         _, records_by_id, terms = known

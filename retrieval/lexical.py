@@ -34,9 +34,10 @@ class _CollectionState:
     ingests: frozenset[str] = frozenset()  # the active ingest ids the index was built from
     checked_at: float = float("-inf")  # time.monotonic() of the last look at the registry
     tokens: dict[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
-    # (chunk ids in corpus order, their BM25 retriever), replaced as one so that a search
-    # running during a rebuild reads a matching pair.
-    snapshot: tuple[list[str], Any] = ([], None)
+    # (chunk ids in corpus order, their BM25 retriever, each ingest's span of positions in
+    # that order), replaced as one so that a search running during a rebuild reads a
+    # matching set.
+    snapshot: tuple[list[str], Any, dict[str, range]] = ([], None, {})
 
 
 class LexicalIndex:
@@ -75,7 +76,7 @@ class LexicalIndex:
         """``(chunk_id, bm25 score)`` of the best ``top_k`` chunks (score > 0), best first,
         in ``generation`` of the index (default: the live one); only chunks of ``ingests``
         where given (the documents a question was routed to)."""
-        chunk_ids, retriever = self._refreshed(collection, generation).snapshot
+        chunk_ids, retriever, spans = self._refreshed(collection, generation).snapshot
         if retriever is None:
             return []
         terms = [t for t in self._tokenize([query])[0] if t in retriever.vocab_dict]
@@ -83,10 +84,10 @@ class LexicalIndex:
             return []
         mask = None
         if ingests is not None:
-            # Chunk ids are "<ingest id>:<n>" (index_format.chunk_id).
-            mask = np.fromiter(
-                (c.split(":", 1)[0] in ingests for c in chunk_ids), dtype=bool, count=len(chunk_ids)
-            ).astype(np.float32)
+            # An ingest's chunks are one run of the corpus: the mask costs a slice each.
+            mask = np.zeros(len(chunk_ids), dtype=np.float32)
+            for ingest in ingests & spans.keys():
+                mask[spans[ingest].start : spans[ingest].stop] = 1.0
         ids, scores = retriever.retrieve(
             [terms], k=min(top_k, len(chunk_ids)), show_progress=False, weight_mask=mask
         )
@@ -117,7 +118,7 @@ class LexicalIndex:
         is common (a 4-page manual says "radio" on every page), so relative weights alone
         would call a question about the radio one about nothing.
         """
-        chunk_ids, retriever = self._refreshed(collection, generation).snapshot
+        chunk_ids, retriever, _ = self._refreshed(collection, generation).snapshot
         total = max(len(chunk_ids), as_if_chunks)
         vocabulary = retriever.vocab_dict if retriever is not None else {}
         # BM25 keeps its scores term by term (CSC): a term's column holds one entry per
@@ -184,11 +185,16 @@ class LexicalIndex:
         rows = [row for ingest in sorted(state.tokens) for row in state.tokens[ingest]]
         corpus = [tokens for _, tokens in rows]
         if not any(corpus):
-            state.snapshot = ([], None)
+            state.snapshot = ([], None, {})
             return
         retriever = bm25s.BM25()
         retriever.index(corpus, show_progress=False)
-        state.snapshot = ([chunk_id for chunk_id, _ in rows], retriever)
+        spans: dict[str, range] = {}
+        start = 0
+        for ingest in sorted(state.tokens):  # the order ``rows`` was built in
+            spans[ingest] = range(start, start + len(state.tokens[ingest]))
+            start = spans[ingest].stop
+        state.snapshot = ([chunk_id for chunk_id, _ in rows], retriever, spans)
 
     def _tokenize(self, texts: list[str]) -> list[list[str]]:
         import bm25s

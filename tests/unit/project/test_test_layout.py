@@ -177,6 +177,11 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "tests/service/test_service_inprocess.py",
         "Protocols of the model engines and a clock helper, used by every answer",
     ),
+    "models/onnx_export": (
+        "tests/unit/models/test_onnx_embedder.py",
+        "the export both int8 models share, run and served there (and for the reader in "
+        "tests/unit/jobs/test_reader_training.py)",
+    ),
     "retrieval/pdf_words": (
         "tests/unit/retrieval/test_page_layout.py",
         "PDFium's words, boxes, fonts and bookmarks, read from a generated report there",

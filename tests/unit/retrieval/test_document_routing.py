@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from retrieval.document_routing import Route, document_terms, matched, question_terms, route
+from retrieval.document_routing import Route, TermIndex, document_terms, question_terms, route
 
 FILINGS = {
     name: document_terms(name, {})
@@ -45,7 +45,10 @@ def test_question_terms_are_its_names_and_numbers():
 
 
 def test_a_name_may_be_the_start_of_a_run_together_file_name():
-    assert matched(frozenset({"jpm", "us"}), FILINGS["JPMORGAN_2021Q1_10Q.pdf"]) == {"jpm"}
+    hits = TermIndex(FILINGS).hits(frozenset({"jpm", "us", "pfizer"}))
+    assert hits["JPMORGAN_2021Q1_10Q.pdf"] == {"jpm"}
+    assert hits["PFIZER_2021_10K.pdf"] == hits["Pfizer_2023Q2_10Q.pdf"] == {"pfizer"}
+    assert "3M_2018_10K.pdf" not in hits
 
 
 def test_names_decide_and_years_narrow():

@@ -92,3 +92,13 @@ def test_each_pages_best_passage_comes_before_any_pages_second():
     ranked = [at("a", 25, 0), at("a", 25, 1), at("a", 25, 2), at("b", 25, 3), at("a", 4, 4)]
     assert [p.chunk_index for p in pages_first(ranked)] == [0, 3, 4, 1, 2]
     assert pages_first([]) == []
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_a_routed_retrieval_reads_only_the_routed_documents(index, mode):
+    bridge = add(index, "bridge.pdf", "i1", TEXTS["bridge.pdf"], 0)
+    add(index, "otters.pdf", "i2", TEXTS["otters.pdf"], 2)
+    retriever = Retriever(index, LexicalIndex(index, refresh_s=0), candidates=4)
+    # The vector points at the otters, the words at the bridge: only the bridge may come.
+    found = retriever.retrieve("c", "Larkspur bridge 1931", unit(2), 4, mode, None, [bridge])
+    assert found and {p.filename for p in found} == {"bridge.pdf"}

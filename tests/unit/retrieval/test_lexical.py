@@ -101,3 +101,15 @@ def test_weights_as_if_bigger_keep_a_small_collections_common_words_meaningful(i
     # In its own two chunks "otter" weighs a fraction of an unseen word; padded, it is
     # nearly as telling.
     assert own["otter"] / own["mars"] < 0.3 < 0.6 < padded["otter"] / padded["mars"]
+
+
+def test_a_search_routed_to_some_documents_finds_only_their_chunks(index):
+    lexical = LexicalIndex(index, refresh_s=0)
+    add(index, "bridge.pdf", "i1", TEXTS["bridge.pdf"], 0)
+    add(index, "otters.pdf", "i2", [*TEXTS["otters.pdf"], "Otters swim under the bridge."], 2)
+    question = "otters bridge"
+    assert {c.split(":")[0] for c, _ in lexical.search("c", question, 5)} == {"i1", "i2"}
+    assert {c for c, _ in lexical.search("c", question, 5, ingests=frozenset({"i1"}))} == {"i1:0"}
+    only_otters = lexical.search("c", question, 5, ingests=frozenset({"i2", "gone"}))
+    assert {c.split(":")[0] for c, _ in only_otters} == {"i2"}
+    assert lexical.search("c", question, 5, ingests=frozenset()) == []
